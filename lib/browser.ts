@@ -1,0 +1,7 @@
+/** The browser entry (no Node built-in): WASM, then the TypeScript reference. */
+import { jsProvider } from './backends/js.js';
+import { registerBackend } from './registry.js';
+
+registerBackend(jsProvider);
+
+export * from './exports.js';

@@ -1,0 +1,25 @@
+/** Everything both entry points (Node and browser) export; each entry adds its backends. */
+export {
+  batchNormBackward,
+  batchNormBackwardAsync,
+  batchNormInfer,
+  batchNormInferAsync,
+  batchNormTrain,
+  batchNormTrainAsync,
+  moments,
+  updateRunningStats,
+} from './api.js';
+export type * from './api.js';
+export { BatchNorm, type BatchNormOptions, type BatchNormState } from './layer.js';
+export {
+  backends,
+  currentBackend,
+  ready,
+  registerBackend,
+  setThreads,
+  useBackend,
+  withBackend,
+  type BackendStatus,
+} from './registry.js';
+export { verify, type BackendVerdict, type VerifyOptions, type VerifyReport } from './verify.js';
+export type { Backend, BackendDetails, BackendName, BackendProvider } from './backend.js';

@@ -1,0 +1,229 @@
+/**
+ * The self-check: random cases on every available backend, compared with the float64
+ * reference (the `js` backend on float64 copies of the same data).
+ */
+import {
+  batchNormBackward,
+  batchNormInfer,
+  batchNormTrain,
+  moments,
+  type FloatArray,
+  type Layout,
+} from './api.js';
+import type { BackendName } from './backend.js';
+import { formatMismatch, rms, toleranceFor, worstMismatch } from './compare.js';
+import { Random } from './random.js';
+import { backends, withBackend } from './registry.js';
+
+export interface VerifyOptions {
+  /** random cases per backend (default 60) */
+  cases?: number;
+  /** default: a fixed seed, so a report can be reproduced */
+  seed?: number;
+  /** which backends (default: every available one) */
+  backends?: BackendName[];
+}
+
+export interface BackendVerdict {
+  backend: BackendName;
+  cases: number;
+  failures: string[];
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  seed: number;
+  results: BackendVerdict[];
+  /** backends not checked and why */
+  unavailable: { backend: BackendName; reason: string }[];
+  /** the report as lines of text */
+  text: string;
+}
+
+export type Op = 'train' | 'infer' | 'backward' | 'moments';
+type Outputs = Record<string, ArrayLike<number>>;
+
+/** A run's outputs, and for some of them the scale errors are judged against (see worstMismatch). */
+export interface SpecRun {
+  outputs: Outputs;
+  scales: Record<string, number>;
+}
+
+/** One op on one tensor: everything needed to run it and rebuild its data from `seed`. */
+export interface CaseSpec {
+  op: Op;
+  dtype: 'float32' | 'float64';
+  layout: Layout;
+  dims: number[];
+  affine: boolean;
+  activation: 'none' | 'relu';
+  /** data are offset + scale·N(0, 1) */
+  offset: number;
+  scale: number;
+  eps: number;
+  momentum: number | null;
+  unbiasedRunningVar: boolean;
+  /** backward only: eval-mode gradient */
+  training: boolean;
+  seed: number;
+}
+
+/** The functions a case needs, passed in so a bundle (a browser page) can supply its own. */
+export interface OpsApi {
+  batchNormTrain: typeof batchNormTrain;
+  batchNormInfer: typeof batchNormInfer;
+  batchNormBackward: typeof batchNormBackward;
+  moments: typeof moments;
+  withBackend: typeof withBackend;
+}
+
+export function describeSpec(s: CaseSpec): string {
+  const flags = [
+    s.affine ? '' : 'no-affine',
+    s.activation === 'relu' ? 'relu' : '',
+    s.offset ? `offset ${s.offset}` : '',
+    s.op === 'backward' && !s.training ? 'eval' : '',
+    s.op === 'train' ? `momentum ${s.momentum} ${s.unbiasedRunningVar ? 'unbiased' : 'biased'}` : '',
+  ].filter(Boolean);
+  return `${s.op} ${s.dtype} ${s.layout} [${s.dims.join(',')}] eps ${s.eps}${flags.length ? ' ' + flags.join(' ') : ''}`;
+}
+
+/**
+ * Runs the op with arrays of the spec's dtype, or (as64) with float64 copies of the same
+ * values — both sides start from the same rounded data. Returns every output, running stats included.
+ */
+export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
+  const rng = new Random(s.seed);
+  const rank = s.dims.length;
+  const C = s.dims[s.layout === 'channels-first' ? 1 : rank - 1];
+  const n = s.dims.reduce((a, b) => a * b, 1);
+  const round = (a: Float64Array): Float64Array => (s.dtype === 'float32' ? new Float64Array(new Float32Array(a)) : a);
+  const make = (length: number, scale = 1, shift = 0): Float64Array => round(rng.fill(new Float64Array(length), scale, shift));
+  const x = make(n, s.scale, s.offset);
+  const dy = make(n);
+  const gamma = make(C, 0.5, 1);
+  const beta = make(C);
+  const runningMean = make(C, s.scale, s.offset);
+  const runningVar = round(make(C).map((v) => 0.5 + Math.abs(v)));
+  const c = (a: Float64Array): FloatArray => (as64 || s.dtype === 'float64' ? a.slice() : new Float32Array(a));
+  const params = s.affine ? { gamma: c(gamma), beta: c(beta) } : {};
+  const { layout, activation, eps } = s;
+  switch (s.op) {
+    case 'train': {
+      const running = { runningMean: c(runningMean), runningVar: c(runningVar) };
+      const r = api.batchNormTrain(
+        { x: c(x), shape: s.dims, ...params, ...running, numBatchesTracked: 3 },
+        { layout, activation, eps, momentum: s.momentum, unbiasedRunningVar: s.unbiasedRunningVar },
+      );
+      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: {} };
+    }
+    case 'infer': {
+      const r = api.batchNormInfer({ x: c(x), shape: s.dims, runningMean: c(runningMean), runningVar: c(runningVar), ...params }, { layout, activation, eps });
+      return { outputs: r, scales: {} };
+    }
+    case 'backward': {
+      // The saved statistics (and y) are inputs here: both sides get the same rounded values
+      // from the reference, so backward alone is judged.
+      const fwd = api.withBackend('js', () =>
+        api.batchNormTrain({ x: round(x).slice(), shape: s.dims, gamma: s.affine ? gamma : null, beta: s.affine ? beta : null }, { layout, activation, eps }),
+      );
+      const [mean, invStd, y] = [fwd.mean, fwd.invStd, fwd.y].map((a) => round(a as Float64Array));
+      const r = api.batchNormBackward(
+        { dy: c(dy), x: c(x), shape: s.dims, mean: c(mean), invStd: c(invStd), gamma: params.gamma, y: activation === 'relu' ? c(y) : null },
+        { layout, activation, training: s.training },
+      );
+      // Training dx is a difference of terms of size gamma·invStd·dy: judge it at that scale.
+      const terms = dy.map((v, i) => v * (s.affine ? gamma[channelOf(s, i)] : 1) * invStd[channelOf(s, i)]);
+      return { outputs: { ...r }, scales: { dx: rms(terms) } };
+    }
+    case 'moments':
+      return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: {} };
+  }
+}
+
+/** The channel of flat index i under the spec's layout. */
+function channelOf(s: CaseSpec, i: number): number {
+  const rank = s.dims.length;
+  if (s.layout === 'channels-last') return i % s.dims[rank - 1];
+  const inner = s.dims.slice(2).reduce((a, b) => a * b, 1);
+  return Math.floor(i / inner) % s.dims[1];
+}
+
+/** Runs the spec on `backend` and on the float64 reference; null when every output agrees. */
+export function checkSpec(api: OpsApi, backend: BackendName, s: CaseSpec): string | null {
+  const label = describeSpec(s);
+  try {
+    const got = api.withBackend(backend, () => runSpec(api, s, false));
+    const expected = api.withBackend('js', () => runSpec(api, s, true));
+    for (const [name, values] of Object.entries(got.outputs)) {
+      const m = worstMismatch(values, expected.outputs[name], toleranceFor(values as FloatArray), expected.scales[name]);
+      if (m) return `${label}: ${formatMismatch(name, m)}`;
+    }
+    return null;
+  } catch (e) {
+    return `${label}: threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
+  }
+}
+
+/** A random spec: every op, layout, dtype and option; now and then past the threading threshold. */
+export function randomSpec(rng: Random): CaseSpec {
+  const layout = rng.pick<Layout>(['channels-first', 'channels-last']);
+  const rank = rng.int(2, 5);
+  const big = rng.next() < 0.15;
+  const dims = Array.from({ length: rank }, () => rng.int(1, rank <= 2 ? 64 : 9));
+  dims[0] = rng.int(2, big ? 64 : 8);
+  if (big) dims[layout === 'channels-first' ? rank - 1 : 0] = rng.int(200, 1200);
+  return {
+    op: rng.pick<Op>(['train', 'infer', 'backward', 'moments']),
+    dtype: rng.pick(['float32', 'float64'] as const),
+    layout,
+    dims,
+    affine: rng.next() < 0.7,
+    activation: rng.next() < 0.3 ? 'relu' : 'none',
+    offset: rng.next() < 0.2 ? 1e3 : 0,
+    scale: 1 + rng.next() * 3,
+    eps: rng.pick([1e-5, 1e-3, 0.1]),
+    momentum: rng.pick([0.9, 0.5, null]),
+    unbiasedRunningVar: rng.next() < 0.7,
+    training: rng.next() < 0.8,
+    seed: rng.int(0, 2 ** 31),
+  };
+}
+
+const localApi: OpsApi = { batchNormTrain, batchNormInfer, batchNormBackward, moments, withBackend };
+
+/**
+ * Runs random cases (every op, layout, dtype, affine and ReLU setting) on each available
+ * backend and compares every output with the float64 reference. Never throws for a mismatch:
+ * the report says what differed.
+ */
+export function verify(options: VerifyOptions = {}): VerifyReport {
+  const seed = options.seed ?? 20261126;
+  const count = options.cases ?? 60;
+  const status = backends();
+  const wanted = options.backends ?? status.map((s) => s.name);
+  const results: BackendVerdict[] = [];
+  const unavailable: VerifyReport['unavailable'] = [];
+  for (const s of status) {
+    if (!wanted.includes(s.name)) continue;
+    if (!s.available) {
+      unavailable.push({ backend: s.name, reason: s.reason ?? 'unavailable' });
+      continue;
+    }
+    const rng = new Random(seed);
+    const failures: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const failure = checkSpec(localApi, s.name, randomSpec(rng));
+      if (failure) failures.push(failure);
+    }
+    results.push({ backend: s.name, cases: count, failures });
+  }
+  const ok = results.length > 0 && results.every((r) => r.failures.length === 0);
+  const lines = [`simdnorm verify (seed ${seed}): ${ok ? 'every backend conforms' : 'MISMATCH'}`];
+  for (const r of results) {
+    lines.push(`  ${r.backend.padEnd(6)} ${r.failures.length === 0 ? 'ok' : 'FAILED'}  ${r.cases - r.failures.length}/${r.cases} cases match the float64 reference`);
+    for (const f of r.failures.slice(0, 10)) lines.push(`      ${f}`);
+  }
+  for (const u of unavailable) lines.push(`  ${u.backend.padEnd(6)} not checked: ${u.reason}`);
+  return { ok, seed, results, unavailable, text: lines.join('\n') };
+}
