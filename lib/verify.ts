@@ -173,6 +173,12 @@ export function randomSpec(rng: Random): CaseSpec {
   const dims = Array.from({ length: rank }, () => rng.int(1, rank <= 2 ? 64 : 9));
   dims[0] = rng.int(2, big ? 64 : 8);
   if (big) dims[layout === 'channels-first' ? rank - 1 : 0] = rng.int(200, 1200);
+  // At most ~300k elements: big enough to cross threading thresholds, quick on the reference.
+  const channelAxis = layout === 'channels-first' ? 1 : rank - 1;
+  while (dims.reduce((a, b) => a * b, 1) > 300_000) {
+    const widest = dims.reduce((best, d, i) => (i !== channelAxis && d > dims[best] ? i : best), channelAxis === 0 ? 1 : 0);
+    dims[widest] = Math.ceil(dims[widest] / 2);
+  }
   return {
     op: rng.pick<Op>(['train', 'infer', 'backward', 'moments']),
     dtype: rng.pick(['float32', 'float64'] as const),

@@ -150,5 +150,5 @@ describe('registry', () => {
     const report = api.verify({ cases: 40, backends: ['js'] });
     expect(report.ok).toBe(true);
     expect(report.text).toContain('js');
-  });
+  }, 60_000);
 });
