@@ -1,0 +1,88 @@
+/** The package's shape: entry points, the CLI, the environment switch, and the self-check's teeth. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import * as api from '../lib/index.js';
+import { jsBackend } from '../lib/backends/js.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+const cli = join(dist, 'cli.js');
+
+/** Every module the file imports, transitively, with each import specifier seen. */
+function importGraph(file: string, seen = new Map<string, string[]>()): Map<string, string[]> {
+  if (seen.has(file)) return seen;
+  const source = readFileSync(file, 'utf8');
+  const specifiers = [...source.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)].map(
+    (m) => m[1] ?? m[2],
+  );
+  seen.set(file, specifiers);
+  for (const s of specifiers) if (s.startsWith('.')) importGraph(resolve(dirname(file), s), seen);
+  return seen;
+}
+
+describe('package', () => {
+  it('the browser entry imports no Node built-in, statically or dynamically', () => {
+    const graph = importGraph(join(dist, 'browser.js'));
+    const nodeBuiltins = new Set(builtinModules);
+    for (const [file, specifiers] of graph) {
+      for (const s of specifiers) {
+        expect(s.startsWith('node:') || nodeBuiltins.has(s), `${file} imports ${s}`).toBe(false);
+      }
+    }
+    expect(graph.size).toBeGreaterThan(5);
+  });
+
+  it('exports has node and browser conditions and types', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    expect(pkg.type).toBe('module');
+    expect(pkg.exports['.']).toMatchObject({ node: './dist/index.js', browser: './dist/browser.js', types: './dist/index.d.ts' });
+    expect(pkg.engines.node).toBe('>=20');
+  });
+
+  it('simdnorm info lists the backends; verify exits 0 when they conform', () => {
+    const info = execFileSync(process.execPath, [cli, 'info'], { encoding: 'utf8' });
+    expect(info).toMatch(/\bjs\b/);
+    const verify = spawnSync(process.execPath, [cli, 'verify', '--cases', '10'], { encoding: 'utf8' });
+    expect(verify.status, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toContain('every backend conforms');
+  }, 60_000);
+
+  it('SIMDNORM_BACKEND forces a backend, and a bad value is refused by name', () => {
+    const env = { ...process.env, SIMDNORM_BACKEND: 'js' };
+    const info = execFileSync(process.execPath, [cli, 'info', '--json'], { encoding: 'utf8', env });
+    expect(JSON.parse(info).find((b: { current: boolean }) => b.current).name).toBe('js');
+    const bad = spawnSync(process.execPath, [cli, 'info'], { encoding: 'utf8', env: { ...process.env, SIMDNORM_BACKEND: 'cuda' } });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('SIMDNORM_BACKEND');
+  });
+
+  it('verify() reports a backend that computes a wrong number', () => {
+    // A backend whose inference is off by one ulp-ish scale (1e-4) in one element.
+    api.registerBackend({
+      name: 'wasm',
+      priority: 1,
+      loadSync: () => ({
+        ...jsBackend,
+        name: 'wasm',
+        infer(args) {
+          jsBackend.infer(args);
+          if (args.y.length > 0) args.y[0] += 1e-3;
+        },
+      }),
+      load: async () => {
+        throw new Error('unused');
+      },
+    });
+    try {
+      const report = api.verify({ cases: 40, backends: ['wasm'] });
+      expect(report.ok).toBe(false);
+      expect(report.results[0].failures.join('\n')).toMatch(/infer .*y\[0\]/);
+    } finally {
+      api.registerBackend({ name: 'wasm', priority: 20, load: async () => Promise.reject(new Error('test stub removed')) });
+    }
+  }, 60_000);
+});
