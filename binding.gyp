@@ -1,0 +1,78 @@
+# node-gyp build of the native addon: build/Release/simdnorm.node.
+# Offline: node-gyp rebuild --nodedir="$(node -p 'require("path").resolve(process.execPath,"../..")')"
+# (native/build.mjs does this). CMakeLists.txt builds the same addon with cmake-js.
+#
+# The per-ISA kernel sources are compiled twice on x86-64: once for the baseline ISA and once
+# with AVX2+FMA (a static library of their own, so only those objects get -mavx2 -mfma);
+# dispatch.cpp picks one at run time. Never -march=native: the binary must run on any x86-64.
+{
+  'variables': {
+    'kernel_isa_sources': [
+      'native/kernels/stats.cpp',
+      'native/kernels/forward.cpp',
+      'native/kernels/backward.cpp',
+      'native/kernels/running.cpp',
+    ],
+  },
+  'target_defaults': {
+    # C++ exceptions on everywhere (NAPI_CPP_EXCEPTIONS comes with node_addon_api_except_all).
+    'cflags!': ['-fno-exceptions'],
+    'cflags_cc!': ['-fno-exceptions'],
+    # -ffp-contract=off: node's common.gypi compiles as gnu++17, where GCC contracts a*b+c into
+    # FMAs on its own, differently in different inlined copies of one formula (a vector body and
+    # its tail), so results changed with the alignment of the caller's arrays. kernels.cmake
+    # compiles ISO C++17, where GCC does not contract; the kernels' explicit mulAdd is unaffected.
+    'cflags': ['-O3', '-fPIC', '-pthread', '-ffp-contract=off'],
+    'cflags_cc': ['-O3'],
+    'ldflags': ['-pthread'],
+    'xcode_settings': {
+      'GCC_ENABLE_CPP_EXCEPTIONS': 'YES',
+      'CLANG_CXX_LANGUAGE_STANDARD': 'c++17',
+      'GCC_OPTIMIZATION_LEVEL': '3',
+      'OTHER_CFLAGS': ['-ffp-contract=off'],
+    },
+  },
+  'targets': [
+    {
+      'target_name': 'simdnorm_kernels_base',
+      'type': 'static_library',
+      'sources': ['<@(kernel_isa_sources)'],
+      'defines': ['SIMDNORM_ISA=base'],
+    },
+    {
+      'target_name': 'simdnorm',
+      'sources': [
+        'native/node/addon.cpp',
+        'native/node/args.cpp',
+        'native/node/operations.cpp',
+        'native/kernels/parallel.cpp',
+        'native/kernels/dispatch.cpp',
+      ],
+      'dependencies': [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all",
+        'simdnorm_kernels_base',
+      ],
+      'defines': ['NAPI_VERSION=8', 'SIMDNORM_BUILD_NODE_GYP'],
+      'conditions': [
+        ['target_arch=="x64"', {
+          'dependencies': ['simdnorm_kernels_avx2'],
+          'defines': ['SIMDNORM_HAVE_AVX2'],
+        }],
+      ],
+    },
+  ],
+  'conditions': [
+    ['target_arch=="x64"', {
+      'targets': [
+        {
+          'target_name': 'simdnorm_kernels_avx2',
+          'type': 'static_library',
+          'sources': ['<@(kernel_isa_sources)'],
+          'defines': ['SIMDNORM_ISA=avx2'],
+          'cflags': ['-mavx2', '-mfma'],
+          'xcode_settings': { 'OTHER_CFLAGS': ['-ffp-contract=off', '-mavx2', '-mfma'] },
+        },
+      ],
+    }],
+  ],
+}

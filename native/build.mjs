@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/**
+ * Builds simdnorm's native addon (native/node over native/kernels).
+ *
+ *   node native/build.mjs           The package's `install` script; best effort. Keeps a
+ *                                   build/Release/simdnorm.node that loads, else runs node-gyp
+ *                                   offline. On any failure it prints one line with the reason and
+ *                                   exits 0: npm install never fails because of the addon, and the
+ *                                   WASM backend is used instead. SIMDNORM_SKIP_NATIVE=1 skips it.
+ *   node native/build.mjs --gyp     node-gyp rebuild (offline) -> build/Release/simdnorm.node;
+ *                                   output shown, exits non-zero on failure (npm run build:native).
+ *   node native/build.mjs --cmake   cmake-js rebuild --out build-cmake
+ *                                   -> build-cmake/Release/simdnorm.node; the same (CI).
+ * Arguments after --gyp or --cmake go to node-gyp or cmake-js (say, --CDSIMDNORM_SANITIZE=ON).
+ *
+ * Offline: node-gyp gets --nodedir=<prefix of this Node> when <prefix>/include/node/node_api.h
+ * exists; cmake-js uses node-api-headers (package.json has "binary": {"napi_versions": [8]}).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { delimiter, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const gypAddon = join(root, 'build', 'Release', 'simdnorm.node');
+const cmakeAddon = join(root, 'build-cmake', 'Release', 'simdnorm.node');
+const jobs = String(availableParallelism());
+
+/** A failure whose message is the one-line reason shown to the user. */
+class BuildError extends Error {}
+
+/**
+ * Loads the addon in a child process (a broken binary must not take this script down):
+ * { info } from its info() when it loads, else { error } with the first line of the reason.
+ */
+function probe(file) {
+  if (!existsSync(file)) return { error: 'it does not exist' };
+  const script = `console.log(JSON.stringify(require(${JSON.stringify(file)}).info()))`;
+  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  if (result.status === 0) return { info: JSON.parse(result.stdout) };
+  const line = `${result.stderr ?? ''}`.split('\n').find((l) => /error/i.test(l));
+  return { error: line?.trim() || `loading it exited with ${result.status ?? result.signal}` };
+}
+
+/**
+ * How to run node-gyp: npm's bundled one (npm gives scripts npm_config_node_gyp), else one on
+ * PATH, else the one bundled with the npm installed next to this Node (run outside npm).
+ */
+function nodeGypCommand() {
+  const fromNpm = process.env.npm_config_node_gyp;
+  if (fromNpm && existsSync(fromNpm)) {
+    return /\.[cm]?js$/.test(fromNpm) ? [process.execPath, fromNpm] : [fromNpm];
+  }
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && existsSync(join(dir, 'node-gyp'))) return [join(dir, 'node-gyp')];
+  }
+  const prefix = resolve(process.execPath, '..', '..');
+  const besideNpm = join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  if (existsSync(besideNpm)) return [process.execPath, besideNpm];
+  throw new BuildError('node-gyp not found: not run by npm, none on PATH and none beside npm');
+}
+
+/** --nodedir for this Node's own headers, so node-gyp does not try to download them. */
+function nodedirArgs() {
+  const prefix = resolve(process.execPath, '..', '..');
+  return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+}
+
+/** The line of a failed build's output that says most about why. */
+function firstReason(output) {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  const pick =
+    lines.find((l) => /\berror\b:/i.test(l) && !l.startsWith('gyp')) ??
+    lines.find((l) => /^g?make(\[\d+\])?: \*\*\*/.test(l)) ??
+    lines.find((l) => l.startsWith('gyp ERR! stack Error:'))?.replace('gyp ERR! stack ', '') ??
+    lines.find((l) => l.startsWith('gyp ERR!')) ??
+    lines.at(-1) ??
+    'no output';
+  return pick.length > 200 ? `${pick.slice(0, 197)}...` : pick;
+}
+
+/** Runs a build tool (`name` for messages); quiet: output captured into build/native-build.log. */
+function run(name, command, args, { quiet }) {
+  const result = spawnSync(command[0], [...command.slice(1), ...args], {
+    cwd: root,
+    stdio: quiet ? 'pipe' : 'inherit',
+    encoding: 'utf8',
+    timeout: 20 * 60_000,
+  });
+  if (result.error) throw new BuildError(`${name} could not run: ${result.error.message}`);
+  if (result.status === 0) return;
+  let log = '';
+  if (quiet) {
+    const output = `${result.stdout ?? ''}\n${result.stderr ?? ''}`;
+    const logFile = join(root, 'build', 'native-build.log');
+    try {
+      mkdirSync(dirname(logFile), { recursive: true });
+      writeFileSync(logFile, output);
+      log = `; log: ${relative(root, logFile)}`;
+    } catch {
+      // no log then; the reason below still says what went wrong
+    }
+    throw new BuildError(`${name} failed: ${firstReason(output)}${log}`);
+  }
+  throw new BuildError(`${name} ${args[0]} exited with ${result.status ?? result.signal}`);
+}
+
+function buildWithNodeGyp({ quiet, extra = [] }) {
+  run('node-gyp', nodeGypCommand(), ['rebuild', '-j', jobs, ...nodedirArgs(), ...extra], { quiet });
+  return checkBuilt(gypAddon);
+}
+
+function buildWithCmakeJs({ extra = [] }) {
+  const require = createRequire(join(root, 'package.json'));
+  let cmakeJs;
+  try {
+    cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  } catch {
+    throw new BuildError('cmake-js is not installed (npm install first; it is a devDependency)');
+  }
+  const args = ['rebuild', '--out', 'build-cmake', '--parallel', jobs, ...extra];
+  run('cmake-js', [process.execPath, cmakeJs], args, { quiet: false });
+  return checkBuilt(cmakeAddon);
+}
+
+function checkBuilt(file) {
+  const { info, error } = probe(file);
+  if (error) throw new BuildError(`${relative(root, file)} was built but does not load: ${error}`);
+  return `${relative(root, file)} (${info.build}, ${info.simd}, ${info.maxThreads} threads)`;
+}
+
+function install() {
+  if (process.env.SIMDNORM_SKIP_NATIVE) throw new BuildError('SIMDNORM_SKIP_NATIVE is set');
+  if (!probe(gypAddon).error) {
+    console.log(`simdnorm: native addon present: ${relative(root, gypAddon)}`);
+    return;
+  }
+  console.log('simdnorm: building the native addon with node-gyp...');
+  console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: true })}`);
+}
+
+const [mode, ...extra] = process.argv.slice(2);
+try {
+  if (mode === '--gyp') console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false, extra })}`);
+  else if (mode === '--cmake') console.log(`simdnorm: native addon built: ${buildWithCmakeJs({ extra })}`);
+  else if (mode === undefined) install();
+  else throw new BuildError(`unknown option ${mode}; use --gyp, --cmake or nothing`);
+} catch (e) {
+  const reason = e instanceof BuildError ? e.message : `unexpected error: ${String(e?.message ?? e).split('\n')[0]}`;
+  if (mode === undefined) {
+    console.log(`simdnorm: native addon not built (${reason}); the WASM backend will be used`);
+    process.exitCode = 0;
+  } else {
+    console.error(`simdnorm: ${reason}`);
+    process.exitCode = 1;
+  }
+}

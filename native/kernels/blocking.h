@@ -1,0 +1,459 @@
+// How the per-ISA kernels cut a tensor into blocks, and the two loops every kernel is made of:
+// a reduction into double sums and an element-wise write. Shared by stats.cpp, forward.cpp and
+// backward.cpp; everything is in namespace simdnorm::SIMDNORM_ISA (see simd.h).
+//
+// Two paths, as in PyTorch's batch_norm_kernel.cpp:
+//  - planes (channels-first, inner >= kMinPlane): vectorised along the plane. A block is a group
+//    of whole planes of one channel, or a piece of one plane when planes are large.
+//  - rows (channels-last, and channels-first with small planes): the tensor is read as rows of
+//    `period` values, a whole number of [channels][inner] runs chosen so that a row is a multiple
+//    of the vector width where that is cheap; vectorised across the row, per-column partial sums
+//    over a fixed range of rows (the nspc design of oneDNN). A task is a row block times a tile
+//    of columns; a statistics block is a row block times the columns of one channel.
+// Every cut depends on the geometry (and the vector width) only, never on the thread count, and
+// partial results are merged in block order: results are bitwise the same for any thread count.
+#pragma once
+
+#include <type_traits>
+
+#include "batchnorm.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace simdnorm {
+namespace SIMDNORM_ISA {
+
+constexpr int64_t kMinPlane = 16;             // planes shorter than this: rows path
+constexpr int64_t kSmallPlane = 16;            // ... and shorter than this when outer is at least
+constexpr int64_t kRowsForSmallPlanes = 16;
+constexpr int64_t kBlockElements = 16384;      // planes path: elements per block (64 KiB of float)
+constexpr int64_t kRowBlockElements = 65536;   // rows path: elements per row block and column
+constexpr int64_t kMinRowsPerBlock = 256;      // ... so per-column partials stay small
+constexpr int64_t kTileColumns = 512;          // rows path: per-column sums of a task stay in L1
+constexpr int64_t kFusedMinChannels = 8;       // planes path: one task per channel from here
+constexpr int64_t kFusedMinPlane = 512;        // ... fusing statistics and output from here
+constexpr int64_t kStreamBytes = int64_t{8} << 20;  // outputs this large bypass the caches
+
+struct Plan {
+  Geometry g;
+  int64_t count;  // M, values per channel
+  bool rows;
+  // Planes path, training: one task per channel computes its statistics and then its output
+  // while the channel is still in cache. Else the output goes in memory order (applyInOrder).
+  bool fused;
+  // planes path
+  int64_t planesPerBlock, pieceLength, pieces, blocksPerChannel;
+  // rows path
+  int64_t runs;  // [channels][inner] runs per row
+  int64_t period, rowCount, lastRowLength, rowsPerBlock, rowBlocks, tileColumns, tiles;
+
+  // Planes path: the spans (offset, length) of block b of channel c, in order.
+  template <typename F>
+  void forEachSpan(int64_t c, int64_t b, F f) const {
+    int64_t group = b / pieces, piece = b % pieces;
+    int64_t o0 = group * planesPerBlock, o1 = minOf(g.outer, o0 + planesPerBlock);
+    int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;
+    for (int64_t o = o0; o < o1; o++) f((o * g.channels + c) * g.inner + k0, length);
+  }
+  int64_t orderTasks() const { return ceilDiv(g.outer * g.channels, planesPerBlock) * pieces; }
+  int64_t blockStart(int64_t c, int64_t b) const {
+    return ((b / pieces) * planesPerBlock * g.channels + c) * g.inner + (b % pieces) * pieceLength;
+  }
+
+  // Rows path.
+  int64_t rowTasks() const { return rowBlocks * tiles; }
+  int64_t rowLength(int64_t r) const { return r == rowCount - 1 ? lastRowLength : period; }
+  int64_t firstRow(int64_t task) const { return task / tiles * rowsPerBlock; }
+  // Calls f(column, channel) for the columns [first, first + n) of a row, past the period too
+  // (it wraps).
+  template <typename F>
+  void forEachColumnFrom(int64_t first, int64_t n, F f) const {
+    int64_t c = first % (g.channels * g.inner) / g.inner, i = first % g.inner;
+    for (int64_t p = first; p < first + n; p++) {
+      f(p, c);
+      if (++i == g.inner) {
+        i = 0;
+        if (++c == g.channels) c = 0;
+      }
+    }
+  }
+  // Calls f(column, rows of that column in the block) for the columns of channel c in row block
+  // rb, in order.
+  template <typename F>
+  void forEachColumnOf(int64_t rb, int64_t c, F f) const {
+    const int64_t width = g.channels * g.inner, r1 = minOf(rowCount, (rb + 1) * rowsPerBlock);
+    const int64_t rows = r1 - rb * rowsPerBlock;
+    for (int64_t run = 0; run < runs; run++) {
+      for (int64_t p = run * width + c * g.inner, end = p + g.inner; p < end; p++) {
+        const int64_t n = rows - (r1 == rowCount && p >= lastRowLength ? 1 : 0);
+        if (n > 0) f(p, n);
+      }
+    }
+  }
+  // The column where channel c starts in a row: its statistics blocks are shifted by the value
+  // there in the block's first row.
+  int64_t firstColumnOf(int64_t c) const { return c * g.inner; }
+};
+
+inline int64_t gcdOf(int64_t a, int64_t b) {
+  while (b != 0) {
+    int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+// Needs g.elements() > 0.
+template <typename T>
+Plan makePlan(Geometry g) {
+  Plan p{};
+  p.g = g;
+  p.count = g.perChannel();
+  // Planes of a few dozen values with many of them per channel: rows, whose per-column
+  // coefficient arrays are then reused over many rows.
+  p.rows = g.inner < kMinPlane || (g.inner < kSmallPlane && g.outer >= kRowsForSmallPlanes);
+  if (!p.rows) {
+    p.pieces = ceilDiv(g.inner, kBlockElements);
+    p.pieceLength = p.pieces == 1 ? g.inner : ceilDiv(ceilDiv(g.inner, p.pieces), 64) * 64;
+    p.pieces = ceilDiv(g.inner, p.pieceLength);
+    p.planesPerBlock = p.pieces == 1 ? maxOf(1, kBlockElements / g.inner) : 1;
+    p.blocksPerChannel = ceilDiv(g.outer, p.planesPerBlock) * p.pieces;
+    p.fused = g.channels >= kFusedMinChannels && g.inner >= kFusedMinPlane;
+    return p;
+  }
+  const int64_t width = g.channels * g.inner, vector = lanes<T>();
+  p.runs = 1;
+  if (width % vector != 0 && width * (vector / gcdOf(width, vector)) <= 4096) {
+    p.runs = vector / gcdOf(width, vector);  // rows a multiple of the vector: no tails
+  }
+  if (width * p.runs < 64) p.runs *= ceilDiv(64, width * p.runs);  // short rows cost loop overhead
+  p.period = width * p.runs;
+  p.rowCount = ceilDiv(g.outer, p.runs);
+  p.lastRowLength = g.elements() - (p.rowCount - 1) * p.period;
+  p.rowsPerBlock = maxOf(kMinRowsPerBlock, kRowBlockElements / p.period);
+  p.rowBlocks = ceilDiv(p.rowCount, p.rowsPerBlock);
+  p.tileColumns = minOf(p.period, kTileColumns);
+  p.tiles = ceilDiv(p.period, p.tileColumns);
+  return p;
+}
+
+// ---- statistics helpers -------------------------------------------------------------------
+
+// Count, mean and sum of squared deviations of a set of values (Chan et al.).
+struct Moments {
+  double n, mean, m2;
+};
+
+// The shift of a block's shifted sums: one of its values, or 0 when that is not finite (so a
+// block holding +-Inf has the mean IEEE sums give, +-Inf, not NaN).
+inline double shiftOf(double v) { return __builtin_isfinite(v) ? v : 0; }
+
+// From shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) over n values.
+inline Moments shiftedMoments(double n, double s, double s1, double s2) {
+  double m2 = s2 - s1 * s1 / n;
+  return {n, s + s1 / n, m2 < 0 ? 0 : m2};  // rounding can leave -tiny; NaN stays NaN
+}
+
+inline void merge(Moments& a, const Moments& b) {
+  if (a.n == 0) {
+    a = b;
+    return;
+  }
+  if (!__builtin_isfinite(a.mean) || !__builtin_isfinite(b.mean)) {  // +-Inf or NaN data
+    a = {a.n + b.n, a.mean + b.mean, __builtin_nan("")};
+    return;
+  }
+  double n = a.n + b.n, delta = b.mean - a.mean;
+  a.mean += delta * (b.n / n);
+  a.m2 += b.m2 + delta * delta * (a.n * b.n / n);
+  a.n = n;
+}
+
+// ---- the two loops ------------------------------------------------------------------------
+
+// Two values per element (e.g. x - s and its square) accumulated by a reduction.
+struct Terms {
+  VDouble u, v;
+};
+
+template <typename T>
+inline Vec<T> loadLanes(const T* p, int64_t k) {
+  return k == lanes<T>() ? load<Vec<T>>(p) : loadPartial<Vec<T>>(p, k);
+}
+template <typename T>
+inline VDouble loadDoubleLanes(const T* p, int64_t k) {
+  return k == kDoubleLanes ? loadDouble(p) : loadDoublePartial(p, k);
+}
+
+// Running sums of a reduction: four chains of each, to hide the add latency.
+struct Sums {
+  VDouble u[4] = {}, v[4] = {};
+  double sumU() const { return sumLanes((u[0] + u[1]) + (u[2] + u[3])); }
+  double sumV() const { return sumLanes((v[0] + v[1]) + (v[2] + v[3])); }
+};
+
+// Adds term(i, k) over i in [0, n) to sums; term(i, k) gives the values of elements i .. i+k-1
+// (k <= kDoubleLanes; lanes past k are dropped here).
+template <typename Term>
+SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums) {
+  constexpr int64_t L = kDoubleLanes;
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    for (int c = 0; c < 4; c++) {
+      Terms t = term(i + c * L, L);
+      sums.u[c] += t.u;
+      sums.v[c] += t.v;
+    }
+  }
+  for (int c = 0; i < n; i += L, c++) {
+    const int64_t k = minOf(L, n - i);
+    Terms t = term(i, k);
+    sums.u[c] += k < L ? keepLanes(t.u, k) : t.u;
+    sums.v[c] += k < L ? keepLanes(t.v, k) : t.v;
+  }
+}
+
+// Rows [ra, rb) of U vector units from column j (k lanes each, k < L only for a lone unit at
+// the end of a tile), summed in registers and then added to acc1/acc2.
+template <int U, typename Term>
+inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int64_t k,
+                       VDouble* acc1, VDouble* acc2, const Term& term) {
+  constexpr int64_t L = kDoubleLanes;
+  VDouble s1[U] = {}, s2[U] = {};
+  for (int64_t r = ra; r < rb; r++) {
+    for (int u = 0; u < U; u++) {
+      Terms t = term(r * plan.period + j + u * L, j + u * L, k);
+      s1[u] += t.u;
+      s2[u] += t.v;
+    }
+  }
+  for (int u = 0; u < U; u++) {
+    acc1[u] += k < L ? keepLanes(s1[u], k) : s1[u];
+    acc2[u] += k < L ? keepLanes(s2[u], k) : s2[u];
+  }
+}
+
+// Rows path: per-column sums of term over the rows of a task, written to sum1/sum2[column] (the
+// caller points them at the task's row block). term(offset, column, k) as in accumulate, where
+// offset is the element's index in the tensor. Rows go in groups that stay in L1 while the
+// columns are swept four vectors at a time, each summed over the group in registers.
+template <typename Term>
+void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, Term term) {
+  constexpr int64_t L = kDoubleLanes;
+  VDouble a1[kTileColumns / L], a2[kTileColumns / L];
+  const int64_t r0 = plan.firstRow(task), r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
+  const int64_t c0 = task % plan.tiles * plan.tileColumns;
+  const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
+  for (int64_t u = 0; u < ceilDiv(c1 - c0, L); u++) a1[u] = a2[u] = VDouble{};
+  auto sumRows = [&](int64_t ra, int64_t rb, int64_t end) {
+    int64_t j = c0, u = 0;
+    for (; j + 4 * L <= end; j += 4 * L, u += 4) sumColumns<4>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
+    for (; j + L <= end; j += L, u++) sumColumns<1>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
+    if (j < end) sumColumns<1>(plan, ra, rb, j, end - j, a1 + u, a2 + u, term);
+  };
+  const int64_t group = maxOf(4, 16384 / ((c1 - c0) * static_cast<int64_t>(sizeof(double))));
+  // The tensor's last row may be short: it goes on its own.
+  const int64_t full = r1 == plan.rowCount && plan.lastRowLength < plan.period ? r1 - 1 : r1;
+  for (int64_t ra = r0; ra < full; ra += group) sumRows(ra, minOf(full, ra + group), c1);
+  if (full < r1) sumRows(full, r1, minOf(c1, plan.lastRowLength));
+  for (int64_t p = c0; p < c1; p++) {
+    sum1[p] = a1[(p - c0) / L][(p - c0) % L];
+    sum2[p] = a2[(p - c0) / L][(p - c0) % L];
+  }
+}
+
+// dst[i] = value(start + i, i, k) for the vectors of [i, end) with plain stores; returns end.
+template <typename T, typename Value>
+SIMDNORM_INLINE int64_t writePlain(T* dst, int64_t start, int64_t i, int64_t end, Value& value) {
+  constexpr int64_t L = lanes<T>();
+  for (; i + L <= end; i += L) store(dst + i, value(start + i, i, L));
+  if (i < end) storePartial(dst + i, value(start + i, i, end - i), end - i);
+  return end;
+}
+
+// out[start + i] = value(start + i, i, k) for the vectors of [0, n), k lanes each (fewer at the
+// ends); value is called once per vector, in order. With stream, whole 64-byte lines are written
+// with streaming stores and the ends with plain ones: a line written partly both ways is slow.
+template <typename T, typename Value>
+SIMDNORM_INLINE void writeRun(T* out, int64_t start, int64_t n, bool stream, Value value) {
+  constexpr int64_t L = lanes<T>(), kLine = 64 / sizeof(T);
+  T* dst = out + start;
+  int64_t streamBegin = 0, streamEnd = 0;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(dst);
+  if (kCanStream && stream && address % sizeof(T) == 0) {
+    streamBegin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
+    if (streamBegin + kLine <= n) streamEnd = streamBegin + (n - streamBegin) / kLine * kLine;
+  }
+  if (streamEnd == 0) {
+    writePlain(dst, start, 0, n, value);
+    return;
+  }
+  int64_t i = writePlain(dst, start, 0, streamBegin, value);
+  for (; i < streamEnd; i += L) streamStore(dst + i, value(start + i, i, L));
+  writePlain(dst, start, i, n, value);
+}
+
+// Four per-channel coefficients of an element-wise formula (e.g. mean hi, mean lo, scale, shift).
+template <typename T>
+struct Coefficients {
+  T v[4];
+};
+
+// out = op(offset, k, coefficient vectors) over [start, start + n), one channel's coefficients.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applySpan(T* out, int64_t start, int64_t n, const Coefficients<T>& k4, bool stream,
+                               const Op& op) {
+  Vec<T> p[4];
+  for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(k4.v[q]);
+  writeRun(out, start, n, stream,
+           [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return op(offset, k, p); });
+}
+
+// Planes path: the same over block b of channel c.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyBlock(T* out, const Plan& plan, int64_t c, int64_t b, const Coefficients<T>& k4,
+                                bool stream, const Op& op) {
+  plan.forEachSpan(c, b, [&](int64_t start, int64_t n) SIMDNORM_LAMBDA_INLINE {
+    applySpan(out, start, n, k4, stream, op);
+  });
+}
+
+// Planes path in memory order, for a pass that gains nothing from the channel order: task t is
+// planesPerBlock consecutive planes of the [outer][channels] sequence written as one run (or
+// piece t % pieces of one plane), so the tensor streams through like a copy. A vector that
+// crosses into the next plane takes the coefficients of both (planes hold >= lanes values).
+// orderTasks() tasks.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyInOrder(T* out, const Plan& plan, int64_t task, const Coefficients<T>* coef,
+                                  bool stream, const Op& op) {
+  const int64_t planes = plan.g.outer * plan.g.channels, inner = plan.g.inner, channels = plan.g.channels;
+  if (plan.pieces > 1) {
+    const int64_t k0 = task % plan.pieces * plan.pieceLength, plane = task / plan.pieces;
+    applySpan(out, plane * inner + k0, minOf(inner, k0 + plan.pieceLength) - k0, coef[plane % channels],
+              stream, op);
+    return;
+  }
+  const int64_t first = task * plan.planesPerBlock, last = minOf(planes, first + plan.planesPerBlock);
+  int64_t c = first % channels, offset = 0;  // the channel of the next vector's first lane, and where in its plane
+  Vec<T> now[4], next[4];
+  auto splatChannel = [&](Vec<T>* p, int64_t channel) SIMDNORM_LAMBDA_INLINE {
+    for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(coef[channel].v[q]);
+  };
+  splatChannel(now, c);
+  splatChannel(next, c + 1 == channels ? 0 : c + 1);
+  writeRun(out, first * inner, (last - first) * inner, stream,
+           [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
+             Vec<T> p[4];
+             if (offset + k <= inner) {
+               for (int q = 0; q < 4; q++) p[q] = now[q];
+             } else {
+               const auto mine = lanesBelow<T>(inner - offset);
+               for (int q = 0; q < 4; q++) p[q] = select(mine, now[q], next[q]);
+             }
+             offset += k;
+             if (offset >= inner) {
+               offset -= inner;
+               c = c + 1 == channels ? 0 : c + 1;
+               for (int q = 0; q < 4; q++) now[q] = next[q];
+               splatChannel(next, c + 1 == channels ? 0 : c + 1);
+             }
+             return op(at, k, p);
+           });
+}
+
+// Rows path: the same over a task, with the coefficients of column p at columns[0..3][p]
+// (spreadToColumns). A task of whole rows is one contiguous run, so that its vectors (and the
+// streaming-store lines) run across row ends: the coefficient arrays repeat their first vector
+// after the last column.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const* columns, bool stream, Op op) {
+  const int64_t r0 = plan.firstRow(task), r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
+  const int64_t c0 = task % plan.tiles * plan.tileColumns;
+  const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
+  T* const cols[4] = {columns[0], columns[1], columns[2], columns[3]};
+  const int64_t period = plan.period;
+  auto run = [&](int64_t start, int64_t n, int64_t column) SIMDNORM_LAMBDA_INLINE {
+    writeRun(out, start, n, stream, [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      Vec<T> p[4];
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(cols[q] + column, k);
+      column += k;
+      if (column >= period) column -= period;
+      return op(offset, k, p);
+    });
+  };
+  if (plan.tiles == 1) {
+    const int64_t start = r0 * plan.period;
+    run(start, minOf(plan.g.elements(), r1 * plan.period) - start, 0);
+  } else {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t end = minOf(c1, plan.rowLength(r));
+      if (end > c0) run(r * plan.period + c0, end - c0, c0);
+    }
+  }
+}
+
+// Rows path: per-channel coefficients copied to every column of a row, and to the first
+// lanes<T>() columns again after the last (columns[q] has period + lanes<T>() entries).
+template <typename T>
+void spreadToColumns(const Plan& plan, const Coefficients<T>* perChannel, T* const* columns) {
+  plan.forEachColumnFrom(0, plan.period + lanes<T>(), [&](int64_t p, int64_t c) {
+    for (int q = 0; q < 4; q++) columns[q][p] = perChannel[c].v[q];
+  });
+}
+
+inline int64_t columnEntries(const Plan& plan, int vectorLanes) {
+  return plan.rows ? plan.period + vectorLanes : 0;
+}
+
+// ---- scratch memory -----------------------------------------------------------------------
+
+// Assigns typed arrays in the calling thread's scratch memory: layout(carver) runs twice, once
+// to size and once to assign, so a kernel states its arrays once.
+struct Carver {
+  char* base;
+  size_t used;
+  template <typename U>
+  void take(U*& p, int64_t n) {
+    p = base ? reinterpret_cast<U*>(base + used) : nullptr;
+    used += (static_cast<size_t>(n) * sizeof(U) + 63) & ~size_t{63};
+  }
+};
+template <typename Layout>
+void carveScratch(Layout layout) {
+  Carver sizing{nullptr, 0};
+  layout(sizing);
+  Carver carver{static_cast<char*>(scratch(sizing.used)), 0};
+  layout(carver);
+}
+
+// Calls f(std::true_type) or f(std::false_type): a runtime flag as a template parameter.
+template <typename F>
+inline void withFlag(bool flag, F f) {
+  if (flag) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+// ---- shared between the kernel files ------------------------------------------------------
+
+// Per-channel moments of x (stats.cpp); g.elements() > 0. partials: momentPartials(plan) doubles
+// of scratch for the per-block results.
+template <typename T>
+void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partials);
+
+inline int64_t momentPartials(const Plan& plan) {
+  if (plan.rows) return 2 * plan.rowBlocks * plan.period;
+  return plan.g.channels >= kFusedMinChannels ? 0 : 3 * plan.g.channels * plan.blocksPerChannel;
+}
+
+// Moments of block b of channel c on the planes path (stats.cpp).
+template <typename T>
+Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b);
+
+// The running update of batchnorm.h with a batch mean of either type (running.cpp).
+template <typename T, typename Mean>
+bool updateRunning(T* runningMean, T* runningVar, const Mean* batchMean, const double* batchVar,
+                   int64_t channels, double factor, double varScale, bool skipNonFinite);
+
+}  // namespace SIMDNORM_ISA
+}  // namespace simdnorm

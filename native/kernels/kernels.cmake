@@ -1,0 +1,74 @@
+# native/kernels for the top-level CMakeLists.txt (include() this file). Native builds only: the
+# WASM build lists the same sources itself (wasm/wasm.cmake).
+#
+#   simdnorm_add_native_kernels(<target>)  compiles the kernels into <target>: the per-ISA sources
+#     once for the portable baseline (SIMDNORM_ISA=base) and, on x86-64, once more with
+#     -mavx2 -mfma (SIMDNORM_ISA=avx2), picked at run time by dispatch.cpp.
+#   SIMDNORM_BUILD_CHECKS=ON   adds the executable simdnorm_kernel_check (test/native/kernel_check.cpp)
+#   SIMDNORM_SANITIZE=ON       ... built with -fsanitize=address,undefined, kernels included.
+# Never -march=native: the binary runs on any x86-64 (and arm64 from the same source).
+
+get_filename_component(SIMDNORM_KERNEL_DIR "${CMAKE_CURRENT_LIST_DIR}" ABSOLUTE)
+set(SIMDNORM_KERNEL_ISA_SOURCES
+  "${SIMDNORM_KERNEL_DIR}/stats.cpp"
+  "${SIMDNORM_KERNEL_DIR}/forward.cpp"
+  "${SIMDNORM_KERNEL_DIR}/backward.cpp"
+  "${SIMDNORM_KERNEL_DIR}/running.cpp")
+set(SIMDNORM_KERNEL_COMMON_SOURCES
+  "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
+  "${SIMDNORM_KERNEL_DIR}/dispatch.cpp")
+
+option(SIMDNORM_BUILD_CHECKS "Build simdnorm_kernel_check" OFF)
+option(SIMDNORM_SANITIZE "Build simdnorm_kernel_check with address and undefined-behaviour sanitizers" OFF)
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|x64)$" AND NOT EMSCRIPTEN)
+  set(SIMDNORM_KERNEL_AVX2 ON)
+else()
+  set(SIMDNORM_KERNEL_AVX2 OFF)
+endif()
+
+find_package(Threads REQUIRED)
+
+# One OBJECT library of kernel sources with the kernels' common settings.
+function(_simdnorm_kernel_objects name sources)
+  add_library(${name} OBJECT ${sources})
+  set_target_properties(${name} PROPERTIES
+    POSITION_INDEPENDENT_CODE ON CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+  target_include_directories(${name} PRIVATE "${SIMDNORM_KERNEL_DIR}")
+  target_compile_options(${name} PRIVATE -O3 ${ARGN})
+endfunction()
+
+# Compiles the kernels (with extra compile options, e.g. sanitizers) into target.
+function(_simdnorm_kernels target prefix)
+  _simdnorm_kernel_objects(${prefix}_base "${SIMDNORM_KERNEL_ISA_SOURCES}" ${ARGN})
+  target_compile_definitions(${prefix}_base PRIVATE SIMDNORM_ISA=base)
+  _simdnorm_kernel_objects(${prefix}_common "${SIMDNORM_KERNEL_COMMON_SOURCES}" ${ARGN})
+  set(objects ${prefix}_base ${prefix}_common)
+  if(SIMDNORM_KERNEL_AVX2)
+    _simdnorm_kernel_objects(${prefix}_avx2 "${SIMDNORM_KERNEL_ISA_SOURCES}" -mavx2 -mfma ${ARGN})
+    target_compile_definitions(${prefix}_avx2 PRIVATE SIMDNORM_ISA=avx2)
+    target_compile_definitions(${prefix}_common PRIVATE SIMDNORM_HAVE_AVX2)
+    list(APPEND objects ${prefix}_avx2)
+  endif()
+  foreach(lib IN LISTS objects)
+    target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)
+  endforeach()
+  target_include_directories(${target} PRIVATE "${SIMDNORM_KERNEL_DIR}")
+  target_link_libraries(${target} PRIVATE Threads::Threads)
+endfunction()
+
+function(simdnorm_add_native_kernels target)
+  _simdnorm_kernels(${target} ${target}_kernels)
+endfunction()
+
+if(SIMDNORM_BUILD_CHECKS)
+  set(_simdnorm_check_flags "")
+  if(SIMDNORM_SANITIZE)
+    set(_simdnorm_check_flags -fsanitize=address,undefined -fno-omit-frame-pointer)
+  endif()
+  add_executable(simdnorm_kernel_check "${SIMDNORM_KERNEL_DIR}/../../test/native/kernel_check.cpp")
+  set_target_properties(simdnorm_kernel_check PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+  _simdnorm_kernels(simdnorm_kernel_check simdnorm_kernel_check_kernels ${_simdnorm_check_flags})
+  target_compile_options(simdnorm_kernel_check PRIVATE -O2 ${_simdnorm_check_flags})
+  target_link_options(simdnorm_kernel_check PRIVATE ${_simdnorm_check_flags})
+endif()

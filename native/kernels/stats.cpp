@@ -1,0 +1,117 @@
+// Per-channel moments: mean = sum(x)/M, variance = sum((x - mean)^2)/M, accumulated in double.
+// Each block gives shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) with s a value of the block
+// (a constant block is exact, data far from zero does not cancel); blocks are merged with Chan's
+// formula in block order.
+#include "blocking.h"
+
+namespace simdnorm {
+namespace SIMDNORM_ISA {
+
+// Planes path, shifted by the block's first value.
+template <typename T>
+Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b) {
+  const double shift = shiftOf(x[plan.blockStart(c, b)]);
+  Sums sums;
+  double n = 0;
+  plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
+    accumulate(length, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VDouble d = loadDoubleLanes(x + start + i, k) - shift;
+      return Terms{d, d * d};
+    }, sums);
+    n += static_cast<double>(length);
+  });
+  return shiftedMoments(n, shift, sums.sumU(), sums.sumV());
+}
+
+// Rows path: per-column sums of each row block, shifted by the channel's value in the block's
+// first row (so the columns of a channel add up), then one Chan merge per row block.
+template <typename T>
+void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
+  const int64_t period = plan.period;
+  double* sum1 = partials;
+  double* sum2 = partials + plan.rowBlocks * period;
+  auto shiftAt = [&](int64_t rb, int64_t c) {
+    const int64_t r0 = rb * plan.rowsPerBlock, p = plan.firstColumnOf(c);
+    return p < plan.rowLength(r0) ? shiftOf(x[r0 * period + p]) : 0.0;
+  };
+  parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t task) {
+    const int64_t rb = task / plan.tiles, c0 = task % plan.tiles * plan.tileColumns;
+    const int64_t c1 = minOf(period, c0 + plan.tileColumns);
+    double shift[kTileColumns + kDoubleLanes];  // per column of the tile
+    plan.forEachColumnFrom(c0, c1 - c0, [&](int64_t p, int64_t c) { shift[p - c0] = shiftAt(rb, c); });
+    for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
+    accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period,
+                   [&](int64_t offset, int64_t column, int64_t k) {
+                     VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + column - c0);
+                     return Terms{d, d * d};
+                   });
+  });
+  parallelFor(plan.g.channels, plan.g.elements(), [&](int64_t c) {
+    Moments m{0, 0, 0};
+    for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
+      double n = 0, s1 = 0, s2 = 0;
+      plan.forEachColumnOf(rb, c, [&](int64_t p, int64_t rows) {
+        n += static_cast<double>(rows);
+        s1 += sum1[rb * period + p];
+        s2 += sum2[rb * period + p];
+      });
+      if (n > 0) merge(m, shiftedMoments(n, shiftAt(rb, c), s1, s2));
+    }
+    out[c] = m;
+  });
+}
+
+template <typename T>
+void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partials) {
+  if (plan.rows) return rowMoments(x, plan, out, partials);
+  const int64_t channels = plan.g.channels, blocks = plan.blocksPerChannel;
+  if (channels >= kFusedMinChannels) {
+    parallelFor(channels, plan.g.elements(), [&](int64_t c) {
+      Moments m{0, 0, 0};
+      for (int64_t b = 0; b < blocks; b++) merge(m, blockMoments(x, plan, c, b));
+      out[c] = m;
+    });
+    return;
+  }
+  // Few channels: spread the blocks, then merge them in the same order.
+  Moments* part = reinterpret_cast<Moments*>(partials);
+  parallelFor(channels * blocks, plan.g.elements(),
+              [&](int64_t t) { part[t] = blockMoments(x, plan, t / blocks, t % blocks); });
+  for (int64_t c = 0; c < channels; c++) {
+    Moments m{0, 0, 0};
+    for (int64_t b = 0; b < blocks; b++) merge(m, part[c * blocks + b]);
+    out[c] = m;
+  }
+}
+
+template <typename T>
+void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
+  if (g.channels <= 0) return;
+  if (g.perChannel() == 0) {
+    for (int64_t c = 0; c < g.channels; c++) mean[c] = variance[c] = static_cast<T>(__builtin_nan(""));
+    return;
+  }
+  const Plan plan = makePlan<T>(g);
+  Moments* m;
+  double* partials;
+  carveScratch([&](Carver& s) {
+    s.take(m, g.channels);
+    s.take(partials, momentPartials(plan));
+  });
+  channelMomentsOf(x, plan, m, partials);
+  for (int64_t c = 0; c < g.channels; c++) {
+    mean[c] = static_cast<T>(m[c].mean);
+    variance[c] = static_cast<T>(m[c].m2 / m[c].n);
+  }
+}
+
+#define SIMDNORM_INSTANTIATE(T)                                                         \
+  template Moments blockMoments<T>(const T*, const Plan&, int64_t, int64_t);            \
+  template void channelMomentsOf<T>(const T*, const Plan&, Moments*, double*);          \
+  template void channelMoments<T>(const T*, Geometry, T*, T*);
+SIMDNORM_INSTANTIATE(float)
+SIMDNORM_INSTANTIATE(double)
+#undef SIMDNORM_INSTANTIATE
+
+}  // namespace SIMDNORM_ISA
+}  // namespace simdnorm

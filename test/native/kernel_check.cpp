@@ -1,0 +1,566 @@
+// Standalone check of native/kernels against a straightforward double-precision reference
+// (no framework): every kernel on many geometries, float and double, with and without
+// gamma/beta, relu, in place, running updates, 1 vs 2 vs 3 threads bitwise, and the
+// far-from-zero numerics of SPEC "Numerics". Last line: "N passed, N failed"; exit code 1 on
+// failure.
+//
+//   kernel_check            run the checks
+//   kernel_check --bench    time train/infer/backward on float32 NCHW [32,64,56,56] and
+//                           NHWC [32,56,56,64] at 1 and 2 threads against a same-run copy
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "batchnorm.h"
+
+#if !defined(__EMSCRIPTEN__) || defined(__EMSCRIPTEN_PTHREADS__)
+#include <thread>
+#define SIMDNORM_CHECK_THREADS 1
+#endif
+
+using simdnorm::Geometry;
+
+namespace {
+
+int passed = 0, failed = 0;
+std::mt19937_64 rng(12345);
+
+void report(bool ok, const std::string& what) {
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    if (failed <= 40) std::printf("FAIL %s\n", what.c_str());
+  }
+}
+
+std::string describe(const char* type, Geometry g, const char* extra = "") {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s [%lld,%lld,%lld] %s", type, (long long)g.outer,
+                (long long)g.channels, (long long)g.inner, extra);
+  return buf;
+}
+
+// Largest |got - ref| / (scale + |ref|) over n values, with scale the data's typical magnitude.
+template <typename T>
+double worstError(const T* got, const std::vector<double>& ref, double scale) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / (scale + std::fabs(ref[i]));
+    if (!(e <= worst)) worst = e;  // NaN counts as the worst
+  }
+  return worst;
+}
+
+template <typename T>
+void expectClose(const T* got, const std::vector<double>& ref, double tol, double scale,
+                 const std::string& what) {
+  double e = worstError(got, ref, scale);
+  report(e <= tol, what + " error " + std::to_string(e));
+}
+
+// The same with a scale per value (the magnitude of the terms that make it up).
+template <typename T>
+void expectClose(const T* got, const std::vector<double>& ref, double tol, const std::vector<double>& scale,
+                 const std::string& what) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    double e = std::fabs(static_cast<double>(got[i]) - ref[i]) / scale[i];
+    if (!(e <= worst)) worst = e;
+  }
+  report(worst <= tol, what + " error " + std::to_string(worst));
+}
+
+template <typename T>
+bool sameBits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+template <typename T>
+const char* typeName() {
+  return sizeof(T) == 4 ? "float" : "double";
+}
+template <typename T>
+double tolerance() {
+  return sizeof(T) == 4 ? 1e-5 : 1e-11;
+}
+
+int64_t index(Geometry g, int64_t o, int64_t c, int64_t i) { return (o * g.channels + c) * g.inner + i; }
+
+// ---- the float64 reference ------------------------------------------------------------------
+
+template <typename T>
+void referenceMoments(const std::vector<T>& x, Geometry g, std::vector<double>& mean,
+                      std::vector<double>& var) {
+  const double m = static_cast<double>(g.perChannel());
+  mean.assign(g.channels, 0);
+  var.assign(g.channels, 0);
+  for (int64_t c = 0; c < g.channels; c++) {
+    double s = 0, q = 0;
+    for (int64_t o = 0; o < g.outer; o++)
+      for (int64_t i = 0; i < g.inner; i++) s += x[index(g, o, c, i)];
+    mean[c] = s / m;
+    for (int64_t o = 0; o < g.outer; o++)
+      for (int64_t i = 0; i < g.inner; i++) q += std::pow(x[index(g, o, c, i)] - mean[c], 2);
+    var[c] = q / m;
+  }
+}
+
+// y = gamma * (x - mean) * invStd + beta, relu'd.
+template <typename T>
+std::vector<double> referenceNormalize(const std::vector<T>& x, Geometry g, const std::vector<double>& mean,
+                                       const std::vector<double>& invStd, const T* gamma, const T* beta,
+                                       bool relu) {
+  std::vector<double> y(x.size());
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t c = 0; c < g.channels; c++)
+      for (int64_t i = 0; i < g.inner; i++) {
+        int64_t j = index(g, o, c, i);
+        double v = (gamma ? gamma[c] : 1.0) * (x[j] - mean[c]) * invStd[c] + (beta ? beta[c] : 0.0);
+        y[j] = relu && v < 0 ? 0 : v;
+      }
+  return y;
+}
+
+// ---- data ---------------------------------------------------------------------------------
+
+template <typename T>
+std::vector<T> randomVector(size_t n, double offset = 0, double scale = 1) {
+  std::normal_distribution<double> normal(0, 1);
+  std::vector<T> v(n);
+  for (auto& e : v) e = static_cast<T>(offset + scale * normal(rng));
+  return v;
+}
+
+// Unit-scale data with a different offset per channel.
+template <typename T>
+std::vector<T> channelData(Geometry g) {
+  std::vector<T> x = randomVector<T>(static_cast<size_t>(g.elements()));
+  std::uniform_real_distribution<double> offset(-3, 3);
+  std::vector<double> shift(g.channels);
+  for (auto& s : shift) s = offset(rng);
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t c = 0; c < g.channels; c++)
+      for (int64_t i = 0; i < g.inner; i++) x[index(g, o, c, i)] += static_cast<T>(shift[c]);
+  return x;
+}
+
+// ---- one geometry, every kernel -----------------------------------------------------------
+
+template <typename T>
+void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
+  const double tol = tolerance<T>();
+  const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);
+  const double m = static_cast<double>(g.perChannel());
+  char flags[80];
+  std::snprintf(flags, sizeof flags, "%s%s%s", affine ? "affine " : "", relu ? "relu " : "",
+                inPlace ? "in-place" : "");
+  const std::string where = describe(typeName<T>(), g, flags);
+
+  std::vector<T> x = channelData<T>(g);
+  std::vector<T> gamma = randomVector<T>(C, 1, 0.5), beta = randomVector<T>(C);
+  const T* gp = affine ? gamma.data() : nullptr;
+  const T* bp = affine ? beta.data() : nullptr;
+  std::vector<double> refMean, refVar;
+  referenceMoments(x, g, refMean, refVar);
+  const double eps = 1e-5;
+
+  // moments
+  std::vector<T> mean(C), var(C);
+  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  if (m > 0) {
+    expectClose(mean.data(), refMean, tol, 1, where + " moments mean");
+    expectClose(var.data(), refVar, tol, 1, where + " moments var");
+  }
+
+  // training forward with running stats
+  std::vector<T> runMean = randomVector<T>(C), runVar = randomVector<T>(C, 2, 0.3);
+  const std::vector<T> runMean0 = runMean, runVar0 = runVar;
+  const double factor = 0.1, varScale = m > 1 ? m / (m - 1) : 1;
+  std::vector<T> y(n, T(-7)), saveMean(C), invStd(C);
+  if (inPlace) y = x;
+  bool wrote = simdnorm::trainForward(inPlace ? y.data() : x.data(), g, gp, bp, eps, relu, y.data(),
+                                      saveMean.data(), invStd.data(), runMean.data(), runVar.data(),
+                                      {factor, varScale, true});
+  if (n == 0) {
+    bool nan = true;
+    for (size_t c = 0; c < C; c++) nan = nan && std::isnan(saveMean[c]) && std::isnan(invStd[c]);
+    report(!wrote && nan && sameBits(runMean, runMean0) && sameBits(runVar, runVar0),
+           where + " train M == 0");
+  } else {
+    std::vector<double> refInv(C), refRunMean(C), refRunVar(C);
+    for (size_t c = 0; c < C; c++) {
+      refInv[c] = 1 / std::sqrt(refVar[c] + eps);
+      refRunMean[c] = (1 - factor) * runMean0[c] + factor * refMean[c];
+      refRunVar[c] = (1 - factor) * runVar0[c] + factor * refVar[c] * varScale;
+    }
+    report(wrote, where + " train returns true");
+    expectClose(saveMean.data(), refMean, tol, 1, where + " train mean");
+    expectClose(invStd.data(), refInv, tol, 0, where + " train invStd");
+    expectClose(y.data(), referenceNormalize(x, g, refMean, refInv, gp, bp, relu), tol, 1, where + " train y");
+    expectClose(runMean.data(), refRunMean, tol, 1, where + " running mean");
+    expectClose(runVar.data(), refRunVar, tol, 1, where + " running var");
+  }
+
+  // inference forward, from the running stats
+  {
+    std::vector<T> yi(n, T(-7));
+    if (inPlace) yi = x;
+    simdnorm::inferForward(inPlace ? yi.data() : x.data(), g, runMean.data(), runVar.data(), gp, bp, eps,
+                           relu, yi.data());
+    std::vector<double> rm(C), ri(C);
+    for (size_t c = 0; c < C; c++) {
+      rm[c] = runMean[c];
+      ri[c] = 1 / std::sqrt(static_cast<double>(runVar[c]) + eps);
+    }
+    expectClose(yi.data(), referenceNormalize(x, g, rm, ri, gp, bp, relu), tol, 1, where + " infer y");
+  }
+
+  // backward, from the saved (T-typed) statistics; with relu, dy is masked by the forward y
+  for (bool training : {true, false}) {
+    if (n == 0) {
+      std::vector<T> dgamma(C, T(5)), dbeta(C, T(5)), dx(n);
+      simdnorm::backward<T>(x.data(), x.data(), g, mean.data(), mean.data(), gp, nullptr, training,
+                         dx.data(), dgamma.data(), dbeta.data());
+      bool zero = true;
+      for (size_t c = 0; c < C; c++) zero = zero && dgamma[c] == 0 && dbeta[c] == 0;
+      report(zero, where + " backward M == 0");
+      continue;
+    }
+    std::vector<T> dy = randomVector<T>(n), dx(n, T(-7)), dgamma(C), dbeta(C);
+    if (inPlace) dx = dy;
+    simdnorm::backward(inPlace ? dx.data() : dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp,
+                       relu ? y.data() : nullptr, training, dx.data(), dgamma.data(), dbeta.data());
+    // dx's terms can be much larger than dx (invStd is large when a channel barely varies).
+    std::vector<double> refDgamma(C, 0), refDbeta(C, 0), refDx(n), dxScale(n);
+    auto gradAt = [&](int64_t j) { return relu && !(y[j] > 0) ? 0.0 : static_cast<double>(dy[j]); };
+    for (int64_t c = 0; c < g.channels; c++) {
+      for (int64_t o = 0; o < g.outer; o++)
+        for (int64_t i = 0; i < g.inner; i++) {
+          int64_t j = index(g, o, c, i);
+          refDbeta[c] += gradAt(j);
+          refDgamma[c] += gradAt(j) * (x[j] - static_cast<double>(saveMean[c])) * invStd[c];
+        }
+      double k = (gp ? gp[c] : 1.0) * invStd[c];
+      for (int64_t o = 0; o < g.outer; o++)
+        for (int64_t i = 0; i < g.inner; i++) {
+          int64_t j = index(g, o, c, i);
+          double xhat = (x[j] - static_cast<double>(saveMean[c])) * invStd[c];
+          refDx[j] = training ? k / m * (m * gradAt(j) - refDbeta[c] - xhat * refDgamma[c])
+                              : gradAt(j) * k;
+          dxScale[j] = 1 + std::fabs(k) * (std::fabs(gradAt(j)) + std::fabs(refDbeta[c]) / m +
+                                           std::fabs(xhat * refDgamma[c]) / m);
+        }
+    }
+    const std::string w = where + (training ? " backward(train)" : " backward(eval)");
+    expectClose(dbeta.data(), refDbeta, tol, 1, w + " dbeta");
+    expectClose(dgamma.data(), refDgamma, tol, 1, w + " dgamma");
+    expectClose(dx.data(), refDx, tol, dxScale, w + " dx");
+  }
+}
+
+// ---- bitwise the same for any thread count ------------------------------------------------
+
+template <typename T>
+void checkThreads(Geometry g) {
+  const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);
+  std::vector<T> x = channelData<T>(g), dy = randomVector<T>(n);
+  std::vector<T> gamma = randomVector<T>(C, 1, 0.5), beta = randomVector<T>(C);
+  struct Outputs {
+    std::vector<T> mean, var, y, saveMean, invStd, runMean, runVar, yi, dx, dgamma, dbeta;
+  };
+  auto run = [&](int threads) {
+    simdnorm::setThreads(threads);
+    Outputs o{std::vector<T>(C), std::vector<T>(C), std::vector<T>(n), std::vector<T>(C),
+              std::vector<T>(C), std::vector<T>(C, T(0.5)), std::vector<T>(C, T(2)), std::vector<T>(n),
+              std::vector<T>(n), std::vector<T>(C), std::vector<T>(C)};
+    simdnorm::channelMoments(x.data(), g, o.mean.data(), o.var.data());
+    simdnorm::trainForward(x.data(), g, gamma.data(), beta.data(), 1e-5, true, o.y.data(), o.saveMean.data(),
+                           o.invStd.data(), o.runMean.data(), o.runVar.data(), {0.1, 1.0, false});
+    simdnorm::inferForward(x.data(), g, o.runMean.data(), o.runVar.data(), gamma.data(), beta.data(), 1e-5,
+                           false, o.yi.data());
+    simdnorm::backward(dy.data(), x.data(), g, o.saveMean.data(), o.invStd.data(), gamma.data(), o.y.data(),
+                       true, o.dx.data(), o.dgamma.data(), o.dbeta.data());
+    return o;
+  };
+  Outputs one = run(1);
+  for (int threads : {2, 3}) {
+    Outputs more = run(threads);
+    const std::string w = describe(typeName<T>(), g, ("threads 1 vs " + std::to_string(threads)).c_str());
+    report(sameBits(one.mean, more.mean) && sameBits(one.var, more.var), w + " moments");
+    report(sameBits(one.y, more.y) && sameBits(one.saveMean, more.saveMean) &&
+               sameBits(one.invStd, more.invStd) && sameBits(one.runMean, more.runMean) &&
+               sameBits(one.runVar, more.runVar),
+           w + " train");
+    report(sameBits(one.yi, more.yi), w + " infer");
+    report(sameBits(one.dx, more.dx) && sameBits(one.dgamma, more.dgamma) && sameBits(one.dbeta, more.dbeta),
+           w + " backward");
+  }
+  simdnorm::setThreads(0);
+}
+
+// Calls from several threads at once (as node's libuv workers make them) share the pool: each
+// must get the result it gets alone.
+void checkConcurrentCalls() {
+#ifdef SIMDNORM_CHECK_THREADS
+  const Geometry shapes[4] = {{8, 16, 3000}, {30000, 8, 1}, {4, 3, 50000}, {3000, 40, 3}};
+  std::vector<float> x[4], expected[4], got[4];
+  for (int i = 0; i < 4; i++) {
+    x[i] = channelData<float>(shapes[i]);
+    expected[i].resize(x[i].size());
+    got[i].resize(x[i].size());
+  }
+  auto run = [&](int i, std::vector<float>& y) {
+    std::vector<float> mean(shapes[i].channels), invStd(shapes[i].channels);
+    simdnorm::trainForward<float>(x[i].data(), shapes[i], nullptr, nullptr, 1e-5, false, y.data(), mean.data(),
+                                  invStd.data(), nullptr, nullptr, {0.1, 1, false});
+  };
+  for (int i = 0; i < 4; i++) run(i, expected[i]);
+  bool same = true;
+  for (int round = 0; round < 20 && same; round++) {
+    std::vector<std::thread> callers;
+    for (int i = 0; i < 4; i++) callers.emplace_back([&, i] { run(i, got[i]); });
+    for (auto& t : callers) t.join();
+    for (int i = 0; i < 4; i++) same = same && sameBits(got[i], expected[i]);
+  }
+  report(same, "concurrent calls from 4 threads");
+#endif
+}
+
+// ---- far from zero (SPEC "Numerics") ------------------------------------------------------
+
+void checkLargeOffset(Geometry g) {
+  const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);
+  std::vector<float> x = randomVector<float>(n, 1e4, 1);
+  // Channel 0 is the constant 1e7.
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t i = 0; i < g.inner; i++) x[index(g, o, 0, i)] = 1e7f;
+  std::vector<float> beta = randomVector<float>(C), gamma = randomVector<float>(C, 1, 0.5);
+  std::vector<double> refMean, refVar;
+  referenceMoments(x, g, refMean, refVar);
+  std::vector<float> mean(C), var(C), y(n), saveMean(C), invStd(C);
+  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  simdnorm::trainForward<float>(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), saveMean.data(),
+                         invStd.data(), nullptr, nullptr, {0.1, 1, false});
+  const std::string w = describe("float", g, "1e4 + N(0,1), channel 0 = 1e7");
+  double worstMean = 0, worstVar = 0;
+  for (size_t c = 0; c < C; c++) {
+    worstMean = std::max(worstMean, std::fabs(mean[c] - refMean[c]) / std::fabs(refMean[c]));
+    worstMean = std::max(worstMean, std::fabs(saveMean[c] - refMean[c]) / std::fabs(refMean[c]));
+    double scale = c == 0 ? 1 : refVar[c];  // the constant channel's variance must be ~0
+    worstVar = std::max(worstVar, std::fabs(var[c] - refVar[c]) / scale);
+  }
+  report(worstMean <= 1e-5, w + " mean rel err " + std::to_string(worstMean));
+  report(worstVar <= 1e-5, w + " var rel err " + std::to_string(worstVar));
+  std::vector<double> refInv(C);
+  for (size_t c = 0; c < C; c++) refInv[c] = 1 / std::sqrt(refVar[c] + 1e-5);
+  std::vector<double> refY = referenceNormalize(x, g, refMean, refInv, gamma.data(), beta.data(), false);
+  double worstY = 0, worstConst = 0;
+  for (int64_t o = 0; o < g.outer; o++)
+    for (int64_t c = 0; c < g.channels; c++)
+      for (int64_t i = 0; i < g.inner; i++) {
+        int64_t j = index(g, o, c, i);
+        if (c == 0) worstConst = std::max(worstConst, std::fabs(static_cast<double>(y[j]) - beta[0]));
+        else worstY = std::max(worstY, std::fabs(y[j] - refY[j]) / (1 + std::fabs(refY[j])));
+      }
+  report(worstY <= 1e-5, w + " y rel err " + std::to_string(worstY));
+  report(worstConst <= 1e-5, w + " constant channel |y - beta| " + std::to_string(worstConst));
+}
+
+// ---- running-stat update and the probes ---------------------------------------------------
+
+template <typename T>
+void checkRunning() {
+  const int64_t C = 5;
+  std::vector<T> rm = randomVector<T>(C), rv = randomVector<T>(C, 2, 0.1), bm = randomVector<T>(C);
+  std::vector<double> bv = {1, 2, 3, 4, 5};
+  const std::vector<T> rm0 = rm, rv0 = rv;
+  bool wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, true);
+  std::vector<double> refM(C), refV(C);
+  for (int64_t c = 0; c < C; c++) {
+    refM[c] = 0.75 * rm0[c] + 0.25 * bm[c];
+    refV[c] = 0.75 * rv0[c] + 0.25 * bv[c] * 1.5;
+  }
+  report(wrote, std::string(typeName<T>()) + " updateRunningStats returns true");
+  expectClose(rm.data(), refM, tolerance<T>(), 1, std::string(typeName<T>()) + " updateRunningStats mean");
+  expectClose(rv.data(), refV, tolerance<T>(), 1, std::string(typeName<T>()) + " updateRunningStats var");
+  // A non-finite batch value: skipped with skipNonFinite, written without.
+  const std::vector<T> rm1 = rm, rv1 = rv;
+  bv[3] = NAN;
+  wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, true);
+  report(!wrote && sameBits(rm, rm1) && sameBits(rv, rv1), std::string(typeName<T>()) + " skipNonFinite skips");
+  wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, false);
+  report(wrote && std::isnan(rv[3]) && !std::isnan(rv[2]), std::string(typeName<T>()) + " non-finite written");
+
+  // Through trainForward: a NaN in channel 1 of x.
+  Geometry g{4, 3, 100};
+  std::vector<T> x = channelData<T>(g), y(x.size()), mean(3), inv(3), r1(3, T(1)), r2(3, T(1));
+  x[index(g, 2, 1, 17)] = NAN;
+  wrote = simdnorm::trainForward(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(),
+                                 mean.data(), inv.data(), r1.data(), r2.data(), {0.1, 1, true});
+  report(!wrote && r1[0] == 1 && r1[1] == 1 && r2[1] == 1 && std::isnan(mean[1]) && !std::isnan(mean[0]),
+         std::string(typeName<T>()) + " train skipNonFinite");
+  wrote = simdnorm::trainForward(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(),
+                                 mean.data(), inv.data(), r1.data(), r2.data(), {0.1, 1, false});
+  report(wrote && std::isnan(r1[1]) && r1[0] != 1, std::string(typeName<T>()) + " train non-finite written");
+}
+
+// +-Inf in a channel: its mean is that infinity and its variance NaN (as IEEE sums give); the
+// other channels are untouched.
+template <typename T>
+void checkInfinity(Geometry g) {
+  std::vector<T> x = channelData<T>(g), mean(g.channels), var(g.channels);
+  x[index(g, g.outer - 1, 1, g.inner - 1)] = INFINITY;
+  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  std::vector<double> refMean, refVar;
+  referenceMoments(x, g, refMean, refVar);
+  bool ok = mean[1] == INFINITY && std::isnan(var[1]);
+  for (int64_t c = 0; c < g.channels; c++) {
+    if (c != 1) ok = ok && std::fabs(mean[c] - refMean[c]) <= tolerance<T>() * (1 + std::fabs(refMean[c]));
+  }
+  report(ok, describe(typeName<T>(), g, "an Inf in channel 1"));
+}
+
+void checkProbes() {
+  for (int64_t bytes : {int64_t{0}, int64_t{1}, int64_t{1000003}, int64_t{9} << 20}) {
+    std::vector<char> src(bytes + 3), dst(bytes + 3, 0);
+    for (size_t i = 0; i < src.size(); i++) src[i] = static_cast<char>(rng());
+    for (int threads : {1, 2}) {
+      std::fill(dst.begin(), dst.end(), 0);
+      simdnorm::copyBytes(dst.data() + 3, src.data() + 1, bytes, threads);
+      report(std::memcmp(dst.data() + 3, src.data() + 1, bytes) == 0 && dst[0] == 0 && dst[2] == 0,
+             "copyBytes " + std::to_string(bytes) + " bytes, threads " + std::to_string(threads));
+    }
+  }
+  std::vector<float> v = randomVector<float>(3000001);
+  double s = 0, a = 0;
+  for (float f : v) s += f, a += std::fabs(f);
+  for (int threads : {1, 2}) {
+    double got = simdnorm::readFloats(v.data() + 1, static_cast<int64_t>(v.size()) - 1, threads);
+    report(std::fabs(got - (s - v[0])) <= 1e-5 * a, "readFloats threads " + std::to_string(threads));
+  }
+}
+
+// ---- the benchmark ------------------------------------------------------------------------
+
+double seconds(const std::function<void()>& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Times of op and of the copy, run alternately (the machine's load drifts), median of 11 each.
+std::pair<double, double> medianSeconds(const std::function<void()>& op, const std::function<void()>& copy) {
+  std::vector<double> a, b;
+  op();
+  copy();
+  for (int r = 0; r < 11; r++) {
+    a.push_back(seconds(op));
+    b.push_back(seconds(copy));
+  }
+  return {median(a), median(b)};
+}
+
+int bench() {
+  const int64_t n = int64_t{32} * 64 * 56 * 56;
+  std::vector<float> x = randomVector<float>(n, 0.5, 1), y(n), dy = randomVector<float>(n), dx(n);
+  std::vector<float> gamma(64, 1.5f), beta(64, 0.25f), mean(64), invStd(64), rm(64, 0.f), rv(64, 1.f);
+  std::vector<float> dgamma(64), dbeta(64);
+  std::printf("simd %s, %d hardware threads; float32, %lld elements (%.1f MB per tensor)\n", simdnorm::simdLevel(),
+              simdnorm::maxThreads(), (long long)n, n * 4 / 1e6);
+  std::printf("median of 11, each op alternating with the copy; vs copy = time / (copy time * bytes / 8)\n");
+  std::printf("%-6s %-8s %3s %9s %8s %8s\n", "layout", "op", "thr", "ms", "GB/s", "vs copy");
+  struct Layout {
+    const char* name;
+    Geometry g;
+  };
+  for (Layout layout : {Layout{"NCHW", {32, 64, 3136}}, Layout{"NHWC", {100352, 64, 1}}}) {
+    for (int threads : {1, 2}) {
+      simdnorm::setThreads(threads);
+      const Geometry g = layout.g;
+      auto copy = [&] { simdnorm::copyBytes(y.data(), x.data(), n * 4, threads); };
+      auto row = [&](const char* op, double bytesPerElement, std::pair<double, double> t) {
+        std::printf("%-6s %-8s %3d %9.3f %8.1f %8.2f\n", layout.name, op, threads, t.first * 1e3,
+                    bytesPerElement * n / t.first / 1e9, t.first / (t.second * bytesPerElement / 8));
+      };
+      row("copy", 8, medianSeconds(copy, copy));
+      row("train", 12, medianSeconds([&] {
+            simdnorm::trainForward<float>(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), mean.data(),
+                                          invStd.data(), rm.data(), rv.data(), {0.1, 1.0, false});
+          }, copy));
+      row("infer", 8, medianSeconds([&] {
+            simdnorm::inferForward<float>(x.data(), g, rm.data(), rv.data(), gamma.data(), beta.data(), 1e-5, false,
+                                          y.data());
+          }, copy));
+      row("backward", 20, medianSeconds([&] {
+            simdnorm::backward<float>(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), nullptr, true,
+                                      dx.data(), dgamma.data(), dbeta.data());
+          }, copy));
+    }
+  }
+  simdnorm::setThreads(0);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
+  std::printf("simd %s, threads %d (max %d)\n", simdnorm::simdLevel(), simdnorm::getThreads(),
+              simdnorm::maxThreads());
+
+  // Geometries chosen for their edges: empty, single values, every tail width, channels-last
+  // (inner == 1), C = 1, tiny planes with many channels, planes split in pieces, wide rows.
+  std::vector<Geometry> geometries = {
+      {0, 3, 5},      {3, 0, 5},       {3, 4, 0},     {1, 1, 1},       {2, 1, 1},      {1, 5, 1},
+      {5, 1, 1},      {4, 3, 16},      {2, 2, 17},    {3, 2, 31},      {2, 3, 33},     {2, 9, 63},
+      {3, 8, 64},     {2, 8, 65},      {1, 1, 100},   {7, 3, 100},     {2, 64, 49},    {2, 3, 3136},
+      {1, 1, 40000},  {2, 3, 40000},   {1, 2, 70001}, {20000, 3, 1},   {5000, 64, 1},  {3, 5000, 1},
+      {4, 600, 7},    {2, 40000, 1},   {1000, 13, 5}, {64, 1001, 1},   {7, 1, 1},      {300, 3, 2},
+      {129, 7, 3},    {33, 10, 15},    {4, 8, 100},   {1, 9, 16385},   {513, 2, 1},    {1, 20, 1},
+      {100000, 1, 1}, {3, 2, 1 << 17}};
+  for (int64_t inner = 1; inner <= 20; inner++) geometries.push_back({3, 5, inner});
+  for (int64_t c = 1; c <= 17; c++) geometries.push_back({11, c, 1});
+  std::uniform_int_distribution<int64_t> small(1, 40), wide(1, 300);
+  for (int i = 0; i < 60; i++) geometries.push_back({small(rng), small(rng), small(rng) * (i % 3 == 0 ? 40 : 1)});
+  for (int i = 0; i < 20; i++) geometries.push_back({wide(rng), wide(rng), 1});
+
+  int variant = 0;
+  for (Geometry g : geometries) {
+    // Flags cycle through the combinations so that every geometry sees several.
+    for (int k = 0; k < 2; k++, variant++) {
+      bool affine = variant % 2 == 0, relu = variant / 2 % 2 == 1, inPlace = variant / 4 % 2 == 1;
+      checkGeometry<float>(g, affine, relu, inPlace);
+      checkGeometry<double>(g, !affine, !relu, inPlace);
+    }
+  }
+  for (Geometry g : {Geometry{8, 3, 10000}, Geometry{20000, 64, 1}, Geometry{4, 2048, 7}, Geometry{2, 1, 100000},
+                     Geometry{16, 64, 196}, Geometry{70000, 3, 1}, Geometry{3, 50000, 1}, Geometry{9, 17, 2000}}) {
+    checkThreads<float>(g);
+    checkThreads<double>(g);
+  }
+  for (Geometry g : {Geometry{8, 4, 5000}, Geometry{40000, 4, 1}, Geometry{4, 3, 7}, Geometry{2, 2, 100000}}) {
+    checkLargeOffset(g);
+  }
+  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000}}) {
+    checkInfinity<float>(g);
+    checkInfinity<double>(g);
+  }
+  checkConcurrentCalls();
+  checkRunning<float>();
+  checkRunning<double>();
+  checkProbes();
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
