@@ -1,0 +1,338 @@
+/**
+ * Module memory: the zero-copy path (arrays allocated in module memory are used in place),
+ * growth (detached views, fresh ones from WasmArray.array), a flat footprint over many calls,
+ * and the C ABI's own validation (raw exports called with garbage return error codes and
+ * write nothing).
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { FloatArray } from '../../lib/backend.js';
+import { type WasmBackend, type WasmVariant, wasmImports } from '../../lib/backends/wasm.js';
+import { loadWasmBackendSync, wasmPath } from '../../lib/backends/wasm-node.js';
+import * as reference from '../../lib/reference.js';
+import { random, randomArray, scaledError } from './helpers.js';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const variants: WasmVariant[] = ['simd128', 'scalar'];
+
+describe.each(variants)('zero-copy arrays (%s)', (variant) => {
+  it('are read and written in place, with no copy in or out', () => {
+    const backend = loadWasmBackendSync(variant);
+    const mem = backend.memory;
+    const g = { outer: 4, channels: 8, inner: 33 };
+    const n = 4 * 8 * 33;
+    const rand = random(7);
+    const data = randomArray(Float32Array, n, rand, 5, 3);
+    const x = mem.alloc(Float32Array, n);
+    const y = mem.alloc(Float32Array, n);
+    const mean = mem.alloc(Float32Array, 8);
+    const invStd = mem.alloc(Float32Array, 8);
+    const rMean = mem.alloc(Float32Array, 8);
+    const rVar = mem.alloc(Float32Array, 8);
+    x.array.set(data);
+    rVar.array.fill(1);
+    for (const a of [x, y, mean, invStd, rMean, rVar]) expect(mem.isZeroCopy(a.array)).toBe(true);
+    expect(mem.isZeroCopy(data)).toBe(false);
+
+    const bytesBefore = mem.bytes;
+    const set32 = vi.spyOn(Float32Array.prototype, 'set');
+    const written = backend.train({
+      x: x.array, geometry: g, gamma: null, beta: null, eps: 1e-5, relu: false,
+      y: y.array, mean: mean.array, invStd: invStd.array,
+      running: { runningMean: rMean.array, runningVar: rVar.array, factor: 0.1, varScale: n / 8 / (n / 8 - 1), skipNonFinite: false },
+    });
+    // In place as well: y = x.
+    backend.infer({
+      x: x.array, geometry: g, runningMean: rMean.array, runningVar: rVar.array, gamma: null, beta: null,
+      eps: 1e-5, relu: true, y: x.array,
+    });
+    expect(set32).not.toHaveBeenCalled();
+    set32.mockRestore();
+    expect(written).toBe(true);
+    expect(mem.bytes).toBe(bytesBefore);
+
+    const want = { y: new Float32Array(n), mean: new Float32Array(8), invStd: new Float32Array(8) };
+    const wantRunning = { runningMean: new Float32Array(8), runningVar: new Float32Array(8).fill(1) };
+    reference.train({
+      x: data, geometry: g, gamma: null, beta: null, eps: 1e-5, relu: false, ...want,
+      running: { ...wantRunning, factor: 0.1, varScale: n / 8 / (n / 8 - 1), skipNonFinite: false },
+    });
+    expect(scaledError(y.array, want.y)).toBeLessThan(1e-5);
+    expect(scaledError(mean.array, want.mean)).toBeLessThan(1e-5);
+    expect(scaledError(invStd.array, want.invStd)).toBeLessThan(1e-5);
+    expect(scaledError(rMean.array, wantRunning.runningMean)).toBeLessThan(1e-5);
+    expect(scaledError(rVar.array, wantRunning.runningVar)).toBeLessThan(1e-5);
+    const wantInfer = new Float32Array(n);
+    reference.infer({
+      x: data, geometry: g, runningMean: rMean.array, runningVar: rVar.array, gamma: null, beta: null,
+      eps: 1e-5, relu: true, y: wantInfer,
+    });
+    expect(scaledError(x.array, wantInfer)).toBeLessThan(1e-5);
+    for (const a of [x, y, mean, invStd, rMean, rVar]) a.free();
+  });
+
+  it('mix with ordinary arrays, subarrays of blocks, and views outside any block', () => {
+    const backend = loadWasmBackendSync(variant);
+    const mem = backend.memory;
+    const g = { outer: 3, channels: 5, inner: 7 };
+    const n = 105;
+    const block = mem.alloc(Float64Array, n + 10);
+    const x = block.array.subarray(10); // a subarray of a block is zero-copy too
+    x.set(randomArray(Float64Array, n, random(3)));
+    expect(mem.isZeroCopy(x)).toBe(true);
+    // A view of module memory that no alloc handed out is copied, never passed by pointer.
+    const stray = new Float64Array(mem.buffer, 8, 5);
+    expect(mem.isZeroCopy(stray)).toBe(false);
+    const mean = new Float64Array(5);
+    const variance = new Float64Array(5);
+    backend.moments({ x, geometry: g, mean, variance });
+    const want = { mean: new Float64Array(5), variance: new Float64Array(5) };
+    reference.moments({ x, geometry: g, ...want });
+    expect(scaledError(mean, want.mean)).toBeLessThan(1e-12);
+    expect(scaledError(variance, want.variance)).toBeLessThan(1e-12);
+    block.free();
+    expect(block.freed).toBe(true);
+    expect(() => block.array).toThrow(/freed/);
+    block.free(); // a second free is a no-op
+  });
+
+  it('growth detaches old views; WasmArray.array hands out a fresh one with the same data', () => {
+    const backend = loadWasmBackendSync(variant);
+    const mem = backend.memory;
+    const a = mem.alloc(Float32Array, 1000);
+    a.array.set(randomArray(Float32Array, 1000, random(5)));
+    const copy = a.array.slice();
+    const old = a.array;
+    const bytes = mem.bytes;
+    const big = mem.alloc(Float32Array, 8 << 20); // 32 MiB: more than is free, so memory grows
+    expect(mem.bytes).toBeGreaterThan(bytes);
+    expect(old.length).toBe(0); // detached
+    expect(a.array === old).toBe(false);
+    expect(a.array).toEqual(copy);
+    // A call whose copies grow the scratch area detaches views too; the handle still works.
+    const held = a.array;
+    const n = 16 << 20;
+    const x = new Float32Array(n).fill(1);
+    const mean = new Float32Array(1);
+    const variance = new Float32Array(1);
+    backend.moments({ x, geometry: { outer: 1, channels: 1, inner: n }, mean, variance });
+    expect(mean[0]).toBe(1);
+    expect(variance[0]).toBe(0);
+    expect(held.length).toBe(0);
+    expect(a.array).toEqual(copy);
+    big.free();
+    a.free();
+  });
+});
+
+describe('copies of aliased arguments', () => {
+  const g = { outer: 3, channels: 4, inner: 10 };
+  const n = 120;
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>) => expect(scaledError(a, b)).toBeLessThan(1e-12);
+
+  it('y over x, in place or not, and the scratch area holds x once', () => {
+    const backend = loadWasmBackendSync();
+    const x = randomArray(Float64Array, n, random(1), 1, 2);
+    const want = new Float64Array(n);
+    const stats = () => ({ mean: new Float64Array(4), invStd: new Float64Array(4) });
+    reference.train({ x, geometry: g, gamma: null, beta: null, eps: 1e-5, relu: true, y: want, ...stats(), running: null });
+    const y = new Float64Array(n);
+    const xCopy = x.slice();
+    backend.train({ x, geometry: g, gamma: null, beta: null, eps: 1e-5, relu: true, y, ...stats(), running: null });
+    close(y, want);
+    expect(x).toEqual(xCopy); // x itself untouched: only its copy was overwritten
+    backend.train({ x, geometry: g, gamma: null, beta: null, eps: 1e-5, relu: true, y: x, ...stats(), running: null });
+    close(x, want);
+    // 1 MiB tensor: with y sharing x's copy the area is one tensor (+ per-channel arrays).
+    const big = new Float32Array(1 << 18).fill(3);
+    const fresh = loadWasmBackendSync();
+    fresh.infer({
+      x: big, geometry: { outer: 1, channels: 1, inner: 1 << 18 }, runningMean: new Float32Array(1),
+      runningVar: new Float32Array(1).fill(1), gamma: null, beta: null, eps: 1e-5, relu: false, y: new Float32Array(1 << 18),
+    });
+    expect((fresh as unknown as { scratchBytes: number }).scratchBytes).toBeLessThan(1.1 * (1 << 20));
+  });
+
+  it('dx over dy, except when x is the same array as dy', () => {
+    const backend = loadWasmBackendSync();
+    const a = randomArray(Float64Array, n, random(2));
+    const mean = randomArray(Float64Array, 4, random(3));
+    const invStd = new Float64Array(4).fill(0.7);
+    const out = () => ({ dx: new Float64Array(n), dgamma: new Float64Array(4), dbeta: new Float64Array(4) });
+    const want = out();
+    reference.backward({ dy: a, x: a, geometry: g, mean, invStd, gamma: null, y: null, training: true, ...want });
+    const got = out();
+    backend.backward({ dy: a, x: a, geometry: g, mean, invStd, gamma: null, y: null, training: true, ...got });
+    close(got.dx, want.dx);
+    close(got.dgamma, want.dgamma);
+    const dy = a.slice();
+    const x = randomArray(Float64Array, n, random(4));
+    const want2 = out();
+    reference.backward({ dy, x, geometry: g, mean, invStd, gamma: null, y: null, training: true, ...want2 });
+    const inPlace = out();
+    backend.backward({ dy, x, geometry: g, mean, invStd, gamma: null, y: null, training: true, ...inPlace, dx: dy });
+    close(dy, want2.dx);
+  });
+
+  it('y not over x when another input is x itself (infer with runningMean = x)', () => {
+    const backend = loadWasmBackendSync();
+    const G = { outer: 1, channels: 6, inner: 1 };
+    const x = randomArray(Float32Array, 6, random(5));
+    const runningVar = new Float32Array(6).fill(2);
+    const want = new Float32Array(6);
+    reference.infer({ x, geometry: G, runningMean: x, runningVar, gamma: x, beta: null, eps: 1e-5, relu: false, y: want });
+    const y = new Float32Array(6);
+    backend.infer({ x, geometry: G, runningMean: x, runningVar, gamma: x, beta: null, eps: 1e-5, relu: false, y });
+    expect(scaledError(y, want)).toBeLessThan(1e-6);
+  });
+});
+
+describe('a flat footprint', () => {
+  it('copies through one reused area: no growth and no leak over a million small calls', () => {
+    const backend = loadWasmBackendSync();
+    const g = { outer: 2, channels: 3, inner: 4 };
+    const rand = random(11);
+    const x = randomArray(Float32Array, 24, rand);
+    const y = new Float32Array(24);
+    const dx = new Float32Array(24);
+    const [gamma, beta, mean, invStd, dgamma, dbeta] = Array.from({ length: 6 }, () => new Float32Array(3).fill(1));
+    const rMean = new Float32Array(3);
+    const rVar = new Float32Array(3).fill(1);
+    const step = () => {
+      backend.train({
+        x, geometry: g, gamma, beta, eps: 1e-5, relu: true, y, mean, invStd,
+        running: { runningMean: rMean, runningVar: rVar, factor: 0.1, varScale: 8 / 7, skipNonFinite: true },
+      });
+      backend.backward({ dy: y, x, geometry: g, mean, invStd, gamma, y, training: true, dx, dgamma, dbeta });
+      backend.infer({ x, geometry: g, runningMean: rMean, runningVar: rVar, gamma, beta, eps: 1e-5, relu: false, y });
+      backend.updateRunningStats({
+        runningMean: rMean, runningVar: rVar, batchMean: mean, batchVar: invStd, factor: 0.5, varScale: 1,
+        skipNonFinite: false,
+      });
+    };
+    for (let i = 0; i < 10; i++) step(); // warm-up: the scratch area and the kernels' workspace
+    const bytes = backend.memory.bytes;
+    // Where the allocator puts the next block: any leaked block would move it.
+    const probe = backend.memory.alloc(Float32Array, 4);
+    const probePtr = probe.ptr;
+    probe.free();
+    for (let i = 0; i < 250_000; i++) step();
+    expect(backend.memory.bytes).toBe(bytes);
+    const after = backend.memory.alloc(Float32Array, 4);
+    expect(after.ptr).toBe(probePtr);
+    after.free();
+  }, 120_000);
+});
+
+describe('errors', () => {
+  it('turn C ABI codes into RangeErrors that name the argument, and write nothing', () => {
+    const backend: WasmBackend = loadWasmBackendSync();
+    const x = new Float32Array(12).fill(2);
+    const y = new Float32Array(12).fill(7);
+    const mean = new Float32Array(3);
+    const invStd = new Float32Array(3);
+    const rMean = new Float32Array(3).fill(4);
+    const rVar = new Float32Array(3).fill(5);
+    const args = {
+      x, gamma: null, beta: null, relu: false, y, mean, invStd,
+      running: { runningMean: rMean, runningVar: rVar, factor: 0.1, varScale: 1, skipNonFinite: false },
+    };
+    expect(() => backend.train({ ...args, geometry: { outer: 2, channels: 3, inner: 2 }, eps: -1 })).toThrow(
+      /train: eps was refused: the value is out of range/,
+    );
+    expect(() => backend.train({ ...args, geometry: { outer: -2, channels: 3, inner: 2 }, eps: 1e-5 })).toThrow(
+      RangeError,
+    );
+    expect(() =>
+      backend.train({ ...args, geometry: { outer: 2, channels: 3, inner: 2 }, eps: 1e-5, running: { ...args.running, factor: 2 } }),
+    ).toThrow(/factor was refused/);
+    expect(() => backend.train({ ...args, geometry: { outer: 2 ** 16, channels: 2 ** 16, inner: 2 }, eps: 1e-5 })).toThrow(
+      /outer was refused: the size overflows/,
+    );
+    expect(() =>
+      backend.moments({ x: new Float32Array(0), geometry: { outer: 0, channels: 2 ** 32 + 3, inner: 1 }, mean, variance: invStd }),
+    ).toThrow(/too large for wasm32/);
+    expect(y.every((v) => v === 7)).toBe(true);
+    expect(rMean.every((v) => v === 4) && rVar.every((v) => v === 5)).toBe(true);
+  });
+});
+
+interface RawExports {
+  memory: WebAssembly.Memory;
+  _initialize(): void;
+  sn_alloc(n: number): number;
+  sn_free(p: number): number;
+  stackSave(): number;
+  [name: string]: ((...args: number[]) => number) | WebAssembly.Memory | (() => void);
+}
+
+describe.each(variants)('the raw C ABI with garbage (%s)', (variant) => {
+  it('returns error codes and never writes outside its blocks', () => {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(wasmPath(variant))), wasmImports());
+    const abi = instance.exports as unknown as RawExports;
+    abi._initialize();
+    const call = (name: string, ...args: number[]) => (abi[name] as (...a: number[]) => number)(...args);
+    const blockA = abi.sn_alloc(4000) >>> 0;
+    const blockB = abi.sn_alloc(64) >>> 0;
+    expect(blockA).toBeGreaterThan(0);
+    new Uint8Array(abi.memory.buffer, blockA, 4000).fill(0xab);
+    new Uint8Array(abi.memory.buffer, blockB, 64).fill(0xcd);
+    // The shadow stack is every call's scratch space: compare all memory but it. Between calls
+    // the stack pointer is at its top; the stack is 512 KiB (-sTOTAL_STACK in wasm/wasm.cmake).
+    const stackTop = abi.stackSave() >>> 0;
+    const stackBottom = stackTop - 512 * 1024;
+
+    const rand = random(42);
+    const end = abi.memory.buffer.byteLength;
+    const pointers = [0, 1, 4, 1024, blockA - 4, blockA + 3, blockA + 3996, blockA + 4000, blockB + 60, end - 4, end, -4, 2 ** 31];
+    const dims = [-1, -(2 ** 31), 2 ** 31 - 1, 65536, 1 << 20];
+    const scalars = [NaN, -1, 0, Infinity, -Infinity, 2];
+    const pick = <T,>(a: T[]) => a[Math.floor(rand() * a.length)];
+    const kernels: [string, string][] = [
+      ['sn_train_f32', 'pdddppsspppppssi'], ['sn_train_f64', 'pdddppsspppppssi'],
+      ['sn_infer_f32', 'pdddppppsip'], ['sn_infer_f64', 'pdddppppsip'],
+      ['sn_backward_f32', 'ppdddppppippp'], ['sn_backward_f64', 'ppdddppppippp'],
+      ['sn_moments_f32', 'pdddpp'], ['sn_moments_f64', 'pdddpp'],
+      ['sn_update_running_f32', 'ppppdssi'], ['sn_update_running_f64', 'ppppdssi'],
+    ];
+    let rejected = 0;
+    const snapshot = () => Buffer.from(new Uint8Array(abi.memory.buffer).slice());
+    let before = snapshot();
+    for (const [name, signature] of kernels) {
+      for (let trial = 0; trial < 300; trial++) {
+        // Mostly valid-looking arguments (arrays in block A) with some garbage ones.
+        const args = [...signature].map((kind) => {
+          const garbage = rand() < 0.3;
+          if (kind === 'p') return garbage ? pick(pointers) : blockA + 16 * Math.floor(rand() * 4);
+          if (kind === 'd') return garbage ? pick(dims) : 1 + Math.floor(rand() * 12);
+          if (kind === 's') return garbage ? pick(scalars) : 0.5;
+          return rand() < 0.5 ? 1 : 0;
+        });
+        const rc = call(name, ...args);
+        if (rc >= 0) {
+          before = snapshot(); // accepted: every array was inside block A
+          continue;
+        }
+        rejected++;
+        const after = Buffer.from(abi.memory.buffer);
+        const same =
+          after.length === before.length &&
+          before.compare(after, 0, stackBottom, 0, stackBottom) === 0 &&
+          before.compare(after, stackTop, after.length, stackTop, before.length) === 0;
+        expect(same, `${name}(${args.join(', ')}) returned ${rc} but changed memory`).toBe(true);
+      }
+    }
+    expect(rejected).toBeGreaterThan(2000);
+    expect(new Uint8Array(abi.memory.buffer, blockB, 64).every((b) => b === 0xcd)).toBe(true);
+    expect(abi.sn_free(blockA + 4)).toBe(-1); // not a block start
+    expect(abi.sn_free(12345)).toBe(-1);
+    expect(abi.sn_free(blockA)).toBe(0);
+    expect(abi.sn_free(blockA)).toBe(-1); // double free
+    expect(abi.sn_free(blockB)).toBe(0);
+  });
+});
+
+export type { FloatArray };

@@ -1,0 +1,66 @@
+# The WASM build of native/kernels (emscripten), included by the top-level CMakeLists.txt when
+# EMSCRIPTEN is set. Driven by wasm/build.mjs (npm run build:wasm), which copies the two
+# artifacts into wasm/bin/ and checks them. No second copy of any kernel: the sources below are
+# native/kernels' own, with the portable ISA (its header picks wasm SIMD128 under
+# __wasm_simd128__, scalar otherwise; the pool runs serially without pthreads).
+#
+# Output: simdnorm-simd.wasm (-msimd128) and simdnorm-scalar.wasm, standalone modules without
+# emscripten JS glue; lib/backends/wasm.ts instantiates them with its own two stub imports.
+
+set(SIMDNORM_ROOT "${CMAKE_CURRENT_LIST_DIR}/..")
+get_filename_component(SIMDNORM_ROOT "${SIMDNORM_ROOT}" ABSOLUTE)
+set(SIMDNORM_KERNELS "${SIMDNORM_ROOT}/native/kernels")
+
+# Compiled once per ISA natively; here only for the portable one.
+set(SIMDNORM_WASM_ISA_SOURCES
+  "${SIMDNORM_KERNELS}/stats.cpp"
+  "${SIMDNORM_KERNELS}/forward.cpp"
+  "${SIMDNORM_KERNELS}/backward.cpp"
+  "${SIMDNORM_KERNELS}/running.cpp")
+set(SIMDNORM_WASM_SOURCES
+  ${SIMDNORM_WASM_ISA_SOURCES}
+  "${SIMDNORM_KERNELS}/parallel.cpp"
+  "${SIMDNORM_KERNELS}/dispatch.cpp"
+  "${SIMDNORM_ROOT}/wasm/abi.cpp")
+set_source_files_properties(${SIMDNORM_WASM_ISA_SOURCES} PROPERTIES COMPILE_DEFINITIONS "SIMDNORM_ISA=base")
+
+set(SIMDNORM_WASM_EXPORTS
+  _sn_abi_version _sn_simd_level _sn_alloc _sn_free _sn_in_block
+  _sn_train_f32 _sn_train_f64 _sn_infer_f32 _sn_infer_f64
+  _sn_backward_f32 _sn_backward_f64 _sn_moments_f32 _sn_moments_f64
+  _sn_update_running_f32 _sn_update_running_f64)
+list(JOIN SIMDNORM_WASM_EXPORTS "," SIMDNORM_WASM_EXPORT_LIST)
+
+# Deterministic bytes (CI compares a fresh build with the committed files): fixed flags, no
+# debug info, and source paths mapped away so the checkout's location cannot leak in.
+set(SIMDNORM_WASM_COMPILE_OPTIONS
+  -O3 -DNDEBUG -g0 -std=c++17 -fno-exceptions -fno-rtti
+  "-ffile-prefix-map=${SIMDNORM_ROOT}=.")
+set(SIMDNORM_WASM_LINK_OPTIONS
+  -O3 -g0 --no-entry
+  -sSTANDALONE_WASM=1
+  "-sEXPORTED_FUNCTIONS=${SIMDNORM_WASM_EXPORT_LIST}"
+  -sERROR_ON_UNDEFINED_SYMBOLS=1
+  -sFILESYSTEM=0
+  -sALLOW_MEMORY_GROWTH=1
+  -sINITIAL_MEMORY=2MB
+  -sTOTAL_STACK=512KB
+  -sMAXIMUM_MEMORY=4GB
+  -sMALLOC=dlmalloc)
+
+# For profiling only (never for the committed artifacts), e.g.
+# -DSIMDNORM_WASM_EXTRA_LINK_OPTIONS=--profiling-funcs keeps function names.
+set(SIMDNORM_WASM_EXTRA_LINK_OPTIONS "" CACHE STRING "extra emcc link options (profiling)")
+
+function(simdnorm_wasm_module target simd_flags)
+  add_executable(${target} ${SIMDNORM_WASM_SOURCES})
+  set_target_properties(${target} PROPERTIES SUFFIX ".wasm" CXX_STANDARD 17 CXX_EXTENSIONS OFF
+    POSITION_INDEPENDENT_CODE OFF)
+  target_include_directories(${target} PRIVATE "${SIMDNORM_KERNELS}")
+  target_compile_options(${target} PRIVATE ${SIMDNORM_WASM_COMPILE_OPTIONS} ${simd_flags})
+  target_link_options(${target} PRIVATE ${SIMDNORM_WASM_LINK_OPTIONS} ${simd_flags}
+    ${SIMDNORM_WASM_EXTRA_LINK_OPTIONS})
+endfunction()
+
+simdnorm_wasm_module(simdnorm-simd "-msimd128")
+simdnorm_wasm_module(simdnorm-scalar "")
