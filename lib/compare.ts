@@ -23,16 +23,24 @@ export interface Mismatch {
 }
 
 export function rms(values: ArrayLike<number>): number {
-  let sum = 0;
+  // Squares of the values divided by the largest: v·v itself underflows to 0 below ~1e-154
+  // and overflows to Infinity above ~1e154 (a scale of Infinity would pass everything).
+  let largest = 0;
   let n = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (Number.isFinite(v)) {
-      sum += v * v;
+      largest = Math.max(largest, Math.abs(v));
       n++;
     }
   }
-  return n === 0 ? 0 : Math.sqrt(sum / n);
+  if (largest === 0) return 0;
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (Number.isFinite(v)) sum += (v / largest) * (v / largest);
+  }
+  return largest * Math.sqrt(sum / n);
 }
 
 /**

@@ -14,10 +14,24 @@ export type DType = 'float32' | 'float64';
 // %TypedArray%.prototype[Symbol.toStringTag] answers a typed array's real kind and cannot be
 // faked by an object (it returns undefined for anything that is not a typed array), and it
 // works across realms (worker_threads, iframes) where instanceof does not.
-const typedArrayTag = Object.getOwnPropertyDescriptor(
-  Object.getPrototypeOf(Uint8Array.prototype) as object,
-  Symbol.toStringTag,
-)!.get as (this: unknown) => string | undefined;
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const typedArrayTag = Object.getOwnPropertyDescriptor(typedArrayPrototype, Symbol.toStringTag)!.get as (
+  this: unknown,
+) => string | undefined;
+
+// The intrinsic getters of what the backends read from an array. A genuine typed array can
+// still shadow them (an own property, a subclass getter): one that claims a length it does not
+// have would make the js and wasm backends read past it (NaN or stale data in the running
+// stats), and a false BYTES_PER_ELEMENT would make the wasm backend copy it as the other type.
+const intrinsicViewProperties = (['length', 'byteOffset', 'byteLength', 'buffer'] as const).map(
+  (key) => [key, Object.getOwnPropertyDescriptor(typedArrayPrototype, key)!.get as (this: unknown) => unknown] as const,
+);
+
+/** The first property a typed array of `dtype` reports differently from what it is, if any. */
+function shadowedProperty(a: FloatArray, dtype: DType): string | undefined {
+  for (const [key, intrinsic] of intrinsicViewProperties) if (a[key] !== intrinsic.call(a)) return key;
+  return a.BYTES_PER_ELEMENT === (dtype === 'float32' ? 4 : 8) ? undefined : 'BYTES_PER_ELEMENT';
+}
 
 /** What a value is, for error messages: "Int32Array(3)", "array(4)", "null", "string 'x'". */
 export function describe(value: unknown): string {
@@ -45,8 +59,16 @@ export function dtypeOf(value: unknown): DType | undefined {
 
 function isDetached(a: ArrayBufferView): boolean {
   const buffer = a.buffer as ArrayBufferLike & { detached?: boolean };
-  // Node 20 has no ArrayBuffer.prototype.detached; a detached buffer reports byteLength 0.
-  return buffer.detached ?? buffer.byteLength === 0;
+  if (typeof buffer.detached === 'boolean') return buffer.detached;
+  if (buffer.byteLength !== 0) return false;
+  // Node 20 has no ArrayBuffer.prototype.detached, and an empty buffer has byteLength 0 too:
+  // only a detached one refuses a new view.
+  try {
+    new Uint8Array(buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /**
@@ -64,14 +86,22 @@ export function checkFloatArray(
     throw new TypeError(`${name} must be a Float32Array or Float64Array, received ${describe(value)}`);
   }
   const array = value as FloatArray;
+  const shadowed = shadowedProperty(array, kind);
+  if (shadowed !== undefined) {
+    throw new TypeError(
+      `${name} must be a plain ${describe(value).replace(/\(.*/, '')}, received one whose ${shadowed} property is overridden`,
+    );
+  }
   if (dtype !== undefined && kind !== dtype) {
     const want = dtype === 'float32' ? 'Float32Array' : 'Float64Array';
     throw new TypeError(`${name} must be a ${want} like x, received ${describe(value)}`);
   }
-  if (length !== undefined && array.length !== length) {
-    if (length > 0 && isDetached(array)) {
-      throw new TypeError(`${name} must not be detached, received a detached ${describe(value)}`);
-    }
+  const detached = () => new TypeError(`${name} must not be detached, received a detached ${describe(value)}`);
+  if (length === undefined) {
+    // an array that fixes the length of the others (updateRunningStats' runningMean)
+    if (array.length === 0 && isDetached(array)) throw detached();
+  } else if (array.length !== length) {
+    if (length > 0 && isDetached(array)) throw detached();
     throw new RangeError(`${name} must have length ${length}, received length ${array.length}`);
   }
   return array;
@@ -101,19 +131,23 @@ export function checkShape(value: unknown, layout: Layout, name = 'shape'): Shap
   if (!Array.isArray(value)) {
     throw new TypeError(`${name} must be an array of dimensions, received ${describe(value)}`);
   }
-  if (value.length < 2) {
-    throw new RangeError(`${name} must have rank >= 2 ([N, C, ...]), received rank ${value.length}`);
+  // Read every dim once (holes as undefined): what is checked is what the geometry is computed
+  // from, even when the array has getters or is a Proxy.
+  const copy: unknown[] = Array.from(value as unknown[]);
+  if (copy.length < 2) {
+    throw new RangeError(`${name} must have rank >= 2 ([N, C, ...]), received rank ${copy.length}`);
   }
   let elements = 1;
-  value.forEach((d: unknown, i: number) => {
+  for (let i = 0; i < copy.length; i++) {
+    const d = copy[i];
     if (typeof d !== 'number') {
       throw new TypeError(`${name}[${i}] must be a number, received ${describe(d)}`);
     }
     if (!Number.isSafeInteger(d) || d < 0) {
       throw new RangeError(`${name}[${i}] must be a non-negative integer, received ${d}`);
     }
-  });
-  const dims = value as number[];
+  }
+  const dims = copy as number[];
   // Zero anywhere makes the product 0; check the product of the non-zero dims for overflow too,
   // so [0, 2**40, 2**40] is still refused as a shape no array can have.
   let nonZero = 1;

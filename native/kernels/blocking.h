@@ -149,9 +149,10 @@ struct Moments {
 // block holding +-Inf has the mean IEEE sums give, +-Inf, not NaN).
 inline double shiftOf(double v) { return __builtin_isfinite(v) ? v : 0; }
 
-// From shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) over n values.
+// From shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) over n values. S1 * (S1 / n), not
+// S1 * S1 / n: S1 * S1 overflows (to a variance of 0) where S2 and the variance do not.
 inline Moments shiftedMoments(double n, double s, double s1, double s2) {
-  double m2 = s2 - s1 * s1 / n;
+  double m2 = s2 - s1 * (s1 / n);
   return {n, s + s1 / n, m2 < 0 ? 0 : m2};  // rounding can leave -tiny; NaN stays NaN
 }
 

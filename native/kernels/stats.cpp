@@ -42,7 +42,7 @@ void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
     for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
     accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period,
                    [&](int64_t offset, int64_t column, int64_t k) {
-                     VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + column - c0);
+                     VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
                      return Terms{d, d * d};
                    });
   });

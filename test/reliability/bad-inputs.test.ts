@@ -1,0 +1,304 @@
+/**
+ * The bad-input matrix (test/reliability/bad-inputs.ts) through the façade on every backend
+ * (sync and async functions, and the BatchNorm layer), and through the raw WASM C ABI of both
+ * variants. (The raw N-API binding gets the same matrix in test/native/validation.test.ts.)
+ *
+ * Every façade case must throw (or reject with) exactly the SPEC's class, TypeError or
+ * RangeError, with a message naming the argument; and every byte of every array the call was
+ * given (with the buffers they view), the layer's state and, on wasm, a zero-copy block of
+ * module memory must be unchanged. Every ABI case must return the error code of the spoiled
+ * argument and leave all module memory (but the shadow stack) unchanged.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as api from '../../lib/index.js';
+import type { BackendName } from '../../lib/backend.js';
+import { wasmImports, wasmMemory, type WasmVariant } from '../../lib/backends/wasm.js';
+import { wasmPath } from '../../lib/backends/wasm-node.js';
+import {
+  ABI_CHANNELS,
+  ABI_INNER,
+  ABI_OUTER,
+  abiBadCalls,
+  abiLength,
+  filled,
+  facadeBadCalls,
+  isAbiArrayRole,
+  type AbiCall,
+  type AbiCase,
+  type AbiHeap,
+  type AbiKernelSpec,
+  type FacadeApi,
+  type FacadeCase,
+} from './bad-inputs.js';
+
+await api.ready();
+const status = api.backends();
+const facadeCases = facadeBadCalls();
+
+// The intrinsic accessors: a spoiled array may lie about its own properties.
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (key: string) => Object.getOwnPropertyDescriptor(typedArrayPrototype, key)!.get!;
+const bufferOf = intrinsic('buffer');
+const dataViewBuffer = Object.getOwnPropertyDescriptor(DataView.prototype, 'buffer')!.get!;
+
+/** Copies of every buffer the views look into (a view's neighbours count too). */
+function snapshot(views: readonly ArrayBufferView[]): Map<ArrayBufferLike, Uint8Array> {
+  const copies = new Map<ArrayBufferLike, Uint8Array>();
+  for (const v of views) {
+    const buffer = (v instanceof DataView ? dataViewBuffer.call(v) : bufferOf.call(v)) as ArrayBufferLike;
+    if (copies.has(buffer)) continue;
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(buffer).slice();
+    } catch {
+      continue; // a detached buffer: nothing can be written to it
+    }
+    copies.set(buffer, bytes);
+  }
+  return copies;
+}
+
+function changedBuffer(copies: Map<ArrayBufferLike, Uint8Array>): string | null {
+  for (const [buffer, before] of copies) {
+    const now = new Uint8Array(buffer);
+    if (now.length !== before.length) return `a buffer changed length ${before.length} -> ${now.length}`;
+    for (let i = 0; i < now.length; i++) {
+      if (now[i] !== before[i]) return `byte ${i} of a ${before.length}-byte buffer was written (${before[i]} -> ${now[i]})`;
+    }
+  }
+  return null;
+}
+
+/** Whether the message names `blame`: as a whole word (not inside runningMean or dy), or a pattern. */
+function names(message: string, blame: string | RegExp): boolean {
+  if (blame instanceof RegExp) return blame.test(message);
+  const escaped = blame.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\w.])${escaped}(?![\\w])`).test(message);
+}
+
+function label(c: FacadeCase): string {
+  return `${c.op} ${c.dtype} ${c.layout}: ${c.argument} = ${c.what}`;
+}
+
+/** Runs one case; returns what went wrong, or null. */
+async function runFacadeCase(c: FacadeCase, sentinel?: { check(): string | null }): Promise<string | null> {
+  const p = c.prepare(api as unknown as FacadeApi);
+  const before = snapshot(p.watched);
+  const stateBefore = p.state?.();
+  let error: unknown;
+  let returned: unknown;
+  try {
+    returned = p.call();
+  } catch (e) {
+    if (c.async) return `${label(c)}: threw synchronously (${String(e)}) instead of rejecting`;
+    error = e;
+  }
+  if (c.async) {
+    if (!(returned instanceof Promise)) return `${label(c)}: returned ${String(returned)}, not a Promise`;
+    error = await returned.then(() => undefined, (e: unknown) => e);
+  }
+  if (error === undefined) return `${label(c)}: did not ${c.async ? 'reject' : 'throw'} (expected ${c.error.name})`;
+  if ((error as Error)?.constructor !== c.error) {
+    return `${label(c)}: ${c.async ? 'rejected' : 'threw'} ${(error as Error)?.name}: ${(error as Error)?.message}, expected ${c.error.name}`;
+  }
+  const message = (error as Error).message;
+  if (!names(message, c.blame)) return `${label(c)}: message "${message}" does not name ${String(c.blame)}`;
+  const written = changedBuffer(before);
+  if (written) return `${label(c)}: ${written} by a call that threw`;
+  if (p.state && p.state() !== stateBefore) return `${label(c)}: layer state ${stateBefore} -> ${p.state()}`;
+  const outside = sentinel?.check();
+  if (outside) return `${label(c)}: ${outside}`;
+  return null;
+}
+
+const counts: Record<string, number> = {};
+
+for (const name of ['native', 'wasm', 'js'] as BackendName[]) {
+  const s = status.find((b) => b.name === name);
+  const reason = !s ? 'not registered' : s.available ? undefined : s.reason;
+  describe(`bad inputs through the façade: ${name}`, () => {
+    if (reason !== undefined) {
+      if (process.env.CI) {
+        it(`${name} backend is available (CI never skips)`, () => {
+          throw new Error(`the ${name} backend is unavailable in CI: ${reason}`);
+        });
+      } else {
+        console.warn(`\n*** SKIPPING the ${name} bad-input matrix: ${reason} ***\n`);
+        it.skip(`${name} unavailable: ${reason}`, () => {});
+      }
+      return;
+    }
+    // On wasm, a zero-copy block of module memory must keep every byte too, and memory must not grow.
+    let sentinel: { check(): string | null; free(): void } | undefined;
+    beforeAll(() => {
+      api.useBackend(name);
+      if (name === 'wasm') {
+        const block = wasmMemory.alloc(Float64Array, 256);
+        block.array.set(filled(Float64Array, 256, 1234));
+        const expected = block.array.slice();
+        const bytes = wasmMemory.bytes;
+        sentinel = {
+          check() {
+            if (wasmMemory.bytes !== bytes) return `module memory grew ${bytes} -> ${wasmMemory.bytes}`;
+            const now = block.array;
+            for (let i = 0; i < now.length; i++) if (!Object.is(now[i], expected[i])) return `zero-copy block element ${i} changed`;
+            return null;
+          },
+          free: () => block.free(),
+        };
+      }
+    });
+    afterAll(() => {
+      sentinel?.free();
+      api.useBackend('auto');
+      console.log(`façade bad-input matrix on ${name}: ${counts[name] ?? 0} spoiled calls, each the SPEC's typed error, nothing written`);
+    });
+    const groups = new Map<string, FacadeCase[]>();
+    for (const c of facadeCases) {
+      const key = `${c.op} ${c.dtype} ${c.layout}`;
+      groups.set(key, [...(groups.get(key) ?? []), c]);
+    }
+    for (const [key, group] of groups) {
+      it(`${key}: ${group.length} spoiled calls`, async () => {
+        const failures: string[] = [];
+        for (const c of group) {
+          const failure = await runFacadeCase(c, sentinel);
+          if (failure) failures.push(failure);
+        }
+        counts[name] = (counts[name] ?? 0) + group.length;
+        expect(failures).toEqual([]);
+      });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw C ABI
+
+interface RawAbi {
+  memory: WebAssembly.Memory;
+  _initialize(): void;
+  sn_alloc(bytes: number): number;
+  sn_free(p: number): number;
+  sn_in_block(p: number, bytes: number, align: number): number;
+  stackSave(): number;
+  [name: string]: unknown;
+}
+
+const STACK_BYTES = 512 * 1024; // -sTOTAL_STACK in wasm/wasm.cmake
+
+function instantiate(variant: WasmVariant): RawAbi {
+  const module = new WebAssembly.Module(readFileSync(wasmPath(variant)));
+  const abi = new WebAssembly.Instance(module, wasmImports()).exports as unknown as RawAbi;
+  abi._initialize();
+  return abi;
+}
+
+/** The valid call of a kernel: every array in its own block of exactly its size. */
+function validCall(spec: AbiKernelSpec, heap: AbiHeap, abi: RawAbi, size: number): AbiCall {
+  const blocks: (number | undefined)[] = [];
+  const args = spec.args.map(([, role], i) => {
+    if (isAbiArrayRole(role)) {
+      const n = abiLength(role);
+      const p = heap.alloc(n * size);
+      const view = size === 8 ? new Float64Array(abi.memory.buffer, p, n) : new Float32Array(abi.memory.buffer, p, n);
+      view.set(filled(size === 8 ? Float64Array : Float32Array, n, 200 + i));
+      blocks[i] = p;
+      return p;
+    }
+    switch (role) {
+      case 'outer': return ABI_OUTER;
+      case 'channels':
+      case 'count': return ABI_CHANNELS;
+      case 'inner': return ABI_INNER;
+      case 'eps': return 1e-5;
+      case 'factor': return 0.1;
+      case 'varScale': return 24 / 23;
+      default: return 1; // flags
+    }
+  });
+  return { args, blocks };
+}
+
+describe.each(['simd128', 'scalar'] as WasmVariant[])('bad inputs through the raw C ABI (%s)', (variant) => {
+  it('every spoiled call returns the error code naming its argument and writes no byte of module memory', () => {
+    const abi = instantiate(variant);
+    const heap: AbiHeap = {
+      alloc(bytes) {
+        const p = abi.sn_alloc(bytes) >>> 0;
+        if (p === 0) throw new Error(`sn_alloc(${bytes}) failed`);
+        return p;
+      },
+      free(p) {
+        expect(abi.sn_free(p)).toBe(0);
+      },
+      get memoryBytes() {
+        return abi.memory.buffer.byteLength;
+      },
+    };
+    const stackTop = abi.stackSave() >>> 0;
+    const stackBottom = stackTop - STACK_BYTES;
+    const snapshotMemory = () => Buffer.from(new Uint8Array(abi.memory.buffer).slice());
+    const sameOutsideStack = (before: Buffer) => {
+      const after = Buffer.from(abi.memory.buffer);
+      return (
+        after.length === before.length &&
+        before.compare(after, 0, stackBottom, 0, stackBottom) === 0 &&
+        before.compare(after, stackTop, after.length, stackTop, before.length) === 0
+      );
+    };
+    const kernel = (name: string) => abi[name] as (...args: number[]) => number;
+
+    const cases = abiBadCalls();
+    const failures: string[] = [];
+    const valid = new Map<string, AbiCall>();
+    for (const c of cases) {
+      const size = c.kernel.endsWith('f64') ? 8 : 4;
+      let call = valid.get(c.kernel);
+      if (!call) {
+        call = validCall(c.spec, heap, abi, size);
+        const rc = kernel(c.kernel)(...call.args);
+        expect(rc, `the valid ${c.kernel} call`).toBeGreaterThanOrEqual(0);
+        valid.set(c.kernel, call);
+      }
+      const spoiled: AbiCall = { args: [...call.args], blocks: call.blocks };
+      const release = c.spoil(spoiled, heap, size);
+      const before = snapshotMemory();
+      const rc = kernel(c.kernel)(...spoiled.args);
+      const what = `${c.kernel}: ${c.argument} = ${c.what} (${spoiled.args.join(', ')})`;
+      if (rc >= 0) failures.push(`${what}: accepted (rc ${rc})`);
+      else {
+        const code = -rc >> 8;
+        const position = -rc & 0xff;
+        if (code !== c.code || position !== c.position) {
+          failures.push(`${what}: returned code ${code} for argument ${position}, expected code ${c.code} for argument ${c.position}`);
+        }
+        if (!sameOutsideStack(before)) failures.push(`${what}: returned ${rc} but changed module memory`);
+      }
+      release?.();
+    }
+    // The allocator's own entry points with garbage: -1 and nothing changes.
+    const block = heap.alloc(64);
+    const garbage = [0, block + 4, block - 8, 1024, abi.memory.buffer.byteLength, -8, 2 ** 31];
+    let memoryCases = 0;
+    for (const p of garbage) {
+      const before = snapshotMemory();
+      if (abi.sn_free(p) !== -1) failures.push(`sn_free(${p}) did not refuse`);
+      if (!sameOutsideStack(before)) failures.push(`sn_free(${p}) changed module memory`);
+      memoryCases++;
+    }
+    for (const [p, bytes, align] of [[block, 65, 4], [block + 2, 4, 4], [block, 8, 3], [0, 0, 1], [-16, 16, 8], [block, 2 ** 32 - 1, 1]]) {
+      if (abi.sn_in_block(p!, bytes!, align!) !== 0) failures.push(`sn_in_block(${p}, ${bytes}, ${align}) accepted`);
+      memoryCases++;
+    }
+    for (const bytes of [0, 2 ** 32 - 1, 2 ** 32 - 64]) {
+      if (abi.sn_alloc(bytes) !== 0) failures.push(`sn_alloc(${bytes}) did not refuse`);
+      memoryCases++;
+    }
+    heap.free(block);
+    expect(abi.sn_free(block)).toBe(-1); // double free
+    console.log(`raw C ABI bad-input matrix (${variant}): ${cases.length} spoiled kernel calls + ${memoryCases + 1} allocator calls`);
+    expect(failures).toEqual([]);
+  });
+});
