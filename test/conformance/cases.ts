@@ -346,7 +346,8 @@ function bufferCases(): ConformanceCase[] {
           expectClose('y from a subarray', r.y, expected.y);
           check(host[6] === 0 && host[7 + n] === 0, 'nothing written around the subarray');
           if (sabAvailable) {
-            const shared = new Ctor(new SharedArrayBuffer(n * Ctor.BYTES_PER_ELEMENT));
+            const sab = new SharedArrayBuffer(n * Ctor.BYTES_PER_ELEMENT);
+            const shared = dtype === 'float32' ? new Float32Array(sab) : new Float64Array(sab);
             shared.set(plain);
             const rs = api.batchNormTrain({ x: shared, shape });
             expectClose('y from a SharedArrayBuffer', rs.y, expected.y);
