@@ -17,6 +17,7 @@
 #include <map>
 #include <vector>
 
+#include "abi.h"
 #include "batchnorm.h"
 
 #define SN_EXPORT extern "C" __attribute__((used, visibility("default")))

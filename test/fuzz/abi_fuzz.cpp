@@ -18,27 +18,7 @@
 
 #include "batchnorm.h"
 
-extern "C" {
-uintptr_t sn_alloc(uint32_t bytes);
-int32_t sn_free(uintptr_t p);
-int32_t sn_in_block(uintptr_t p, uint32_t bytes, uint32_t align);
-int32_t sn_train_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, double, int32_t, uintptr_t,
-                     uintptr_t, uintptr_t, uintptr_t, uintptr_t, double, double, int32_t);
-int32_t sn_train_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, double, int32_t, uintptr_t,
-                     uintptr_t, uintptr_t, uintptr_t, uintptr_t, double, double, int32_t);
-int32_t sn_infer_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, double,
-                     int32_t, uintptr_t);
-int32_t sn_infer_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, double,
-                     int32_t, uintptr_t);
-int32_t sn_backward_f32(uintptr_t, uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t,
-                        uintptr_t, int32_t, uintptr_t, uintptr_t, uintptr_t);
-int32_t sn_backward_f64(uintptr_t, uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t,
-                        uintptr_t, int32_t, uintptr_t, uintptr_t, uintptr_t);
-int32_t sn_moments_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t);
-int32_t sn_moments_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t);
-int32_t sn_update_running_f32(uintptr_t, uintptr_t, uintptr_t, uintptr_t, int32_t, double, double, int32_t);
-int32_t sn_update_running_f64(uintptr_t, uintptr_t, uintptr_t, uintptr_t, int32_t, double, double, int32_t);
-}
+#include "abi.h"
 
 namespace {
 

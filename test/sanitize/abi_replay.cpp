@@ -17,26 +17,7 @@
 #include <string>
 #include <vector>
 
-extern "C" {
-uintptr_t sn_alloc(uint32_t bytes);
-int32_t sn_free(uintptr_t p);
-int32_t sn_train_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, double, int32_t, uintptr_t,
-                     uintptr_t, uintptr_t, uintptr_t, uintptr_t, double, double, int32_t);
-int32_t sn_train_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, double, int32_t, uintptr_t,
-                     uintptr_t, uintptr_t, uintptr_t, uintptr_t, double, double, int32_t);
-int32_t sn_infer_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, double,
-                     int32_t, uintptr_t);
-int32_t sn_infer_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, double,
-                     int32_t, uintptr_t);
-int32_t sn_backward_f32(uintptr_t, uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t,
-                        uintptr_t, int32_t, uintptr_t, uintptr_t, uintptr_t);
-int32_t sn_backward_f64(uintptr_t, uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t, uintptr_t,
-                        uintptr_t, int32_t, uintptr_t, uintptr_t, uintptr_t);
-int32_t sn_moments_f32(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t);
-int32_t sn_moments_f64(uintptr_t, int32_t, int32_t, int32_t, uintptr_t, uintptr_t);
-int32_t sn_update_running_f32(uintptr_t, uintptr_t, uintptr_t, uintptr_t, int32_t, double, double, int32_t);
-int32_t sn_update_running_f64(uintptr_t, uintptr_t, uintptr_t, uintptr_t, int32_t, double, double, int32_t);
-}
+#include "abi.h"
 
 namespace {
 

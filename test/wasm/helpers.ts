@@ -90,15 +90,7 @@ export function runAll(backend: Backend, c: TrainCase, seed: number): Record<str
 }
 
 /** The js backend: the float64 reference. */
-export const referenceBackend: Backend = {
-  name: 'js',
-  train: reference.train,
-  infer: reference.infer,
-  backward: reference.backward,
-  moments: reference.moments,
-  updateRunningStats: reference.updateRunningStats,
-  details: () => ({ simd: 'none', threads: 1 }),
-};
+export { jsBackend as referenceBackend } from '../../lib/backends/js.js';
 
 /** Cases covering both layouts (channels-last is inner = 1), odd sizes, relu, affine, dtypes. */
 export function trainCases(): TrainCase[] {
