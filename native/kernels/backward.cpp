@@ -3,6 +3,9 @@
 //   training: dx = g * k - (x - mean) * (k * dgamma * invStd / M) - k * dbeta / M,  k = gamma * invStd
 //             (= gamma * invStd / M * (M * g - dbeta - xhat * dgamma), xhat = (x - mean) * invStd)
 //   eval:     dx = g * k                                             (one more pass)
+// A float channel whose k, k * dbeta / M or k * dgamma * invStd / M is not a normal float
+// (gamma ~ 1e37, data std above ~1e19: invStd^2 underflows) is computed by the SPEC's formula in
+// double instead (gradChannel); the other channels are untouched.
 #include "blocking.h"
 
 namespace simdnorm {
@@ -30,6 +33,22 @@ struct InputGrad {
   }
 };
 
+// dx over channel c by the SPEC's formula in double, with g = src masked by (y > 0) when y is
+// given. Per element read then write: src may be dx.
+template <typename T>
+void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
+                 double gamma, double dbeta, double dgamma, bool training, T* dx) {
+  const Geometry& g = plan.g;
+  const double n = static_cast<double>(plan.count), k = gamma * inv / n;
+  for (int64_t o = 0; o < g.outer; o++) {
+    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+      const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
+      const double xhat = (static_cast<double>(x[i]) - mean) * inv;
+      dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
+    }
+  }
+}
+
 struct GradSums {
   double g, gx;  // sum(g), sum(g * (x - mean))
   void operator+=(GradSums o) {
@@ -52,11 +71,15 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   const bool stream = g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
   const int64_t blocks = plan.blocksPerChannel, period = plan.period;
   Coefficients<T>* coef;
+  GradSums* sums;       // per channel
+  bool* wide;           // per channel: computed by gradChannel
   GradSums* blockSums;  // planes path with few channels: per block
   double* rowSums;      // rows path: per row block, sum(g) of each column, then sum(g (x - mean))
   T* columns[4];
   carveScratch([&](Carver& s) {
     s.take(coef, channels);
+    s.take(sums, channels);
+    s.take(wide, channels);
     s.take(blockSums, !plan.rows && !plan.fused ? channels * blocks : 0);
     s.take(rowSums, plan.rows ? 2 * plan.rowBlocks * period : 0);
     for (int q = 0; q < 4; q++) s.take(columns[q], columnEntries(plan, lanes<T>()));
@@ -66,7 +89,31 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     const double k = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv;
     dbeta[c] = static_cast<T>(s.g);
     dgamma[c] = static_cast<T>(dg);
-    coef[c] = {{mean[c], static_cast<T>(k), static_cast<T>(k * s.g / n), static_cast<T>(k * dg * inv / n)}};
+    sums[c] = s;
+    const double p2 = k * s.g / n, p3 = k * dg * inv / n;
+    // Training: only where all three are finite (then x, mean and the sums are); a non-finite one
+    // gives the vector formula's non-finite dx. The identity coefficients give dx = g exactly.
+    wide[c] = training ? __builtin_isfinite(k) && __builtin_isfinite(p2) && __builtin_isfinite(p3) &&
+                             (outsideCoefficientRange<T>(k) || outsideCoefficientRange<T>(p2) ||
+                              outsideCoefficientRange<T>(p3))
+                       : outsideCoefficientRange<T>(k);
+    coef[c] = wide[c] ? Coefficients<T>{{T(0), T(1), T(0), T(0)}}
+                      : Coefficients<T>{{mean[c], static_cast<T>(k), static_cast<T>(p2), static_cast<T>(p3)}};
+  };
+  // A wide channel from src (dy with the mask y, or dx holding g).
+  auto wideChannel = [&](int64_t c, const T* src, const T* mask) {
+    gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
+                gamma ? static_cast<double>(gamma[c]) : 1.0, sums[c].g,
+                sums[c].gx * static_cast<double>(invStd[c]), training, dx);
+  };
+  // After the vector pass (dx = g on the wide channels): the wide channels from dx.
+  auto finishWide = [&] {
+    bool any = false;
+    for (int64_t c = 0; c < channels; c++) any = any || wide[c];
+    if (!any) return;
+    parallelFor(channels, g.elements(), [&](int64_t c) {
+      if (wide[c]) wideChannel(c, dx, nullptr);
+    });
   };
   withFlag(y != nullptr, [&](auto relu) {
     constexpr bool Relu = decltype(relu)::value;
@@ -103,12 +150,14 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
           applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
         });
+        finishWide();
       } else if (plan.fused) {
         // One task per channel: its sums, then its dx while dy and x are still in cache.
         parallelFor(channels, g.elements(), [&](int64_t c) {
           GradSums s{0, 0};
           for (int64_t b = 0; b < blocks; b++) s += sumBlock(c, b);
           finish(c, s);
+          if (wide[c]) return wideChannel(c, dy, y);
           for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, coef[c], stream, op);
         });
       } else {
@@ -122,6 +171,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         }
         const int64_t last = plan.orderTasks() - 1;
         parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
+        finishWide();
       }
     });
   });

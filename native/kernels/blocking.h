@@ -407,6 +407,19 @@ inline int64_t columnEntries(const Plan& plan, int vectorLanes) {
   return plan.rows ? plan.period + vectorLanes : 0;
 }
 
+// ---- per-channel coefficients a float cannot hold ----------------------------------------
+
+// Whether a per-channel coefficient kept as a T (e.g. gamma * invStd) would lose what it holds:
+// finite and non-zero but outside T's normal range (with room), as with gamma ~ 1e37 or a data
+// std above ~1e19 in float. Such a channel is computed by the plain per-element formula in double
+// instead (normalizeChannel, backward.cpp's gradChannel); other channels keep the vector path.
+template <typename T>
+inline bool outsideCoefficientRange(double v) {
+  if (sizeof(T) == sizeof(double)) return false;  // double coefficients are the double values
+  const double a = __builtin_fabs(v);
+  return __builtin_isfinite(a) && a != 0 && (a < 0x1p-120 || a > 0x1p120);
+}
+
 // ---- scratch memory -----------------------------------------------------------------------
 
 // Assigns typed arrays in the calling thread's scratch memory: layout(carver) runs twice, once

@@ -5,6 +5,9 @@
 //            scale = gamma * invStd, shift = beta.
 // Inference: hi = runningMean, lo = 0, scale = gamma / sqrt(runningVar + eps), shift = beta.
 // Not x * scale + (beta - mean * scale): in float that loses everything for a mean of 1e7.
+// A float channel whose scale is not a normal float (gamma ~ 1e37: it overflows while y does not)
+// is computed as (x - mean) * scale + beta in double instead (normalizeChannel); the other
+// channels are untouched.
 #include "blocking.h"
 
 namespace simdnorm {
@@ -26,6 +29,47 @@ Coefficients<T> normalization(double mean, double scale, const T* beta, int64_t 
   const T hi = static_cast<T>(mean);
   return {{hi, static_cast<T>(mean - static_cast<double>(hi)), static_cast<T>(scale),
            beta ? beta[c] : T(0)}};
+}
+
+// The vector formula's coefficients for a channel computed by normalizeChannel: they give y = x
+// exactly (-0 included), so that pass can read y whether or not it is x.
+template <typename T>
+Coefficients<T> identity() {
+  return {{T(0), T(0), T(1), T(-0.0)}};
+}
+
+// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then relu.
+// Per element read then write: src may be y.
+template <typename T>
+void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
+                      bool relu, T* y) {
+  const Geometry& g = plan.g;
+  for (int64_t o = 0; o < g.outer; o++) {
+    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+      const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+    }
+  }
+}
+
+// After normalizeAll without relu (the identity for the wide channels): the wide channels by
+// normalizeChannel from y, and relu over the others (max(y, 0) of the rounded y: the same bits as
+// the vector path's relu).
+template <typename T>
+void finishWide(const Plan& plan, const bool* wide, const double* mean, const double* scale, const T* beta,
+                bool relu, T* y) {
+  const Geometry& g = plan.g;
+  parallelFor(g.channels, g.elements(), [&](int64_t c) {
+    if (wide[c]) {
+      normalizeChannel(y, plan, c, mean[c], scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
+    } else if (relu) {
+      for (int64_t o = 0; o < g.outer; o++) {
+        for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+          if (y[i] < 0) y[i] = 0;
+        }
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -72,13 +116,16 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
   const Plan plan = makePlan<T>(g);
   Moments* m;
   Coefficients<T>* coef;
-  double *batchMean, *batchVar, *partials;
+  double *batchMean, *batchVar, *scale, *partials;
+  bool* wide;
   T* columns[4];
   carveScratch([&](Carver& s) {
     s.take(m, channels);
     s.take(coef, channels);
     s.take(batchMean, channels);
     s.take(batchVar, channels);
+    s.take(scale, channels);
+    s.take(wide, channels);
     s.take(partials, momentPartials(plan));
     takeColumns(s, plan, columns);
   });
@@ -88,7 +135,9 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     batchVar[c] = var;
     mean[c] = static_cast<T>(m[c].mean);
     invStd[c] = static_cast<T>(inv);
-    coef[c] = normalization(m[c].mean, (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv, beta, c);
+    scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv;
+    wide[c] = outsideCoefficientRange<T>(scale[c]);
+    coef[c] = wide[c] ? identity<T>() : normalization(m[c].mean, scale[c], beta, c);
   };
   if (!plan.rows && plan.fused) {
     // One task per channel: its statistics, then its y while the channel is still in cache.
@@ -101,14 +150,23 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         for (int64_t b = 0; b < blocks; b++) merge(mc, blockMoments(x, plan, c, b));
         m[c] = mc;
         finish(c);
+        if (wide[c]) {
+          normalizeChannel(x, plan, c, m[c].mean, scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
+          return;
+        }
         // Backwards: the blocks read last are the ones still in L2.
         for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(y, plan, c, b, coef[c], stream, op);
       });
     });
   } else {
     channelMomentsOf(x, plan, m, partials);
-    for (int64_t c = 0; c < channels; c++) finish(c);
-    normalizeAll(x, plan, coef, relu, y, columns);
+    bool anyWide = false;
+    for (int64_t c = 0; c < channels; c++) {
+      finish(c);
+      anyWide = anyWide || wide[c];
+    }
+    normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
+    if (anyWide) finishWide(plan, wide, batchMean, scale, beta, relu, y);
   }
   if (runningMean == nullptr || runningVar == nullptr) return false;
   return updateRunning(runningMean, runningVar, batchMean, batchVar, channels, update.factor,
@@ -121,17 +179,27 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   if (g.elements() == 0) return;
   const Plan plan = makePlan<T>(g);
   Coefficients<T>* coef;
+  double *mean, *scale;
+  bool* wide;
   T* columns[4];
   carveScratch([&](Carver& s) {
     s.take(coef, g.channels);
+    s.take(mean, g.channels);
+    s.take(scale, g.channels);
+    s.take(wide, g.channels);
     takeColumns(s, plan, columns);
   });
+  bool anyWide = false;
   for (int64_t c = 0; c < g.channels; c++) {
-    const double scale = (gamma ? static_cast<double>(gamma[c]) : 1.0) /
-                         __builtin_sqrt(static_cast<double>(runningVar[c]) + eps);
-    coef[c] = normalization(static_cast<double>(runningMean[c]), scale, beta, c);
+    mean[c] = static_cast<double>(runningMean[c]);
+    scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) /
+               __builtin_sqrt(static_cast<double>(runningVar[c]) + eps);
+    wide[c] = outsideCoefficientRange<T>(scale[c]);
+    anyWide = anyWide || wide[c];
+    coef[c] = wide[c] ? identity<T>() : normalization(mean[c], scale[c], beta, c);
   }
-  normalizeAll(x, plan, coef, relu, y, columns);
+  normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
+  if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }
 
 #define SIMDNORM_INSTANTIATE(T)                                                                \

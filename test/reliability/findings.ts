@@ -2,51 +2,11 @@
  * The kernel findings of the reliability suites, and the domain of inputs each one covers (see
  * test/reliability/properties.test.ts: outside these domains every case is compared with the
  * full tolerance; inside, `it.fails` tests keep each finding visible until it is fixed).
+ * Finding 1 (float32 per-channel coefficients out of float range: gamma·invStd overflowing,
+ * gamma·invStd²·dgamma/M underflowing) is fixed; its tests in properties.test.ts are plain ones.
  */
-import * as api from '../../lib/index.js';
-import { runSpec, type CaseSpec } from '../../lib/verify.js';
 import type { SpecialCase, SpecialRun } from './special.js';
-import { channelOf, type DType } from './support.js';
-
-// 1. float32 per-channel coefficients: the kernels keep gamma·invStd (forward, inference) and
-//    gamma·invStd²·dgamma/M (backward) as float32 numbers. Where one is not a normal float32
-//    but the result is representable, outputs are wrong: backward's dx loses its x̂·dgamma term
-//    when invStd² underflows (data whose std is above ~1e19), and y is ±Inf when gamma·invStd
-//    overflows (|gamma| ~ 1e37). The reference scales (x − mean) by invStd first. Domain: the
-//    float32 cases with such a coefficient (gamma·invStd, and gamma·invStd² for backward,
-//    outside [2^-120, 2^122]: the normal range with room for the O(1) factors).
-export function outOfFloat32(v: number): boolean {
-  const a = Math.abs(v);
-  return Number.isFinite(v) && a !== 0 && (a < 2 ** -120 || a > 2 ** 122);
-}
-
-export function inFinding1(dtype: DType, op: string, gamma: ArrayLike<number> | null, invStd: ArrayLike<number>): boolean {
-  if (dtype !== 'float32' || (op !== 'train' && op !== 'infer' && op !== 'backward')) return false;
-  for (let c = 0; c < invStd.length; c++) {
-    const k = (gamma ? gamma[c]! : 1) * invStd[c]!;
-    if (outOfFloat32(k) || (op === 'backward' && outOfFloat32(k * invStd[c]!))) return true;
-  }
-  return false;
-}
-
-/**
- * Finding 1's domain for a CaseSpec: its gamma is 1 ± 0.5·N(0,1) (taken as 1) and inference
- * uses runningVar >= 0.5, so only train and backward can reach it (through invStd).
- */
-export function specInFinding1(s: CaseSpec): boolean {
-  if (s.dtype !== 'float32' || (s.op !== 'train' && s.op !== 'backward')) return false;
-  const r = api.withBackend('js', () => runSpec(api, { ...s, op: 'train' }, true));
-  return inFinding1(s.dtype, s.op, null, r.outputs.invStd as Float64Array);
-}
-
-/** Finding 1's domain for a special-values case, from the reference's per-channel numbers. */
-export function specialInFinding1(c: SpecialCase, run: SpecialRun): boolean {
-  const gamma = c.affine ? run.data.gamma : null;
-  if (c.op === 'train') return inFinding1(c.dtype, c.op, gamma, run.expected.invStd!);
-  if (c.op === 'backward') return inFinding1(c.dtype, c.op, gamma, run.savedInvStd!);
-  if (c.op === 'infer') return inFinding1(c.dtype, c.op, gamma, run.data.runningVar.map((v) => 1 / Math.sqrt(v + c.eps)));
-  return false;
-}
+import { channelOf } from './support.js';
 
 // 2. Infinities inside the kernels' arithmetic. The kernels evaluate forms that are equal to
 //    the SPEC's formulas in real arithmetic but meet Inf − Inf where an input is infinite:

@@ -11,9 +11,10 @@
  *   3. special values injected anywhere: NaN, ±Inf, denormals, huge, the largest finite value,
  *      tiny, -0, in x, dy, gamma, beta and the running statistics.
  *
- * Three kernel findings (test/reliability/findings.ts says what each is and which inputs it
+ * Two kernel findings (test/reliability/findings.ts says what each is and which inputs it
  * covers) are pinned by `it.fails` tests: they pass while the finding reproduces and fail once
- * it is fixed (then make them plain tests and drop the finding's domain).
+ * it is fixed (then make them plain tests and drop the finding's domain). Finding 1 (float32
+ * per-channel coefficients out of float range) is fixed: its tests below are plain ones.
  *
  * Runs per backend: SIMDNORM_FC_RUNS; seed: SIMDNORM_FC_SEED (fixed by default, so CI is
  * reproducible; a failure prints the seed and the shrunk counterexample).
@@ -25,9 +26,9 @@ import type { BackendName } from '../../lib/backend.js';
 import { runSpec, type CaseSpec, type Op } from '../../lib/verify.js';
 import * as api from '../../lib/index.js';
 import { hugeMagnitude, opArb, ordinaryMagnitude, specArb, specialCaseArb } from './arbitraries.js';
-import { specialInFinding1, specInFinding1, tolerateFinding2 } from './findings.js';
+import { tolerateFinding2 } from './findings.js';
 import { describeSpecial, mismatches, runSpecial } from './special.js';
-import { BACKENDS, compareOutput, describeBackend, fcRuns, fcSeed, normalData, rms, SPECIAL_KINDS } from './support.js';
+import { BACKENDS, channelOf, compareOutput, describeBackend, fcRuns, fcSeed, normalData, rms, SPECIAL_KINDS } from './support.js';
 
 const SEED = fcSeed(20261126);
 const RUNS = fcRuns(500);
@@ -71,7 +72,7 @@ function propertySuite(backend: BackendName, label: string, runs: number): void 
     it(`1. ordinary data: ${RUNS} random cases (every op, layout, dtype, option) agree with the reference`, () => {
       assertProperty(
         specArb(opArb, ordinaryMagnitude),
-        (s) => (kernels && specInFinding1(s) ? null : checkCase(backend, s)),
+        (s) => checkCase(backend, s),
         RUNS,
         `${label} ordinary`,
       );
@@ -80,7 +81,7 @@ function propertySuite(backend: BackendName, label: string, runs: number): void 
     it(`2. huge and tiny magnitudes: ${Math.round(RUNS / 2)} random cases agree (float32 outputs that overflow: the same Infinity)`, () => {
       assertProperty(
         specArb(opArb, hugeMagnitude),
-        (s) => (kernels && specInFinding1(s) ? null : checkCase(backend, s)),
+        (s) => checkCase(backend, s),
         Math.round(RUNS / 2),
         `${label} huge/tiny`,
       );
@@ -88,15 +89,10 @@ function propertySuite(backend: BackendName, label: string, runs: number): void 
 
     it(`3. special values anywhere (NaN, ±Inf, denormals, huge, max, tiny, -0): ${RUNS} random cases give the reference's values and NaN/Inf pattern`, () => {
       let tolerated = 0;
-      let excluded = 0;
       assertProperty(
         specialCaseArb(),
         (c) => {
           const run = runSpecial(backend, c);
-          if (kernels && specialInFinding1(c, run)) {
-            excluded++;
-            return null;
-          }
           if (kernels) tolerated += tolerateFinding2(run, c);
           const bad = mismatches(run);
           return bad.length ? `${bad.map((b) => b.message).join('; ')} in ${describeSpecial(c)}` : null;
@@ -104,28 +100,78 @@ function propertySuite(backend: BackendName, label: string, runs: number): void 
         RUNS,
         `${label} special values`,
       );
-      counts[`${label} special values: cases in finding 1's domain (not compared)`] = excluded;
       counts[`${label} special values: elements in finding 2's domain (non-finite where the reference differs)`] = tolerated;
     }, 240_000);
 
     if (!kernels) return;
 
-    it.fails('KNOWN BUG (finding 1): float32 backward dx is wrong where gamma·invStd²·dgamma/M is not a normal float32 (data std ≳ 1e19)', () => {
+    it('float32 backward dx is right where gamma·invStd²·dgamma/M is not a normal float32 (data std ≳ 1e19) (was: finding 1)', () => {
       assertProperty(
         specArb(fc.constant<Op>('backward'), () => fc.constantFrom<[number, number]>([1e30, 0], [1e25, 0])).filter((s) => s.dtype === 'float32' && s.training),
         (s) => checkCase(backend, s),
         50,
-        `${label} finding 1 (expected to fail)`,
+        `${label} finding 1 (fixed)`,
       );
     });
 
-    it.fails('KNOWN BUG (finding 1): float32 y is ±Inf where gamma·invStd overflows float32 but y does not', () => {
+    it('float32 y is finite where gamma·invStd overflows float32 but y does not (was: finding 1)', () => {
       const x = new Float32Array([-0.5, -0.499, -0.501, -0.5005]);
       const gamma = new Float32Array([-3e37]);
       const r = api.withBackend(backend, () => api.batchNormTrain({ x, shape: [4, 1], gamma }));
       const e = api.withBackend('js', () => api.batchNormTrain({ x: new Float64Array(x), shape: [4, 1], gamma: new Float64Array(gamma) }));
       const failure = compareOutput('y', r.y, e.y);
       if (failure) throw new Error(failure);
+    });
+
+    it('float32 channels whose gamma·invStd or gamma·invStd² is not a normal float32 agree with the reference on every path (train, infer, backward; relu; in place; the others untouched)', () => {
+      const cases = [
+        { dims: [64, 3], layout: 'channels-last' }, // rows path
+        { dims: [2, 3, 40], layout: 'channels-first' }, // planes, few channels
+        { dims: [2, 9, 600], layout: 'channels-first' }, // planes, fused per channel
+        { dims: [3, 10, 4, 4], layout: 'channels-last' },
+      ] as const;
+      for (const { dims, layout } of cases) {
+        const n = dims.reduce((a: number, b: number) => a * b, 1);
+        const C = layout === 'channels-last' ? dims[dims.length - 1]! : dims[1]!;
+        // channel 0: gamma·invStd overflows (gamma -3e37, std ~1e-3); channel 1: std 1e25 (invStd² underflows)
+        const x64 = normalData(n, 7, 'float32', 1, 0.5);
+        const xs = x64.map((v, i) => {
+          const c = channelOf(dims, layout, i);
+          return c === 0 ? 1e-3 * v : c === 1 ? 1e25 * v : v;
+        });
+        const x = new Float32Array(xs);
+        const gamma = new Float32Array(C).fill(1.5);
+        gamma[0] = -3e37;
+        const beta = new Float32Array(C).fill(0.25);
+        const dy = new Float32Array(normalData(n, 8, 'float32'));
+        for (const relu of [false, true]) {
+          const activation = relu ? 'relu' : 'none';
+          const where = `${layout} [${dims.join(',')}]${relu ? ' relu' : ''}`;
+          const r = api.withBackend(backend, () => api.batchNormTrain({ x, shape: dims, gamma, beta }, { layout, activation }));
+          const e = api.withBackend('js', () => api.batchNormTrain({ x: new Float64Array(x), shape: dims, gamma: new Float64Array(gamma), beta: new Float64Array(beta) }, { layout, activation }));
+          expect(compareOutput('y', r.y, e.y), where).toBeNull();
+          const inPlace = api.withBackend(backend, () => api.batchNormTrain({ x: x.slice(), shape: dims, gamma, beta }, { layout, activation }, {}));
+          const yIn = x.slice();
+          api.withBackend(backend, () => api.batchNormTrain({ x: yIn, shape: dims, gamma, beta }, { layout, activation }, { y: yIn }));
+          expect(Array.from(yIn), `in place ${where}`).toEqual(Array.from(inPlace.y));
+          const runningMean = new Float32Array(e.mean);
+          const runningVar = new Float32Array(C).map((_, c) => 1 / e.invStd[c]! ** 2);
+          const ri = api.withBackend(backend, () => api.batchNormInfer({ x, shape: dims, runningMean, runningVar, gamma, beta }, { layout, activation }));
+          const ei = api.withBackend('js', () => api.batchNormInfer({ x: new Float64Array(x), shape: dims, runningMean: new Float64Array(runningMean), runningVar: new Float64Array(runningVar), gamma: new Float64Array(gamma), beta: new Float64Array(beta) }, { layout, activation }));
+          expect(compareOutput('infer y', ri.y, ei.y), where).toBeNull();
+          for (const training of [true, false]) {
+            const y = relu ? r.y : null;
+            const rb = api.withBackend(backend, () => api.batchNormBackward({ dy, x, shape: dims, mean: r.mean, invStd: r.invStd, gamma, y }, { layout, activation, training }));
+            const eb = api.withBackend('js', () => api.batchNormBackward({ dy: new Float64Array(dy), x: new Float64Array(x), shape: dims, mean: new Float64Array(r.mean), invStd: new Float64Array(r.invStd), gamma: new Float64Array(gamma), y: y && new Float64Array(y) }, { layout, activation, training }));
+            for (const name of ['dx', 'dgamma', 'dbeta'] as const) {
+              expect(compareOutput(name, rb[name], eb[name]), `${where} training ${training}`).toBeNull();
+            }
+            const dxIn = dy.slice();
+            api.withBackend(backend, () => api.batchNormBackward({ dy: dxIn, x, shape: dims, mean: r.mean, invStd: r.invStd, gamma, y }, { layout, activation, training }, { dx: dxIn }));
+            expect(Array.from(dxIn), `in place ${where} training ${training}`).toEqual(Array.from(rb.dx));
+          }
+        }
+      }
     });
 
     it.fails('KNOWN BUG (finding 2): the statistics of a channel holding ±Inf (or a float64 value whose square overflows) are NaN, not Σx/M = ±Inf', () => {
