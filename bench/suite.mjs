@@ -1,0 +1,115 @@
+/**
+ * The benchmark suite, shared by the Node driver (run.mjs) and the browser page: the profiles
+ * (full, quick, browser), the bandwidth probe, the cases × ops × modes, and the size sweep.
+ * The environment passes in the simdnorm API, its compare and Random modules, the contenders and
+ * the native addon (for the copy probes; null for the JS copy).
+ */
+import { copySubjects, probeBandwidth } from './bandwidth.mjs';
+import { runTask, fastest } from './runner.mjs';
+import { CASES, OPS, OP_LABEL, SWEEP_SHAPE_NOTE, bytesPerElement, elementsOf, makeCaseData, sweepCases } from './tasks.mjs';
+import { formatRatio, formatTime } from './report.mjs';
+
+/** Contenders of the size sweep (a subset, to keep the full run near ten minutes). */
+const SWEEP_CONTENDERS = ['native-', 'wasm', 'plain-js', 'tfjs-cpu', 'tfjs-wasm', 'onnxruntime-node'];
+
+export const PROFILES = {
+  full: {
+    // Smaller cases first: their costs predict which calls would be too slow on the big ones.
+    cases: ['tiny', 'nc', 'small', 'nc64', 'nchw', 'nhwc'],
+    modes: ['sync', 'async'],
+    sweep: { exponents: [10, 12, 14, 16, 18, 20, 22, 24, 26], ops: ['infer', 'train'] },
+    probeBytes: 256 * 2 ** 20,
+    settings: { rounds: 9, minRounds: 3, sampleMs: 25, warmupMs: 50, budgetMs: 1000, slowCallMs: 1500, skipSlowerThanMs: 30000 },
+    sweepSettings: { rounds: 5, minRounds: 3, sampleMs: 20, warmupMs: 30, budgetMs: 600, slowCallMs: 1500, skipSlowerThanMs: 10000 },
+  },
+  quick: {
+    cases: ['tiny', 'nchw', 'nhwc'],
+    modes: ['either'], // each contender once per op: sync, or async where it has only async
+    sweep: null,
+    probeBytes: 64 * 2 ** 20,
+    settings: {
+      rounds: 4, minRounds: 2, sampleMs: 8, warmupMs: 12, budgetMs: 150, slowCallMs: 500, skipSlowerThanMs: 3000,
+      leaveOut: [
+        { ids: ['js'], minElements: 1e6, reason: 'left out of --quick on large tensors (slow); see the full run' },
+        { ids: ['tfjs-cpu', 'tfjs-wasm'], ops: ['backward'], minElements: 1e6, reason: 'left out of --quick on large tensors (tf.grads takes seconds); see the full run' },
+        { ids: ['tfjs-cpu'], ops: ['train'], minElements: 1e6, reason: 'left out of --quick on large tensors (tf.moments takes seconds); see the full run' },
+      ],
+    },
+  },
+  browser: {
+    cases: ['tiny', 'nc', 'small', 'nchw', 'nhwc'],
+    modes: ['either'],
+    sweep: null,
+    probeBytes: 64 * 2 ** 20,
+    settings: { rounds: 5, minRounds: 2, sampleMs: 15, warmupMs: 20, budgetMs: 400, slowCallMs: 1000, skipSlowerThanMs: 10000 },
+  },
+};
+
+/** One line of progress after a task: best simdnorm, best peer, the bound. */
+function taskLine(t) {
+  const s = fastest(t, 'simdnorm');
+  const p = fastest(t, 'peer');
+  const parts = [s ? `${s.label} ${formatTime(s.stats.median)}` : 'simdnorm: none correct'];
+  parts.push(p ? `best peer ${p.label} ${formatTime(p.stats.median)}${s ? ` (${formatRatio(p.stats.median / s.stats.median)})` : ''}` : 'no correct peer');
+  if (t.bound && s) parts.push(`bound ${formatTime(t.bound.ms)} (${(s.stats.median / t.bound.ms).toFixed(2)}×)`);
+  const bad = t.results.filter((r) => r.status === 'wrong' || r.status === 'error').map((r) => `${r.label} ${r.status.toUpperCase()}`);
+  if (bad.length) parts.push(bad.join(', '));
+  return parts.join(' · ');
+}
+
+/**
+ * Runs a profile.
+ * @param {object} env
+ * @param {object} env.api        the simdnorm module
+ * @param {object} env.compare    dist/compare.js
+ * @param {Function} env.Random   dist/random.js's Random
+ * @param {import('./runner.mjs').Contender[]} env.contenders
+ * @param {object | null} env.native   the raw addon (copy probes) or null
+ * @param {number} env.threads    hardware threads (the multi-threaded copy)
+ * @param {(line: string, transient?: boolean) => void} env.log   transient lines may be overwritten
+ * @param {string[]} [env.only]   run only these case keys (development)
+ */
+export async function runSuite(profile, env) {
+  const { api, compare, Random, contenders, native, threads, log } = env;
+  const started = performance.now();
+  log(`bandwidth probe (${profile.probeBytes / 2 ** 20} MiB arrays)…`, true);
+  const probes = await probeBandwidth(native, profile.probeBytes, threads, profile.settings);
+  log(`bandwidth: ${probes.map((p) => `${p.label} ${p.gbps.toFixed(1)} GB/s`).join(', ')}`);
+
+  const cases = (env.only ?? profile.cases).map((key) => CASES[key]).filter(Boolean);
+  const plan = [];
+  for (const c of cases) for (const op of OPS) for (const mode of profile.modes) plan.push({ c, op, mode, settings: profile.settings, contenders });
+  if (profile.sweep && !env.only) {
+    const subset = contenders.filter((k) => SWEEP_CONTENDERS.some((prefix) => k.id.startsWith(prefix)));
+    for (const c of sweepCases(profile.sweep.exponents)) {
+      for (const op of profile.sweep.ops) plan.push({ c, op, mode: 'either', settings: profile.sweepSettings, contenders: subset, sweep: true });
+    }
+  }
+
+  const tasks = [];
+  const sweep = [];
+  let data = null;
+  for (const [i, step] of plan.entries()) {
+    const { c, op, mode } = step;
+    const title = `[${i + 1}/${plan.length}] ${c.label} ${c.dtype} · ${OP_LABEL[op]} · ${mode}`;
+    if (data?.caseId !== c.id) {
+      data = null; // let the previous case's arrays go before making the next
+      log(`${title}: generating data…`, true);
+      data = { caseId: c.id, values: makeCaseData(api, c, Random), copies: copySubjects(native, elementsOf(c) * bytesPerElement(c), threads) };
+    }
+    const t0 = performance.now();
+    const result = await runTask({ case: c, op, mode, data: data.values }, step.contenders, data.copies, step.settings, {
+      compare,
+      progress: (what) => log(`${title}: ${what}`, true),
+    });
+    log(`${title} — ${taskLine(result)} · ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    (step.sweep ? sweep : tasks).push(result);
+  }
+  return {
+    bandwidth: { bytes: profile.probeBytes, probes: probes.map(({ id, label, gbps, stats }) => ({ id, label, gbps, stats })) },
+    copyProbe: native ? `native copy on 1 and ${threads} threads` : 'a JS copy (TypedArray.set; the native addon is missing)',
+    tasks,
+    sweep: sweep.length ? { shapeNote: SWEEP_SHAPE_NOTE, mode: 'sync where the contender has it, else async', tasks: sweep } : null,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

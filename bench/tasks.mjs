@@ -1,0 +1,210 @@
+/**
+ * What is measured: the cases (shape, layout, dtype), the ops with the bytes each one must move,
+ * the data of a case, and the float64 reference every contender is checked against.
+ * Runs in Node and in the browser page: `api` is the simdnorm module (public API) and `compare`
+ * its dist/compare.js, passed in by the environment.
+ */
+
+/** @typedef {'train' | 'infer' | 'backward'} Op */
+/** @typedef {'sync' | 'async' | 'either'} Mode  either: sync where the contender has it, else async */
+/** @typedef {'float32' | 'float64'} DType */
+/** @typedef {'channels-first' | 'channels-last'} Layout */
+
+/**
+ * @typedef {object} CaseDef
+ * @property {string} id
+ * @property {string} label   what the table shows
+ * @property {number[]} shape
+ * @property {Layout} layout
+ * @property {DType} dtype
+ */
+
+/**
+ * @typedef {object} Task   one (case, op, mode) measurement
+ * @property {CaseDef} case
+ * @property {Op} op
+ * @property {Mode} mode
+ * @property {CaseData} data
+ */
+
+/**
+ * Elements read or written per tensor element, at minimum (the issue's convention):
+ * inference reads x and writes y; training reads x twice (statistics, then normalise) and writes
+ * y; backward reads dy and x for the reductions and again for dx, and writes dx (counted as 5).
+ */
+export const ACCESSES = { infer: 2, train: 3, backward: 5 };
+
+/** The copy the bound is measured with reads and writes each element once. */
+export const COPY_ACCESSES = 2;
+
+export const OPS = /** @type {const} */ (['train', 'infer', 'backward']);
+
+export const OP_LABEL = { train: 'train fwd', infer: 'inference', backward: 'backward' };
+
+const make = (id, label, shape, layout = 'channels-first', dtype = 'float32') => ({ id, label, shape, layout, dtype });
+
+/** The issue's cases, in the order tables and the chart show them. */
+export const CASES = {
+  nchw: make('nchw-32x64x56x56', 'NCHW [32,64,56,56]', [32, 64, 56, 56]),
+  nhwc: make('nhwc-32x56x56x64', 'NHWC [32,56,56,64]', [32, 56, 56, 64], 'channels-last'),
+  nc: make('nc-256x1024', 'NC [256,1024]', [256, 1024]),
+  small: make('nchw-8x256x14x14', 'NCHW [8,256,14,14]', [8, 256, 14, 14]),
+  nc64: make('nc-256x1024-f64', 'NC [256,1024]', [256, 1024], 'channels-first', 'float64'),
+  tiny: make('nchw-2x3x4x5', 'NCHW [2,3,4,5]', [2, 3, 4, 5]),
+};
+
+/** A case's short name: its label, marked " f64" when float64 (float32 is the default). */
+export const caseName = (c) => `${c.label}${c.dtype === 'float64' ? ' f64' : ''}`;
+
+/** Position of a case in the display order (sweep cases after the named ones, by size). */
+export function displayRank(caseResult) {
+  const i = Object.values(CASES).findIndex((c) => c.id === caseResult.id);
+  return i >= 0 ? i : 100 + Math.log2(caseResult.elements);
+}
+
+/**
+ * The size sweep: [N, 64] from 1 Ki to 64 Mi elements, for per-call overhead (small end) and
+ * scaling into DRAM (large end). Rank 2, so every peer's plain formulation applies.
+ */
+export const SWEEP_SHAPE_NOTE = '[N, 64] float32';
+export function sweepCases(exponents) {
+  return exponents.map((e) => make(`sweep-2^${e}`, formatCount(2 ** e), [2 ** e / 64, 64]));
+}
+
+export function formatCount(n) {
+  if (n >= 2 ** 20 && n % 2 ** 20 === 0) return `${n / 2 ** 20}M`;
+  if (n >= 2 ** 10 && n % 2 ** 10 === 0) return `${n / 2 ** 10}K`;
+  return String(n);
+}
+
+export const elementsOf = (c) => c.shape.reduce((a, b) => a * b, 1);
+export const bytesPerElement = (c) => (c.dtype === 'float64' ? 8 : 4);
+export const channelAxis = (c) => (c.layout === 'channels-first' ? 1 : c.shape.length - 1);
+export const channelsOf = (c) => c.shape[channelAxis(c)];
+
+/** Minimal bytes an op must move on this case. */
+export const opBytes = (c, op) => elementsOf(c) * bytesPerElement(c) * ACCESSES[op];
+
+/** x seen as [outer][C][inner] (channels-last: inner = 1), as the kernels see it. */
+export function geometry(c) {
+  const axis = channelAxis(c);
+  const outer = c.shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = c.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  return { outer, channels: c.shape[axis], inner };
+}
+
+/** Axis permutations between channels-first and channels-last for a rank-r tensor. */
+export function permutations(rank) {
+  const middle = Array.from({ length: rank - 2 }, (_, i) => i + 2);
+  return { toLast: [0, ...middle, 1], toFirst: [0, rank - 1, ...middle.map((a) => a - 1)] };
+}
+
+export const EPS = 1e-5;
+
+/**
+ * @typedef {object} CaseData  the inputs of every op on one case, in the case's dtype
+ * @property {Float32Array | Float64Array} x
+ * @property {Float32Array | Float64Array} dy
+ * @property {Float32Array | Float64Array} gamma
+ * @property {Float32Array | Float64Array} beta
+ * @property {Float32Array | Float64Array} runningMean
+ * @property {Float32Array | Float64Array} runningVar
+ * @property {Float32Array | Float64Array} mean    the batch mean (from the reference): backward's input
+ * @property {Float32Array | Float64Array} invStd  the batch 1/sqrt(var + eps): backward's input
+ * @property {(op: Op) => Reference} reference     computed on first use; reference('train') sets mean/invStd
+ */
+
+/**
+ * @typedef {object} Reference
+ * @property {Record<string, Float64Array>} outputs
+ * @property {Record<string, number>} scales   per output, the scale errors are judged at (see worstMismatch)
+ */
+
+/**
+ * Random data of unit scale (x = N(0,1), as the accuracy contract is stated) and the float64
+ * reference of every op, from simdnorm's `js` backend on float64 copies of the same values.
+ */
+export function makeCaseData(api, c, Random, seed = 1) {
+  const rng = new Random(seed);
+  const Type = c.dtype === 'float64' ? Float64Array : Float32Array;
+  const n = elementsOf(c);
+  const C = channelsOf(c);
+  const fill = (length, scale = 1, offset = 0) => rng.fill(new Type(length), scale, offset);
+  const x = fill(n);
+  let dy = null; // made on first use: only backward needs it
+  const gamma = fill(C, 0.5, 1);
+  const beta = fill(C);
+  const runningMean = fill(C, 0.2);
+  const runningVar = fill(C).map((v) => 0.5 + Math.abs(v));
+
+  const f64 = (a) => Float64Array.from(a);
+  const shape = c.shape;
+  const options = { layout: c.layout, eps: EPS };
+  const onReference = (fn) => api.withBackend('js', fn);
+  /** @type {Partial<Record<Op, Reference>>} */
+  const cache = {};
+  const data = {
+    x, gamma, beta, runningMean, runningVar,
+    get dy() {
+      return (dy ??= rng.fill(new Type(n)));
+    },
+    /** the batch statistics backward takes as inputs, rounded to the dtype as a forward pass would give them */
+    mean: /** @type {any} */ (null),
+    invStd: /** @type {any} */ (null),
+    /** The float64 reference of an op, computed on first use (the size sweep needs only two ops). */
+    reference(op) {
+      if (cache[op]) return cache[op];
+      if (op === 'train') {
+        const r = onReference(() => api.batchNormTrain({ x: f64(x), shape, gamma: f64(gamma), beta: f64(beta) }, options));
+        data.mean = Type.from(r.mean);
+        data.invStd = Type.from(r.invStd);
+        cache.train = { outputs: { y: r.y, mean: r.mean, invStd: r.invStd }, scales: {} };
+      } else if (op === 'infer') {
+        const r = onReference(() =>
+          api.batchNormInfer({ x: f64(x), shape, runningMean: f64(runningMean), runningVar: f64(runningVar), gamma: f64(gamma), beta: f64(beta) }, options),
+        );
+        cache.infer = { outputs: { y: r.y }, scales: {} };
+      } else {
+        if (!data.mean) data.reference('train');
+        const r = onReference(() =>
+          api.batchNormBackward(
+            { dy: f64(data.dy), x: f64(x), shape, mean: f64(data.mean), invStd: f64(data.invStd), gamma: f64(gamma) },
+            { layout: c.layout },
+          ),
+        );
+        // Training dx is a difference of terms of size gamma·invStd·dy: judged at that scale.
+        cache.backward = { outputs: { dx: r.dx, dgamma: r.dgamma, dbeta: r.dbeta }, scales: { dx: rmsOfTerms(data.dy, gamma, data.invStd, c) } };
+      }
+      return cache[op];
+    },
+  };
+  return data;
+}
+
+function rmsOfTerms(dy, gamma, invStd, c) {
+  const { outer, channels, inner } = geometry(c);
+  let sum = 0;
+  let i = 0;
+  for (let o = 0; o < outer; o++) {
+    for (let ch = 0; ch < channels; ch++) {
+      const k = gamma[ch] * invStd[ch];
+      for (let j = 0; j < inner; j++, i++) sum += (dy[i] * k) ** 2;
+    }
+  }
+  return Math.sqrt(sum / dy.length);
+}
+
+/**
+ * The correctness gate: null when every output the contender produced agrees with the reference
+ * within the dtype's tolerance, else the first mismatch as text.
+ */
+export function checkOutputs(compare, got, reference, dtype) {
+  const tolerance = compare.TOLERANCE[dtype];
+  const names = Object.keys(got).filter((name) => name in reference.outputs);
+  if (names.length === 0) return 'produced none of the reference outputs';
+  for (const name of names) {
+    const m = compare.worstMismatch(got[name], reference.outputs[name], tolerance, reference.scales[name] ?? 0);
+    if (m) return compare.formatMismatch(name, m);
+  }
+  return null;
+}
