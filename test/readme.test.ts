@@ -6,14 +6,16 @@ import { expect, it } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-it('the README example runs and trains a step', async () => {
+/** Runs the ts block under the README heading that starts with `heading`; returns what it logged. */
+async function runBlock(heading: string, name: string): Promise<unknown[][]> {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const block = /## Example[^\n]*\n+```ts\n([\s\S]*?)```/.exec(readme)?.[1];
-  expect(block, 'README has a ts example under "## Example"').toBeTruthy();
+  const at = readme.indexOf(`## ${heading}`);
+  const block = at < 0 ? undefined : /```ts\n([\s\S]*?)```/.exec(readme.slice(at))?.[1];
+  expect(block, `README has a ts block under "## ${heading}"`).toBeTruthy();
   const entry = pathToFileURL(join(root, 'lib', 'index.ts')).href;
   const dir = join(root, 'node_modules', '.cache', 'simdnorm-readme');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'example.ts');
+  const file = join(dir, `${name}.ts`);
   writeFileSync(file, block!.replace(/from 'simdnorm'/g, `from '${entry}'`));
   const logs: unknown[][] = [];
   const log = console.log;
@@ -23,6 +25,17 @@ it('the README example runs and trains a step', async () => {
   } finally {
     console.log = log;
   }
+  return logs;
+}
+
+it('the README zero-copy WASM example runs', async () => {
+  const logs = await runBlock('WASM: zero-copy', 'zero-copy');
+  expect(logs).toHaveLength(1);
+  expect(logs[0][0] as number).toBeCloseTo(0.25, 5);
+});
+
+it('the README example runs and trains a step', async () => {
+  const logs = await runBlock('Example', 'example');
   expect(logs).toHaveLength(1);
   const [backend, dxLength, yEval, tracked] = logs[0];
   expect(['native', 'wasm', 'js']).toContain(backend);
