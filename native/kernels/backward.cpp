@@ -134,9 +134,27 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         plan.forEachColumnFrom(0, period, [&](int64_t p, int64_t c) { columns[0][p] = mean[c]; });
         parallelFor(plan.rowTasks(), g.elements(), [&](int64_t task) {
           double* sums = rowSums + task / plan.tiles * 2 * period;
-          accumulateRows(plan, task, sums, sums + period, [&](int64_t offset, int64_t column, int64_t k) {
+          auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
             return gradTerms<T, Relu>(dy, x, y, offset, k, loadDoubleLanes(columns[0] + column, k));
-          });
+          };
+          if constexpr (sizeof(T) == 4 && kFloatRuns) {
+            accumulateRows(plan, task, sums, sums + period, term,
+                           [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                             VFloat g = load<VFloat>(dy + offset);
+                             if (Relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
+                             return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(columns[0] + column))};
+                           },
+                           [](VFloat s1, VFloat s2) SIMDNORM_LAMBDA_INLINE {
+                             // Finite, and s2 not small enough that products may have underflowed
+                             // (0 with s1 == 0: all of g is 0, exact).
+                             const VFloat big = VFloat{} + 0x1.fffffep127f;
+                             const VFloat a1 = select(s1 < VFloat{}, -s1, s1), a2 = select(s2 < VFloat{}, -s2, s2);
+                             return (VFloatMask)(a1 <= big) & (VFloatMask)(a2 <= big) &
+                                    ((VFloatMask)(a2 >= 0x1p-100f) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
+                           });
+          } else {
+            accumulateRows(plan, task, sums, sums + period, term);
+          }
         });
         parallelFor(channels, g.elements(), [&](int64_t c) {
           GradSums s{0, 0};

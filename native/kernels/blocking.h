@@ -235,13 +235,89 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
   }
 }
 
+// Float lanes as two halves of kDoubleLanes, converted to double.
+// (Templates: only instantiated where kFloatRuns holds, as the shuffles need four lanes.)
+template <typename V>
+inline void toDoubles(V v, VDouble& lo, VDouble& hi) {
+#if defined(__AVX2__) && defined(__FMA__)
+  lo = (VDouble)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+  hi = (VDouble)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#else
+  static_assert(sizeof(V) == 4 * sizeof(float) && kDoubleLanes == 2, "float and double lanes");
+  lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), VDouble);
+  hi = __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), VDouble);
+#endif
+}
+
+// Whether every lane of a float mask is set.
+template <typename M>
+inline bool allLanes(M m) {
+#if defined(__AVX2__) && defined(__FMA__)
+  return _mm256_movemask_ps((__m256)m) == 0xff;
+#elif defined(__SSE2__)
+  return _mm_movemask_ps((__m128)m) == 0xf;
+#else
+  M a = m & __builtin_shufflevector(m, m, 2, 3, 0, 1);
+  return (a[0] & a[1]) != 0;
+#endif
+}
+
+// Whether the rows path may sum float terms in float over short runs of rows (kFloatRun) before
+// adding them to the double sums: a vector of floats is two vectors of doubles.
+constexpr bool kFloatRuns = kFloatLanes == 2 * kDoubleLanes;
+constexpr int64_t kFloatRun = 32;
+
+// Two float values per element, as Terms.
+struct FloatTerms {
+  VFloat u, v;
+};
+
+// As sumColumns<U> over whole float vectors (kFloatLanes lanes each), with termF giving the
+// terms in float: summed in float over runs of kFloatRun rows (from ra: fixed by the geometry),
+// each run then added to acc1/acc2 in double. A run whose float sums fail ok(s1, s2) (a lane
+// non-finite, or so small that float squares or products may have underflowed) is summed again
+// by termD in double, as sumColumns does: the float sums are only used where they are accurate.
+template <int U, typename TermF, typename Ok, typename TermD>
+inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j, VDouble* acc1, VDouble* acc2,
+                            const TermF& termF, const Ok& ok, const TermD& termD) {
+  constexpr int64_t L = kDoubleLanes, FL = kFloatLanes;
+  for (int64_t rs = ra; rs < rb; rs += kFloatRun) {
+    const int64_t re = minOf(rb, rs + kFloatRun);
+    VFloat s1[U] = {}, s2[U] = {};
+    for (int64_t r = rs; r < re; r++) {
+      for (int u = 0; u < U; u++) {
+        FloatTerms t = termF(r * plan.period + j + u * FL, j + u * FL);
+        s1[u] += t.u;
+        s2[u] += t.v;
+      }
+    }
+    for (int u = 0; u < U; u++) {
+      const VFloatMask good = ok(s1[u], s2[u]);
+      if (allLanes(good)) {
+        VDouble lo, hi;
+        toDoubles(s1[u], lo, hi);
+        acc1[2 * u] += lo;
+        acc1[2 * u + 1] += hi;
+        toDoubles(s2[u], lo, hi);
+        acc2[2 * u] += lo;
+        acc2[2 * u + 1] += hi;
+      } else {
+        sumColumns<2>(plan, rs, re, j + u * FL, L, acc1 + 2 * u, acc2 + 2 * u, termD);
+      }
+    }
+  }
+}
+
 // Rows path: per-column sums of term over the rows of a task, written to sum1/sum2[column] (the
 // caller points them at the task's row block). term(offset, column, k) as in accumulate, where
 // offset is the element's index in the tensor. Rows go in groups that stay in L1 while the
 // columns are swept four vectors at a time, each summed over the group in registers.
-template <typename Term>
-void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, Term term) {
+// With termF (not nullptr_t), whole float vectors of a row go by sumColumnsFloat.
+template <typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
+void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, Term term,
+                    TermF termF = nullptr, Ok ok = nullptr) {
   constexpr int64_t L = kDoubleLanes;
+  constexpr bool useFloat = !std::is_same<TermF, decltype(nullptr)>::value;
   VDouble a1[kTileColumns / L], a2[kTileColumns / L];
   const int64_t r0 = plan.firstRow(task), r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
   const int64_t c0 = task % plan.tiles * plan.tileColumns;
@@ -249,6 +325,12 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
   for (int64_t u = 0; u < ceilDiv(c1 - c0, L); u++) a1[u] = a2[u] = VDouble{};
   auto sumRows = [&](int64_t ra, int64_t rb, int64_t end) {
     int64_t j = c0, u = 0;
+    if constexpr (useFloat) {
+      constexpr int64_t FL = kFloatLanes;
+      for (; j + 8 * FL <= end; j += 8 * FL, u += 16) sumColumnsFloat<8>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+      for (; j + 4 * FL <= end; j += 4 * FL, u += 8) sumColumnsFloat<4>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+      for (; j + FL <= end; j += FL, u += 2) sumColumnsFloat<1>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+    }
     for (; j + 4 * L <= end; j += 4 * L, u += 4) sumColumns<4>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
     for (; j + L <= end; j += L, u++) sumColumns<1>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
     if (j < end) sumColumns<1>(plan, ra, rb, j, end - j, a1 + u, a2 + u, term);

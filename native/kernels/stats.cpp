@@ -40,11 +40,27 @@ void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
     double shift[kTileColumns + kDoubleLanes];  // per column of the tile
     plan.forEachColumnFrom(c0, c1 - c0, [&](int64_t p, int64_t c) { shift[p - c0] = shiftAt(rb, c); });
     for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
-    accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period,
-                   [&](int64_t offset, int64_t column, int64_t k) {
-                     VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
-                     return Terms{d, d * d};
-                   });
+    auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
+      return Terms{d, d * d};
+    };
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
+      // The shifts are values of x (or 0): exact as floats.
+      float shiftF[kTileColumns];
+      for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
+      accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term,
+                     [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                       VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
+                       return FloatTerms{d, d * d};
+                     },
+                     [](VFloat s1, VFloat s2) SIMDNORM_LAMBDA_INLINE {
+                       // Finite, and no square of a value that matters lost to underflow.
+                       (void)s1;
+                       return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f);
+                     });
+    } else {
+      accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term);
+    }
   });
   parallelFor(plan.g.channels, plan.g.elements(), [&](int64_t c) {
     Moments m{0, 0, 0};
