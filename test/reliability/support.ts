@@ -116,11 +116,4 @@ export function compareOutput(name: string, got: FloatArray, expected: ArrayLike
 
 export { rms };
 
-/** True when the two arrays hold the same bits (NaN payloads and -0 included). */
-export function sameBits(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  if (x.length !== y.length) return false;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
+export { sameBits } from '../bits.js';
