@@ -5,8 +5,10 @@
  */
 import { describe, it } from 'vitest';
 import { loadNativeBinding, type LoadedBinding, type NativeBinding } from '../../lib/backends/native.js';
+import type { FloatCtor } from '../bits.js';
 
-export type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
+export { bytesOf, randomArray, sameBits, type FloatCtor } from '../bits.js';
+
 export type FloatArray = Float32Array | Float64Array;
 export const FLOAT_TYPES: readonly FloatCtor[] = [Float32Array, Float64Array];
 
@@ -50,19 +52,4 @@ export function describeNative(name: string, body: () => void): void {
   });
 }
 
-/** Deterministic pseudo-random values in [-scale, scale) + offset (xorshift32). */
-export function randomArray<C extends FloatCtor>(Ctor: C, n: number, seed = 1, scale = 1, offset = 0): InstanceType<C> {
-  const a = new Ctor(n) as InstanceType<C>;
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    a[i] = offset + scale * (s / 2147483648 - 1);
-  }
-  return a;
-}
 
-export { bytesOf, sameBits } from '../bits.js';

@@ -18,7 +18,9 @@
 
 export type ErrorClass = typeof TypeError | typeof RangeError;
 export type FloatArray = Float32Array | Float64Array;
-export type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
+import { randomArray, type FloatCtor } from '../bits.js';
+
+export type { FloatCtor };
 export type DType = 'float32' | 'float64';
 export type Layout = 'channels-first' | 'channels-last';
 
@@ -28,19 +30,9 @@ const R_ = RangeError;
 // ---------------------------------------------------------------------------------------------
 // Values: deterministic data, and the typed-array look-alikes every array argument is spoiled with
 
-/** Deterministic values in [0.5, 1.5) (xorshift32), so variances and invStd stay meaningful. */
+/** Deterministic values in [0.5, 1.5), so variances and invStd stay meaningful. */
 export function filled<C extends FloatCtor>(Ctor: C, n: number, seed: number): InstanceType<C> {
-  const a = new Ctor(n) as InstanceType<C>;
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    a[i] = 0.5 + s / 4294967296;
-  }
-  return a;
+  return randomArray(Ctor, n, (seed * 2654435761) >>> 0, 0.5, 1);
 }
 
 export function detachedArray(Ctor: FloatCtor, n: number): FloatArray {
