@@ -23,15 +23,31 @@ function forChannel(g: Geometry, c: number, fn: (index: number) => void): void {
   }
 }
 
-/** mean = Σx/M, variance = Σ(x−mean)²/M (biased), both in float64; NaN when M = 0. */
+/**
+ * mean = Σx/M, variance = Σ(x−mean)²/M (biased), both in float64; NaN when M = 0.
+ * The second pass also sums the residual r = Σ(x − mean), which is M times the first mean's
+ * rounding error, and corrects both (the corrected two-pass algorithm of Chan, Golub and
+ * LeVeque): mean += r/M, Σ(x−mean)² −= r²/M. A plain Σx/M is off by tens of ulps of |mean| for
+ * data far from zero, which float64 results then inherit (0.5 ulp of |mean| is already 7e-12 at
+ * 1e5). Not done where r is not finite (±Inf or NaN data), so IEEE's values stand there.
+ */
 export function channelStats(x: FloatArray, g: Geometry, c: number): { mean: number; variance: number } {
   const m = g.outer * g.inner;
   let sum = 0;
   forChannel(g, c, (k) => (sum += x[k]));
-  const mean = sum / m;
+  let mean = sum / m;
+  let residual = 0;
   let squares = 0;
-  forChannel(g, c, (k) => (squares += (x[k] - mean) ** 2));
-  return { mean, variance: squares / m };
+  forChannel(g, c, (k) => {
+    const d = x[k] - mean;
+    residual += d;
+    squares += d * d;
+  });
+  if (Number.isFinite(residual)) {
+    mean += residual / m;
+    squares -= residual * (residual / m);
+  }
+  return { mean, variance: (squares < 0 ? 0 : squares) / m };
 }
 
 /** ReLU that lets NaN through, as IEEE arithmetic and PyTorch do. */
@@ -135,13 +151,14 @@ export interface RunningUpdateInput extends RunningUpdateArgs {
 
 /**
  * running = (1 − factor)·running + factor·batch, with the batch variance scaled by varScale.
- * With skipNonFinite, a batch with any non-finite statistic leaves the running stats untouched.
+ * With skipNonFinite, a batch with any non-finite statistic (the mean, or the variance as scaled
+ * into the running one) leaves the running stats untouched.
  */
 export function updateRunningStats(a: RunningUpdateInput): boolean {
   const channels = a.runningMean.length;
   if (a.skipNonFinite) {
     for (let c = 0; c < channels; c++) {
-      if (!Number.isFinite(a.batchMean[c]) || !Number.isFinite(a.batchVar[c])) return false;
+      if (!Number.isFinite(a.batchMean[c]) || !Number.isFinite(a.batchVar[c] * a.varScale)) return false;
     }
   }
   for (let c = 0; c < channels; c++) {

@@ -115,7 +115,7 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
         { x: c(x), shape: s.dims, ...params, ...running, numBatchesTracked: 3 },
         { layout, activation, eps, momentum: s.momentum, unbiasedRunningVar: s.unbiasedRunningVar },
       );
-      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: {} };
+      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: meanScales(x) };
     }
     case 'infer': {
       const r = api.batchNormInfer({ x: c(x), shape: s.dims, runningMean: c(runningMean), runningVar: c(runningVar), ...params }, { layout, activation, eps });
@@ -137,8 +137,19 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
       return { outputs: { ...r }, scales: { dx: rms(terms) } };
     }
     case 'moments':
-      return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: {} };
+      return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: meanScales(x) };
   }
+}
+
+/**
+ * A mean is a sum of the values divided by M, so its error is judged at the values' scale,
+ * rms(x) (SPEC: "relative error ≤ 1e-5 … on data of unit scale"): the mean of zero-mean data
+ * is far smaller than that scale, and relative to itself it would be judged at its noise.
+ * The running mean takes in the batch mean, so it is judged at the same scale.
+ */
+export function meanScales(x: ArrayLike<number>): Record<string, number> {
+  const scale = rms(x);
+  return { mean: scale, runningMean: scale };
 }
 
 /** The channel of flat index i under the spec's layout. */

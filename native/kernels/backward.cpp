@@ -3,9 +3,11 @@
 //   training: dx = g * k - (x - mean) * (k * dgamma * invStd / M) - k * dbeta / M,  k = gamma * invStd
 //             (= gamma * invStd / M * (M * g - dbeta - xhat * dgamma), xhat = (x - mean) * invStd)
 //   eval:     dx = g * k                                             (one more pass)
-// A float channel whose k, k * dbeta / M or k * dgamma * invStd / M is not a normal float
-// (gamma ~ 1e37, data std above ~1e19: invStd^2 underflows) is computed by the SPEC's formula in
-// double instead (gradChannel); the other channels are untouched.
+// A channel with a non-finite input (+-Inf or NaN in dy, x, mean, invStd or gamma: its sums are
+// then not finite or not IEEE's) gets its sums and dx from the SPEC's formulas in double, as the
+// reference computes them (plainSums, gradChannel). So does a channel whose k, k * dbeta / M or
+// k * dgamma * invStd / M is not finite or, in float, not a normal float (gamma ~ 1e37, data std
+// above ~1e19: invStd^2 underflows). The other channels are untouched.
 #include "blocking.h"
 
 namespace simdnorm {
@@ -38,24 +40,34 @@ struct InputGrad {
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
                  double gamma, double dbeta, double dgamma, bool training, T* dx) {
-  const Geometry& g = plan.g;
   const double n = static_cast<double>(plan.count), k = gamma * inv / n;
-  for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-      const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
-      const double xhat = (static_cast<double>(x[i]) - mean) * inv;
-      dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
-    }
-  }
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
+    const double xhat = (static_cast<double>(x[i]) - mean) * inv;
+    dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
+  });
 }
 
 struct GradSums {
-  double g, gx;  // sum(g), sum(g * (x - mean))
+  double g, gx;  // sum(g), sum(g * (x - mean)); or dbeta, dgamma once finished
   void operator+=(GradSums o) {
     g += o.g;
     gx += o.gx;
   }
 };
+
+// dbeta = sum(g) and dgamma = sum(g * (x - mean) * invStd) of channel c as lib/reference.ts's
+// backward computes them, g = dy masked by (y > 0) when y is given.
+template <typename T>
+GradSums plainSums(const T* dy, const T* x, const T* y, const Geometry& g, int64_t c, double mean, double inv) {
+  GradSums s{0, 0};
+  forEachOfChannel(g, c, [&](int64_t i) {
+    const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(dy[i]);
+    s.g += grad;
+    s.gx += grad * (static_cast<double>(x[i]) - mean) * inv;
+  });
+  return s;
+}
 
 }  // namespace
 
@@ -73,6 +85,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   Coefficients<T>* coef;
   GradSums* sums;       // per channel
   bool* wide;           // per channel: computed by gradChannel
+  bool* plain;          // per channel: its sums too (plainSums)
   GradSums* blockSums;  // planes path with few channels: per block
   double* rowSums;      // rows path: per row block, sum(g) of each column, then sum(g (x - mean))
   T* columns[4];
@@ -80,31 +93,30 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     s.take(coef, channels);
     s.take(sums, channels);
     s.take(wide, channels);
+    s.take(plain, channels);
     s.take(blockSums, !plan.rows && !plan.fused ? channels * blocks : 0);
     s.take(rowSums, plan.rows ? 2 * plan.rowBlocks * period : 0);
     for (int q = 0; q < 4; q++) s.take(columns[q], columnEntries(plan, lanes<T>()));
   });
   auto finish = [&](int64_t c, GradSums s) {
-    const double inv = static_cast<double>(invStd[c]), dg = s.gx * inv, n = static_cast<double>(plan.count);
-    const double k = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv;
-    dbeta[c] = static_cast<T>(s.g);
-    dgamma[c] = static_cast<T>(dg);
-    sums[c] = s;
-    const double p2 = k * s.g / n, p3 = k * dg * inv / n;
-    // Training: only where all three are finite (then x, mean and the sums are); a non-finite one
-    // gives the vector formula's non-finite dx. The identity coefficients give dx = g exactly.
-    wide[c] = training ? __builtin_isfinite(k) && __builtin_isfinite(p2) && __builtin_isfinite(p3) &&
-                             (outsideCoefficientRange<T>(k) || outsideCoefficientRange<T>(p2) ||
-                              outsideCoefficientRange<T>(p3))
-                       : outsideCoefficientRange<T>(k);
+    const double mu = static_cast<double>(mean[c]), inv = static_cast<double>(invStd[c]);
+    const double gam = gamma ? static_cast<double>(gamma[c]) : 1.0, n = static_cast<double>(plan.count);
+    GradSums d{s.g, s.gx * inv};  // dbeta, dgamma
+    plain[c] = plainChannel<T>({d.g, d.gx, mu, inv, gam}, {}, {});
+    if (plain[c]) d = plainSums(dy, x, y, g, c, mu, inv);
+    dbeta[c] = static_cast<T>(d.g);
+    dgamma[c] = static_cast<T>(d.gx);
+    sums[c] = d;
+    const double k = gam * inv, p2 = k * d.g / n, p3 = k * d.gx * inv / n;
+    wide[c] = plain[c] || (training ? plainChannel<T>({}, {mu, p2}, {k, p3}) : plainChannel<T>({}, {}, {k}));
+    // The identity coefficients give dx = g exactly where x is finite (every channel but the plain ones).
     coef[c] = wide[c] ? Coefficients<T>{{T(0), T(1), T(0), T(0)}}
                       : Coefficients<T>{{mean[c], static_cast<T>(k), static_cast<T>(p2), static_cast<T>(p3)}};
   };
   // A wide channel from src (dy with the mask y, or dx holding g).
   auto wideChannel = [&](int64_t c, const T* src, const T* mask) {
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
-                gamma ? static_cast<double>(gamma[c]) : 1.0, sums[c].g,
-                sums[c].gx * static_cast<double>(invStd[c]), training, dx);
+                gamma ? static_cast<double>(gamma[c]) : 1.0, sums[c].g, sums[c].gx, training, dx);
   };
   // After the vector pass (dx = g on the wide channels): the wide channels from dx.
   auto finishWide = [&] {
@@ -114,6 +126,16 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     parallelFor(channels, g.elements(), [&](int64_t c) {
       if (wide[c]) wideChannel(c, dx, nullptr);
     });
+  };
+  // Before the vector pass of the unfused paths: in training, the identity coefficients turn a
+  // non-finite x into NaN, so with a plain channel every channel's dx comes from dy by
+  // gradChannel instead (per element read then write, so dx may be dy). Returns whether it did.
+  auto allPlain = [&] {
+    bool any = false;
+    for (int64_t c = 0; c < channels; c++) any = any || plain[c];
+    if (!training || !any) return false;
+    parallelFor(channels, g.elements(), [&](int64_t c) { wideChannel(c, dy, y); });
+    return true;
   };
   withFlag(y != nullptr, [&](auto relu) {
     constexpr bool Relu = decltype(relu)::value;
@@ -144,7 +166,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
                              if (Relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
                              return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(columns[0] + column))};
                            },
-                           [](VFloat s1, VFloat s2) SIMDNORM_LAMBDA_INLINE {
+                           [](VFloat s1, VFloat s2, float) SIMDNORM_LAMBDA_INLINE {
                              // Finite, and s2 not small enough that products may have underflowed
                              // (0 with s1 == 0: all of g is 0, exact).
                              const VFloat big = VFloat{} + 0x1.fffffep127f;
@@ -164,6 +186,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           }
           finish(c, s);
         });
+        if (allPlain()) return;
         spreadToColumns(plan, coef, columns);
         parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
           applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
@@ -187,6 +210,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           for (int64_t b = 0; b < blocks; b++) s += blockSums[c * blocks + b];
           finish(c, s);
         }
+        if (allPlain()) return;
         const int64_t last = plan.orderTasks() - 1;
         parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
         finishWide();

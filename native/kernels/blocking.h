@@ -14,6 +14,7 @@
 // partial results are merged in block order: results are bitwise the same for any thread count.
 #pragma once
 
+#include <initializer_list>
 #include <type_traits>
 
 #include "batchnorm.h"
@@ -141,19 +142,26 @@ Plan makePlan(Geometry g) {
 // ---- statistics helpers -------------------------------------------------------------------
 
 // Count, mean and sum of squared deviations of a set of values (Chan et al.).
+// The moments of n values: the mean as shift + dev / n, where shift is the first block's shift
+// and dev = sum(x - shift) (a block's S1; merging adds (b.shift - a.shift) * b.n + b.dev), and
+// m2 = sum((x - mean)^2). dev and the differences of shifts have the size of the data's spread,
+// not of the mean, so the mean is rounded once, when it is formed (within an ulp of sum(x)/n
+// however many blocks there are), and Chan's merge of m2 sees the difference of two block means
+// at the spread's precision. Merging rounded means instead drifts by an ulp of |mean| per merge,
+// which for float64 data at 1e8 +- 1 moves the variance by 1e-10.
 struct Moments {
-  double n, mean, m2;
+  double n, mean, m2, shift, dev;  // mean = shift + dev / n
 };
 
-// The shift of a block's shifted sums: one of its values, or 0 when that is not finite (so a
-// block holding +-Inf has the mean IEEE sums give, +-Inf, not NaN).
+// The shift of a block's shifted sums: one of its values, or 0 when that is not finite (the
+// channel's moments are then not finite either, and the kernels recompute it plainly).
 inline double shiftOf(double v) { return __builtin_isfinite(v) ? v : 0; }
 
 // From shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) over n values. S1 * (S1 / n), not
 // S1 * S1 / n: S1 * S1 overflows (to a variance of 0) where S2 and the variance do not.
 inline Moments shiftedMoments(double n, double s, double s1, double s2) {
   double m2 = s2 - s1 * (s1 / n);
-  return {n, s + s1 / n, m2 < 0 ? 0 : m2};  // rounding can leave -tiny; NaN stays NaN
+  return {n, s + s1 / n, m2 < 0 ? 0 : m2, s, s1};  // rounding can leave -tiny; NaN stays NaN
 }
 
 inline void merge(Moments& a, const Moments& b) {
@@ -161,15 +169,16 @@ inline void merge(Moments& a, const Moments& b) {
     a = b;
     return;
   }
-  if (!__builtin_isfinite(a.mean) || !__builtin_isfinite(b.mean)) {  // +-Inf or NaN data
-    a = {a.n + b.n, a.mean + b.mean, __builtin_nan("")};
-    return;
-  }
-  double n = a.n + b.n, delta = b.mean - a.mean;
-  a.mean += delta * (b.n / n);
+  const double n = a.n + b.n, delta = (b.shift - a.shift) + (b.dev / b.n - a.dev / a.n);
   a.m2 += b.m2 + delta * delta * (a.n * b.n / n);
+  a.dev += (b.shift - a.shift) * b.n + b.dev;
   a.n = n;
+  a.mean = a.shift + a.dev / n;
 }
+
+// Whether these moments are IEEE's values; if not (+-Inf or NaN among the values, or squares
+// beyond double's range), the channel is recomputed by plainMoments.
+inline bool finite(const Moments& m) { return __builtin_isfinite(m.mean) && __builtin_isfinite(m.m2); }
 
 // ---- the two loops ------------------------------------------------------------------------
 
@@ -274,9 +283,10 @@ struct FloatTerms {
 
 // As sumColumns<U> over whole float vectors (kFloatLanes lanes each), with termF giving the
 // terms in float: summed in float over runs of kFloatRun rows (from ra: fixed by the geometry),
-// each run then added to acc1/acc2 in double. A run whose float sums fail ok(s1, s2) (a lane
-// non-finite, or so small that float squares or products may have underflowed) is summed again
-// by termD in double, as sumColumns does: the float sums are only used where they are accurate.
+// each run then added to acc1/acc2 in double. A run whose float sums fail ok(s1, s2, rows) (a
+// lane non-finite, or so small that float squares or products may have underflowed, or whose
+// later use cancels more than float's rounding allows) is summed again by termD in double, as
+// sumColumns does: the float sums are only used where they are accurate.
 template <int U, typename TermF, typename Ok, typename TermD>
 inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j, VDouble* acc1, VDouble* acc2,
                             const TermF& termF, const Ok& ok, const TermD& termD) {
@@ -292,7 +302,7 @@ inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j,
       }
     }
     for (int u = 0; u < U; u++) {
-      const VFloatMask good = ok(s1[u], s2[u]);
+      const VFloatMask good = ok(s1[u], s2[u], static_cast<float>(re - rs));
       if (allLanes(good)) {
         VDouble lo, hi;
         toDoubles(s1[u], lo, hi);
@@ -489,17 +499,54 @@ inline int64_t columnEntries(const Plan& plan, int vectorLanes) {
   return plan.rows ? plan.period + vectorLanes : 0;
 }
 
-// ---- per-channel coefficients a float cannot hold ----------------------------------------
+// ---- channels computed plainly ------------------------------------------------------------
 
-// Whether a per-channel coefficient kept as a T (e.g. gamma * invStd) would lose what it holds:
-// finite and non-zero but outside T's normal range (with room), as with gamma ~ 1e37 or a data
-// std above ~1e19 in float. Such a channel is computed by the plain per-element formula in double
-// instead (normalizeChannel, backward.cpp's gradChannel); other channels keep the vector path.
+// Calls f(index) for every element of channel c, in memory order (the reference's order).
+template <typename F>
+void forEachOfChannel(const Geometry& g, int64_t c, F f) {
+  for (int64_t o = 0; o < g.outer; o++) {
+    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) f(i);
+  }
+}
+
+// Whether a per-channel coefficient of the vector formula is too far from 1 to stand for the
+// SPEC's formula: for float, a coefficient kept as a float that would lose what it holds (finite
+// and non-zero but outside float's normal range, with room), as with gamma ~ 1e37 or a data std
+// above ~1e19; for double, one so large or small (gamma ~ 1e308) that the vector formula's
+// products overflow or underflow where the SPEC's formula, in another order, does not (or the
+// other way round).
 template <typename T>
 inline bool outsideCoefficientRange(double v) {
-  if (sizeof(T) == sizeof(double)) return false;  // double coefficients are the double values
   const double a = __builtin_fabs(v);
-  return __builtin_isfinite(a) && a != 0 && (a < 0x1p-120 || a > 0x1p120);
+  const double low = sizeof(T) == sizeof(float) ? 0x1p-120 : 0x1p-960;
+  const double high = sizeof(T) == sizeof(float) ? 0x1p120 : 0x1p960;
+  return __builtin_isfinite(a) && a != 0 && (a < low || a > high);
+}
+
+// Whether a channel's output is computed by the SPEC's per-element formula in double
+// (forward.cpp's normalizeChannel, backward.cpp's gradChannel) instead of the vector formula:
+//  - a per-channel value is not finite (the vector formula's forms, e.g. the hi/lo split of an
+//    infinite mean or backward's expanded dx, meet Inf - Inf where the SPEC's formula does not);
+//  - an additive coefficient (a mean, beta, backward's k * dbeta / M) is so large that T's
+//    arithmetic overflows next to it where the SPEC's, in double, does not (x - mean with
+//    x = FLT_MAX and mean = -3e37): 2^100 for float (x - mean cannot overflow below 2^103),
+//    2^960 for double;
+//  - a multiplicative coefficient is outside outsideCoefficientRange.
+// Other channels keep the vector path.
+template <typename T>
+inline bool plainChannel(std::initializer_list<double> values, std::initializer_list<double> offsets,
+                         std::initializer_list<double> scales) {
+  const double offsetLimit = sizeof(T) == sizeof(float) ? 0x1p100 : 0x1p960;
+  for (double v : values) {
+    if (!__builtin_isfinite(v)) return true;
+  }
+  for (double v : offsets) {
+    if (!(__builtin_fabs(v) <= offsetLimit)) return true;
+  }
+  for (double v : scales) {
+    if (!__builtin_isfinite(v) || outsideCoefficientRange<T>(v)) return true;
+  }
+  return false;
 }
 
 // ---- scratch memory -----------------------------------------------------------------------
@@ -539,12 +586,18 @@ void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partia
 
 inline int64_t momentPartials(const Plan& plan) {
   if (plan.rows) return 2 * plan.rowBlocks * plan.period;
-  return plan.g.channels >= kFusedMinChannels ? 0 : 3 * plan.g.channels * plan.blocksPerChannel;
+  return plan.g.channels >= kFusedMinChannels
+             ? 0
+             : int64_t{sizeof(Moments) / sizeof(double)} * plan.g.channels * plan.blocksPerChannel;
 }
 
 // Moments of block b of channel c on the planes path (stats.cpp).
 template <typename T>
 Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b);
+
+// m, or, where m is not finite, channel c's moments computed as the reference does (stats.cpp).
+template <typename T>
+Moments finiteOrPlain(const T* x, const Geometry& g, int64_t c, const Moments& m);
 
 // The running update of batchnorm.h with a batch mean of either type (running.cpp).
 template <typename T, typename Mean>

@@ -5,9 +5,10 @@
 //            scale = gamma * invStd, shift = beta.
 // Inference: hi = runningMean, lo = 0, scale = gamma / sqrt(runningVar + eps), shift = beta.
 // Not x * scale + (beta - mean * scale): in float that loses everything for a mean of 1e7.
-// A float channel whose scale is not a normal float (gamma ~ 1e37: it overflows while y does not)
-// is computed as (x - mean) * scale + beta in double instead (normalizeChannel); the other
-// channels are untouched.
+// A channel with a non-finite mean, scale or shift (+-Inf or NaN in x or the parameters), and a
+// float channel whose scale is not a normal float (gamma ~ 1e37: it overflows while y does not),
+// is computed as (x - mean) * scale + beta in double instead (normalizeChannel, blocking.h's
+// plainChannel); the other channels are untouched.
 #include "blocking.h"
 
 namespace simdnorm {
@@ -43,13 +44,10 @@ Coefficients<T> identity() {
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
                       bool relu, T* y) {
-  const Geometry& g = plan.g;
-  for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-      const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
-    }
-  }
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+  });
 }
 
 // After normalizeAll without relu (the identity for the wide channels): the wide channels by
@@ -63,11 +61,9 @@ void finishWide(const Plan& plan, const bool* wide, const double* mean, const do
     if (wide[c]) {
       normalizeChannel(y, plan, c, mean[c], scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
     } else if (relu) {
-      for (int64_t o = 0; o < g.outer; o++) {
-        for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-          if (y[i] < 0) y[i] = 0;
-        }
-      }
+      forEachOfChannel(g, c, [&](int64_t i) {
+        if (y[i] < 0) y[i] = 0;
+      });
     }
   });
 }
@@ -130,13 +126,14 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     takeColumns(s, plan, columns);
   });
   auto finish = [&](int64_t c) {
+    const double shift = beta ? static_cast<double>(beta[c]) : 0.0;
     const double var = m[c].m2 / m[c].n, inv = 1 / __builtin_sqrt(var + eps);
     batchMean[c] = m[c].mean;
     batchVar[c] = var;
     mean[c] = static_cast<T>(m[c].mean);
     invStd[c] = static_cast<T>(inv);
     scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv;
-    wide[c] = outsideCoefficientRange<T>(scale[c]);
+    wide[c] = plainChannel<T>({}, {m[c].mean, shift}, {scale[c]});
     coef[c] = wide[c] ? identity<T>() : normalization(m[c].mean, scale[c], beta, c);
   };
   if (!plan.rows && plan.fused) {
@@ -146,9 +143,9 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     withFlag(relu, [&](auto useRelu) {
       const Normalize<T, decltype(useRelu)::value> op{x};
       parallelFor(channels, g.elements(), [&](int64_t c) {
-        Moments mc{0, 0, 0};
+        Moments mc{};
         for (int64_t b = 0; b < blocks; b++) merge(mc, blockMoments(x, plan, c, b));
-        m[c] = mc;
+        m[c] = finiteOrPlain(x, g, c, mc);
         finish(c);
         if (wide[c]) {
           normalizeChannel(x, plan, c, m[c].mean, scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
@@ -194,7 +191,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
     mean[c] = static_cast<double>(runningMean[c]);
     scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) /
                __builtin_sqrt(static_cast<double>(runningVar[c]) + eps);
-    wide[c] = outsideCoefficientRange<T>(scale[c]);
+    wide[c] = plainChannel<T>({}, {mean[c], beta ? static_cast<double>(beta[c]) : 0.0}, {scale[c]});
     anyWide = anyWide || wide[c];
     coef[c] = wide[c] ? identity<T>() : normalization(mean[c], scale[c], beta, c);
   }

@@ -1,7 +1,9 @@
 // The running-statistics update (SPEC 1), in double:
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
-// With skipNonFinite, a non-finite batch value in any channel leaves both arrays untouched.
+// evaluated left to right as lib/reference.ts does ((factor * batchVar) * varScale: with factor 0
+// and batchVar * varScale overflowing it is 0, not 0 * Inf). With skipNonFinite, a non-finite
+// batch mean or (scaled) batch variance in any channel leaves both arrays untouched.
 #include "blocking.h"
 
 namespace simdnorm {
@@ -21,7 +23,7 @@ bool updateRunning(T* runningMean, T* runningVar, const Mean* batchMean, const d
   const double keep = 1 - factor;
   for (int64_t c = 0; c < channels; c++) {
     runningMean[c] = static_cast<T>(keep * runningMean[c] + factor * static_cast<double>(batchMean[c]));
-    runningVar[c] = static_cast<T>(keep * runningVar[c] + factor * (batchVar[c] * varScale));
+    runningVar[c] = static_cast<T>(keep * runningVar[c] + factor * batchVar[c] * varScale);
   }
   return true;
 }

@@ -1,11 +1,33 @@
 // Per-channel moments: mean = sum(x)/M, variance = sum((x - mean)^2)/M, accumulated in double.
 // Each block gives shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) with s a value of the block
 // (a constant block is exact, data far from zero does not cancel); blocks are merged with Chan's
-// formula in block order.
+// formula in block order, the mean kept exactly as shift + sum(x - shift) / M (see Moments).
+// A channel whose moments come out non-finite (+-Inf or NaN in x, or float64 squares beyond
+// double's range) is recomputed as the reference does, so it gets IEEE's values (Sum x/M = +-Inf).
 #include "blocking.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {
+
+template <typename T>
+Moments finiteOrPlain(const T* x, const Geometry& g, int64_t c, const Moments& m) {
+  if (finite(m)) return m;
+  // lib/reference.ts's channelStats, operation for operation.
+  const double n = static_cast<double>(g.perChannel());
+  double sum = 0;
+  forEachOfChannel(g, c, [&](int64_t i) { sum += static_cast<double>(x[i]); });
+  double mean = sum / n, residual = 0, squares = 0;
+  forEachOfChannel(g, c, [&](int64_t i) {
+    const double d = static_cast<double>(x[i]) - mean;
+    residual += d;
+    squares += d * d;
+  });
+  if (__builtin_isfinite(residual)) {
+    mean += residual / n;
+    squares -= residual * (residual / n);
+  }
+  return {n, mean, squares < 0 ? 0 : squares, 0, 0};
+}
 
 // Planes path, shifted by the block's first value.
 template <typename T>
@@ -53,17 +75,21 @@ void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
                        VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
                        return FloatTerms{d, d * d};
                      },
-                     [](VFloat s1, VFloat s2) SIMDNORM_LAMBDA_INLINE {
-                       // Finite, and no square of a value that matters lost to underflow.
-                       (void)s1;
-                       return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f);
+                     [](VFloat s1, VFloat s2, float rows) SIMDNORM_LAMBDA_INLINE {
+                       // Finite, no square of a value that matters lost to underflow, and the
+                       // shift not far from the run's values: the variance is S2 - S1^2/n, and
+                       // float's rounding of S2 grows in it by S2 / (S2 - S1^2/n), here <= 16
+                       // (a shift within ~4 std of the run's mean; an outlier in the row block's
+                       // first row makes it huge).
+                       return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f) &
+                              (VFloatMask)(s1 * (s1 / rows) <= s2 * (15.0f / 16.0f));
                      });
     } else {
       accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term);
     }
   });
   parallelFor(plan.g.channels, plan.g.elements(), [&](int64_t c) {
-    Moments m{0, 0, 0};
+    Moments m{};
     for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
       double n = 0, s1 = 0, s2 = 0;
       plan.forEachColumnOf(rb, c, [&](int64_t p, int64_t rows) {
@@ -73,7 +99,7 @@ void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
       });
       if (n > 0) merge(m, shiftedMoments(n, shiftAt(rb, c), s1, s2));
     }
-    out[c] = m;
+    out[c] = finiteOrPlain(x, plan.g, c, m);
   });
 }
 
@@ -83,9 +109,9 @@ void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partia
   const int64_t channels = plan.g.channels, blocks = plan.blocksPerChannel;
   if (channels >= kFusedMinChannels) {
     parallelFor(channels, plan.g.elements(), [&](int64_t c) {
-      Moments m{0, 0, 0};
+      Moments m{};
       for (int64_t b = 0; b < blocks; b++) merge(m, blockMoments(x, plan, c, b));
-      out[c] = m;
+      out[c] = finiteOrPlain(x, plan.g, c, m);
     });
     return;
   }
@@ -94,9 +120,9 @@ void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partia
   parallelFor(channels * blocks, plan.g.elements(),
               [&](int64_t t) { part[t] = blockMoments(x, plan, t / blocks, t % blocks); });
   for (int64_t c = 0; c < channels; c++) {
-    Moments m{0, 0, 0};
+    Moments m{};
     for (int64_t b = 0; b < blocks; b++) merge(m, part[c * blocks + b]);
-    out[c] = m;
+    out[c] = finiteOrPlain(x, plan.g, c, m);
   }
 }
 
@@ -123,6 +149,7 @@ void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
 
 #define SIMDNORM_INSTANTIATE(T)                                                         \
   template Moments blockMoments<T>(const T*, const Plan&, int64_t, int64_t);            \
+  template Moments finiteOrPlain<T>(const T*, const Geometry&, int64_t, const Moments&); \
   template void channelMomentsOf<T>(const T*, const Plan&, Moments*, double*);          \
   template void channelMoments<T>(const T*, Geometry, T*, T*);
 SIMDNORM_INSTANTIATE(float)

@@ -6,6 +6,7 @@
 import * as api from '../../lib/index.js';
 import type { BackendName } from '../../lib/backend.js';
 import { Random } from '../../lib/random.js';
+import { meanScales } from '../../lib/verify.js';
 import {
   channelOf,
   channelsOf,
@@ -162,6 +163,7 @@ export function runSpecial(backend: BackendName, c: SpecialCase): SpecialRun {
     });
     scales.dx = rms(terms);
   }
+  if (c.op === 'train' || c.op === 'moments') Object.assign(scales, meanScales(data.x));
   const got = api.withBackend(backend, () => runOnce(c, data, false, saved));
   const expected = api.withBackend('js', () => runOnce(c, data, true, saved));
   return {

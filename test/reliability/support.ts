@@ -75,6 +75,11 @@ export function channelOf(dims: readonly number[], layout: Layout, i: number): n
 /** What a special value is, per element type: each is exactly representable in that type. */
 export function specialValue(kind: SpecialKind, dtype: DType): number {
   const f32 = dtype === 'float32';
+  const value = valueOf(kind, f32);
+  return f32 ? Math.fround(value) : value; // what a Float32Array holds (1e-40 is not a float)
+}
+
+function valueOf(kind: SpecialKind, f32: boolean): number {
   switch (kind) {
     case 'nan': return NaN;
     case '+inf': return Infinity;
