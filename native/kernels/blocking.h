@@ -214,8 +214,9 @@ inline bool allLanes(M m) {
 #endif
 }
 
-// Whether the rows path may sum float terms in float over short runs of rows (kFloatRun) before
-// adding them to the double sums: a vector of floats is two vectors of doubles.
+// Whether reductions may sum float terms in float over short runs (kFloatRun values per lane:
+// rows on the rows path, vectors on the planes path) before adding them to the double sums: a
+// vector of floats is two vectors of doubles.
 constexpr bool kFloatRuns = kFloatLanes == 2 * kDoubleLanes;
 constexpr int64_t kFloatRun = 32;
 
@@ -232,21 +233,53 @@ struct Sums {
 };
 
 // Adds term(i, k) over i in [0, n) to sums; term(i, k) gives the values of elements i .. i+k-1
-// (k <= kDoubleLanes; lanes past k are dropped here).
-template <typename Term>
-SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums) {
+// (k <= kDoubleLanes; lanes past k are dropped here). With termF (not nullptr_t; kFloatRuns
+// only), runs of kFloatRun whole float vectors are summed in float first, each run's sums then
+// added in double where ok(s1, s2) holds for every lane (as sumColumnsFloat), else the run is
+// summed by term in double: float where it is accurate, and half the work of double.
+template <typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
+SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums, TermF termF = nullptr, Ok ok = nullptr) {
   constexpr int64_t L = kDoubleLanes;
   // Sums in locals: in the caller's memory they would be stored every step, and every value the
   // term reads through a reference read again after those stores (a vector store may alias it).
   Sums s = sums;
   int64_t i = 0;
-  for (; i + 4 * L <= n; i += 4 * L) {
-    for (int c = 0; c < 4; c++) {
-      Terms t = term(i + c * L, L);
-      s.u[c] += t.u;
-      s.v[c] += t.v;
+  auto inDouble = [&](int64_t end) SIMDNORM_LAMBDA_INLINE {
+    for (; i + 4 * L <= end; i += 4 * L) {
+      for (int c = 0; c < 4; c++) {
+        Terms t = term(i + c * L, L);
+        s.u[c] += t.u;
+        s.v[c] += t.v;
+      }
+    }
+  };
+  if constexpr (!std::is_same<TermF, decltype(nullptr)>::value) {
+    constexpr int64_t FL = kFloatLanes, run = kFloatRun * FL;
+    while (i + run <= n) {
+      VFloat f1[4] = {}, f2[4] = {};
+      for (int64_t j = i; j < i + run; j += 4 * FL) {
+        for (int c = 0; c < 4; c++) {
+          FloatTerms t = termF(j + c * FL);
+          f1[c] += t.u;
+          f2[c] += t.v;
+        }
+      }
+      const VFloat u = (f1[0] + f1[1]) + (f1[2] + f1[3]), v = (f2[0] + f2[1]) + (f2[2] + f2[3]);
+      if (allLanes(ok(u, v))) {
+        VDouble lo, hi;
+        toDoubles(u, lo, hi);
+        s.u[0] += lo;
+        s.u[1] += hi;
+        toDoubles(v, lo, hi);
+        s.v[0] += lo;
+        s.v[1] += hi;
+        i += run;
+      } else {
+        inDouble(i + run);
+      }
     }
   }
+  inDouble(n);
   for (int c = 0; i < n; i += L, c++) {
     const int64_t k = minOf(L, n - i);
     Terms t = term(i, k);
