@@ -196,54 +196,6 @@ inline VDouble loadDoubleLanes(const T* p, int64_t k) {
   return k == kDoubleLanes ? loadDouble(p) : loadDoublePartial(p, k);
 }
 
-// Running sums of a reduction: four chains of each, to hide the add latency.
-struct Sums {
-  VDouble u[4] = {}, v[4] = {};
-  double sumU() const { return sumLanes((u[0] + u[1]) + (u[2] + u[3])); }
-  double sumV() const { return sumLanes((v[0] + v[1]) + (v[2] + v[3])); }
-};
-
-// Adds term(i, k) over i in [0, n) to sums; term(i, k) gives the values of elements i .. i+k-1
-// (k <= kDoubleLanes; lanes past k are dropped here).
-template <typename Term>
-SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums) {
-  constexpr int64_t L = kDoubleLanes;
-  int64_t i = 0;
-  for (; i + 4 * L <= n; i += 4 * L) {
-    for (int c = 0; c < 4; c++) {
-      Terms t = term(i + c * L, L);
-      sums.u[c] += t.u;
-      sums.v[c] += t.v;
-    }
-  }
-  for (int c = 0; i < n; i += L, c++) {
-    const int64_t k = minOf(L, n - i);
-    Terms t = term(i, k);
-    sums.u[c] += k < L ? keepLanes(t.u, k) : t.u;
-    sums.v[c] += k < L ? keepLanes(t.v, k) : t.v;
-  }
-}
-
-// Rows [ra, rb) of U vector units from column j (k lanes each, k < L only for a lone unit at
-// the end of a tile), summed in registers and then added to acc1/acc2.
-template <int U, typename Term>
-inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int64_t k,
-                       VDouble* acc1, VDouble* acc2, const Term& term) {
-  constexpr int64_t L = kDoubleLanes;
-  VDouble s1[U] = {}, s2[U] = {};
-  for (int64_t r = ra; r < rb; r++) {
-    for (int u = 0; u < U; u++) {
-      Terms t = term(r * plan.period + j + u * L, j + u * L, k);
-      s1[u] += t.u;
-      s2[u] += t.v;
-    }
-  }
-  for (int u = 0; u < U; u++) {
-    acc1[u] += k < L ? keepLanes(s1[u], k) : s1[u];
-    acc2[u] += k < L ? keepLanes(s2[u], k) : s2[u];
-  }
-}
-
 // Float lanes as two halves of kDoubleLanes, converted to double.
 // (Templates: only instantiated where kFloatRuns holds, as the shuffles need four lanes.)
 template <typename V>
@@ -271,8 +223,9 @@ inline bool allLanes(M m) {
 #endif
 }
 
-// Whether the rows path may sum float terms in float over short runs of rows (kFloatRun) before
-// adding them to the double sums: a vector of floats is two vectors of doubles.
+// Whether reductions may sum float terms in float over short runs (kFloatRun values per lane:
+// rows on the rows path, vectors on the planes path) before adding them to the double sums: a
+// vector of floats is two vectors of doubles.
 constexpr bool kFloatRuns = kFloatLanes == 2 * kDoubleLanes;
 constexpr int64_t kFloatRun = 32;
 
@@ -280,6 +233,90 @@ constexpr int64_t kFloatRun = 32;
 struct FloatTerms {
   VFloat u, v;
 };
+
+// Running sums of a reduction: four chains of each, to hide the add latency.
+struct Sums {
+  VDouble u[4] = {}, v[4] = {};
+  double sumU() const { return sumLanes((u[0] + u[1]) + (u[2] + u[3])); }
+  double sumV() const { return sumLanes((v[0] + v[1]) + (v[2] + v[3])); }
+};
+
+// Adds term(i, k) over i in [0, n) to sums; term(i, k) gives the values of elements i .. i+k-1
+// (k <= kDoubleLanes; lanes past k are dropped here). With termF (not nullptr_t; kFloatRuns
+// only), runs of kFloatRun whole float vectors are summed in float first, each run's sums then
+// added in double where ok(s1, s2) holds for every lane (as sumColumnsFloat), else the run is
+// summed by term in double: float where it is accurate, and half the work of double.
+template <typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
+SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums, TermF termF = nullptr, Ok ok = nullptr) {
+  constexpr int64_t L = kDoubleLanes;
+  // Sums in locals: in the caller's memory they would be stored every step, and every value the
+  // term reads through a reference read again after those stores (a vector store may alias it).
+  Sums s = sums;
+  int64_t i = 0;
+  auto inDouble = [&](int64_t end) SIMDNORM_LAMBDA_INLINE {
+    for (; i + 4 * L <= end; i += 4 * L) {
+      for (int c = 0; c < 4; c++) {
+        Terms t = term(i + c * L, L);
+        s.u[c] += t.u;
+        s.v[c] += t.v;
+      }
+    }
+  };
+  if constexpr (!std::is_same<TermF, decltype(nullptr)>::value) {
+    constexpr int64_t FL = kFloatLanes, run = kFloatRun * FL;
+    while (i + run <= n) {
+      VFloat f1[4] = {}, f2[4] = {};
+      for (int64_t j = i; j < i + run; j += 4 * FL) {
+        for (int c = 0; c < 4; c++) {
+          FloatTerms t = termF(j + c * FL);
+          f1[c] += t.u;
+          f2[c] += t.v;
+        }
+      }
+      const VFloat u = (f1[0] + f1[1]) + (f1[2] + f1[3]), v = (f2[0] + f2[1]) + (f2[2] + f2[3]);
+      if (allLanes(ok(u, v, static_cast<float>(kFloatRun)))) {
+        VDouble lo, hi;
+        toDoubles(u, lo, hi);
+        s.u[0] += lo;
+        s.u[1] += hi;
+        toDoubles(v, lo, hi);
+        s.v[0] += lo;
+        s.v[1] += hi;
+        i += run;
+      } else {
+        inDouble(i + run);
+      }
+    }
+  }
+  inDouble(n);
+  for (int c = 0; i < n; i += L, c++) {
+    const int64_t k = minOf(L, n - i);
+    Terms t = term(i, k);
+    s.u[c] += k < L ? keepLanes(t.u, k) : t.u;
+    s.v[c] += k < L ? keepLanes(t.v, k) : t.v;
+  }
+  sums = s;
+}
+
+// Rows [ra, rb) of U vector units from column j (k lanes each, k < L only for a lone unit at
+// the end of a tile), summed in registers and then added to acc1/acc2.
+template <int U, typename Term>
+inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int64_t k,
+                       VDouble* acc1, VDouble* acc2, const Term& term) {
+  constexpr int64_t L = kDoubleLanes;
+  VDouble s1[U] = {}, s2[U] = {};
+  for (int64_t r = ra; r < rb; r++) {
+    for (int u = 0; u < U; u++) {
+      Terms t = term(r * plan.period + j + u * L, j + u * L, k);
+      s1[u] += t.u;
+      s2[u] += t.v;
+    }
+  }
+  for (int u = 0; u < U; u++) {
+    acc1[u] += k < L ? keepLanes(s1[u], k) : s1[u];
+    acc2[u] += k < L ? keepLanes(s2[u], k) : s2[u];
+  }
+}
 
 // As sumColumns<U> over whole float vectors (kFloatLanes lanes each), with termF giving the
 // terms in float: summed in float over runs of kFloatRun rows (from ra: fixed by the geometry),
@@ -365,27 +402,51 @@ SIMDNORM_INLINE int64_t writePlain(T* dst, int64_t start, int64_t i, int64_t end
   return end;
 }
 
-// out[start + i] = value(start + i, i, k) for the vectors of [0, n), k lanes each (fewer at the
-// ends); value is called once per vector, in order. With stream, whole 64-byte lines are written
-// with streaming stores and the ends with plain ones: a line written partly both ways is slow.
-template <typename T, typename Value>
-SIMDNORM_INLINE void writeRun(T* out, int64_t start, int64_t n, bool stream, Value value) {
-  constexpr int64_t L = lanes<T>(), kLine = 64 / sizeof(T);
-  T* dst = out + start;
-  int64_t streamBegin = 0, streamEnd = 0;
-  const uintptr_t address = reinterpret_cast<uintptr_t>(dst);
-  if (kCanStream && stream && address % sizeof(T) == 0) {
-    streamBegin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
-    if (streamBegin + kLine <= n) streamEnd = streamBegin + (n - streamBegin) / kLine * kLine;
+// The stores of one run out[start, start + n): plain ones at the ends and, with stream,
+// streaming ones for the whole 64-byte lines between (a line written partly both ways is slow).
+// The vectors lie on a fixed grid: from 0, from streamBegin and from streamEnd, each range ending
+// with a partial vector. Callers write the run piece by piece (write(i, end, value) with i and
+// end on the grid), so that their loops need no per-vector bookkeeping: a piece is a stretch of
+// vectors with the same coefficients.
+template <typename T>
+struct RunWriter {
+  static constexpr int64_t L = lanes<T>();
+  T* dst;
+  int64_t start, n, streamBegin = 0, streamEnd = 0;
+
+  RunWriter(T* out, int64_t start_, int64_t n_, bool stream) : dst(out + start_), start(start_), n(n_) {
+    constexpr int64_t kLine = 64 / sizeof(T);
+    const uintptr_t address = reinterpret_cast<uintptr_t>(dst);
+    if (kCanStream && stream && address % sizeof(T) == 0) {
+      const int64_t begin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
+      if (begin + kLine <= n) {
+        streamBegin = begin;
+        streamEnd = begin + (n - begin) / kLine * kLine;
+      }
+    }
   }
-  if (streamEnd == 0) {
-    writePlain(dst, start, 0, n, value);
-    return;
+  // The last grid point at or before x (0 <= x).
+  int64_t gridFloor(int64_t x) const {
+    if (x >= n) return n;
+    if (x >= streamEnd) return streamEnd + (x - streamEnd) / L * L;
+    if (x >= streamBegin) return streamBegin + (x - streamBegin) / L * L;
+    return x / L * L;
   }
-  int64_t i = writePlain(dst, start, 0, streamBegin, value);
-  for (; i < streamEnd; i += L) streamStore(dst + i, value(start + i, i, L));
-  writePlain(dst, start, i, n, value);
-}
+  // The end of the vector at grid point i < n.
+  int64_t vectorEnd(int64_t i) const {
+    const int64_t limit = i < streamBegin ? streamBegin : i < streamEnd ? streamEnd : n;
+    return minOf(limit, i + L);
+  }
+  // out[start + j] = value(start + j, j, k) for the vectors of [i, end) (grid points), k lanes
+  // each, in order; returns end.
+  template <typename Value>
+  SIMDNORM_INLINE int64_t write(int64_t i, int64_t end, Value& value) const {
+    if (i < streamBegin) i = writePlain(dst, start, i, minOf(end, streamBegin), value);
+    for (const int64_t e = minOf(end, streamEnd); i < e; i += L) streamStore(dst + i, value(start + i, i, L));
+    if (i < end) i = writePlain(dst, start, i, end, value);
+    return end;
+  }
+};
 
 // Four per-channel coefficients of an element-wise formula (e.g. mean hi, mean lo, scale, shift).
 template <typename T>
@@ -397,10 +458,11 @@ struct Coefficients {
 template <typename T, typename Op>
 SIMDNORM_INLINE void applySpan(T* out, int64_t start, int64_t n, const Coefficients<T>& k4, bool stream,
                                const Op& op) {
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
   Vec<T> p[4];
   for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(k4.v[q]);
-  writeRun(out, start, n, stream,
-           [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return op(offset, k, p); });
+  auto value = [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return o(offset, k, p); };
+  RunWriter<T>(out, start, n, stream).write(0, n, value);
 }
 
 // Planes path: the same over block b of channel c.
@@ -427,53 +489,63 @@ SIMDNORM_INLINE void applyInOrder(T* out, const Plan& plan, int64_t task, const 
               stream, op);
     return;
   }
+  const Op o = op;
   const int64_t first = task * plan.planesPerBlock, last = minOf(planes, first + plan.planesPerBlock);
-  int64_t c = first % channels, offset = 0;  // the channel of the next vector's first lane, and where in its plane
+  const int64_t n = (last - first) * inner;
+  const RunWriter<T> w(out, first * inner, n, stream);
+  int64_t c = first % channels;
   Vec<T> now[4], next[4];
   auto splatChannel = [&](Vec<T>* p, int64_t channel) SIMDNORM_LAMBDA_INLINE {
     for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(coef[channel].v[q]);
   };
   splatChannel(now, c);
-  splatChannel(next, c + 1 == channels ? 0 : c + 1);
-  writeRun(out, first * inner, (last - first) * inner, stream,
-           [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
-             Vec<T> p[4];
-             if (offset + k <= inner) {
-               for (int q = 0; q < 4; q++) p[q] = now[q];
-             } else {
-               const auto mine = lanesBelow<T>(inner - offset);
-               for (int q = 0; q < 4; q++) p[q] = select(mine, now[q], next[q]);
-             }
-             offset += k;
-             if (offset >= inner) {
-               offset -= inner;
-               c = c + 1 == channels ? 0 : c + 1;
-               for (int q = 0; q < 4; q++) now[q] = next[q];
-               splatChannel(next, c + 1 == channels ? 0 : c + 1);
-             }
-             return op(at, k, p);
-           });
+  auto steady = [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return o(at, k, now); };
+  for (int64_t i = 0, planeEnd = inner; i < n; planeEnd += inner) {
+    // The vectors inside the plane, then the one that crosses its end (if any).
+    i = w.write(i, w.gridFloor(planeEnd), steady);
+    if (i >= n) break;
+    splatChannel(next, c + 1 == channels ? 0 : c + 1);
+    if (i < planeEnd) {
+      const auto mine = lanesBelow<T>(planeEnd - i);
+      auto crossing = [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        Vec<T> p[4];
+        for (int q = 0; q < 4; q++) p[q] = select(mine, now[q], next[q]);
+        return o(at, k, p);
+      };
+      i = w.write(i, w.vectorEnd(i), crossing);
+    }
+    c = c + 1 == channels ? 0 : c + 1;
+    for (int q = 0; q < 4; q++) now[q] = next[q];
+  }
 }
 
 // Rows path: the same over a task, with the coefficients of column p at columns[0..3][p]
 // (spreadToColumns). A task of whole rows is one contiguous run, so that its vectors (and the
 // streaming-store lines) run across row ends: the coefficient arrays repeat their first vector
-// after the last column.
+// after the last column, and a vector that starts in a row takes its coefficients from there.
 template <typename T, typename Op>
-SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const* columns, bool stream, Op op) {
+SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const* columns, bool stream,
+                               const Op& op) {
+  const Op o = op;
   const int64_t r0 = plan.firstRow(task), r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
   const int64_t c0 = task % plan.tiles * plan.tileColumns;
   const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
   T* const cols[4] = {columns[0], columns[1], columns[2], columns[3]};
   const int64_t period = plan.period;
+  // The run [start, start + n) from column `column`; a row ends every period values.
   auto run = [&](int64_t start, int64_t n, int64_t column) SIMDNORM_LAMBDA_INLINE {
-    writeRun(out, start, n, stream, [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const RunWriter<T> w(out, start, n, stream);
+    int64_t base = column;  // run index j is at column base + j within the current row
+    auto value = [&](int64_t offset, int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       Vec<T> p[4];
-      for (int q = 0; q < 4; q++) p[q] = loadLanes(cols[q] + column, k);
-      column += k;
-      if (column >= period) column -= period;
-      return op(offset, k, p);
-    });
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(cols[q] + (base + j), k);
+      return o(offset, k, p);
+    };
+    for (int64_t i = 0, rowEnd = period - column; i < n; rowEnd += period, base -= period) {
+      // The vectors that start in this row.
+      const int64_t e = w.gridFloor(rowEnd);
+      i = w.write(i, e < rowEnd && e < n ? w.vectorEnd(e) : e, value);
+    }
   };
   if (plan.tiles == 1) {
     const int64_t start = r0 * plan.period;

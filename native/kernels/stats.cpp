@@ -1,4 +1,5 @@
-// Per-channel moments: mean = sum(x)/M, variance = sum((x - mean)^2)/M, accumulated in double.
+// Per-channel moments: mean = sum(x)/M, variance = sum((x - mean)^2)/M, accumulated in double
+// (float32 data: in float over short runs first where that is accurate, see accumulate).
 // Each block gives shifted sums S1 = sum(x - s), S2 = sum((x - s)^2) with s a value of the block
 // (a constant block is exact, data far from zero does not cancel); blocks are merged with Chan's
 // formula in block order, the mean kept exactly as shift + sum(x - shift) / M (see Moments).
@@ -29,17 +30,39 @@ Moments finiteOrPlain(const T* x, const Geometry& g, int64_t c, const Moments& m
   return {n, mean, squares < 0 ? 0 : squares, 0, 0};
 }
 
+// Whether float sums over `rows` values per lane, S1 = sum(x - s) and S2 = sum((x - s)^2), may
+// be used: finite, no square of a value that matters lost to underflow, and the shift not far
+// from the run's values: the variance is S2 - S1^2/n, where float's rounding of S2 grows by
+// S2 / (S2 - S1^2/n), here <= 16 (a shift within ~4 std of the run's mean; an outlier as the
+// block's first value makes it huge, and the run is then summed in double).
+// (A functor, not a function: passed as a pointer it would be an indirect call per run.)
+struct FloatSquaresOk {
+  VFloatMask operator()(VFloat s1, VFloat s2, float rows) const {
+    return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f) &
+           (VFloatMask)(s1 * (s1 / rows) <= s2 * (15.0f / 16.0f));
+  }
+};
+
 // Planes path, shifted by the block's first value.
 template <typename T>
 Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b) {
   const double shift = shiftOf(x[plan.blockStart(c, b)]);
+  const T shiftT = static_cast<T>(shift);  // a value of x (or 0): exact
   Sums sums;
   double n = 0;
   plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
-    accumulate(length, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
       VDouble d = loadDoubleLanes(x + start + i, k) - shift;
       return Terms{d, d * d};
-    }, sums);
+    };
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
+      accumulate(length, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+        VFloat d = load<VFloat>(x + start + i) - shiftT;
+        return FloatTerms{d, d * d};
+      }, FloatSquaresOk{});
+    } else {
+      accumulate(length, term, sums);
+    }
     n += static_cast<double>(length);
   });
   return shiftedMoments(n, shift, sums.sumU(), sums.sumV());
@@ -75,15 +98,7 @@ void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
                        VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
                        return FloatTerms{d, d * d};
                      },
-                     [](VFloat s1, VFloat s2, float rows) SIMDNORM_LAMBDA_INLINE {
-                       // Finite, no square of a value that matters lost to underflow, and the
-                       // shift not far from the run's values: the variance is S2 - S1^2/n, and
-                       // float's rounding of S2 grows in it by S2 / (S2 - S1^2/n), here <= 16
-                       // (a shift within ~4 std of the run's mean; an outlier in the row block's
-                       // first row makes it huge).
-                       return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f) &
-                              (VFloatMask)(s1 * (s1 / rows) <= s2 * (15.0f / 16.0f));
-                     });
+                     FloatSquaresOk{});
     } else {
       accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term);
     }
