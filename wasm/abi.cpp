@@ -118,7 +118,7 @@ int32_t moments(uintptr_t x, int32_t outer, int32_t channels, int32_t inner, uin
   v.array(variance, static_cast<uint64_t>(channels), sizeof(T), 6);
   if (!v.ok()) return v.error;
   simdnorm::channelMoments<T>(in<T>(x), v.g, out<T>(mean), out<T>(variance));
-  return 0;
+  return simdnorm::scratchFailed() ? fail(kNoMemory, 0) : 0;
 }
 
 // train(x, outer, channels, inner, gamma, beta, eps, relu, y, mean, invStd,
@@ -151,6 +151,7 @@ int32_t train(uintptr_t x, int32_t outer, int32_t channels, int32_t inner, uintp
   bool written = simdnorm::trainForward<T>(in<T>(x), v.g, in<T>(gamma), in<T>(beta), eps, relu != 0,
                                            out<T>(y), out<T>(mean), out<T>(invStd),
                                            out<T>(runningMean), out<T>(runningVar), update);
+  if (simdnorm::scratchFailed()) return fail(kNoMemory, 0);
   return written ? 1 : 0;
 }
 
@@ -172,7 +173,7 @@ int32_t infer(uintptr_t x, int32_t outer, int32_t channels, int32_t inner, uintp
   if (!v.ok()) return v.error;
   simdnorm::inferForward<T>(in<T>(x), v.g, in<T>(runningMean), in<T>(runningVar), in<T>(gamma),
                             in<T>(beta), eps, relu != 0, out<T>(y));
-  return 0;
+  return simdnorm::scratchFailed() ? fail(kNoMemory, 0) : 0;
 }
 
 // backward(dy, x, outer, channels, inner, mean, invStd, gamma, y, training, dx, dgamma, dbeta)
@@ -195,7 +196,7 @@ int32_t backward(uintptr_t dy, uintptr_t x, int32_t outer, int32_t channels, int
   if (!v.ok()) return v.error;
   simdnorm::backward<T>(in<T>(dy), in<T>(x), v.g, in<T>(mean), in<T>(invStd), in<T>(gamma), in<T>(y),
                         training != 0, out<T>(dx), out<T>(dgamma), out<T>(dbeta));
-  return 0;
+  return simdnorm::scratchFailed() ? fail(kNoMemory, 0) : 0;
 }
 
 // updateRunning(runningMean, runningVar, batchMean, batchVar, channels, factor, varScale,

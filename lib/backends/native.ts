@@ -71,6 +71,8 @@ export interface NativeBinding {
   /** n >= 1: threads a call may use (the caller counts as one); 0: the default (all cores). */
   setThreads(n: number): void;
   getThreads(): number;
+  /** Testing only: kernel scratch requests above `bytes` fail as a failed malloc would (0: no limit). */
+  setScratchLimit(bytes: number): void;
   info(): NativeInfo;
   /** Bandwidth probe: copies src into dst (typed arrays of equal byteLength); threads 0 = current. */
   copyBytes(dst: ArrayBufferView, src: ArrayBufferView, threads: number): void;

@@ -89,7 +89,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   GradSums* blockSums;  // planes path with few channels: per block
   double* rowSums;      // rows path: per row block, sum(g) of each column, then sum(g (x - mean))
   T* columns[4];
-  carveScratch([&](Carver& s) {
+  const auto scratchLayout = [&](Carver& s) {
     s.take(coef, channels);
     s.take(sums, channels);
     s.take(wide, channels);
@@ -97,7 +97,8 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     s.take(blockSums, !plan.rows && !plan.fused ? channels * blocks : 0);
     s.take(rowSums, plan.rows ? 2 * plan.rowBlocks * period : 0);
     for (int q = 0; q < 4; q++) s.take(columns[q], columnEntries(plan, lanes<T>()));
-  });
+  };
+  if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   auto finish = [&](int64_t c, GradSums s) {
     const double mu = static_cast<double>(mean[c]), inv = static_cast<double>(invStd[c]);
     const double gam = gamma ? static_cast<double>(gamma[c]) : 1.0, n = static_cast<double>(plan.count);

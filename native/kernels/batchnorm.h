@@ -15,6 +15,7 @@
 // depend only on the geometry, and partial results are reduced in task order.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace simdnorm {
@@ -76,6 +77,14 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
 template <typename T>
 void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma,
               const T* y, bool training, T* dx, T* dgamma, T* dbeta);
+
+// Out of memory: a kernel needs O(channels + tasks) bytes of per-thread scratch memory, grown
+// as needed and kept. When it cannot be allocated the kernel returns before writing anything,
+// and scratchFailed() is true until the next kernel call on the same thread; the callers (the
+// N-API binding, the C ABI) check it after every call and report an error.
+bool scratchFailed();
+// Testing only: scratch requests above `bytes` fail as if malloc had (0: no limit, the default).
+void setScratchLimit(size_t bytes);
 
 // Threads: a persistent pool shared by all calls. setThreads(n) with n >= 1 sets how many
 // threads a call may use (the caller counts as one); 0 restores the default (hardware

@@ -634,12 +634,15 @@ struct Carver {
     used += (static_cast<size_t>(n) * sizeof(U) + 63) & ~size_t{63};
   }
 };
+// False when the memory cannot be had (the kernel must then return at once: see scratch()).
 template <typename Layout>
-void carveScratch(Layout layout) {
+[[nodiscard]] bool carveScratch(Layout layout) {
   Carver sizing{nullptr, 0};
   layout(sizing);
   Carver carver{static_cast<char*>(scratch(sizing.used)), 0};
+  if (carver.base == nullptr) return false;
   layout(carver);
+  return true;
 }
 
 // Calls f(std::true_type) or f(std::false_type): a runtime flag as a template parameter.

@@ -49,9 +49,13 @@ bool useAvx2() {
 }  // namespace
 
 #ifdef SIMDNORM_HAVE_AVX2
-#define SIMDNORM_DISPATCH(call) return useAvx2() ? avx2::call : base::call
+#define SIMDNORM_DISPATCH(call) \
+  clearScratchFailure();        \
+  return useAvx2() ? avx2::call : base::call
 #else
-#define SIMDNORM_DISPATCH(call) return base::call
+#define SIMDNORM_DISPATCH(call) \
+  clearScratchFailure();        \
+  return base::call
 #endif
 
 template <typename T>
@@ -163,6 +167,7 @@ double readFloats(const float* src, int64_t n, int threads) {
   constexpr int64_t kPiece = kProbePiece / 4, L = kFloatLanes;
   const int64_t tasks = (n + kPiece - 1) / kPiece;
   double* partial = static_cast<double*>(scratch(static_cast<size_t>(tasks) * sizeof(double)));
+  if (partial == nullptr) return __builtin_nan("");
   parallelFor(
       tasks, n,
       [&](int64_t t) {

@@ -115,7 +115,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
   double *batchMean, *batchVar, *scale, *partials;
   bool* wide;
   T* columns[4];
-  carveScratch([&](Carver& s) {
+  const auto scratchLayout = [&](Carver& s) {
     s.take(m, channels);
     s.take(coef, channels);
     s.take(batchMean, channels);
@@ -124,7 +124,8 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     s.take(wide, channels);
     s.take(partials, momentPartials(plan));
     takeColumns(s, plan, columns);
-  });
+  };
+  if (!carveScratch(scratchLayout)) return false;  // out of memory: nothing written
   auto finish = [&](int64_t c) {
     const double shift = beta ? static_cast<double>(beta[c]) : 0.0;
     const double var = m[c].m2 / m[c].n, inv = 1 / __builtin_sqrt(var + eps);
@@ -179,13 +180,14 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   double *mean, *scale;
   bool* wide;
   T* columns[4];
-  carveScratch([&](Carver& s) {
+  const auto scratchLayout = [&](Carver& s) {
     s.take(coef, g.channels);
     s.take(mean, g.channels);
     s.take(scale, g.channels);
     s.take(wide, g.channels);
     takeColumns(s, plan, columns);
-  });
+  };
+  if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   bool anyWide = false;
   for (int64_t c = 0; c < g.channels; c++) {
     mean[c] = static_cast<double>(runningMean[c]);

@@ -1,6 +1,8 @@
 // The thread pool of parallel.h and the thread settings of batchnorm.h.
 #include "parallel.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 
 #include "batchnorm.h"
@@ -12,7 +14,6 @@
 #if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
 #define SIMDNORM_NO_THREADS 1
 #else
-#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -147,6 +148,11 @@ void parallelRun(int64_t tasks, int64_t elements, void (*task)(void*, int64_t), 
   runSerially(tasks, task, context);
 }
 
+namespace {
+thread_local bool scratchFailure = false;
+std::atomic<size_t> scratchLimit{SIZE_MAX};  // testing: requests above it fail
+}  // namespace
+
 void* scratch(size_t bytes) {
   struct Buffer {
     void* raw = nullptr;
@@ -154,17 +160,29 @@ void* scratch(size_t bytes) {
     ~Buffer() { std::free(raw); }
   };
   thread_local Buffer buffer;
+  if (bytes > scratchLimit.load(std::memory_order_relaxed)) {
+    scratchFailure = true;
+    return nullptr;
+  }
   if (bytes > buffer.size || buffer.raw == nullptr) {
     size_t size = bytes > 2 * buffer.size ? bytes : 2 * buffer.size;
     if (size < 4096) size = 4096;
     std::free(buffer.raw);
-    buffer.raw = std::malloc(size + 64);
-    if (buffer.raw == nullptr) std::abort();  // no recovery: the kernels cannot report it
+    buffer.size = 0;
+    buffer.raw = size <= SIZE_MAX - 64 ? std::malloc(size + 64) : nullptr;
+    if (buffer.raw == nullptr) {
+      scratchFailure = true;
+      return nullptr;
+    }
     buffer.size = size;
   }
   uintptr_t p = reinterpret_cast<uintptr_t>(buffer.raw);
   return reinterpret_cast<void*>((p + 63) & ~uintptr_t{63});
 }
+
+void clearScratchFailure() { scratchFailure = false; }
+bool scratchFailed() { return scratchFailure; }
+void setScratchLimit(size_t bytes) { scratchLimit.store(bytes == 0 ? SIZE_MAX : bytes, std::memory_order_relaxed); }
 
 void setThreads(int n) { setRequestedThreads(n <= 0 ? 0 : (n > kThreadCap ? kThreadCap : n)); }
 int getThreads() { return requestedThreads(); }

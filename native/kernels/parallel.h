@@ -28,7 +28,10 @@ inline void parallelFor(int64_t tasks, int64_t elements, const F& fn, int thread
 }
 
 // The calling thread's scratch memory: at least `bytes`, 64-byte aligned, valid until its next
-// call on this thread (so a kernel takes all it needs at once). Grows, never shrinks.
+// call on this thread (so a kernel takes all it needs at once). Grows, never shrinks. nullptr
+// when it cannot be allocated: the kernel then returns before writing anything, and
+// scratchFailed() (batchnorm.h) says so until clearScratchFailure() (each public kernel's start).
 void* scratch(size_t bytes);
+void clearScratchFailure();
 
 }  // namespace simdnorm

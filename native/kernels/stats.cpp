@@ -151,10 +151,11 @@ void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
   const Plan plan = makePlan<T>(g);
   Moments* m;
   double* partials;
-  carveScratch([&](Carver& s) {
+  const auto scratchLayout = [&](Carver& s) {
     s.take(m, g.channels);
     s.take(partials, momentPartials(plan));
-  });
+  };
+  if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   channelMomentsOf(x, plan, m, partials);
   for (int64_t c = 0; c < g.channels; c++) {
     mean[c] = static_cast<T>(m[c].mean);

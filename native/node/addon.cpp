@@ -26,7 +26,9 @@ constexpr int64_t kThreadLimit = 256;
 template <class Operation>
 Napi::Value runSync(const Napi::CallbackInfo& info) {
   ArgReader args(info, Operation::kName, Operation::kArgumentCount);
-  return Operation::toJs(info.Env(), Operation(args).run());
+  const auto result = Operation(args).run();
+  if (simdnorm::scratchFailed()) throw Napi::RangeError::New(info.Env(), outOfMemory(Operation::kName));
+  return Operation::toJs(info.Env(), result);
 }
 
 // setThreads(n) -> undefined. n >= 1: threads a call may use (the caller counts as one);
@@ -41,6 +43,14 @@ Napi::Value setThreadCount(const Napi::CallbackInfo& info) {
 Napi::Value getThreadCount(const Napi::CallbackInfo& info) {
   ArgReader args(info, "getThreads", 0);
   return Napi::Number::New(info.Env(), simdnorm::getThreads());
+}
+
+// setScratchLimit(bytes) -> undefined. Testing only: kernel scratch requests above `bytes` fail
+// as if malloc had (0: no limit), so the out-of-memory path can be exercised from JS.
+Napi::Value setScratchLimitBytes(const Napi::CallbackInfo& info) {
+  ArgReader args(info, "setScratchLimit", 1);
+  simdnorm::setScratchLimit(static_cast<size_t>(args.integer(0, "bytes", 0, int64_t{1} << 50)));
+  return info.Env().Undefined();
 }
 
 // info() -> { simd, threads, maxThreads, napiVersion, build }
@@ -96,6 +106,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, setThreadCount, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, getThreadCount, "getThreads"));
   exports.Set("info", Napi::Function::New(env, buildInfo, "info"));
+  exports.Set("setScratchLimit", Napi::Function::New(env, setScratchLimitBytes, "setScratchLimit"));
   exports.Set("copyBytes", Napi::Function::New(env, copyByteArrays, "copyBytes"));
   exports.Set("readFloats", Napi::Function::New(env, readFloatArray, "readFloats"));
   return exports;

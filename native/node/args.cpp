@@ -37,6 +37,12 @@ bool isSafeIndex(double v) { return v >= 0 && v <= kMaxSafeInteger && std::floor
 
 }  // namespace
 
+std::string outOfMemory(const char* function) {
+  return std::string(function) +
+         ": out of memory: the kernel's scratch memory (a few bytes per channel) could not be "
+         "allocated; nothing was written";
+}
+
 std::string describe(napi_env env, napi_value value) {
   napi_valuetype kind;
   if (napi_typeof(env, value, &kind) != napi_ok) return "an unreadable value";

@@ -95,4 +95,8 @@ class ArgReader {
 // What a value is, for error messages: "Int32Array", "DataView", "null", "number NaN", ...
 std::string describe(napi_env env, napi_value value);
 
+// The message of the error a kernel call gets when its scratch memory cannot be allocated
+// (simdnorm::scratchFailed(); nothing was written).
+std::string outOfMemory(const char* function);
+
 }  // namespace simdnorm::node

@@ -32,9 +32,15 @@ class OperationWorker final : public Napi::AsyncWorker {
 
  private:
   // Off the main thread: touches only the kernel's memory, never a JS value.
-  void Execute() override { result_ = operation_.run(); }
+  void Execute() override {
+    result_ = operation_.run();
+    if (simdnorm::scratchFailed()) SetError(outOfMemory(Operation::kAsyncName));  // same thread
+  }
   void OnOK() override { deferred_.Resolve(Operation::toJs(Env(), result_)); }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  // The only error set above: out of memory, a RangeError as with the sync call.
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(Napi::RangeError::New(Env(), error.Message()).Value());
+  }
 
   Operation operation_;
   typename Operation::Result result_{};

@@ -427,6 +427,31 @@ void checkInfinity(Geometry g) {
   report(ok, describe(typeName<T>(), g, "an Inf in channel 1"));
 }
 
+// A failed scratch allocation (simulated with setScratchLimit): every kernel returns having
+// written nothing, scratchFailed() says so, and the next call (memory back) works and clears it.
+template <typename T>
+void checkOutOfMemory(Geometry g) {
+  const size_t n = static_cast<size_t>(g.elements()), c = static_cast<size_t>(g.channels);
+  std::vector<T> x = channelData<T>(g), out(n, T(7)), a(c, T(7)), b(c, T(7)), rm(c, T(1)), rv(c, T(2));
+  const std::vector<T> out0 = out, a0 = a, rm0 = rm, rv0 = rv;
+  auto untouched = [&] { return out == out0 && a == a0 && b == a0 && rm == rm0 && rv == rv0; };
+  bool ok = true;
+  simdnorm::setScratchLimit(1);
+  simdnorm::channelMoments(x.data(), g, a.data(), b.data());
+  ok = ok && simdnorm::scratchFailed() && untouched();
+  bool written = simdnorm::trainForward(x.data(), g, rm.data(), rv.data(), 1e-5, false, out.data(), a.data(), b.data(),
+                                        rm.data(), rv.data(), simdnorm::RunningUpdate{0.1, 1, false});
+  ok = ok && !written && simdnorm::scratchFailed() && untouched();
+  simdnorm::inferForward(x.data(), g, rm.data(), rv.data(), rm.data(), rv.data(), 1e-5, false, out.data());
+  ok = ok && simdnorm::scratchFailed() && untouched();
+  simdnorm::backward<T>(x.data(), x.data(), g, rm.data(), rv.data(), nullptr, nullptr, true, out.data(), a.data(), b.data());
+  ok = ok && simdnorm::scratchFailed() && untouched();
+  simdnorm::setScratchLimit(0);
+  simdnorm::channelMoments(x.data(), g, a.data(), b.data());
+  ok = ok && !simdnorm::scratchFailed() && a != a0;
+  report(ok, describe(typeName<T>(), g, "a failed scratch allocation"));
+}
+
 void checkProbes() {
   for (int64_t bytes : {int64_t{0}, int64_t{1}, int64_t{1000003}, int64_t{9} << 20}) {
     std::vector<char> src(bytes + 3), dst(bytes + 3, 0);
@@ -556,6 +581,10 @@ int main(int argc, char** argv) {
   for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000}}) {
     checkInfinity<float>(g);
     checkInfinity<double>(g);
+  }
+  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{4, 40, 3000}}) {
+    checkOutOfMemory<float>(g);
+    checkOutOfMemory<double>(g);
   }
   checkConcurrentCalls();
   checkRunning<float>();
