@@ -7,7 +7,8 @@
 // then not finite or not IEEE's) gets its sums and dx from the SPEC's formulas in double, as the
 // reference computes them (plainSums, gradChannel). So does a channel whose k, k * dbeta / M or
 // k * dgamma * invStd / M is not finite or, in float, not a normal float (gamma ~ 1e37, data std
-// above ~1e19: invStd^2 underflows). The other channels are untouched.
+// above ~1e19: invStd^2 underflows). The other channels are untouched. Per-channel work runs over
+// chunks of channels in double vectors (GradChannels).
 #include "blocking.h"
 
 namespace simdnorm {
@@ -40,34 +41,110 @@ struct InputGrad {
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
                  double gamma, double dbeta, double dgamma, bool training, T* dx) {
+  const Geometry& g = plan.g;
   const double n = static_cast<double>(plan.count), k = gamma * inv / n;
-  forEachOfChannel(plan.g, c, [&](int64_t i) {
-    const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
-    const double xhat = (static_cast<double>(x[i]) - mean) * inv;
-    dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
-  });
+  for (int64_t o = 0; o < g.outer; o++) {
+    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+      const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
+      const double xhat = (static_cast<double>(x[i]) - mean) * inv;
+      dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
+    }
+  }
 }
 
-struct GradSums {
-  double g, gx;  // sum(g), sum(g * (x - mean)); or dbeta, dgamma once finished
-  void operator+=(GradSums o) {
-    g += o.g;
-    gx += o.gx;
-  }
-};
+// Lanes [c, c + k) of gamma as doubles (absent: 1).
+template <typename T>
+SIMDNORM_INLINE VDouble parameterOf(const T* gamma, int64_t c, int64_t k) {
+  return gamma ? loadDoubleLanes(gamma + c, k) : splat<VDouble>(1.0);
+}
 
 // dbeta = sum(g) and dgamma = sum(g * (x - mean) * invStd) of channel c as lib/reference.ts's
 // backward computes them, g = dy masked by (y > 0) when y is given.
 template <typename T>
-GradSums plainSums(const T* dy, const T* x, const T* y, const Geometry& g, int64_t c, double mean, double inv) {
-  GradSums s{0, 0};
+void plainSums(const T* dy, const T* x, const T* y, const Geometry& g, int64_t c, double mean, double inv,
+               double& dbeta, double& dgamma) {
+  double sg = 0, sgx = 0;
   forEachOfChannel(g, c, [&](int64_t i) {
     const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(dy[i]);
-    s.g += grad;
-    s.gx += grad * (static_cast<double>(x[i]) - mean) * inv;
+    sg += grad;
+    sgx += grad * (static_cast<double>(x[i]) - mean) * inv;
   });
-  return s;
+  dbeta = sg;
+  dgamma = sgx;
 }
+
+// Per chunk of channels: sum(g) and sum(g * (x - mean)) of each (GradChannels makes them dbeta
+// and dgamma).
+struct ChunkSums {
+  double g[kChannelChunk], gx[kChannelChunk];
+};
+
+// The per-channel part of backward for the chunk [ca, ca + n) from its sums:
+//   dbeta = sum(g), dgamma = invStd * sum(g (x - mean)), k = gamma * invStd,
+//   coefficients (mean, k, k * dbeta * (1/M), k * dgamma * invStd * (1/M)) to coef[q][j], dbeta/dgamma[ca + j],
+//   wide[j] (computed by gradChannel: blocking.h's plainChannel). A channel with a non-finite
+// dbeta, dgamma, mean, invStd or gamma (plain) gets its sums from plainSums first; anyPlain says
+// whether there was one. The identity coefficients of a wide channel give dx = g exactly where x
+// is finite. s.g and s.gx are dbeta and dgamma afterwards. Returns whether a channel is wide.
+template <typename T>
+struct GradChannels {
+  const T *dy, *x, *y;
+  const Geometry* g;
+  const T *mean, *invStd, *gamma;
+  double count;
+  bool training;
+  T *dgamma, *dbeta;
+  bool operator()(int64_t ca, int64_t n, ChunkSums& s, T* const* coef, bool* wide, bool& anyPlain) const {
+    bool any = false;
+    anyPlain = false;
+    bool plain[kChannelChunk];
+    forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const int64_t c = ca + j;
+      const VDouble inv = loadDoubleLanes(invStd + c, k), sg = load<VDouble>(s.g + j);
+      const VDouble dg = load<VDouble>(s.gx + j) * inv;
+      store(s.gx + j, dg);
+      const VDoubleMask p = notFiniteLanes(sg) | notFiniteLanes(dg) | notFiniteLanes(loadDoubleLanes(mean + c, k)) |
+                            notFiniteLanes(inv) | notFiniteLanes(parameterOf(gamma, c, k));
+      anyPlain |= storeFlags(plain + j, p, k);
+    });
+    if (anyPlain) {
+      for (int64_t j = 0; j < n; j++) {
+        if (plain[j]) {
+          plainSums(dy, x, y, *g, ca + j, static_cast<double>(mean[ca + j]), static_cast<double>(invStd[ca + j]),
+                    s.g[j], s.gx[j]);
+        }
+      }
+    }
+    // 1 / M once: two divisions per channel cost more than a channel of two values moves.
+    const double perCount = 1 / count;
+    forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const int64_t c = ca + j;
+      const VDouble inv = loadDoubleLanes(invStd + c, k), sg = load<VDouble>(s.g + j), dg = load<VDouble>(s.gx + j);
+      const VDouble mu = loadDoubleLanes(mean + c, k), kk = parameterOf(gamma, c, k) * inv;
+      const VDouble p2 = kk * sg * perCount, p3 = kk * dg * inv * perCount;
+      storeLanesAs(dbeta + c, sg, k);
+      storeLanesAs(dgamma + c, dg, k);
+      VDoubleMask w = scaleOutsideLanes<T>(kk);
+      if (training) w |= offsetTooLargeLanes<T>(mu) | offsetTooLargeLanes<T>(p2) | scaleOutsideLanes<T>(p3);
+      if (anyPlain) {
+        VDoubleMask pl{};
+        for (int64_t i = 0; i < k; i++) pl[i] = plain[j + i] ? -1 : 0;
+        w |= pl;
+      }
+      any |= storeFlags(wide + j, w, k);
+      storeLanesAs(coef[0] + j, select(w, VDouble{}, mu), k);
+      storeLanesAs(coef[1] + j, select(w, splat<VDouble>(1.0), kk), k);
+      storeLanesAs(coef[2] + j, select(w, VDouble{}, p2), k);
+      storeLanesAs(coef[3] + j, select(w, VDouble{}, p3), k);
+    });
+    return any;
+  }
+};
+
+template <typename T>
+struct ChunkCoefficients {
+  T v[4][kChannelChunk];
+};
 
 }  // namespace
 
@@ -81,67 +158,60 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   }
   const Plan plan = makePlan<T>(g);
   const bool stream = g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
-  const int64_t blocks = plan.blocksPerChannel, period = plan.period;
-  Coefficients<T>* coef;
-  GradSums* sums;       // per channel
-  bool* wide;           // per channel: computed by gradChannel
-  bool* plain;          // per channel: its sums too (plainSums)
-  GradSums* blockSums;  // planes path with few channels: per block
-  double* rowSums;      // rows path: per row block, sum(g) of each column, then sum(g (x - mean))
+  const int64_t blocks = plan.blocksPerChannel, period = plan.period, chunks = ceilDiv(channels, kChannelChunk);
+  const bool staged = !plan.fusedRows && !(!plan.rows && plan.fused);
+  Coefficients<T>* coef;  // planes path, per channel
+  double *sumG, *sumGx;   // per channel (not fusedRows): dbeta, dgamma
+  bool *wide, *chunkWide, *chunkPlain;  // per channel: computed by gradChannel; per chunk: any, any plain
+  double* blockSums;      // planes path with few channels: per block, sum(g) then sum(g (x - mean))
+  double* rowSums;        // rows path: per row block, sum(g) of each column, then sum(g (x - mean))
   T* columns[4];
   const auto scratchLayout = [&](Carver& s) {
-    s.take(coef, channels);
-    s.take(sums, channels);
-    s.take(wide, channels);
-    s.take(plain, channels);
-    s.take(blockSums, !plan.rows && !plan.fused ? channels * blocks : 0);
-    s.take(rowSums, plan.rows ? 2 * plan.rowBlocks * period : 0);
-    for (int q = 0; q < 4; q++) s.take(columns[q], columnEntries(plan, lanes<T>()));
+    s.take(coef, plan.rows ? 0 : channels);
+    s.take(sumG, plan.fusedRows ? 0 : channels);
+    s.take(sumGx, plan.fusedRows ? 0 : channels);
+    s.take(wide, plan.fusedRows ? 0 : channels);
+    s.take(chunkWide, chunks);
+    s.take(chunkPlain, chunks);
+    s.take(blockSums, !plan.rows && !plan.fused ? 2 * channels * blocks : 0);
+    s.take(rowSums, plan.rows && !plan.fusedRows ? 2 * plan.rowBlocks * period : 0);
+    for (int q = 0; q < 4; q++) s.take(columns[q], plan.rows && !plan.fusedRows ? columnEntries(plan, lanes<T>()) : 0);
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
-  auto finish = [&](int64_t c, GradSums s) {
-    const double mu = static_cast<double>(mean[c]), inv = static_cast<double>(invStd[c]);
-    const double gam = gamma ? static_cast<double>(gamma[c]) : 1.0, n = static_cast<double>(plan.count);
-    GradSums d{s.g, s.gx * inv};  // dbeta, dgamma
-    plain[c] = plainChannel<T>({d.g, d.gx, mu, inv, gam}, {}, {});
-    if (plain[c]) d = plainSums(dy, x, y, g, c, mu, inv);
-    dbeta[c] = static_cast<T>(d.g);
-    dgamma[c] = static_cast<T>(d.gx);
-    sums[c] = d;
-    const double k = gam * inv, p2 = k * d.g / n, p3 = k * d.gx * inv / n;
-    wide[c] = plain[c] || (training ? plainChannel<T>({}, {mu, p2}, {k, p3}) : plainChannel<T>({}, {}, {k}));
-    // The identity coefficients give dx = g exactly where x is finite (every channel but the plain ones).
-    coef[c] = wide[c] ? Coefficients<T>{{T(0), T(1), T(0), T(0)}}
-                      : Coefficients<T>{{mean[c], static_cast<T>(k), static_cast<T>(p2), static_cast<T>(p3)}};
-  };
+  const GradChannels<T> grad{dy, x, y, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
   // A wide channel from src (dy with the mask y, or dx holding g).
-  auto wideChannel = [&](int64_t c, const T* src, const T* mask) {
+  auto wideChannel = [&](int64_t c, double db, double dg, const T* src, const T* mask) {
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
-                gamma ? static_cast<double>(gamma[c]) : 1.0, sums[c].g, sums[c].gx, training, dx);
-  };
-  // After the vector pass (dx = g on the wide channels): the wide channels from dx.
-  auto finishWide = [&] {
-    bool any = false;
-    for (int64_t c = 0; c < channels; c++) any = any || wide[c];
-    if (!any) return;
-    parallelFor(channels, g.elements(), [&](int64_t c) {
-      if (wide[c]) wideChannel(c, dx, nullptr);
-    });
-  };
-  // Before the vector pass of the unfused paths: in training, the identity coefficients turn a
-  // non-finite x into NaN, so with a plain channel every channel's dx comes from dy by
-  // gradChannel instead (per element read then write, so dx may be dy). Returns whether it did.
-  auto allPlain = [&] {
-    bool any = false;
-    for (int64_t c = 0; c < channels; c++) any = any || plain[c];
-    if (!training || !any) return false;
-    parallelFor(channels, g.elements(), [&](int64_t c) { wideChannel(c, dy, y); });
-    return true;
+                gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx);
   };
   withFlag(y != nullptr, [&](auto relu) {
     constexpr bool Relu = decltype(relu)::value;
+    // Rows path: per-column sums of the task, with the mean of column p at meanOf[p - base].
+    auto sumRows = [&](int64_t task, const T* meanOf, int64_t base, double* sums1, double* sums2) {
+      auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        return gradTerms<T, Relu>(dy, x, y, offset, k, loadDoubleLanes(meanOf + (column - base), k));
+      };
+      if constexpr (sizeof(T) == 4 && kFloatRuns) {
+        accumulateRows(plan, task, sums1, sums2, term,
+                       [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                         VFloat g = load<VFloat>(dy + offset);
+                         if (Relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
+                         return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(meanOf + (column - base)))};
+                       },
+                       [](VFloat s1, VFloat s2, float) SIMDNORM_LAMBDA_INLINE {
+                         // Finite, and s2 not small enough that products may have underflowed
+                         // (0 with s1 == 0: all of g is 0, exact).
+                         const VFloat big = VFloat{} + 0x1.fffffep127f;
+                         const VFloat a1 = select(s1 < VFloat{}, -s1, s1), a2 = select(s2 < VFloat{}, -s2, s2);
+                         return (VFloatMask)(a1 <= big) & (VFloatMask)(a2 <= big) &
+                                ((VFloatMask)(a2 >= 0x1p-100f) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
+                       });
+      } else {
+        accumulateRows(plan, task, sums1, sums2, term);
+      }
+    };
     // Planes path: the sums of block b of channel c.
-    auto sumBlock = [&](int64_t c, int64_t b) {
+    auto sumBlock = [&](int64_t c, int64_t b, double& sg, double& sgx) {
       const VDouble mu = splat<VDouble>(static_cast<double>(mean[c]));
       Sums sums;
       plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
@@ -149,72 +219,133 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           return gradTerms<T, Relu>(dy, x, y, start + i, k, mu);
         }, sums);
       });
-      return GradSums{sums.sumU(), sums.sumV()};
+      sg = sums.sumU();
+      sgx = sums.sumV();
     };
     withFlag(training, [&](auto train) {
       const InputGrad<T, Relu, decltype(train)::value> op{dy, x, y};
-      if (plan.rows) {
-        plan.forEachColumnFrom(0, period, [&](int64_t p, int64_t c) { columns[0][p] = mean[c]; });
-        parallelFor(plan.rowTasks(), g.elements(), [&](int64_t task) {
-          double* sums = rowSums + task / plan.tiles * 2 * period;
-          auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
-            return gradTerms<T, Relu>(dy, x, y, offset, k, loadDoubleLanes(columns[0] + column, k));
-          };
-          if constexpr (sizeof(T) == 4 && kFloatRuns) {
-            accumulateRows(plan, task, sums, sums + period, term,
-                           [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
-                             VFloat g = load<VFloat>(dy + offset);
-                             if (Relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
-                             return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(columns[0] + column))};
-                           },
-                           [](VFloat s1, VFloat s2, float) SIMDNORM_LAMBDA_INLINE {
-                             // Finite, and s2 not small enough that products may have underflowed
-                             // (0 with s1 == 0: all of g is 0, exact).
-                             const VFloat big = VFloat{} + 0x1.fffffep127f;
-                             const VFloat a1 = select(s1 < VFloat{}, -s1, s1), a2 = select(s2 < VFloat{}, -s2, s2);
-                             return (VFloatMask)(a1 <= big) & (VFloatMask)(a2 <= big) &
-                                    ((VFloatMask)(a2 >= 0x1p-100f) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
-                           });
-          } else {
-            accumulateRows(plan, task, sums, sums + period, term);
+      if (plan.fusedRows) {
+        // One task per tile: its sums, its channels' coefficients, its dx.
+        parallelFor(plan.tiles, g.elements(), [&](int64_t t) {
+          const int64_t c0 = t * plan.tileColumns, c1 = minOf(period, c0 + plan.tileColumns);
+          const int64_t ca = plan.firstChannel(t), n = plan.firstChannel(t + 1) - ca;
+          ChunkCoefficients<T> k;  // per channel; per column too when the columns are the channels
+          T cols[4][kTileColumns];
+          T* const perChannel[4] = {k.v[0], k.v[1], k.v[2], k.v[3]};
+          T* const perColumn[4] = {cols[0], cols[1], cols[2], cols[3]};
+          const bool byChannel = plan.columnIsChannel();
+          if (!byChannel) {
+            const T* const means[4] = {mean + ca, mean + ca, mean + ca, mean + ca};
+            spreadChannels(plan, ca, n, means, perColumn, c0);
+          }
+          double sum1[kTileColumns], sum2[kTileColumns];
+          sumRows(t, byChannel ? mean : cols[0], byChannel ? 0 : c0, sum1, sum2);
+          ChunkSums s;
+          double count[kChannelChunk];
+          channelSums(plan, 0, ca, n, sum1, sum2, c0, count, s.g, s.gx);
+          bool w[kChannelChunk], anyPlain;
+          const bool anyWide = grad(ca, n, s, perChannel, w, anyPlain);
+          if (training && anyPlain) {
+            // The identity coefficients would turn a non-finite x into NaN: the tile's channels
+            // (all of its elements) from dy by gradChannel (per element read then write).
+            for (int64_t j = 0; j < n; j++) wideChannel(ca + j, s.g[j], s.gx[j], dy, y);
+            return;
+          }
+          if (!byChannel) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
+          applyTile(dx, plan, c0, c1, byChannel ? perChannel : perColumn, stream, op);
+          if (!anyWide) return;
+          for (int64_t j = 0; j < n; j++) {
+            if (w[j]) wideChannel(ca + j, s.g[j], s.gx[j], dx, nullptr);
           }
         });
-        parallelFor(channels, g.elements(), [&](int64_t c) {
-          GradSums s{0, 0};
-          for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
-            const double* sums = rowSums + rb * 2 * period;
-            plan.forEachColumnOf(rb, c, [&](int64_t p, int64_t) { s += GradSums{sums[p], sums[period + p]}; });
-          }
-          finish(c, s);
-        });
-        if (allPlain()) return;
-        spreadToColumns(plan, coef, columns);
-        parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
-          applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
-        });
-        finishWide();
-      } else if (plan.fused) {
+      } else if (!staged) {
         // One task per channel: its sums, then its dx while dy and x are still in cache.
         parallelFor(channels, g.elements(), [&](int64_t c) {
-          GradSums s{0, 0};
-          for (int64_t b = 0; b < blocks; b++) s += sumBlock(c, b);
-          finish(c, s);
-          if (wide[c]) return wideChannel(c, dy, y);
-          for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, coef[c], stream, op);
+          ChunkSums s;  // one channel: lane 0 of the first vector
+          for (int j = 0; j < kDoubleLanes; j++) s.g[j] = s.gx[j] = 0;
+          for (int64_t b = 0; b < blocks; b++) {
+            double sg, sgx;
+            sumBlock(c, b, sg, sgx);
+            s.g[0] += sg;
+            s.gx[0] += sgx;
+          }
+          ChunkCoefficients<T> k;
+          T* const at[4] = {k.v[0], k.v[1], k.v[2], k.v[3]};
+          bool anyPlain;
+          if (grad(c, 1, s, at, wide + c, anyPlain)) return wideChannel(c, s.g[0], s.gx[0], dy, y);
+          const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
+          for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, k4, stream, op);
         });
       } else {
-        // Spread the blocks, add them up in the same order, then dx in memory order.
-        parallelFor(channels * blocks, g.elements(),
-                    [&](int64_t t) { blockSums[t] = sumBlock(t / blocks, t % blocks); });
-        for (int64_t c = 0; c < channels; c++) {
-          GradSums s{0, 0};
-          for (int64_t b = 0; b < blocks; b++) s += blockSums[c * blocks + b];
-          finish(c, s);
+        // The sums by blocks, each chunk of channels adds them up in block order and finds its
+        // coefficients, then dx.
+        if (plan.rows) {
+          plan.forEachColumnFrom(0, period, [&](int64_t p, int64_t c) { columns[0][p] = mean[c]; });
+          parallelFor(plan.rowTasks(), g.elements(), [&](int64_t task) {
+            const int64_t at = task / plan.tiles * 2 * period + task % plan.tiles * plan.tileColumns;
+            sumRows(task, columns[0], 0, rowSums + at, rowSums + at + period);
+          });
+        } else {
+          parallelFor(channels * blocks, g.elements(), [&](int64_t t) {
+            sumBlock(t / blocks, t % blocks, blockSums[2 * t], blockSums[2 * t + 1]);
+          });
         }
-        if (allPlain()) return;
-        const int64_t last = plan.orderTasks() - 1;
-        parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
-        finishWide();
+        parallelFor(chunks, g.elements(), [&](int64_t chunk) {
+          const int64_t ca = chunk * kChannelChunk, n = minOf(kChannelChunk, channels - ca);
+          ChunkSums s;
+          for (int64_t j = 0; j < kChannelChunk; j++) s.g[j] = s.gx[j] = 0;
+          if (plan.rows) {
+            for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
+              double count[kChannelChunk], sg[kChannelChunk], sgx[kChannelChunk];
+              const double* sums = rowSums + rb * 2 * period;
+              channelSums(plan, rb, ca, n, sums, sums + period, 0, count, sg, sgx);
+              for (int64_t j = 0; j < n; j++) s.g[j] += sg[j], s.gx[j] += sgx[j];
+            }
+          } else {
+            for (int64_t j = 0; j < n; j++) {
+              for (int64_t b = 0; b < blocks; b++) {
+                s.g[j] += blockSums[2 * ((ca + j) * blocks + b)];
+                s.gx[j] += blockSums[2 * ((ca + j) * blocks + b) + 1];
+              }
+            }
+          }
+          ChunkCoefficients<T> k;
+          T* const at[4] = {k.v[0], k.v[1], k.v[2], k.v[3]};
+          chunkWide[chunk] = grad(ca, n, s, at, wide + ca, chunkPlain[chunk]);
+          for (int64_t j = 0; j < n; j++) sumG[ca + j] = s.g[j], sumGx[ca + j] = s.gx[j];
+          if (plan.rows) {
+            spreadChannels(plan, ca, n, static_cast<const T* const*>(at), columns, 0);
+          } else {
+            for (int64_t j = 0; j < n; j++) {
+              for (int q = 0; q < 4; q++) coef[ca + j].v[q] = k.v[q][j];
+            }
+          }
+        });
+        // In training, the identity coefficients turn a non-finite x into NaN: with a plain
+        // channel every channel's dx comes from dy by gradChannel instead (per element read
+        // then write, so dx may be dy).
+        bool anyPlain = false;
+        for (int64_t chunk = 0; chunk < chunks; chunk++) anyPlain = anyPlain || chunkPlain[chunk];
+        if (training && anyPlain) {
+          parallelFor(channels, g.elements(), [&](int64_t c) { wideChannel(c, sumG[c], sumGx[c], dy, y); });
+          return;
+        }
+        if (plan.rows) {
+          wrapColumns(plan, columns);
+          parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
+            applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
+          });
+        } else {
+          const int64_t last = plan.orderTasks() - 1;
+          parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
+        }
+        // dx = g on the wide channels: now by gradChannel from dx.
+        bool any = false;
+        for (int64_t chunk = 0; chunk < chunks; chunk++) any = any || chunkWide[chunk];
+        if (!any) return;
+        parallelFor(channels, g.elements(), [&](int64_t c) {
+          if (wide[c]) wideChannel(c, sumG[c], sumGx[c], dx, nullptr);
+        });
       }
     });
   });

@@ -10,6 +10,12 @@
 //    of the vector width where that is cheap; vectorised across the row, per-column partial sums
 //    over a fixed range of rows (the nspc design of oneDNN). A task is a row block times a tile
 //    of columns; a statistics block is a row block times the columns of one channel.
+//    When all rows are one row block and every tile holds whole channels (fusedRows), one task per
+//    tile does everything for its channels: sums, per-channel coefficients, output. That is the path
+//    of many channels with little data each (NC [2, 1048576], NCHW [32, 2048, 7, 7]), where
+//    per-channel arrays would move as many bytes as the tensor.
+// Per-channel work (statistics from sums, coefficients) runs over chunks of channels vectorised
+// across channels: per-channel costs (a division, a square root) stay well below a channel's data.
 // Every cut depends on the geometry (and the vector width) only, never on the thread count, and
 // partial results are merged in block order: results are bitwise the same for any thread count.
 #pragma once
@@ -25,8 +31,7 @@ namespace simdnorm {
 namespace SIMDNORM_ISA {
 
 constexpr int64_t kMinPlane = 16;             // planes shorter than this: rows path
-constexpr int64_t kSmallPlane = 16;            // ... and shorter than this when outer is at least
-constexpr int64_t kRowsForSmallPlanes = 16;
+constexpr int64_t kFusedRowsMaxPlane = 512;    // ... and shorter than this when fusedRows holds
 constexpr int64_t kBlockElements = 16384;      // planes path: elements per block (64 KiB of float)
 constexpr int64_t kRowBlockElements = 65536;   // rows path: elements per row block and column
 constexpr int64_t kMinRowsPerBlock = 256;      // ... so per-column partials stay small
@@ -34,11 +39,14 @@ constexpr int64_t kTileColumns = 512;          // rows path: per-column sums of 
 constexpr int64_t kFusedMinChannels = 8;       // planes path: one task per channel from here
 constexpr int64_t kFusedMinPlane = 512;        // ... fusing statistics and output from here
 constexpr int64_t kStreamBytes = int64_t{8} << 20;  // outputs this large bypass the caches
+constexpr int64_t kChannelChunk = 512;         // channels per chunk of vectorised per-channel work
 
 struct Plan {
   Geometry g;
   int64_t count;  // M, values per channel
   bool rows;
+  // Rows path in one row block, with tiles of whole channels: one task per tile does it all.
+  bool fusedRows;
   // Planes path, training: one task per channel computes its statistics and then its output
   // while the channel is still in cache. Else the output goes in memory order (applyInOrder).
   bool fused;
@@ -94,6 +102,11 @@ struct Plan {
   // The column where channel c starts in a row: its statistics blocks are shifted by the value
   // there in the block's first row.
   int64_t firstColumnOf(int64_t c) const { return c * g.inner; }
+  // Whether column p of a row is channel p (channels-last in one run): per-column values are
+  // per-channel values, no gathering.
+  bool columnIsChannel() const { return g.inner == 1 && runs == 1; }
+  // Tasks of fusedRows: tile t holds channels [firstChannel(t), firstChannel(t + 1)).
+  int64_t firstChannel(int64_t tile) const { return minOf(g.channels, tile * tileColumns / g.inner); }
 };
 
 inline int64_t gcdOf(int64_t a, int64_t b) {
@@ -105,15 +118,21 @@ inline int64_t gcdOf(int64_t a, int64_t b) {
   return a;
 }
 
+template <typename T>
+void rowsPlan(Plan& p);
+
 // Needs g.elements() > 0.
 template <typename T>
 Plan makePlan(Geometry g) {
   Plan p{};
   p.g = g;
   p.count = g.perChannel();
-  // Planes of a few dozen values with many of them per channel: rows, whose per-column
-  // coefficient arrays are then reused over many rows.
-  p.rows = g.inner < kMinPlane || (g.inner < kSmallPlane && g.outer >= kRowsForSmallPlanes);
+  // Planes of a few values: rows, whose per-column coefficient arrays are reused over many rows.
+  // Planes of up to a few hundred values in one row block: rows too, read in row order (a
+  // channel's planes, strided across the tensor, are short runs for the prefetchers).
+  rowsPlan<T>(p);
+  p.rows = g.inner < kMinPlane || (g.inner < kFusedRowsMaxPlane && p.fusedRows);
+  p.fusedRows = p.rows && p.fusedRows;
   if (!p.rows) {
     p.pieces = ceilDiv(g.inner, kBlockElements);
     p.pieceLength = p.pieces == 1 ? g.inner : ceilDiv(ceilDiv(g.inner, p.pieces), 64) * 64;
@@ -121,8 +140,14 @@ Plan makePlan(Geometry g) {
     p.planesPerBlock = p.pieces == 1 ? maxOf(1, kBlockElements / g.inner) : 1;
     p.blocksPerChannel = ceilDiv(g.outer, p.planesPerBlock) * p.pieces;
     p.fused = g.channels >= kFusedMinChannels && g.inner >= kFusedMinPlane;
-    return p;
   }
+  return p;
+}
+
+// The rows path's fields of p (p.g set).
+template <typename T>
+void rowsPlan(Plan& p) {
+  const Geometry& g = p.g;
   const int64_t width = g.channels * g.inner, vector = lanes<T>();
   p.runs = 1;
   if (width % vector != 0 && width * (vector / gcdOf(width, vector)) <= 4096) {
@@ -135,8 +160,10 @@ Plan makePlan(Geometry g) {
   p.rowsPerBlock = maxOf(kMinRowsPerBlock, kRowBlockElements / p.period);
   p.rowBlocks = ceilDiv(p.rowCount, p.rowsPerBlock);
   p.tileColumns = minOf(p.period, kTileColumns);
+  // One run per row: tiles of whole channels (planes are shorter than a tile here).
+  if (p.runs == 1 && g.inner <= kTileColumns) p.tileColumns = minOf(p.period, kTileColumns / g.inner * g.inner);
   p.tiles = ceilDiv(p.period, p.tileColumns);
-  return p;
+  p.fusedRows = p.rowBlocks == 1 && (p.runs == 1 || p.tiles == 1);
 }
 
 // ---- statistics helpers -------------------------------------------------------------------
@@ -355,8 +382,8 @@ inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j,
   }
 }
 
-// Rows path: per-column sums of term over the rows of a task, written to sum1/sum2[column] (the
-// caller points them at the task's row block). term(offset, column, k) as in accumulate, where
+// Rows path: per-column sums of term over the rows of a task, written to sum1/sum2[column - c0]
+// for the task's columns [c0, c1). term(offset, column, k) as in accumulate, where
 // offset is the element's index in the tensor. Rows go in groups that stay in L1 while the
 // columns are swept four vectors at a time, each summed over the group in registers.
 // With termF (not nullptr_t), whole float vectors of a row go by sumColumnsFloat.
@@ -387,10 +414,9 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
   const int64_t full = r1 == plan.rowCount && plan.lastRowLength < plan.period ? r1 - 1 : r1;
   for (int64_t ra = r0; ra < full; ra += group) sumRows(ra, minOf(full, ra + group), c1);
   if (full < r1) sumRows(full, r1, minOf(c1, plan.lastRowLength));
-  for (int64_t p = c0; p < c1; p++) {
-    sum1[p] = a1[(p - c0) / L][(p - c0) % L];
-    sum2[p] = a2[(p - c0) / L][(p - c0) % L];
-  }
+  // a1 and a2 hold the sums in column order.
+  __builtin_memcpy(sum1, a1, static_cast<size_t>(c1 - c0) * sizeof(double));
+  __builtin_memcpy(sum2, a2, static_cast<size_t>(c1 - c0) * sizeof(double));
 }
 
 // dst[i] = value(start + i, i, k) for the vectors of [i, end) with plain stores; returns end.
@@ -558,6 +584,25 @@ SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const*
   }
 }
 
+// fusedRows: out over the columns [c0, c1) of every row, with the coefficients of column c0 + i at
+// cols[q][i].
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyTile(T* out, const Plan& plan, int64_t c0, int64_t c1, T* const* cols, bool stream,
+                               const Op& op) {
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
+  const T* const c[4] = {cols[0], cols[1], cols[2], cols[3]};
+  for (int64_t r = 0; r < plan.rowCount; r++) {
+    const int64_t end = minOf(c1, plan.rowLength(r));
+    if (end <= c0) continue;
+    auto value = [&](int64_t offset, int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      Vec<T> p[4];
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
+      return o(offset, k, p);
+    };
+    RunWriter<T>(out, r * plan.period + c0, end - c0, stream).write(0, end - c0, value);
+  }
+}
+
 // Rows path: per-channel coefficients copied to every column of a row, and to the first
 // lanes<T>() columns again after the last (columns[q] has period + lanes<T>() entries).
 template <typename T>
@@ -570,6 +615,88 @@ void spreadToColumns(const Plan& plan, const Coefficients<T>* perChannel, T* con
 inline int64_t columnEntries(const Plan& plan, int vectorLanes) {
   return plan.rows ? plan.period + vectorLanes : 0;
 }
+
+// ---- per-channel work over chunks of channels --------------------------------------------
+
+// f(j, k) for the double vectors of [0, n): lanes [j, j + k), k <= kDoubleLanes.
+// (Whole vectors first: f inlined with k constant.)
+template <typename F>
+SIMDNORM_INLINE void forLanes(int64_t n, F f) {
+  int64_t j = 0;
+  for (; j + kDoubleLanes <= n; j += kDoubleLanes) f(j, kDoubleLanes);
+  if (j < n) f(j, n - j);
+}
+
+// Chunk arrays: kChannelChunk entries, a whole number of vectors. A tile of fusedRows holds at
+// most kTileColumns channels: one chunk.
+static_assert(kChannelChunk % 8 == 0 && kChannelChunk >= kTileColumns, "chunks of whole vectors, tiles in one chunk");
+
+// Rows path: the sums of channels [ca, ca + n) in row block rb from per-column sums (column p at
+// sum1[p - base], sum2[p - base]): count[j] values, s1[j], s2[j]. Entries from n to the next
+// whole vector are zero.
+inline void channelSums(const Plan& plan, int64_t rb, int64_t ca, int64_t n, const double* sum1, const double* sum2,
+                        int64_t base, double* count, double* s1, double* s2) {
+  const int64_t r1 = minOf(plan.rowCount, (rb + 1) * plan.rowsPerBlock);
+  const double rows = static_cast<double>(r1 - rb * plan.rowsPerBlock);
+  const int64_t padded = ceilDiv(n, kDoubleLanes) * kDoubleLanes;
+  if (plan.columnIsChannel()) {
+    // Columns from shortFrom on are missing in the tensor's last row.
+    const int64_t shortFrom = r1 == plan.rowCount ? plan.lastRowLength : plan.period;
+    for (int64_t j = 0; j < n; j++) {
+      count[j] = ca + j < shortFrom ? rows : rows - 1;
+      s1[j] = sum1[ca + j - base];
+      s2[j] = sum2[ca + j - base];
+    }
+  } else {
+    for (int64_t j = 0; j < n; j++) {
+      double c = 0, a = 0, b = 0;
+      plan.forEachColumnOf(rb, ca + j, [&](int64_t p, int64_t rowsOfColumn) {
+        c += static_cast<double>(rowsOfColumn);
+        a += sum1[p - base];
+        b += sum2[p - base];
+      });
+      count[j] = c;
+      s1[j] = a;
+      s2[j] = b;
+    }
+  }
+  for (int64_t j = n; j < padded; j++) count[j] = s1[j] = s2[j] = 0;
+}
+
+// Rows path: per-channel values value[j] of channels [ca, ca + n) copied to their columns,
+// columns[q][p - base] for every column p of those channels (in every run of a row).
+template <typename T>
+void spreadChannels(const Plan& plan, int64_t ca, int64_t n, const T* const* value, T* const* columns, int64_t base) {
+  const int64_t width = plan.g.channels * plan.g.inner, inner = plan.g.inner;
+  for (int q = 0; q < 4; q++) {
+    for (int64_t run = 0; run < plan.runs; run++) {
+      T* dst = columns[q] + run * width + ca * inner - base;
+      const T* src = value[q];
+      if (inner == 1) {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j];
+      } else {
+        for (int64_t j = 0; j < n; j++) {
+          for (int64_t i = 0; i < inner; i++) dst[j * inner + i] = src[j];
+        }
+      }
+    }
+  }
+}
+
+// Rows path, after spreadChannels over all channels: the first vector again after the last
+// column (columns[q] has period + lanes entries; applyRows' vectors run across row ends).
+template <typename T>
+void wrapColumns(const Plan& plan, T* const* columns) {
+  for (int q = 0; q < 4; q++) {
+    for (int64_t p = 0; p < lanes<T>(); p++) columns[q][plan.period + p] = columns[q][p % plan.period];
+  }
+}
+
+// Moments of a chunk of channels, one array per field.
+// (The fields of Moments: mean = shift + dev / n.)
+struct ChunkMoments {
+  double n[kChannelChunk], mean[kChannelChunk], m2[kChannelChunk], shift[kChannelChunk], dev[kChannelChunk];
+};
 
 // ---- channels computed plainly ------------------------------------------------------------
 
@@ -621,6 +748,29 @@ inline bool plainChannel(std::initializer_list<double> values, std::initializer_
   return false;
 }
 
+// plainChannel lane by lane (masks): not finite, an offset beyond the limit, a scale outside
+// outsideCoefficientRange.
+inline VDoubleMask notFiniteLanes(VDouble v) { return ~((v - v) == VDouble{}); }
+template <typename T>
+inline VDoubleMask offsetTooLargeLanes(VDouble v) {
+  const double limit = sizeof(T) == sizeof(float) ? 0x1p100 : 0x1p960;
+  return ~(select(v < VDouble{}, -v, v) <= limit);  // NaN too
+}
+template <typename T>
+inline VDoubleMask scaleOutsideLanes(VDouble v) {
+  const double low = sizeof(T) == sizeof(float) ? 0x1p-120 : 0x1p-960;
+  const double high = sizeof(T) == sizeof(float) ? 0x1p120 : 0x1p960;
+  const VDouble a = select(v < VDouble{}, -v, v);
+  return notFiniteLanes(v) | ((a != VDouble{}) & ((a < low) | (a > high)));
+}
+
+// k (<= kDoubleLanes) flags from the lanes of a mask, to flag[0, k); returns whether any is set.
+inline bool storeFlags(bool* flag, VDoubleMask m, int64_t k) {
+  bool any = false;
+  for (int64_t i = 0; i < k; i++) any |= (flag[i] = m[i] != 0);
+  return any;
+}
+
 // ---- scratch memory -----------------------------------------------------------------------
 
 // Assigns typed arrays in the calling thread's scratch memory: layout(carver) runs twice, once
@@ -665,6 +815,17 @@ inline int64_t momentPartials(const Plan& plan) {
              ? 0
              : int64_t{sizeof(Moments) / sizeof(double)} * plan.g.channels * plan.blocksPerChannel;
 }
+
+// Rows path: the per-column shifted sums of rows task `task` (row block task / tiles, columns
+// [c0, c1) of tile task % tiles), column p at sum1[p - c0], sum2[p - c0] (stats.cpp).
+template <typename T>
+void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* sum2);
+
+// Rows path: moments of channels [ca, ca + n), n <= kChannelChunk, from the sums of rowSums (row
+// block rb's column p at sum1[rb * stride + p - base]), merged in row-block order (stats.cpp).
+template <typename T>
+void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const double* sum1, const double* sum2,
+                  int64_t stride, int64_t base, ChunkMoments& m);
 
 // Moments of block b of channel c on the planes path (stats.cpp).
 template <typename T>

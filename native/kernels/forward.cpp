@@ -8,7 +8,8 @@
 // A channel with a non-finite mean, scale or shift (+-Inf or NaN in x or the parameters), and a
 // float channel whose scale is not a normal float (gamma ~ 1e37: it overflows while y does not),
 // is computed as (x - mean) * scale + beta in double instead (normalizeChannel, blocking.h's
-// plainChannel); the other channels are untouched.
+// plainChannel); the other channels are untouched. Per-channel work runs over chunks of channels
+// in double vectors (TrainChannels, inferChannels).
 #include "blocking.h"
 
 namespace simdnorm {
@@ -25,18 +26,93 @@ struct Normalize {
   }
 };
 
+// Coefficients of a chunk of channels, one array per coefficient (hi, lo, scale, shift).
 template <typename T>
-Coefficients<T> normalization(double mean, double scale, const T* beta, int64_t c) {
-  const T hi = static_cast<T>(mean);
-  return {{hi, static_cast<T>(mean - static_cast<double>(hi)), static_cast<T>(scale),
-           beta ? beta[c] : T(0)}};
+struct ChunkCoefficients {
+  T v[4][kChannelChunk];
+  T* at(int q) { return v[q]; }
+};
+
+// hi, lo, scale, shift of channels from their mean, scale and shift in double (lanes of a chunk):
+// the identity (y = x exactly, -0 included) where wide is set, for normalizeChannel to read y.
+template <typename T>
+SIMDNORM_INLINE void storeCoefficients(T* const* coef, int64_t j, int64_t k, VDouble mean, VDouble scale,
+                                       VDouble shift, VDoubleMask wide) {
+  const VDouble hi = roundTo<T>(mean), lo = mean - hi;
+  storeLanesAs(coef[0] + j, select(wide, VDouble{}, hi), k);
+  storeLanesAs(coef[1] + j, select(wide, VDouble{}, lo), k);
+  storeLanesAs(coef[2] + j, select(wide, splat<VDouble>(1.0), scale), k);
+  storeLanesAs(coef[3] + j, select(wide, splat<VDouble>(-0.0), shift), k);
 }
 
-// The vector formula's coefficients for a channel computed by normalizeChannel: they give y = x
-// exactly (-0 included), so that pass can read y whether or not it is x.
+// blocking.h's plainChannel<T>({}, {mean, shift}, {scale}) of each lane: computed by
+// normalizeChannel (a non-finite or too large mean or shift, a scale outside the vector range).
 template <typename T>
-Coefficients<T> identity() {
-  return {{T(0), T(0), T(1), T(-0.0)}};
+SIMDNORM_INLINE VDoubleMask plainLanes(VDouble mean, VDouble shift, VDouble scale) {
+  return offsetTooLargeLanes<T>(mean) | offsetTooLargeLanes<T>(shift) | scaleOutsideLanes<T>(scale);
+}
+
+// Lanes [ca + j, ca + j + k) of an optional per-channel parameter, as doubles (absent: fill).
+template <typename T>
+SIMDNORM_INLINE VDouble parameterLanes(const T* p, int64_t c, int64_t k, double fill) {
+  return p ? loadDoubleLanes(p + c, k) : splat<VDouble>(fill);
+}
+
+// The per-channel part of training, for the chunk [ca, ca + n) from its moments:
+//   var = m2 / n, invStd = 1 / sqrt(var + eps), scale = gamma * invStd,
+// written to mean/invStd[ca + j], batchMean/batchVar/scale[j], wide[j] and the coefficients
+// coef[q][j]. Returns whether a channel is wide.
+template <typename T>
+struct TrainChannels {
+  const T *gamma, *beta;
+  double eps;
+  T *mean, *invStd;
+  bool operator()(int64_t ca, int64_t n, const ChunkMoments& m, T* const* coef, bool* wide, double* batchMean,
+                  double* batchVar, double* scale) const {
+    bool any = false;
+    // The divisions and square roots first, in a loop of their own: independent, they pipeline.
+    forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const VDouble var = load<VDouble>(m.m2 + j) / load<VDouble>(m.n + j);
+      storeLanesAs(batchVar + j, var, k);
+      storeLanesAs(scale + j, splat<VDouble>(1.0) / sqrtLanes(var + eps), k);  // invStd, for now
+    });
+    forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const int64_t c = ca + j;
+      const VDouble mu = load<VDouble>(m.mean + j), inv = loadDoubleLanes(scale + j, k);
+      const VDouble sc = parameterLanes(gamma, c, k, 1.0) * inv;
+      storeLanesAs(mean + c, mu, k);
+      storeLanesAs(invStd + c, inv, k);
+      storeLanesAs(batchMean + j, mu, k);
+      storeLanesAs(scale + j, sc, k);
+      const VDouble shift = parameterLanes(beta, c, k, 0.0);
+      const VDoubleMask w = plainLanes<T>(mu, shift, sc);
+      any |= storeFlags(wide + j, w, k);
+      storeCoefficients(coef, j, k, mu, sc, shift, w);
+    });
+    return any;
+  }
+};
+
+// The same for inference: mean = runningMean, scale = gamma / sqrt(runningVar + eps).
+template <typename T>
+bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, const T* beta, double eps, int64_t ca,
+                   int64_t n, T* const* coef, bool* wide, double* mean, double* scale) {
+  bool any = false;
+  // The divisions and square roots first, in a loop of their own: independent, they pipeline.
+  forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const int64_t c = ca + j;
+    storeLanesAs(scale + j, parameterLanes(gamma, c, k, 1.0) / sqrtLanes(loadDoubleLanes(runningVar + c, k) + eps), k);
+  });
+  forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const int64_t c = ca + j;
+    const VDouble mu = loadDoubleLanes(runningMean + c, k), sc = loadDoubleLanes(scale + j, k);
+    storeLanesAs(mean + j, mu, k);
+    const VDouble shift = parameterLanes(beta, c, k, 0.0);
+    const VDoubleMask w = plainLanes<T>(mu, shift, sc);
+    any |= storeFlags(wide + j, w, k);
+    storeCoefficients(coef, j, k, mu, sc, shift, w);
+  });
+  return any;
 }
 
 // y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then relu.
@@ -44,28 +120,37 @@ Coefficients<T> identity() {
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
                       bool relu, T* y) {
-  forEachOfChannel(plan.g, c, [&](int64_t i) {
-    const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
-  });
+  const Geometry& g = plan.g;
+  for (int64_t o = 0; o < g.outer; o++) {
+    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+      const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+    }
+  }
 }
 
-// After normalizeAll without relu (the identity for the wide channels): the wide channels by
-// normalizeChannel from y, and relu over the others (max(y, 0) of the rounded y: the same bits as
-// the vector path's relu).
+// After the vector formula without relu (the identity on the wide channels): channel c by
+// normalizeChannel from y if wide, else relu over it (max(y, 0) of the rounded y: the same bits
+// as the vector path's relu).
+template <typename T>
+void finishChannel(const Plan& plan, int64_t c, bool wide, double mean, double scale, const T* beta, bool relu, T* y) {
+  const Geometry& g = plan.g;
+  if (wide) {
+    normalizeChannel(y, plan, c, mean, scale, beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
+  } else if (relu) {
+    for (int64_t o = 0; o < g.outer; o++) {
+      for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
+        if (y[i] < 0) y[i] = 0;
+      }
+    }
+  }
+}
+
 template <typename T>
 void finishWide(const Plan& plan, const bool* wide, const double* mean, const double* scale, const T* beta,
                 bool relu, T* y) {
-  const Geometry& g = plan.g;
-  parallelFor(g.channels, g.elements(), [&](int64_t c) {
-    if (wide[c]) {
-      normalizeChannel(y, plan, c, mean[c], scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
-    } else if (relu) {
-      forEachOfChannel(g, c, [&](int64_t i) {
-        if (y[i] < 0) y[i] = 0;
-      });
-    }
-  });
+  parallelFor(plan.g.channels, plan.g.elements(),
+              [&](int64_t c) { finishChannel(plan, c, wide[c], mean[c], scale[c], beta, relu, y); });
 }
 
 template <typename T>
@@ -73,8 +158,9 @@ bool streams(const Plan& plan) {
   return plan.g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
 }
 
-// y from per-channel coefficients, on the plan's path (columns: rows-path scratch). Last task
-// first: after a statistics pass, the end of x is what is still in cache.
+// y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
+// coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
+// of x is what is still in cache.
 template <typename T>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns) {
@@ -82,7 +168,6 @@ void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, boo
   withFlag(relu, [&](auto useRelu) {
     const Normalize<T, decltype(useRelu)::value> op{x};
     if (plan.rows) {
-      spreadToColumns(plan, coef, columns);
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
         applyRows(y, plan, plan.rowTasks() - 1 - t, columns, stream, op);
       });
@@ -96,7 +181,54 @@ void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, boo
 
 template <typename T>
 void takeColumns(Carver& s, const Plan& plan, T** columns) {
-  for (int q = 0; q < 4; q++) s.take(columns[q], columnEntries(plan, lanes<T>()));
+  for (int q = 0; q < 4; q++) s.take(columns[q], plan.rows && !plan.fusedRows ? columnEntries(plan, lanes<T>()) : 0);
+}
+
+// Per-channel coefficients of a chunk of channels [ca, ca + n) to where the output pass reads
+// them: the rows path's column arrays, or the planes path's per-channel array.
+template <typename T>
+void placeCoefficients(const Plan& plan, int64_t ca, int64_t n, ChunkCoefficients<T>& chunk, T* const* columns,
+                       Coefficients<T>* coef) {
+  if (plan.rows) {
+    const T* const value[4] = {chunk.at(0), chunk.at(1), chunk.at(2), chunk.at(3)};
+    return spreadChannels(plan, ca, n, value, columns, 0);
+  }
+  for (int64_t j = 0; j < n; j++) {
+    for (int q = 0; q < 4; q++) coef[ca + j].v[q] = chunk.v[q][j];
+  }
+}
+
+// Per tile of fusedRows: the wide channels of the tile and their double coefficients.
+struct TileChannels {
+  bool wide[kChannelChunk];
+  double mean[kChannelChunk], scale[kChannelChunk];
+};
+
+// fusedRows: one task per tile, which computes its channels' coefficients with
+// coefficients(t, ca, n, coef, wide, mean, scale) (the tile's channels [ca, ca + n), one chunk;
+// returns whether one is wide), then their y. With a wide channel in the tile, the vector pass
+// goes without relu and the tile's channels are finished by finishChannel.
+template <typename T, typename ChannelCoefficients>
+void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y,
+                    const ChannelCoefficients& coefficients) {
+  const bool stream = streams<T>(plan);
+  parallelFor(plan.tiles, plan.g.elements(), [&](int64_t t) {
+    const int64_t c0 = t * plan.tileColumns, c1 = minOf(plan.period, c0 + plan.tileColumns);
+    const int64_t ca = plan.firstChannel(t), n = plan.firstChannel(t + 1) - ca;
+    ChunkCoefficients<T> chunk;  // per channel; per column too when the columns are the channels
+    T cols[4][kTileColumns];
+    T* const perChannel[4] = {chunk.at(0), chunk.at(1), chunk.at(2), chunk.at(3)};
+    T* const perColumn[4] = {cols[0], cols[1], cols[2], cols[3]};
+    TileChannels tile;
+    const bool anyWide = coefficients(t, ca, n, perChannel, tile.wide, tile.mean, tile.scale);
+    if (!plan.columnIsChannel()) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
+    withFlag(relu && !anyWide, [&](auto useRelu) {
+      applyTile(y, plan, c0, c1, plan.columnIsChannel() ? perChannel : perColumn, stream,
+                Normalize<T, decltype(useRelu)::value>{x});
+    });
+    if (!anyWide) return;
+    for (int64_t j = 0; j < n; j++) finishChannel(plan, ca + j, tile.wide[j], tile.mean[j], tile.scale[j], beta, relu, y);
+  });
 }
 
 }  // namespace
@@ -110,34 +242,51 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     return false;
   }
   const Plan plan = makePlan<T>(g);
+  const bool running = runningMean != nullptr && runningVar != nullptr;
+  // Running statistics updated chunk by chunk, unless a non-finite batch must leave them untouched.
+  const bool updateInChunks = running && !update.skipNonFinite;
+  const bool perChannel = !plan.fusedRows || (running && !updateInChunks);  // double per-channel arrays
   Moments* m;
   Coefficients<T>* coef;
   double *batchMean, *batchVar, *scale, *partials;
-  bool* wide;
+  bool *wide, *chunkWide;
   T* columns[4];
+  const int64_t chunks = ceilDiv(channels, kChannelChunk);
   const auto scratchLayout = [&](Carver& s) {
-    s.take(m, channels);
-    s.take(coef, channels);
-    s.take(batchMean, channels);
-    s.take(batchVar, channels);
-    s.take(scale, channels);
-    s.take(wide, channels);
-    s.take(partials, momentPartials(plan));
+    s.take(m, plan.rows ? 0 : channels);
+    s.take(coef, plan.rows ? 0 : channels);
+    s.take(batchMean, perChannel ? channels : 0);
+    s.take(batchVar, perChannel ? channels : 0);
+    s.take(scale, perChannel ? channels : 0);
+    s.take(wide, perChannel ? channels : 0);
+    s.take(chunkWide, chunks);
+    s.take(partials, plan.fusedRows ? 0 : momentPartials(plan));
     takeColumns(s, plan, columns);
   };
   if (!carveScratch(scratchLayout)) return false;  // out of memory: nothing written
-  auto finish = [&](int64_t c) {
-    const double shift = beta ? static_cast<double>(beta[c]) : 0.0;
-    const double var = m[c].m2 / m[c].n, inv = 1 / __builtin_sqrt(var + eps);
-    batchMean[c] = m[c].mean;
-    batchVar[c] = var;
-    mean[c] = static_cast<T>(m[c].mean);
-    invStd[c] = static_cast<T>(inv);
-    scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv;
-    wide[c] = plainChannel<T>({}, {m[c].mean, shift}, {scale[c]});
-    coef[c] = wide[c] ? identity<T>() : normalization(m[c].mean, scale[c], beta, c);
+  const TrainChannels<T> train{gamma, beta, eps, mean, invStd};
+  auto updateChunk = [&](int64_t ca, int64_t n, const double* bm, const double* bv) {
+    if (updateInChunks) {
+      updateRunning(runningMean + ca, runningVar + ca, bm, bv, n, update.factor, update.varScale, false);
+    }
   };
-  if (!plan.rows && plan.fused) {
+  if (plan.fusedRows) {
+    normalizeTiles(x, plan, beta, relu, y,
+                   [&](int64_t t, int64_t ca, int64_t n, T* const* at, bool* wideOut, double* meanOut,
+                       double* scaleOut) {
+      double sum1[kTileColumns], sum2[kTileColumns];
+      rowSums(x, plan, t, sum1, sum2);
+      ChunkMoments cm;
+      chunkMoments(x, plan, ca, n, sum1, sum2, 0, t * plan.tileColumns, cm);
+      double bv[kChannelChunk];
+      const bool any = train(ca, n, cm, at, wideOut, meanOut, bv, scaleOut);
+      updateChunk(ca, n, meanOut, bv);
+      if (perChannel) {
+        for (int64_t j = 0; j < n; j++) batchMean[ca + j] = meanOut[j], batchVar[ca + j] = bv[j];
+      }
+      return any;
+    });
+  } else if (!plan.rows && plan.fused) {
     // One task per channel: its statistics, then its y while the channel is still in cache.
     const bool stream = streams<T>(plan);
     const int64_t blocks = plan.blocksPerChannel;
@@ -146,29 +295,58 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
       parallelFor(channels, g.elements(), [&](int64_t c) {
         Moments mc{};
         for (int64_t b = 0; b < blocks; b++) merge(mc, blockMoments(x, plan, c, b));
-        m[c] = finiteOrPlain(x, g, c, mc);
-        finish(c);
+        mc = finiteOrPlain(x, g, c, mc);
+        ChunkMoments cm;  // one channel: lane 0 of the first vector
+        for (int j = 0; j < kDoubleLanes; j++) cm.n[j] = cm.mean[j] = cm.m2[j] = 0;
+        cm.n[0] = mc.n, cm.mean[0] = mc.mean, cm.m2[0] = mc.m2;
+        ChunkCoefficients<T> k;
+        T* const at[4] = {k.at(0), k.at(1), k.at(2), k.at(3)};
+        train(c, 1, cm, at, wide + c, batchMean + c, batchVar + c, scale + c);
+        updateChunk(c, 1, batchMean + c, batchVar + c);
         if (wide[c]) {
-          normalizeChannel(x, plan, c, m[c].mean, scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
+          normalizeChannel(x, plan, c, mc.mean, scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
           return;
         }
+        const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
         // Backwards: the blocks read last are the ones still in L2.
-        for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(y, plan, c, b, coef[c], stream, op);
+        for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(y, plan, c, b, k4, stream, op);
       });
     });
   } else {
-    channelMomentsOf(x, plan, m, partials);
-    bool anyWide = false;
-    for (int64_t c = 0; c < channels; c++) {
-      finish(c);
-      anyWide = anyWide || wide[c];
+    // Statistics, per-channel coefficients chunk by chunk, then y.
+    const int64_t period = plan.period;
+    if (plan.rows) {
+      parallelFor(plan.rowTasks(), g.elements(), [&](int64_t task) {
+        const int64_t at = task / plan.tiles * period + task % plan.tiles * plan.tileColumns;
+        rowSums(x, plan, task, partials + at, partials + plan.rowBlocks * period + at);
+      });
+    } else {
+      channelMomentsOf(x, plan, m, partials);
     }
+    parallelFor(chunks, g.elements(), [&](int64_t chunk) {
+      const int64_t ca = chunk * kChannelChunk, n = minOf(kChannelChunk, channels - ca);
+      ChunkMoments cm;
+      if (plan.rows) {
+        chunkMoments(x, plan, ca, n, partials, partials + plan.rowBlocks * period, period, 0, cm);
+      } else {
+        for (int64_t j = 0; j < n; j++) cm.n[j] = m[ca + j].n, cm.mean[j] = m[ca + j].mean, cm.m2[j] = m[ca + j].m2;
+      }
+      ChunkCoefficients<T> k;
+      T* const at[4] = {k.at(0), k.at(1), k.at(2), k.at(3)};
+      chunkWide[chunk] = train(ca, n, cm, at, wide + ca, batchMean + ca, batchVar + ca, scale + ca);
+      updateChunk(ca, n, batchMean + ca, batchVar + ca);
+      placeCoefficients(plan, ca, n, k, columns, coef);
+    });
+    bool anyWide = false;
+    for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
+    if (plan.rows) wrapColumns(plan, columns);
     normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
     if (anyWide) finishWide(plan, wide, batchMean, scale, beta, relu, y);
   }
-  if (runningMean == nullptr || runningVar == nullptr) return false;
-  return updateRunning(runningMean, runningVar, batchMean, batchVar, channels, update.factor,
-                       update.varScale, update.skipNonFinite);
+  if (!running) return false;
+  if (updateInChunks) return true;
+  return updateRunning(runningMean, runningVar, batchMean, batchVar, channels, update.factor, update.varScale,
+                       update.skipNonFinite);
 }
 
 template <typename T>
@@ -176,27 +354,39 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
                   const T* gamma, const T* beta, double eps, bool relu, T* y) {
   if (g.elements() == 0) return;
   const Plan plan = makePlan<T>(g);
+  const int64_t chunks = ceilDiv(g.channels, kChannelChunk);
+  const int64_t perChannel = plan.fusedRows ? 0 : g.channels;  // fusedRows: all per tile, on the stack
   Coefficients<T>* coef;
   double *mean, *scale;
-  bool* wide;
+  bool *wide, *chunkWide;
   T* columns[4];
   const auto scratchLayout = [&](Carver& s) {
-    s.take(coef, g.channels);
-    s.take(mean, g.channels);
-    s.take(scale, g.channels);
-    s.take(wide, g.channels);
+    s.take(coef, plan.rows ? 0 : perChannel);
+    s.take(mean, perChannel);
+    s.take(scale, perChannel);
+    s.take(wide, perChannel);
+    s.take(chunkWide, chunks);
     takeColumns(s, plan, columns);
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
-  bool anyWide = false;
-  for (int64_t c = 0; c < g.channels; c++) {
-    mean[c] = static_cast<double>(runningMean[c]);
-    scale[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) /
-               __builtin_sqrt(static_cast<double>(runningVar[c]) + eps);
-    wide[c] = plainChannel<T>({}, {mean[c], beta ? static_cast<double>(beta[c]) : 0.0}, {scale[c]});
-    anyWide = anyWide || wide[c];
-    coef[c] = wide[c] ? identity<T>() : normalization(mean[c], scale[c], beta, c);
+  if (plan.fusedRows) {
+    normalizeTiles(x, plan, beta, relu, y,
+                   [&](int64_t, int64_t ca, int64_t n, T* const* at, bool* w, double* mu, double* sc) {
+                     return inferChannels(runningMean, runningVar, gamma, beta, eps, ca, n, at, w, mu, sc);
+                   });
+    return;
   }
+  parallelFor(chunks, g.elements(), [&](int64_t chunk) {
+    const int64_t ca = chunk * kChannelChunk, n = minOf(kChannelChunk, g.channels - ca);
+    ChunkCoefficients<T> k;
+    T* const at[4] = {k.at(0), k.at(1), k.at(2), k.at(3)};
+    chunkWide[chunk] = inferChannels(runningMean, runningVar, gamma, beta, eps, ca, n, at, wide + ca, mean + ca,
+                                     scale + ca);
+    placeCoefficients(plan, ca, n, k, columns, coef);
+  });
+  bool anyWide = false;
+  for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
+  if (plan.rows) wrapColumns(plan, columns);
   normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
   if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }

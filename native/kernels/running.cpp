@@ -1,30 +1,33 @@
 // The running-statistics update (SPEC 1), in double:
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
-// evaluated left to right as lib/reference.ts does ((factor * batchVar) * varScale: with factor 0
-// and batchVar * varScale overflowing it is 0, not 0 * Inf). With skipNonFinite, a non-finite
-// batch mean or (scaled) batch variance in any channel leaves both arrays untouched.
+// With skipNonFinite, a non-finite batch value in any channel leaves both arrays untouched.
 #include "blocking.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {
 
+// Vectorised across channels (per-channel work is what costs where channels hold few values).
 template <typename T, typename Mean>
 bool updateRunning(T* runningMean, T* runningVar, const Mean* batchMean, const double* batchVar,
                    int64_t channels, double factor, double varScale, bool skipNonFinite) {
   if (skipNonFinite) {
-    for (int64_t c = 0; c < channels; c++) {
-      if (!__builtin_isfinite(static_cast<double>(batchMean[c])) ||
-          !__builtin_isfinite(batchVar[c] * varScale)) {
-        return false;
-      }
+    VDoubleMask finite = ~VDoubleMask{};
+    forLanes(channels, [&](int64_t c, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const VDouble m = loadDoubleLanes(batchMean + c, k), v = loadDoubleLanes(batchVar + c, k) * varScale;
+      finite &= ((m - m) == VDouble{}) & ((v - v) == VDouble{});  // lanes past k are 0: finite
+    });
+    for (int i = 0; i < kDoubleLanes; i++) {
+      if (finite[i] == 0) return false;
     }
   }
   const double keep = 1 - factor;
-  for (int64_t c = 0; c < channels; c++) {
-    runningMean[c] = static_cast<T>(keep * runningMean[c] + factor * static_cast<double>(batchMean[c]));
-    runningVar[c] = static_cast<T>(keep * runningVar[c] + factor * batchVar[c] * varScale);
-  }
+  forLanes(channels, [&](int64_t c, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble m = loadDoubleLanes(runningMean + c, k), v = loadDoubleLanes(runningVar + c, k);
+    storeLanesAs(runningMean + c, keep * m + factor * loadDoubleLanes(batchMean + c, k), k);
+    // Left to right, as the reference (0 * max * 2 = 0, not 0 * Inf).
+    storeLanesAs(runningVar + c, keep * v + factor * loadDoubleLanes(batchVar + c, k) * varScale, k);
+  });
   return true;
 }
 

@@ -117,6 +117,7 @@ inline void storePartial(T* p, V v, int64_t k) {
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (sizeof(V) == 32 && sizeof(T) == 4) return _mm256_maskstore_ps(p, lanesBelow8(k), (__m256)v);
   if constexpr (sizeof(V) == 32 && sizeof(T) == 8) return _mm256_maskstore_pd(p, lanesBelow4x64(k), (__m256d)v);
+  if constexpr (sizeof(V) == 16 && sizeof(T) == 4) return _mm_maskstore_ps(p, lanesBelow4(k), (__m128)v);
 #endif
   for (int64_t i = 0; i < k; i++) p[i] = v[i];
 }
@@ -200,6 +201,46 @@ inline VDouble loadDouble(const float* p) {
 inline VDouble loadDoublePartial(const double* p, int64_t k) { return loadPartial<VDouble>(p, k); }
 inline VDouble loadDoublePartial(const float* p, int64_t k) {
   return __builtin_convertvector(loadPartial<VFloatHalf>(p, k), VDouble);
+}
+
+// sqrt of each lane (correctly rounded, as the scalar sqrt).
+inline VDouble sqrtLanes(VDouble v) {
+#if defined(__AVX2__) && defined(__FMA__)
+  return (VDouble)_mm256_sqrt_pd((__m256d)v);
+#elif defined(__SSE2__)
+  return (VDouble)_mm_sqrt_pd((__m128d)v);
+#else
+  for (int i = 0; i < kDoubleLanes; i++) v[i] = __builtin_sqrt(v[i]);
+  return v;
+#endif
+}
+
+// Lanes of v as T (rounded to nearest for float), as kDoubleLanes values of T.
+template <typename T>
+struct HalfOf;
+template <>
+struct HalfOf<float> {
+  typedef VFloatHalf V;
+};
+template <>
+struct HalfOf<double> {
+  typedef VDouble V;
+};
+template <typename T>
+inline typename HalfOf<T>::V toLanesOf(VDouble v) {
+  return __builtin_convertvector(v, typename HalfOf<T>::V);
+}
+// v rounded to T and back: the value a T holds.
+template <typename T>
+inline VDouble roundTo(VDouble v) {
+  return __builtin_convertvector(toLanesOf<T>(v), VDouble);
+}
+// The first k (<= kDoubleLanes) lanes of v, rounded to T, to p.
+template <typename T>
+inline void storeLanesAs(T* p, VDouble v, int64_t k) {
+  const typename HalfOf<T>::V t = toLanesOf<T>(v);
+  if (k == kDoubleLanes) store(p, t);
+  else storePartial(p, t, k);
 }
 
 // Lane sum in a fixed order (deterministic).

@@ -68,55 +68,127 @@ Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b) {
   return shiftedMoments(n, shift, sums.sumU(), sums.sumV());
 }
 
-// Rows path: per-column sums of each row block, shifted by the channel's value in the block's
-// first row (so the columns of a channel add up), then one Chan merge per row block.
+namespace {
+
+// Rows path: the shift of channel c's sums in row block rb, its value in the block's first row.
+template <typename T>
+double shiftAt(const T* x, const Plan& plan, int64_t rb, int64_t c) {
+  const int64_t r0 = rb * plan.rowsPerBlock, p = plan.firstColumnOf(c);
+  return p < plan.rowLength(r0) ? shiftOf(x[r0 * plan.period + p]) : 0.0;
+}
+
+}  // namespace
+
+// Shifted by the channel's value in the block's first row (so the columns of a channel add up).
+template <typename T>
+void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* sum2) {
+  const int64_t rb = task / plan.tiles, c0 = task % plan.tiles * plan.tileColumns;
+  const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
+  double shift[kTileColumns + kDoubleLanes];  // per column of the tile
+  if (plan.columnIsChannel()) {
+    const int64_t r0 = rb * plan.rowsPerBlock, end = minOf(c1, plan.rowLength(r0));
+    const T* first = x + r0 * plan.period;
+    for (int64_t p = c0; p < c1; p++) shift[p - c0] = p < end ? shiftOf(first[p]) : 0.0;
+  } else {
+    plan.forEachColumnFrom(c0, c1 - c0, [&](int64_t p, int64_t c) { shift[p - c0] = shiftAt(x, plan, rb, c); });
+  }
+  for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
+  auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
+    return Terms{d, d * d};
+  };
+  if constexpr (sizeof(T) == 4 && kFloatRuns) {
+    // The shifts are values of x (or 0): exact as floats.
+    float shiftF[kTileColumns];
+    for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
+    accumulateRows(plan, task, sum1, sum2, term,
+                   [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                     VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
+                     return FloatTerms{d, d * d};
+                   },
+                   FloatSquaresOk{});
+  } else {
+    accumulateRows(plan, task, sum1, sum2, term);
+  }
+}
+
+// Each row block's sums give shifted moments (shiftedMoments), merged into m in row-block order
+// (merge), vectorised across the channels; a channel whose moments are not finite is then
+// recomputed by finiteOrPlain.
+template <typename T>
+void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const double* sum1, const double* sum2,
+                  int64_t stride, int64_t base, ChunkMoments& m) {
+  double count[kChannelChunk], s1[kChannelChunk], s2[kChannelChunk], shift[kChannelChunk];
+  const int64_t padded = ceilDiv(n, kDoubleLanes) * kDoubleLanes;
+  for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
+    channelSums(plan, rb, ca, n, sum1 + rb * stride, sum2 + rb * stride, base, count, s1, s2);
+    if (plan.columnIsChannel()) {
+      const int64_t r0 = rb * plan.rowsPerBlock, end = minOf(ca + n, plan.rowLength(r0));
+      const T* first = x + r0 * plan.period;
+      for (int64_t j = 0; j < n; j++) shift[j] = ca + j < end ? shiftOf(first[ca + j]) : 0.0;
+    } else {
+      for (int64_t j = 0; j < n; j++) shift[j] = shiftAt(x, plan, rb, ca + j);
+    }
+    for (int64_t j = n; j < padded; j++) shift[j] = 0;
+    forLanes(n, [&](int64_t j, int64_t) SIMDNORM_LAMBDA_INLINE {
+      // shiftedMoments
+      const VDouble bn = load<VDouble>(count + j), bs = load<VDouble>(shift + j), bdev = load<VDouble>(s1 + j);
+      const VDouble q = bdev / bn;
+      VDouble bm2 = load<VDouble>(s2 + j) - bdev * q;
+      bm2 = select(bm2 < VDouble{}, VDouble{}, bm2);
+      if (rb == 0) {  // merge into nothing
+        store(m.n + j, bn);
+        store(m.shift + j, bs);
+        store(m.dev + j, bdev);
+        store(m.m2 + j, bm2);
+        return;
+      }
+      // merge (Chan's formula on the difference of block means at the spread's precision);
+      // an empty side gives the other.
+      const VDouble an = load<VDouble>(m.n + j), as = load<VDouble>(m.shift + j), adev = load<VDouble>(m.dev + j);
+      const VDouble am2 = load<VDouble>(m.m2 + j);
+      const VDouble total = an + bn, delta = (bs - as) + (q - adev / an);
+      const VDouble m2 = am2 + (bm2 + (delta * delta) * ((an * bn) / total));
+      const VDouble dev = adev + ((bs - as) * bn + bdev);
+      const VDoubleMask aEmpty = an == VDouble{}, bEmpty = bn == VDouble{};
+      store(m.n + j, select(bEmpty, an, total));
+      store(m.shift + j, select(bEmpty | ~aEmpty, as, bs));
+      store(m.dev + j, select(bEmpty, adev, select(aEmpty, bdev, dev)));
+      store(m.m2 + j, select(bEmpty, am2, select(aEmpty, bm2, m2)));
+    });
+  }
+  forLanes(n, [&](int64_t j, int64_t) SIMDNORM_LAMBDA_INLINE {
+    store(m.mean + j, load<VDouble>(m.shift + j) + load<VDouble>(m.dev + j) / load<VDouble>(m.n + j));
+  });
+  for (int64_t j = 0; j < n; j++) {
+    const Moments mc{m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
+    if (finite(mc)) continue;
+    const Moments p = finiteOrPlain(x, plan.g, ca + j, mc);
+    m.n[j] = p.n, m.mean[j] = p.mean, m.m2[j] = p.m2;
+  }
+}
+
+namespace {
+
+// Rows path: every row task's sums, then the moments of each chunk of channels.
 template <typename T>
 void rowMoments(const T* x, const Plan& plan, Moments* out, double* partials) {
   const int64_t period = plan.period;
   double* sum1 = partials;
   double* sum2 = partials + plan.rowBlocks * period;
-  auto shiftAt = [&](int64_t rb, int64_t c) {
-    const int64_t r0 = rb * plan.rowsPerBlock, p = plan.firstColumnOf(c);
-    return p < plan.rowLength(r0) ? shiftOf(x[r0 * period + p]) : 0.0;
-  };
   parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t task) {
-    const int64_t rb = task / plan.tiles, c0 = task % plan.tiles * plan.tileColumns;
-    const int64_t c1 = minOf(period, c0 + plan.tileColumns);
-    double shift[kTileColumns + kDoubleLanes];  // per column of the tile
-    plan.forEachColumnFrom(c0, c1 - c0, [&](int64_t p, int64_t c) { shift[p - c0] = shiftAt(rb, c); });
-    for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
-    auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
-      return Terms{d, d * d};
-    };
-    if constexpr (sizeof(T) == 4 && kFloatRuns) {
-      // The shifts are values of x (or 0): exact as floats.
-      float shiftF[kTileColumns];
-      for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
-      accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term,
-                     [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
-                       VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
-                       return FloatTerms{d, d * d};
-                     },
-                     FloatSquaresOk{});
-    } else {
-      accumulateRows(plan, task, sum1 + rb * period, sum2 + rb * period, term);
-    }
+    const int64_t at = task / plan.tiles * period + task % plan.tiles * plan.tileColumns;
+    rowSums(x, plan, task, sum1 + at, sum2 + at);
   });
-  parallelFor(plan.g.channels, plan.g.elements(), [&](int64_t c) {
-    Moments m{};
-    for (int64_t rb = 0; rb < plan.rowBlocks; rb++) {
-      double n = 0, s1 = 0, s2 = 0;
-      plan.forEachColumnOf(rb, c, [&](int64_t p, int64_t rows) {
-        n += static_cast<double>(rows);
-        s1 += sum1[rb * period + p];
-        s2 += sum2[rb * period + p];
-      });
-      if (n > 0) merge(m, shiftedMoments(n, shiftAt(rb, c), s1, s2));
-    }
-    out[c] = finiteOrPlain(x, plan.g, c, m);
+  parallelFor(ceilDiv(plan.g.channels, kChannelChunk), plan.g.elements(), [&](int64_t chunk) {
+    const int64_t ca = chunk * kChannelChunk, n = minOf(kChannelChunk, plan.g.channels - ca);
+    ChunkMoments m;
+    chunkMoments(x, plan, ca, n, sum1, sum2, period, 0, m);
+    for (int64_t j = 0; j < n; j++) out[ca + j] = {m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
   });
 }
+
+}  // namespace
 
 template <typename T>
 void channelMomentsOf(const T* x, const Plan& plan, Moments* out, double* partials) {
@@ -166,6 +238,9 @@ void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
 #define SIMDNORM_INSTANTIATE(T)                                                         \
   template Moments blockMoments<T>(const T*, const Plan&, int64_t, int64_t);            \
   template Moments finiteOrPlain<T>(const T*, const Geometry&, int64_t, const Moments&); \
+  template void rowSums<T>(const T*, const Plan&, int64_t, double*, double*);           \
+  template void chunkMoments<T>(const T*, const Plan&, int64_t, int64_t, const double*, \
+                                const double*, int64_t, int64_t, ChunkMoments&);        \
   template void channelMomentsOf<T>(const T*, const Plan&, Moments*, double*);          \
   template void channelMoments<T>(const T*, Geometry, T*, T*);
 SIMDNORM_INSTANTIATE(float)
