@@ -115,7 +115,7 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
         { x: c(x), shape: s.dims, ...params, ...running, numBatchesTracked: 3 },
         { layout, activation, eps, momentum: s.momentum, unbiasedRunningVar: s.unbiasedRunningVar },
       );
-      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: meanScales(x) };
+      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: meanScales(x, n / C) };
     }
     case 'infer': {
       const r = api.batchNormInfer({ x: c(x), shape: s.dims, runningMean: c(runningMean), runningVar: c(runningVar), ...params }, { layout, activation, eps });
@@ -134,22 +134,37 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
       );
       // Training dx is a difference of terms of size gamma·invStd·dy: judge it at that scale.
       const terms = dy.map((v, i) => v * (s.affine ? gamma[channelOf(s, i)] : 1) * invStd[channelOf(s, i)]);
-      return { outputs: { ...r }, scales: { dx: rms(terms) } };
+      return { outputs: { ...r }, scales: { dx: rms(terms), ...gradientSumScales(dy, x, mean, invStd, (i) => channelOf(s, i)) } };
     }
     case 'moments':
-      return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: meanScales(x) };
+      return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: meanScales(x, n / C) };
   }
 }
 
 /**
- * A mean is a sum of the values divided by M, so its error is judged at the values' scale,
- * rms(x) (SPEC: "relative error ≤ 1e-5 … on data of unit scale"): the mean of zero-mean data
- * is far smaller than that scale, and relative to itself it would be judged at its noise.
- * The running mean takes in the batch mean, so it is judged at the same scale.
+ * The scales sums are judged at. A sum of M terms (dbeta = Σg, dgamma = Σg·x̂, and M times a mean)
+ * is judged at the root-sum-square of its terms, √M·rms(terms): the size its rounding errors have
+ * however the terms are added (SPEC: "relative error ≤ 1e-5 … on data of unit scale"). Judged
+ * relative to itself, a sum that cancels (the mean of zero-mean data, dgamma near 0) would be held
+ * to far below the precision of its terms. The running mean takes in the batch mean: same scale.
  */
-export function meanScales(x: ArrayLike<number>): Record<string, number> {
-  const scale = rms(x);
+export function meanScales(x: ArrayLike<number>, perChannel: number): Record<string, number> {
+  const scale = rms(x) / Math.sqrt(Math.max(perChannel, 1));
   return { mean: scale, runningMean: scale };
+}
+
+/** dbeta's and dgamma's scales (see meanScales); channel(i) is element i's channel. */
+export function gradientSumScales(
+  dy: ArrayLike<number>,
+  x: ArrayLike<number>,
+  mean: ArrayLike<number>,
+  invStd: ArrayLike<number>,
+  channel: (i: number) => number,
+): Record<string, number> {
+  const perChannel = dy.length / Math.max(mean.length, 1);
+  const products = Array.from(dy, (g, i) => g * (x[i]! - mean[channel(i)]!) * invStd[channel(i)]!);
+  const root = Math.sqrt(Math.max(perChannel, 1));
+  return { dbeta: rms(dy) * root, dgamma: rms(products) * root };
 }
 
 /** The channel of flat index i under the spec's layout. */

@@ -58,7 +58,7 @@ struct Plan {
 
   // Planes path: the spans (offset, length) of block b of channel c, in order.
   template <typename F>
-  void forEachSpan(int64_t c, int64_t b, F f) const {
+  SIMDNORM_INLINE void forEachSpan(int64_t c, int64_t b, F f) const {
     int64_t group = b / pieces, piece = b % pieces;
     int64_t o0 = group * planesPerBlock, o1 = minOf(g.outer, o0 + planesPerBlock);
     int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;

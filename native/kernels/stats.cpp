@@ -30,41 +30,55 @@ Moments finiteOrPlain(const T* x, const Geometry& g, int64_t c, const Moments& m
   return {n, mean, squares < 0 ? 0 : squares, 0, 0};
 }
 
-// Whether float sums over `rows` values per lane, S1 = sum(x - s) and S2 = sum((x - s)^2), may
-// be used: finite, no square of a value that matters lost to underflow, and the shift not far
-// from the run's values: the variance is S2 - S1^2/n, where float's rounding of S2 grows by
-// S2 / (S2 - S1^2/n), here <= 16 (a shift within ~4 std of the run's mean; an outlier as the
-// block's first value makes it huge, and the run is then summed in double).
-// (A functor, not a function: passed as a pointer it would be an indirect call per run.)
+// Whether float sums over a run, S1 = sum(x - s) and S2 = sum((x - s)^2), may be used: finite,
+// and no square of a value that matters lost to underflow. (A functor, not a function: passed as
+// a pointer it would be an indirect call per run.)
 struct FloatSquaresOk {
-  VFloatMask operator()(VFloat s1, VFloat s2, float rows) const {
-    return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f) &
-           (VFloatMask)(s1 * (s1 / rows) <= s2 * (15.0f / 16.0f));
+  VFloatMask operator()(VFloat, VFloat s2, float) const {
+    return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f);
   }
 };
+
+// Whether the shifted sums of n values, S1 = sum(x - s) and S2 = sum((x - s)^2), partly summed
+// in float, leave too little of the variance S2 - S1^2/n: float's rounding of S2 grows in it by
+// S2 / (S2 - S1^2/n), which stays <= 16 while the shift is within ~4 std of the values' mean. It
+// is more where the shift (the block's first value) is an outlier; the sums are then taken again
+// in double. Checked once per block and column, not per run: a short run's own mean and
+// variance say little.
+inline bool cancels(double n, double s1, double s2) {
+  return __builtin_isfinite(s2) && s1 * (s1 / n) > s2 * (15.0 / 16.0);
+}
 
 // Planes path, shifted by the block's first value.
 template <typename T>
 Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b) {
   const double shift = shiftOf(x[plan.blockStart(c, b)]);
   const T shiftT = static_cast<T>(shift);  // a value of x (or 0): exact
-  Sums sums;
   double n = 0;
-  plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
-    auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      VDouble d = loadDoubleLanes(x + start + i, k) - shift;
-      return Terms{d, d * d};
-    };
-    if constexpr (sizeof(T) == 4 && kFloatRuns) {
-      accumulate(length, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
-        VFloat d = load<VFloat>(x + start + i) - shiftT;
-        return FloatTerms{d, d * d};
-      }, FloatSquaresOk{});
-    } else {
+  auto sum = [&](bool useFloat) SIMDNORM_LAMBDA_INLINE {
+    Sums sums;
+    n = 0;
+    plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
+      n += static_cast<double>(length);
+      auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        VDouble d = loadDoubleLanes(x + start + i, k) - shift;
+        return Terms{d, d * d};
+      };
+      if constexpr (sizeof(T) == 4 && kFloatRuns) {
+        if (useFloat) {
+          accumulate(length, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+            VFloat d = load<VFloat>(x + start + i) - shiftT;
+            return FloatTerms{d, d * d};
+          }, FloatSquaresOk{});
+          return;
+        }
+      }
       accumulate(length, term, sums);
-    }
-    n += static_cast<double>(length);
-  });
+    });
+    return sums;
+  };
+  Sums sums = sum(true);
+  if (sizeof(T) == 4 && kFloatRuns && cancels(n, sums.sumU(), sums.sumV())) sums = sum(false);
   return shiftedMoments(n, shift, sums.sumU(), sums.sumV());
 }
 
@@ -107,6 +121,19 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
                      return FloatTerms{d, d * d};
                    },
                    FloatSquaresOk{});
+    const int64_t r0 = rb * plan.rowsPerBlock, r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
+    for (int64_t p = c0; p < c1; p++) {
+      const int64_t end = r1 == plan.rowCount && p >= plan.lastRowLength ? r1 - 1 : r1;
+      if (!cancels(static_cast<double>(end - r0), sum1[p - c0], sum2[p - c0])) continue;
+      double s1 = 0, s2 = 0;
+      for (int64_t r = r0; r < end; r++) {
+        const double d = static_cast<double>(x[r * plan.period + p]) - shift[p - c0];
+        s1 += d;
+        s2 += d * d;
+      }
+      sum1[p - c0] = s1;
+      sum2[p - c0] = s2;
+    }
   } else {
     accumulateRows(plan, task, sum1, sum2, term);
   }

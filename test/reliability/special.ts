@@ -6,7 +6,7 @@
 import * as api from '../../lib/index.js';
 import type { BackendName } from '../../lib/backend.js';
 import { Random } from '../../lib/random.js';
-import { meanScales } from '../../lib/verify.js';
+import { gradientSumScales, meanScales } from '../../lib/verify.js';
 import {
   channelOf,
   channelsOf,
@@ -162,8 +162,9 @@ export function runSpecial(backend: BackendName, c: SpecialCase): SpecialRun {
       return v * (c.affine ? data.gamma[ch]! : 1) * saved!.invStd[ch]!;
     });
     scales.dx = rms(terms);
+    Object.assign(scales, gradientSumScales(data.dy, data.x, saved.mean!, saved.invStd!, (i) => channelOf(c.dims, c.layout, i)));
   }
-  if (c.op === 'train' || c.op === 'moments') Object.assign(scales, meanScales(data.x));
+  if (c.op === 'train' || c.op === 'moments') Object.assign(scales, meanScales(data.x, product(c.dims) / channelsOf(c.dims, c.layout)));
   const got = api.withBackend(backend, () => runOnce(c, data, false, saved));
   const expected = api.withBackend('js', () => runOnce(c, data, true, saved));
   return {

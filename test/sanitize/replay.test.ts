@@ -96,7 +96,7 @@ function encode(w: Writer, c: SpecialCase, inPlace: boolean): void {
       const fwd = run.saved!;
       arrays = [
         input(data.dy), input(data.x), input(fwd.mean!), input(fwd.invStd!), input(affine ? data.gamma : null), input(c.relu ? fwd.y! : null),
-        output(n, e.dx!, { minScale: run.scales.dx, ...(inPlace ? { aliasOf: 0, initial: undefined } : {}) }), output(C, e.dgamma!), output(C, e.dbeta!),
+        output(n, e.dx!, { minScale: run.scales.dx, ...(inPlace ? { aliasOf: 0, initial: undefined } : {}) }), output(C, e.dgamma!, { minScale: run.scales.dgamma }), output(C, e.dbeta!, { minScale: run.scales.dbeta }),
       ];
       break;
     }
