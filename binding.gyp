@@ -18,10 +18,12 @@
     # C++ exceptions on everywhere (NAPI_CPP_EXCEPTIONS comes with node_addon_api_except_all).
     'cflags!': ['-fno-exceptions'],
     'cflags_cc!': ['-fno-exceptions'],
-    # -ffp-contract=off: node's common.gypi compiles as gnu++17, where GCC contracts a*b+c into
-    # FMAs on its own, differently in different inlined copies of one formula (a vector body and
-    # its tail), so results changed with the alignment of the caller's arrays. kernels.cmake
-    # compiles ISO C++17, where GCC does not contract; the kernels' explicit mulAdd is unaffected.
+    # -ffp-contract=off (as in native/kernels/kernels.cmake): otherwise GCC and clang contract
+    # a*b+c into FMAs on their own, differently in different inlined copies of one formula (a
+    # vector body and its tail: results changed with the alignment of the caller's arrays), and
+    # the plain per-channel paths would no longer repeat the reference's operations (an FMA keeps
+    # Inf - r*r/n at Inf where the reference's rounded product overflows to Inf - Inf = NaN).
+    # The kernels' explicit mulAdd is unaffected.
     'cflags': ['-O3', '-fPIC', '-pthread', '-ffp-contract=off'],
     'cflags_cc': ['-O3'],
     'ldflags': ['-pthread'],

@@ -58,6 +58,18 @@ SIMDNORM_INLINE VDouble parameterLanes(const T* p, int64_t c, int64_t k, double 
   return p ? loadDoubleLanes(p + c, k) : splat<VDouble>(fill);
 }
 
+// The common tail of the per-channel parts below, for lanes j .. j+k-1 (channels c ..): the
+// shift (beta), whether each channel is computed plainly (wide), and the vector formula's
+// coefficients coef[q][j]. Returns whether a lane is wide.
+template <typename T>
+SIMDNORM_INLINE bool setCoefficients(const T* beta, int64_t c, int64_t j, int64_t k, VDouble mu, VDouble sc,
+                                     T* const* coef, bool* wide) {
+  const VDouble shift = parameterLanes(beta, c, k, 0.0);
+  const VDoubleMask w = plainLanes<T>(mu, shift, sc);
+  storeCoefficients(coef, j, k, mu, sc, shift, w);
+  return storeFlags(wide + j, w, k);
+}
+
 // The per-channel part of training, for the chunk [ca, ca + n) from its moments:
 //   var = m2 / n, invStd = 1 / sqrt(var + eps), scale = gamma * invStd,
 // written to mean/invStd[ca + j], batchMean/batchVar/scale[j], wide[j] and the coefficients
@@ -84,10 +96,7 @@ struct TrainChannels {
       storeLanesAs(invStd + c, inv, k);
       storeLanesAs(batchMean + j, mu, k);
       storeLanesAs(scale + j, sc, k);
-      const VDouble shift = parameterLanes(beta, c, k, 0.0);
-      const VDoubleMask w = plainLanes<T>(mu, shift, sc);
-      any |= storeFlags(wide + j, w, k);
-      storeCoefficients(coef, j, k, mu, sc, shift, w);
+      any |= setCoefficients(beta, c, j, k, mu, sc, coef, wide);
     });
     return any;
   }
@@ -107,10 +116,7 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
     const int64_t c = ca + j;
     const VDouble mu = loadDoubleLanes(runningMean + c, k), sc = loadDoubleLanes(scale + j, k);
     storeLanesAs(mean + j, mu, k);
-    const VDouble shift = parameterLanes(beta, c, k, 0.0);
-    const VDoubleMask w = plainLanes<T>(mu, shift, sc);
-    any |= storeFlags(wide + j, w, k);
-    storeCoefficients(coef, j, k, mu, sc, shift, w);
+    any |= setCoefficients(beta, c, j, k, mu, sc, coef, wide);
   });
   return any;
 }

@@ -29,13 +29,15 @@ endif()
 
 find_package(Threads REQUIRED)
 
-# One OBJECT library of kernel sources with the kernels' common settings.
+# One OBJECT library of kernel sources with the kernels' common settings. -ffp-contract=off:
+# no FMA the source does not ask for (mulAdd), as binding.gyp says; GCC 12 contracts even with
+# -std=c++17.
 function(_simdnorm_kernel_objects name sources)
   add_library(${name} OBJECT ${sources})
   set_target_properties(${name} PROPERTIES
     POSITION_INDEPENDENT_CODE ON CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
   target_include_directories(${name} PRIVATE "${SIMDNORM_KERNEL_DIR}")
-  target_compile_options(${name} PRIVATE -O3 ${ARGN})
+  target_compile_options(${name} PRIVATE -O3 -ffp-contract=off ${ARGN})
 endfunction()
 
 # Compiles the kernels (with extra compile options, e.g. sanitizers) into target.
