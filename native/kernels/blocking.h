@@ -256,6 +256,13 @@ inline bool allLanes(M m) {
 // vector of floats is two vectors of doubles.
 constexpr bool kFloatRuns = kFloatLanes == 2 * kDoubleLanes;
 constexpr int64_t kFloatRun = 32;
+// Whether the rows path sums 8 float vectors of a row at a time (16 accumulators): not in WASM,
+// whose engines keep at most 16 vectors in registers and spill the rest inside the loop.
+#if defined(__wasm__)
+constexpr bool kWideFloatUnits = false;
+#else
+constexpr bool kWideFloatUnits = true;
+#endif
 
 // Two float values per element, as Terms.
 struct FloatTerms {
@@ -402,7 +409,9 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
     int64_t j = c0, u = 0;
     if constexpr (useFloat) {
       constexpr int64_t FL = kFloatLanes;
-      for (; j + 8 * FL <= end; j += 8 * FL, u += 16) sumColumnsFloat<8>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+      if constexpr (kWideFloatUnits) {
+        for (; j + 8 * FL <= end; j += 8 * FL, u += 16) sumColumnsFloat<8>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+      }
       for (; j + 4 * FL <= end; j += 4 * FL, u += 8) sumColumnsFloat<4>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
       for (; j + FL <= end; j += FL, u += 2) sumColumnsFloat<1>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
     }
