@@ -41,15 +41,12 @@ struct InputGrad {
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
                  double gamma, double dbeta, double dgamma, bool training, T* dx) {
-  const Geometry& g = plan.g;
   const double n = static_cast<double>(plan.count), k = gamma * inv / n;
-  for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-      const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
-      const double xhat = (static_cast<double>(x[i]) - mean) * inv;
-      dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
-    }
-  }
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
+    const double xhat = (static_cast<double>(x[i]) - mean) * inv;
+    dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
+  });
 }
 
 // Lanes [c, c + k) of gamma as doubles (absent: 1).

@@ -137,13 +137,10 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
                       bool relu, T* y) {
-  const Geometry& g = plan.g;
-  for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-      const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
-    }
-  }
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+  });
 }
 
 // After the vector formula without relu (the identity on the wide channels): channel c by
@@ -151,15 +148,12 @@ void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, do
 // as the vector path's relu).
 template <typename T>
 void finishChannel(const Plan& plan, int64_t c, bool wide, double mean, double scale, const T* beta, bool relu, T* y) {
-  const Geometry& g = plan.g;
   if (wide) {
     normalizeChannel(y, plan, c, mean, scale, beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
   } else if (relu) {
-    for (int64_t o = 0; o < g.outer; o++) {
-      for (int64_t i = (o * g.channels + c) * g.inner, end = i + g.inner; i < end; i++) {
-        if (y[i] < 0) y[i] = 0;
-      }
-    }
+    forEachOfChannel(plan.g, c, [&](int64_t i) {
+      if (y[i] < 0) y[i] = 0;
+    });
   }
 }
 
