@@ -261,6 +261,33 @@ function runningCases(): ConformanceCase[] {
       },
     },
     {
+      name: 'a channel holding ±Inf gets the formulas\' values: mean ±Inf like Σx/M, the reference\'s y and gradients (every layout, dtype, path)',
+      run(api) {
+        for (const dtype of ['float32', 'float64'] as const) {
+          for (const layout of ['channels-first', 'channels-last'] as const) {
+            // small planes (rows path), large planes (fused planes path)
+            for (const shape of [[6, 3, 4], [4, 3, 700]]) {
+              const n = shape.reduce((a, b) => a * b, 1);
+              const x = random(dtype, n, 17);
+              const dy = random(dtype, n, 18);
+              x[0] = Infinity; // channel 0 in either layout
+              const r = api.batchNormTrain({ x, shape }, { layout });
+              check(r.mean[0] === Infinity, `${dtype} ${layout} [${shape}]: mean of the +Inf channel is +Inf (got ${r.mean[0]})`);
+              check(Number.isFinite(r.mean[1]) && Number.isFinite(r.mean[2]), 'the other channels stay finite');
+              const e = reference(api, () => api.batchNormTrain({ x: to64(x), shape }, { layout }));
+              expectClose('y', r.y, e.y);
+              expectClose('invStd', r.invStd, e.invStd);
+              const saved = { mean: r.mean, invStd: r.invStd };
+              const b = api.batchNormBackward({ dy, x, shape, ...saved }, { layout });
+              const eb = reference(api, () => api.batchNormBackward({ dy: to64(dy), x: to64(x), shape, mean: to64(saved.mean), invStd: to64(saved.invStd) }, { layout }));
+              expectClose('dx', b.dx, eb.dx);
+              expectClose('dbeta', b.dbeta, eb.dbeta);
+            }
+          }
+        }
+      },
+    },
+    {
       name: 'updateRunningStats on its own matches the fused update',
       run(api) {
         for (const dtype of ['float32', 'float64'] as const) {
