@@ -235,11 +235,25 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
             const T* const means[4] = {mean + ca, mean + ca, mean + ca, mean + ca};
             spreadChannels(plan, ca, n, means, perColumn, c0);
           }
-          double sum1[kTileColumns], sum2[kTileColumns];
-          sumRows(t, byChannel ? mean : cols[0], byChannel ? 0 : c0, sum1, sum2);
           ChunkSums s;
-          double count[kChannelChunk];
-          channelSums(plan, 0, ca, n, sum1, sum2, c0, count, s.g, s.gx);
+          if (plan.fewRows()) {
+            // A few values per channel: the sums of each chunk of channels straight from dy and x.
+            forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+              const VDouble mu = loadDoubleLanes(mean + ca + j, k);
+              VDouble sg = {}, sgx = {};
+              for (int64_t r = 0; r < plan.rowCount; r++) {
+                const Terms terms = gradTerms<T, Relu>(dy, x, y, r * period + ca + j, k, mu);
+                sg += terms.u;
+                sgx += terms.v;
+              }
+              store(s.g + j, sg);
+              store(s.gx + j, sgx);
+            });
+          } else {
+            double sum1[kTileColumns], sum2[kTileColumns], count[kChannelChunk];
+            sumRows(t, byChannel ? mean : cols[0], byChannel ? 0 : c0, sum1, sum2);
+            channelSums(plan, 0, ca, n, sum1, sum2, c0, count, s.g, s.gx);
+          }
           bool w[kChannelChunk], anyPlain;
           const bool anyWide = grad(ca, n, s, perChannel, w, anyPlain);
           if (training && anyPlain) {

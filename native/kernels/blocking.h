@@ -40,6 +40,7 @@ constexpr int64_t kFusedMinChannels = 8;       // planes path: one task per chan
 constexpr int64_t kFusedMinPlane = 512;        // ... fusing statistics and output from here
 constexpr int64_t kStreamBytes = int64_t{8} << 20;  // outputs this large bypass the caches
 constexpr int64_t kChannelChunk = 512;         // channels per chunk of vectorised per-channel work
+constexpr int64_t kFewRows = 8;                // rows path: moments straight from x up to this many rows
 
 struct Plan {
   Geometry g;
@@ -105,6 +106,9 @@ struct Plan {
   // Whether column p of a row is channel p (channels-last in one run): per-column values are
   // per-channel values, no gathering.
   bool columnIsChannel() const { return g.inner == 1 && runs == 1; }
+  // Channels-last with a few values per channel (M <= kFewRows): the moments of a chunk of
+  // channels are taken straight from x (fewRowsMoments), without per-column partial sums.
+  bool fewRows() const { return columnIsChannel() && rowCount <= kFewRows; }
   // Tasks of fusedRows: tile t holds channels [firstChannel(t), firstChannel(t + 1)).
   int64_t firstChannel(int64_t tile) const { return minOf(g.channels, tile * tileColumns / g.inner); }
 };
@@ -776,9 +780,22 @@ inline VDoubleMask scaleOutsideLanes(VDouble v) {
 
 // k (<= kDoubleLanes) flags from the lanes of a mask, to flag[0, k); returns whether any is set.
 inline bool storeFlags(bool* flag, VDoubleMask m, int64_t k) {
+#if defined(__AVX2__) && defined(__FMA__)
+  // One movemask, not a lane extraction per flag (per-channel work is most of the time where
+  // channels hold a few values).
+  const int bits = _mm256_movemask_pd((__m256d)m);
+  if (k == kDoubleLanes && bits == 0) {
+    std::memset(flag, 0, kDoubleLanes);
+    return false;
+  }
+  bool any = false;
+  for (int64_t i = 0; i < k; i++) any |= (flag[i] = (bits >> i & 1) != 0);
+  return any;
+#else
   bool any = false;
   for (int64_t i = 0; i < k; i++) any |= (flag[i] = m[i] != 0);
   return any;
+#endif
 }
 
 // ---- scratch memory -----------------------------------------------------------------------
@@ -836,6 +853,11 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
 template <typename T>
 void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const double* sum1, const double* sum2,
                   int64_t stride, int64_t base, ChunkMoments& m);
+
+// Rows path where plan.fewRows(): moments of channels [ca, ca + n), n <= kChannelChunk, straight
+// from x (stats.cpp).
+template <typename T>
+void fewRowsMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, ChunkMoments& m);
 
 // Moments of block b of channel c on the planes path (stats.cpp).
 template <typename T>

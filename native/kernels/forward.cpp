@@ -81,23 +81,31 @@ SIMDNORM_INLINE bool setCoefficients(const T* beta, int64_t c, int64_t j, int64_
   return storeFlags(wide + j, w, k);
 }
 
+// 1 / sqrt(v) for an invStd of type T (simd.h's invSqrtForFloat for float).
+template <typename T>
+SIMDNORM_INLINE VDouble invSqrtLanes(VDouble v) {
+  if constexpr (sizeof(T) == sizeof(float)) return invSqrtForFloat(v);
+  return splat<VDouble>(1.0) / sqrtLanes(v);
+}
+
 // The per-channel part of training, for the chunk [ca, ca + n) from its moments:
-//   var = m2 / n, invStd = 1 / sqrt(var + eps), scale = gamma * invStd,
+//   var = m2 / M, invStd = 1 / sqrt(var + eps), scale = gamma * invStd,
 // written to mean/invStd[ca + j], batchMean/batchVar/scale[j], wide[j] and the coefficients
-// coef[q][j]. Returns whether a channel is wide.
+// coef[q][j]. Returns whether a channel is wide. (Every channel has M = m.n values; var is
+// m2 * (1 / M), within an ulp of the quotient: a division per channel costs as much as the rest.)
 template <typename T>
 struct TrainChannels {
   const T *gamma, *beta;
-  double eps;
+  double eps, inverseCount;  // 1 / M
   T *mean, *invStd;
   bool operator()(int64_t ca, int64_t n, const ChunkMoments& m, T* const* coef, bool* wide, double* batchMean,
                   double* batchVar, double* scale) const {
     bool any = false;
-    // The divisions and square roots first, in a loop of their own: independent, they pipeline.
+    // The square roots first, in a loop of their own: independent, they pipeline.
     forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      const VDouble var = load<VDouble>(m.m2 + j) / load<VDouble>(m.n + j);
+      const VDouble var = load<VDouble>(m.m2 + j) * inverseCount;
       storeLanesAs(batchVar + j, var, k);
-      storeLanesAs(scale + j, splat<VDouble>(1.0) / sqrtLanes(var + eps), k);  // invStd, for now
+      storeLanesAs(scale + j, invSqrtLanes<T>(var + eps), k);  // invStd, for now
     });
     forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       const int64_t c = ca + j;
@@ -113,7 +121,7 @@ struct TrainChannels {
   }
 };
 
-// The same for inference: mean = runningMean, scale = gamma / sqrt(runningVar + eps).
+// The same for inference: mean = runningMean, scale = gamma * (1 / sqrt(runningVar + eps)).
 template <typename T>
 bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, const T* beta, double eps, int64_t ca,
                    int64_t n, T* const* coef, bool* wide, double* mean, double* scale) {
@@ -121,7 +129,7 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
   // The divisions and square roots first, in a loop of their own: independent, they pipeline.
   forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
     const int64_t c = ca + j;
-    storeLanesAs(scale + j, parameterLanes(gamma, c, k, 1.0) / sqrtLanes(loadDoubleLanes(runningVar + c, k) + eps), k);
+    storeLanesAs(scale + j, parameterLanes(gamma, c, k, 1.0) * invSqrtLanes<T>(loadDoubleLanes(runningVar + c, k) + eps), k);
   });
   forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
     const int64_t c = ca + j;
@@ -275,7 +283,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     takeColumns(s, plan, columns);
   };
   if (!carveScratch(scratchLayout)) return false;  // out of memory: nothing written
-  const TrainChannels<T> train{gamma, beta, eps, mean, invStd};
+  const TrainChannels<T> train{gamma, beta, eps, 1.0 / static_cast<double>(g.perChannel()), mean, invStd};
   auto updateChunk = [&](int64_t ca, int64_t n, const double* bm, const double* bv) {
     if (updateInChunks) {
       updateRunning(runningMean + ca, runningVar + ca, bm, bv, n, update.factor, update.varScale, false);
@@ -285,10 +293,14 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     normalizeTiles(x, plan, beta, relu, y,
                    [&](int64_t t, int64_t ca, int64_t n, T* const* at, bool* wideOut, double* meanOut,
                        double* scaleOut) {
-      double sum1[kTileColumns], sum2[kTileColumns];
-      rowSums(x, plan, t, sum1, sum2);
       ChunkMoments cm;
-      chunkMoments(x, plan, ca, n, sum1, sum2, 0, t * plan.tileColumns, cm);
+      if (plan.fewRows()) {
+        fewRowsMoments(x, plan, ca, n, cm);
+      } else {
+        double sum1[kTileColumns], sum2[kTileColumns];
+        rowSums(x, plan, t, sum1, sum2);
+        chunkMoments(x, plan, ca, n, sum1, sum2, 0, t * plan.tileColumns, cm);
+      }
       double bv[kChannelChunk];
       const bool any = train(ca, n, cm, at, wideOut, meanOut, bv, scaleOut);
       updateChunk(ca, n, meanOut, bv);

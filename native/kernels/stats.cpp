@@ -195,6 +195,44 @@ void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const dou
   }
 }
 
+// The moments chunkMoments gives for one row block, in one pass: each channel shifted by its
+// value in the first row (0 if that is not finite), S1 and S2 summed over the rows in double, then
+// shiftedMoments (with S1 * (1 / n) for S1 / n); a channel whose moments are not finite is
+// recomputed by finiteOrPlain.
+template <typename T>
+void fewRowsMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, ChunkMoments& m) {
+  const int64_t rows = plan.rowCount, period = plan.period;
+  const VDouble count = splat<VDouble>(static_cast<double>(rows)), inverse = splat<VDouble>(1.0 / static_cast<double>(rows));
+  VDoubleMask finiteLanes = VDoubleMask{} - 1;
+  forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const T* column = x + ca + j;
+    const VDouble first = loadDoubleLanes(column, k);
+    const VDouble shift = select((first - first) == VDouble{}, first, VDouble{});  // finite lanes
+    VDouble s1 = {}, s2 = {};
+    for (int64_t r = 0; r < rows; r++) {
+      const VDouble d = loadDoubleLanes(column + r * period, k) - shift;
+      s1 += d;
+      s2 += d * d;
+    }
+    const VDouble q = s1 * inverse, m2 = s2 - s1 * q, mean = shift + q;  // S1 / n within an ulp
+    store(m.n + j, count);
+    store(m.shift + j, shift);
+    store(m.dev + j, s1);
+    store(m.m2 + j, select(m2 < VDouble{}, VDouble{}, m2));
+    store(m.mean + j, mean);
+    finiteLanes &= ((mean - mean) == VDouble{}) & ((m2 - m2) == VDouble{});
+  });
+  bool allFinite = true;
+  for (int i = 0; i < kDoubleLanes; i++) allFinite = allFinite && finiteLanes[i] != 0;
+  if (allFinite) return;
+  for (int64_t j = 0; j < n; j++) {
+    const Moments mc{m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
+    if (finite(mc)) continue;
+    const Moments p = finiteOrPlain(x, plan.g, ca + j, mc);
+    m.n[j] = p.n, m.mean[j] = p.mean, m.m2[j] = p.m2;
+  }
+}
+
 namespace {
 
 // Rows path: every row task's sums, then the moments of each chunk of channels.
@@ -264,6 +302,7 @@ void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
 
 #define SIMDNORM_INSTANTIATE(T)                                                         \
   template Moments blockMoments<T>(const T*, const Plan&, int64_t, int64_t);            \
+  template void fewRowsMoments<T>(const T*, const Plan&, int64_t, int64_t, ChunkMoments&); \
   template Moments finiteOrPlain<T>(const T*, const Geometry&, int64_t, const Moments&); \
   template void rowSums<T>(const T*, const Plan&, int64_t, double*, double*);           \
   template void chunkMoments<T>(const T*, const Plan&, int64_t, int64_t, const double*, \

@@ -185,10 +185,25 @@ function optionCases(): ConformanceCase[] {
     ['NCL 1 channel [64,1,3001]', [64, 1, 3001], 'channels-first'],
     ['NHWC 3 channels [16,64,65,3]', [16, 64, 65, 3], 'channels-last'],
     ['NCHW tiny planes [512,300,1,2]', [512, 300, 1, 2], 'channels-first'],
+    ['NC two values per channel [2,4104]', [2, 4104], 'channels-first'],
+    ['NHWC six values per channel [3,1,2,1032]', [3, 1, 2, 1032], 'channels-last'],
   ];
   for (const [label, dims, layout] of big) {
     for (const op of ['train', 'infer', 'backward', 'moments'] as Op[]) {
       cases.push(specCase({ ...base, op, dims, layout, seed: dims[0] + dims[1] }, `${op} float32 ${label}`));
+    }
+  }
+  // A few values per channel (the kernels' rows path takes moments and gradient sums straight
+  // from x, at most 8 rows): every dtype, with and without ReLU and affine, at an offset.
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const activation of ['none', 'relu'] as const) {
+      for (const op of ['train', 'backward'] as Op[]) {
+        const dims = [8, 1040];
+        cases.push(
+          specCase({ ...base, op, dtype, dims, activation, affine: activation === 'none', offset: 1e4, seed: 41 },
+            `${op} ${dtype} NC eight values per channel [8,1040] at 1e4${activation === 'relu' ? ' relu' : ''}`),
+        );
+      }
     }
   }
   return cases;
@@ -265,8 +280,9 @@ function runningCases(): ConformanceCase[] {
       run(api) {
         for (const dtype of ['float32', 'float64'] as const) {
           for (const layout of ['channels-first', 'channels-last'] as const) {
-            // small planes (rows path), large planes (fused planes path)
-            for (const shape of [[6, 3, 4], [4, 3, 700]]) {
+            // small planes (rows path), large planes (fused planes path), two values per
+            // channel (rows path, moments and gradient sums straight from x)
+            for (const shape of [[6, 3, 4], [4, 3, 700], [2, 64]]) {
               const n = shape.reduce((a, b) => a * b, 1);
               const x = random(dtype, n, 17);
               const dy = random(dtype, n, 18);

@@ -578,18 +578,21 @@ int main(int argc, char** argv) {
     }
   }
   for (Geometry g : {Geometry{8, 3, 10000}, Geometry{20000, 64, 1}, Geometry{4, 2048, 7}, Geometry{2, 1, 100000},
-                     Geometry{16, 64, 196}, Geometry{70000, 3, 1}, Geometry{3, 50000, 1}, Geometry{9, 17, 2000}}) {
+                     Geometry{16, 64, 196}, Geometry{70000, 3, 1}, Geometry{3, 50000, 1}, Geometry{9, 17, 2000},
+                     Geometry{2, 40000, 1}}) {
     checkThreads<float>(g);
     checkThreads<double>(g);
   }
-  for (Geometry g : {Geometry{8, 4, 5000}, Geometry{40000, 4, 1}, Geometry{4, 3, 7}, Geometry{2, 2, 100000}}) {
+  for (Geometry g : {Geometry{8, 4, 5000}, Geometry{40000, 4, 1}, Geometry{4, 3, 7}, Geometry{2, 2, 100000},
+                     Geometry{4, 1024, 1}}) {
     checkLargeOffset(g);
   }
-  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000}}) {
+  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000},
+                     Geometry{2, 64, 1}, Geometry{8, 1040, 1}}) {
     checkInfinity<float>(g);
     checkInfinity<double>(g);
   }
-  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{4, 40, 3000}}) {
+  for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{4, 40, 3000}, Geometry{2, 4096, 1}}) {
     checkOutOfMemory<float>(g);
     checkOutOfMemory<double>(g);
   }
