@@ -31,6 +31,17 @@ namespace SIMDNORM_ISA {
 #define SIMDNORM_INLINE inline __attribute__((always_inline))
 #define SIMDNORM_LAMBDA_INLINE __attribute__((always_inline))
 
+// The rows path's reductions read ahead with prefetch hints: one core's demand reads alone leave
+// part of the memory bandwidth unused (channels-last statistics pass, one thread: 1.6-1.7 ->
+// 1.35-1.5 of the copy time per byte; a task's rows are contiguous, and the rows after its end
+// are the next task's). Not on the planes path: its spans end where another channel's plane
+// begins, and read-ahead there cost more than it gave. A hint for the line kPrefetchBytes past
+// p; it never faults, so it may point past the array. (A no-op in WASM.)
+constexpr uintptr_t kPrefetchBytes = 8192;
+SIMDNORM_INLINE void prefetchAhead(const void* p) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kPrefetchBytes), 0, 3);
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 constexpr int kVectorBytes = 32;
 #elif defined(__SSE2__) || defined(__ARM_NEON) || defined(__wasm_simd128__)

@@ -108,6 +108,7 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
   }
   for (int64_t p = c1; p < c1 + kDoubleLanes; p++) shift[p - c0] = 0;
   auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    if (sizeof(T) == 8) prefetchAhead(x + offset);  // float data: the float runs' term does
     VDouble d = loadDoubleLanes(x + offset, k) - load<VDouble>(shift + (column - c0));
     return Terms{d, d * d};
   };
@@ -117,6 +118,7 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
     for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
     accumulateRows(plan, task, sum1, sum2, term,
                    [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                     prefetchAhead(x + offset);
                      VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
                      return FloatTerms{d, d * d};
                    },

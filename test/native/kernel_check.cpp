@@ -535,6 +535,9 @@ int bench() {
             simdnorm::inferForward<float>(x.data(), g, rm.data(), rv.data(), gamma.data(), beta.data(), 1e-5, false,
                                           y.data());
           }, copy));
+      row("moments", 4, medianSeconds([&] {
+            simdnorm::channelMoments<float>(x.data(), g, mean.data(), invStd.data());
+          }, copy));
       row("backward", 20, medianSeconds([&] {
             simdnorm::backward<float>(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), nullptr, true,
                                       dx.data(), dgamma.data(), dbeta.data());
