@@ -30,7 +30,7 @@ enum SnError : int32_t {
   kTooLarge = 3,      // the element count or byte size overflows the address space
   kOutOfBlock = 4,    // the array does not lie inside one live sn_alloc block
   kMisaligned = 5,    // the pointer is not a multiple of the element size
-  kBadScalar = 6,     // eps <= 0 or NaN, factor outside [0, 1], varScale < 0 or NaN
+  kBadScalar = 6,     // eps <= 0, +Inf or NaN, factor outside [0, 1], varScale < 0 or NaN
   kNoMemory = 7,      // an internal buffer could not be allocated
 };
 
@@ -96,7 +96,7 @@ struct Validator {
 
 bool validFactor(double factor) { return factor >= 0.0 && factor <= 1.0; }
 bool validVarScale(double varScale) { return varScale >= 0.0; }  // false for NaN
-bool validEps(double eps) { return eps > 0.0; }                  // false for NaN
+bool validEps(double eps) { return eps > 0.0 && eps <= 0x1.fffffffffffffp1023; }  // as the facade: finite, > 0
 
 template <typename T>
 const T* in(uintptr_t p) {

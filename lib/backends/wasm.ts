@@ -102,7 +102,7 @@ const ERRORS: Record<number, string> = {
   3: 'the size overflows the 32-bit address space',
   4: 'the array does not lie inside a block of module memory',
   5: 'the array is not aligned to its element size',
-  6: 'the value is out of range (eps > 0, factor in [0, 1], varScale >= 0)',
+  6: 'the value is out of range (eps finite and > 0, factor in [0, 1], varScale >= 0)',
   7: 'module memory is exhausted',
 };
 

@@ -1137,7 +1137,7 @@ export function abiBadCalls(): AbiCase[] {
             add('2^28', ABI_ERROR.outOfBlock, set(2 ** 28), 1);
             break;
           case 'eps':
-            for (const [w, v] of [['0', 0], ['-0', -0], ['negative', -1e-5], ['NaN', NaN], ['-Infinity', -Infinity]] as const) {
+            for (const [w, v] of [['0', 0], ['-0', -0], ['negative', -1e-5], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]] as const) {
               add(w, ABI_ERROR.badScalar, set(v));
             }
             break;
