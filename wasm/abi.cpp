@@ -269,6 +269,11 @@ SN_EXPORT int32_t sn_in_block(uintptr_t p, uint32_t bytes, uint32_t align) {
   return checkRange(p, bytes, align) == 0 ? 1 : 0;
 }
 
+// Testing only: kernel scratch requests above `bytes` fail as a failed allocation would (0: no
+// limit), so that tests reach the kNoMemory path, which module memory cannot otherwise be made
+// to take (the native addon's setScratchLimit).
+SN_EXPORT void sn_set_scratch_limit(uint32_t bytes) { simdnorm::setScratchLimit(bytes); }
+
 // ---- kernels --------------------------------------------------------------------------------
 
 SN_EXPORT int32_t sn_moments_f32(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean,

@@ -10,6 +10,7 @@ extern "C" {
 uintptr_t sn_alloc(uint32_t bytes);
 int32_t sn_free(uintptr_t p);
 int32_t sn_in_block(uintptr_t p, uint32_t bytes, uint32_t align);
+void sn_set_scratch_limit(uint32_t bytes);  // testing only
 
 int32_t sn_moments_f32(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean, uintptr_t var);
 int32_t sn_moments_f64(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean, uintptr_t var);

@@ -25,7 +25,7 @@ set(SIMDNORM_WASM_SOURCES
 set_source_files_properties(${SIMDNORM_WASM_ISA_SOURCES} PROPERTIES COMPILE_DEFINITIONS "SIMDNORM_ISA=base")
 
 set(SIMDNORM_WASM_EXPORTS
-  _sn_abi_version _sn_simd_level _sn_alloc _sn_free _sn_in_block
+  _sn_abi_version _sn_simd_level _sn_alloc _sn_free _sn_in_block _sn_set_scratch_limit
   _sn_train_f32 _sn_train_f64 _sn_infer_f32 _sn_infer_f64
   _sn_backward_f32 _sn_backward_f64 _sn_moments_f32 _sn_moments_f64
   _sn_update_running_f32 _sn_update_running_f64)

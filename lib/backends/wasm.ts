@@ -69,6 +69,8 @@ interface AbiExports {
   sn_alloc(bytes: number): Ptr;
   sn_free(p: Ptr): number;
   sn_in_block(p: Ptr, bytes: number, align: number): number;
+  /** testing only: kernel scratch requests above `bytes` fail (0: no limit) */
+  sn_set_scratch_limit?(bytes: number): void;
   // prettier-ignore
   sn_train_f32: Kernel<[Ptr, number, number, number, Ptr, Ptr, number, number, Ptr, Ptr, Ptr, Ptr, Ptr, number, number, number]>;
   sn_train_f64: AbiExports['sn_train_f32'];
@@ -103,7 +105,7 @@ const ERRORS: Record<number, string> = {
   4: 'the array does not lie inside a block of module memory',
   5: 'the array is not aligned to its element size',
   6: 'the value is out of range (eps finite and > 0, factor in [0, 1], varScale >= 0)',
-  7: 'module memory is exhausted',
+  7: 'module memory is exhausted (nothing was written)',
 };
 
 /** Turns a negative C ABI return code into the RangeError it stands for. */
