@@ -141,6 +141,21 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
   }
 }
 
+namespace {
+
+// Channels [ca, ca + n) of m whose moments are not finite, recomputed by finiteOrPlain.
+template <typename T>
+void recomputeNotFinite(const T* x, const Plan& plan, int64_t ca, int64_t n, ChunkMoments& m) {
+  for (int64_t j = 0; j < n; j++) {
+    const Moments mc{m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
+    if (finite(mc)) continue;
+    const Moments p = finiteOrPlain(x, plan.g, ca + j, mc);
+    m.n[j] = p.n, m.mean[j] = p.mean, m.m2[j] = p.m2;
+  }
+}
+
+}  // namespace
+
 // Each row block's sums give shifted moments (shiftedMoments), merged into m in row-block order
 // (merge), vectorised across the channels; a channel whose moments are not finite is then
 // recomputed by finiteOrPlain.
@@ -189,12 +204,7 @@ void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const dou
   forLanes(n, [&](int64_t j, int64_t) SIMDNORM_LAMBDA_INLINE {
     store(m.mean + j, load<VDouble>(m.shift + j) + load<VDouble>(m.dev + j) / load<VDouble>(m.n + j));
   });
-  for (int64_t j = 0; j < n; j++) {
-    const Moments mc{m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
-    if (finite(mc)) continue;
-    const Moments p = finiteOrPlain(x, plan.g, ca + j, mc);
-    m.n[j] = p.n, m.mean[j] = p.mean, m.m2[j] = p.m2;
-  }
+  recomputeNotFinite(x, plan, ca, n, m);
 }
 
 // The moments chunkMoments gives for one row block, in one pass: each channel shifted by its
@@ -205,11 +215,11 @@ template <typename T>
 void fewRowsMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, ChunkMoments& m) {
   const int64_t rows = plan.rowCount, period = plan.period;
   const VDouble count = splat<VDouble>(static_cast<double>(rows)), inverse = splat<VDouble>(1.0 / static_cast<double>(rows));
-  VDoubleMask finiteLanes = VDoubleMask{} - 1;
+  VDoubleMask notFinite{};
   forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
     const T* column = x + ca + j;
     const VDouble first = loadDoubleLanes(column, k);
-    const VDouble shift = select((first - first) == VDouble{}, first, VDouble{});  // finite lanes
+    const VDouble shift = select(notFiniteLanes(first), VDouble{}, first);
     VDouble s1 = {}, s2 = {};
     for (int64_t r = 0; r < rows; r++) {
       const VDouble d = loadDoubleLanes(column + r * period, k) - shift;
@@ -222,17 +232,11 @@ void fewRowsMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, ChunkMo
     store(m.dev + j, s1);
     store(m.m2 + j, select(m2 < VDouble{}, VDouble{}, m2));
     store(m.mean + j, mean);
-    finiteLanes &= ((mean - mean) == VDouble{}) & ((m2 - m2) == VDouble{});
+    notFinite |= notFiniteLanes(mean) | notFiniteLanes(m2);
   });
-  bool allFinite = true;
-  for (int i = 0; i < kDoubleLanes; i++) allFinite = allFinite && finiteLanes[i] != 0;
-  if (allFinite) return;
-  for (int64_t j = 0; j < n; j++) {
-    const Moments mc{m.n[j], m.mean[j], m.m2[j], m.shift[j], m.dev[j]};
-    if (finite(mc)) continue;
-    const Moments p = finiteOrPlain(x, plan.g, ca + j, mc);
-    m.n[j] = p.n, m.mean[j] = p.mean, m.m2[j] = p.m2;
-  }
+  bool any = false;
+  for (int i = 0; i < kDoubleLanes; i++) any = any || notFinite[i] != 0;
+  if (any) recomputeNotFinite(x, plan, ca, n, m);
 }
 
 namespace {
