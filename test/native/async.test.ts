@@ -27,7 +27,7 @@ interface Shape {
 }
 
 const SHAPES: Shape[] = [
-  { outer: 2, channels: 3, inner: 5 }, // tiny: runs serially
+  { outer: 2, channels: 3, inner: 5 }, // tiny: runs on the calling thread, its Promise settled at once
   { outer: 8, channels: 16, inner: 32 * 32 }, // NCHW, enough for the thread pool
   { outer: 4096, channels: 24, inner: 1 }, // channels-last
 ];

@@ -40,6 +40,24 @@ describeNative('out of memory', () => {
     }
   }
 
+  it('an async call large enough for the thread pool rejects with the same RangeError and writes nothing', async () => {
+    const [outer, channels, inner] = [4, 16, 1024]; // 65536 elements: past the binding's inline size
+    const x = new Float32Array(outer * channels * inner).map((_, i) => Math.sin(i));
+    const y = new Float32Array(x.length).fill(7);
+    const mean = new Float32Array(channels).fill(7);
+    const invStd = new Float32Array(channels).fill(7);
+    const b = raw();
+    raw().setScratchLimit!(1);
+    const pending = b.trainAsync!(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false);
+    const error = await pending.then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(RangeError);
+    expect((error as Error).message).toMatch(/^trainAsync: out of memory: .*nothing was written$/);
+    raw().setScratchLimit!(0);
+    expect(y.every((v) => v === 7) && mean.every((v) => v === 7) && invStd.every((v) => v === 7)).toBe(true);
+    await b.trainAsync!(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false);
+    expect(y.some((v) => v !== 7)).toBe(true);
+  });
+
   it('through the façade: batchNormTrain throws, y and the running statistics stay as they were', () => {
     const x = new Float32Array(2 * 8 * 16).map((_, i) => Math.sin(i));
     const runningMean = new Float32Array(8).fill(0.5);
