@@ -48,7 +48,7 @@ describeNative('out of memory', () => {
     const invStd = new Float32Array(channels).fill(7);
     const b = raw();
     raw().setScratchLimit!(1);
-    const pending = b.trainAsync!(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false);
+    const pending = b.trainAsync!(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false) as Promise<boolean>;
     const error = await pending.then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(RangeError);
     expect((error as Error).message).toMatch(/^trainAsync: out of memory: .*nothing was written$/);
