@@ -353,6 +353,8 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         chunkMoments(x, plan, ca, n, partials, partials + plan.rowBlocks * period, period, 0, cm);
       } else {
         for (int64_t j = 0; j < n; j++) cm.n[j] = m[ca + j].n, cm.mean[j] = m[ca + j].mean, cm.m2[j] = m[ca + j].m2;
+        // The lanes past n of the last vector: defined (0), not whatever the stack held.
+        for (int64_t j = n; j < ceilDiv(n, kDoubleLanes) * kDoubleLanes; j++) cm.n[j] = cm.mean[j] = cm.m2[j] = 0;
       }
       ChunkCoefficients<T> k;
       T* const at[4] = {k.at(0), k.at(1), k.at(2), k.at(3)};

@@ -226,17 +226,23 @@ inline VDouble sqrtLanes(VDouble v) {
 #endif
 }
 
-// 1 / sqrt(v) of each lane, for a float result (invStd of float data): in float where every lane
+// 1 / sqrt(v) of each lane, for a float result (invStd of float data): in float where the lane
 // rounded to float is a normal number (within 1.5 float ulps of the double value, and the result
 // is rounded to float anyway; a quarter of the double division's and root's cost), else in
-// double. Only with AVX2, whose half vector is one SSE register; elsewhere in double.
+// double. Lane by lane: a lane's result never depends on the others (lanes past a chunk's end
+// hold whatever the stack held). Only with AVX2, whose half vector is one SSE register;
+// elsewhere in double.
 inline VDouble invSqrtForFloat(VDouble v) {
 #if defined(__AVX2__) && defined(__FMA__)
   const __m128 f = _mm256_cvtpd_ps((__m256d)v);
   const __m128 normal = _mm_and_ps(_mm_cmpge_ps(f, _mm_set1_ps(0x1p-126f)), _mm_cmple_ps(f, _mm_set1_ps(0x1.fffffep127f)));
-  if (_mm_movemask_ps(normal) == 0xf) return (VDouble)_mm256_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm_sqrt_ps(f)));
-#endif
+  const __m256d inFloat = _mm256_cvtps_pd(_mm_div_ps(_mm_set1_ps(1.0f), _mm_sqrt_ps(f)));
+  if (_mm_movemask_ps(normal) == 0xf) return (VDouble)inFloat;
+  const __m256d useFloat = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(normal)));
+  return (VDouble)_mm256_blendv_pd((__m256d)(splat<VDouble>(1.0) / sqrtLanes(v)), inFloat, useFloat);
+#else
   return splat<VDouble>(1.0) / sqrtLanes(v);
+#endif
 }
 
 // Lanes of v as T (rounded to nearest for float), as kDoubleLanes values of T.
