@@ -312,6 +312,47 @@ void checkThreads(Geometry g) {
   simdnorm::setThreads(0);
 }
 
+// Fills a stretch of this thread's stack with `value`, for the next call to find in whatever
+// it leaves uninitialized.
+__attribute__((noinline)) void dirtyStack(double value) {
+  volatile double junk[1 << 14];
+  for (double& v : const_cast<double(&)[1 << 14]>(junk)) v = value;
+}
+
+// A kernel's result must not depend on what its stack held before: the lanes of a chunk's last
+// vector past its channels may be uninitialized, and must not change the other lanes (the
+// float invStd was once chosen for the whole vector, so a huge value there switched real lanes
+// to double: results then differed with the thread that ran the chunk).
+template <typename T>
+void checkStackGarbage(Geometry g) {
+  const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);
+  std::vector<T> x = channelData<T>(g), dy = randomVector<T>(n);
+  std::vector<T> gamma = randomVector<T>(C, 1, 0.5), beta = randomVector<T>(C);
+  simdnorm::setThreads(1);
+  auto run = [&](double garbage) {
+    std::vector<T> y(n), mean(C), invStd(C), runMean(C, T(0.5)), runVar(C, T(2)), yi(n), dx(n), dgamma(C), dbeta(C);
+    dirtyStack(garbage);
+    simdnorm::trainForward(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), mean.data(), invStd.data(),
+                           runMean.data(), runVar.data(), {0.1, 1.0, false});
+    dirtyStack(garbage);
+    simdnorm::inferForward(x.data(), g, runMean.data(), runVar.data(), gamma.data(), beta.data(), 1e-5, false,
+                           yi.data());
+    dirtyStack(garbage);
+    simdnorm::backward(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), static_cast<const T*>(nullptr), true, dx.data(),
+                       dgamma.data(), dbeta.data());
+    std::vector<T> all;
+    for (const auto* v : {&y, &mean, &invStd, &runMean, &runVar, &yi, &dx, &dgamma, &dbeta}) all.insert(all.end(), v->begin(), v->end());
+    return all;
+  };
+  const std::vector<T> clean = run(0.0);
+  for (double garbage : {1e300, -1e300, 1e-300, __builtin_nan("")}) {
+    char what[64];
+    std::snprintf(what, sizeof what, "a stack holding %g", garbage);
+    report(sameBits(clean, run(garbage)), describe(typeName<T>(), g, what));
+  }
+  simdnorm::setThreads(0);
+}
+
 // Calls from several threads at once (as node's libuv workers make them) share the pool: each
 // must get the result it gets alone.
 void checkConcurrentCalls() {
@@ -598,6 +639,10 @@ int main(int argc, char** argv) {
   for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{4, 40, 3000}, Geometry{2, 4096, 1}}) {
     checkOutOfMemory<float>(g);
     checkOutOfMemory<double>(g);
+  }
+  for (Geometry g : {Geometry{8, 3, 10000}, Geometry{2, 3, 5}, Geometry{4, 13, 700}, Geometry{300, 13, 1}, Geometry{2, 1030, 1}}) {
+    checkStackGarbage<float>(g);
+    checkStackGarbage<double>(g);
   }
   checkConcurrentCalls();
   checkRunning<float>();
