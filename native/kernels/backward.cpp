@@ -186,7 +186,10 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     // Rows path: per-column sums of the task, with the mean of column p at meanOf[p - base].
     auto sumRows = [&](int64_t task, const T* meanOf, int64_t base, double* sums1, double* sums2) {
       auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
-        if (sizeof(T) == 8) prefetchAhead(dy + offset), prefetchAhead(x + offset);  // float: termF's runs do
+        if (sizeof(T) == 8) {  // float data: the float runs' term does
+          prefetchAhead(dy + offset);
+          prefetchAhead(x + offset);
+        }
         return gradTerms<T, Relu>(dy, x, y, offset, k, loadDoubleLanes(meanOf + (column - base), k));
       };
       if constexpr (sizeof(T) == 4 && kFloatRuns) {

@@ -316,7 +316,7 @@ void checkThreads(Geometry g) {
 // it leaves uninitialized.
 __attribute__((noinline)) void dirtyStack(double value) {
   volatile double junk[1 << 14];
-  for (double& v : const_cast<double(&)[1 << 14]>(junk)) v = value;
+  for (int i = 0; i < (1 << 14); i++) junk[i] = value;
 }
 
 // A kernel's result must not depend on what its stack held before: the lanes of a chunk's last
