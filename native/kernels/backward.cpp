@@ -217,8 +217,9 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     auto sumBlock = [&](int64_t c, int64_t b, double& sg, double& sgx) {
       const VDouble mu = splat<VDouble>(static_cast<double>(mean[c]));
       Sums sums;
-      plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
-        accumulate(length, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      plan.forEachSpanGroup<kPlaneStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t length)
+                                                     SIMDNORM_LAMBDA_INLINE {
+        accumulate<decltype(streams)::value>(length, stride, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
           return gradTerms<T, Relu>(dy, x, y, start + i, k, mu);
         }, sums);
       });

@@ -97,6 +97,9 @@ int maxThreads();
 // The SIMD level the kernels run with on this CPU: "avx2-fma", "sse2", "neon", "simd128"
 // or "scalar".
 const char* simdLevel();
+// Testing only: run the portable kernels (SIMDNORM_ISA=base) even where AVX2 is available
+// (kernel_check covers both builds of the kernels on one machine). Not for concurrent calls.
+void usePortableKernels(bool portable);
 
 // Bandwidth probes for the benchmarks: copy n bytes with the pool's threads (threads <= 0:
 // the current setting), and read n floats summing them (the sum defeats dead-code removal).

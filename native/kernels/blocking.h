@@ -41,6 +41,40 @@ constexpr int64_t kFusedMinPlane = 512;        // ... fusing statistics and outp
 constexpr int64_t kStreamBytes = int64_t{8} << 20;  // outputs this large bypass the caches
 constexpr int64_t kChannelChunk = 512;         // channels per chunk of vectorised per-channel work
 constexpr int64_t kFewRows = 8;                // rows path: moments straight from x up to this many rows
+// Streams of memory that one loop goes through in lockstep, a vector from each in turn: the
+// planes of a planes-path block (C planes apart) and the parts of a rows-path task (rows apart).
+// One core reading one stream at a time leaves much of the memory bandwidth unused (a single
+// stream's demand misses, a few lines ahead at most, are all it has in flight); reading four,
+// the planes path's statistics pass takes 0.6-0.75 of the time, natively and in WASM (NCHW
+// [32,64,56,56], one thread).
+//  - kPlaneStreams: the planes path's reductions, everywhere.
+//  - kRowStreams: the rows path's reductions in WASM. Natively they prefetch instead
+//    (kPrefetchBytes), and row streams there cost 5-10%; WASM has no prefetch instruction.
+//  - kWriteStreams: the output passes in WASM (0.85-0.95 of the time there). Natively, large
+//    outputs bypass the caches (streamStore) and small ones are faster written in one stream
+//    (lockstep: 1.3-1.9x the time of infer on NCHW [8,16,33,35], in cache).
+// SIMDNORM_WASM_STREAMS gives a native build WASM's settings (the checks of the portable kernels).
+constexpr int kPlaneStreams = 4;
+#if defined(__wasm__) || defined(SIMDNORM_WASM_STREAMS)
+constexpr int kRowStreams = 4, kWriteStreams = 4;
+#else
+constexpr int kRowStreams = 1, kWriteStreams = 1;
+#endif
+
+// f(std::integral_constant<int, S>{}, i) for consecutive groups [i, i + S) of [first, last), in
+// order: as many groups of Max as fit, then of 2 and 1.
+template <int Max, typename F>
+SIMDNORM_INLINE void forEachGroup(int64_t first, int64_t last, F f) {
+  static_assert(Max == 1 || Max == 2 || Max == 4, "groups of 4, 2, 1");
+  int64_t i = first;
+  if constexpr (Max >= 4) {
+    for (; i + 4 <= last; i += 4) f(std::integral_constant<int, 4>{}, i);
+  }
+  if constexpr (Max >= 2) {
+    for (; i + 2 <= last; i += 2) f(std::integral_constant<int, 2>{}, i);
+  }
+  for (; i < last; i++) f(std::integral_constant<int, 1>{}, i);
+}
 
 struct Plan {
   Geometry g;
@@ -64,6 +98,17 @@ struct Plan {
     int64_t o0 = group * planesPerBlock, o1 = minOf(g.outer, o0 + planesPerBlock);
     int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;
     for (int64_t o = o0; o < o1; o++) f((o * g.channels + c) * g.inner + k0, length);
+  }
+  // The same in lockstep groups of up to Max spans (forEachGroup): f(std::integral_constant<int,
+  // S>, the group's first offset, the offset between its spans, length).
+  template <int Max, typename F>
+  SIMDNORM_INLINE void forEachSpanGroup(int64_t c, int64_t b, F f) const {
+    int64_t group = b / pieces, piece = b % pieces;
+    int64_t o0 = group * planesPerBlock, o1 = minOf(g.outer, o0 + planesPerBlock);
+    int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;
+    forEachGroup<Max>(o0, o1, [&](auto streams, int64_t o) SIMDNORM_LAMBDA_INLINE {
+      f(streams, (o * g.channels + c) * g.inner + k0, g.channels * g.inner, length);
+    });
   }
   int64_t orderTasks() const { return ceilDiv(g.outer * g.channels, planesPerBlock) * pieces; }
   int64_t blockStart(int64_t c, int64_t b) const {
@@ -143,6 +188,8 @@ Plan makePlan(Geometry g) {
     p.pieceLength = p.pieces == 1 ? g.inner : ceilDiv(ceilDiv(g.inner, p.pieces), 64) * 64;
     p.pieces = ceilDiv(g.inner, p.pieceLength);
     p.planesPerBlock = p.pieces == 1 ? maxOf(1, kBlockElements / g.inner) : 1;
+    // Whole lockstep groups (forEachSpanGroup).
+    if (p.planesPerBlock > kPlaneStreams) p.planesPerBlock -= p.planesPerBlock % kPlaneStreams;
     p.blocksPerChannel = ceilDiv(g.outer, p.planesPerBlock) * p.pieces;
     p.fused = g.channels >= kFusedMinChannels && g.inner >= kFusedMinPlane;
   }
@@ -285,29 +332,35 @@ struct Sums {
 // only), runs of kFloatRun whole float vectors are summed in float first, each run's sums then
 // added in double where ok(s1, s2) holds for every lane (as sumColumnsFloat), else the run is
 // summed by term in double: float where it is accurate, and half the work of double.
-template <typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
-SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums, TermF termF = nullptr, Ok ok = nullptr) {
-  constexpr int64_t L = kDoubleLanes;
+// S streams (1, 2 or 4) of n elements each, the stream q's element i at index i + q * stride of
+// term and termF, go in lockstep: each of the four chains of sums takes its vectors from one
+// stream (S = 4) or from every other vector of one (S = 2). A run is then kFloatRun / S vectors
+// of each stream, kFloatRun values per lane as with one stream.
+template <int S = 1, typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
+SIMDNORM_INLINE void accumulate(int64_t n, int64_t stride, Term term, Sums& sums, TermF termF = nullptr,
+                                Ok ok = nullptr) {
+  static_assert(S == 1 || S == 2 || S == 4, "four chains over the streams");
+  constexpr int64_t L = kDoubleLanes, per = 4 / S;  // chains per stream
   // Sums in locals: in the caller's memory they would be stored every step, and every value the
   // term reads through a reference read again after those stores (a vector store may alias it).
   Sums s = sums;
   int64_t i = 0;
   auto inDouble = [&](int64_t end) SIMDNORM_LAMBDA_INLINE {
-    for (; i + 4 * L <= end; i += 4 * L) {
+    for (; i + per * L <= end; i += per * L) {
       for (int c = 0; c < 4; c++) {
-        Terms t = term(i + c * L, L);
+        Terms t = term(i + c % per * L + c / per * stride, L);
         s.u[c] += t.u;
         s.v[c] += t.v;
       }
     }
   };
   if constexpr (!std::is_same<TermF, decltype(nullptr)>::value) {
-    constexpr int64_t FL = kFloatLanes, run = kFloatRun * FL;
+    constexpr int64_t FL = kFloatLanes, run = kFloatRun / S * FL;
     while (i + run <= n) {
       VFloat f1[4] = {}, f2[4] = {};
-      for (int64_t j = i; j < i + run; j += 4 * FL) {
+      for (int64_t j = i; j < i + run; j += per * FL) {
         for (int c = 0; c < 4; c++) {
-          FloatTerms t = termF(j + c * FL);
+          FloatTerms t = termF(j + c % per * FL + c / per * stride);
           f1[c] += t.u;
           f2[c] += t.v;
         }
@@ -328,11 +381,13 @@ SIMDNORM_INLINE void accumulate(int64_t n, Term term, Sums& sums, TermF termF = 
     }
   }
   inDouble(n);
-  for (int c = 0; i < n; i += L, c++) {
-    const int64_t k = minOf(L, n - i);
-    Terms t = term(i, k);
-    s.u[c] += k < L ? keepLanes(t.u, k) : t.u;
-    s.v[c] += k < L ? keepLanes(t.v, k) : t.v;
+  for (int q = 0; q < S; q++) {
+    for (int64_t j = i, c = 0; j < n; j += L, c++) {
+      const int64_t k = minOf(L, n - j);
+      Terms t = term(j + q * stride, k);
+      s.u[c] += k < L ? keepLanes(t.u, k) : t.u;
+      s.v[c] += k < L ? keepLanes(t.v, k) : t.v;
+    }
   }
   sums = s;
 }
@@ -363,22 +418,30 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
 // lane non-finite, or so small that float squares or products may have underflowed, or whose
 // later use cancels more than float's rounding allows) is summed again by termD in double, as
 // sumColumns does: the float sums are only used where they are accurate.
-template <int U, typename TermF, typename Ok, typename TermD>
-inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j, VDouble* acc1, VDouble* acc2,
-                            const TermF& termF, const Ok& ok, const TermD& termD) {
-  constexpr int64_t L = kDoubleLanes, FL = kFloatLanes;
-  for (int64_t rs = ra; rs < rb; rs += kFloatRun) {
-    const int64_t re = minOf(rb, rs + kFloatRun);
+// S streams of rows, stream q's rows [ra, rb) + q * stride, go in lockstep: a run is then
+// kFloatRun / S rows of each (kFloatRun values per lane in all).
+template <int U, int S, typename TermF, typename Ok, typename TermD>
+inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t stride, int64_t j, VDouble* acc1,
+                            VDouble* acc2, const TermF& termF, const Ok& ok, const TermD& termD) {
+  constexpr int64_t L = kDoubleLanes, FL = kFloatLanes, R = kFloatRun / S;
+  const int64_t period = plan.period;
+  for (int64_t rs = ra; rs < rb; rs += R) {
+    const int64_t re = minOf(rb, rs + R);
     VFloat s1[U] = {}, s2[U] = {};
+    int64_t at[S];  // element (r, j) of each stream (an index stepped by the period, not a product)
+    for (int q = 0; q < S; q++) at[q] = (rs + q * stride) * period + j;
     for (int64_t r = rs; r < re; r++) {
-      for (int u = 0; u < U; u++) {
-        FloatTerms t = termF(r * plan.period + j + u * FL, j + u * FL);
-        s1[u] += t.u;
-        s2[u] += t.v;
+      for (int q = 0; q < S; q++) {
+        for (int u = 0; u < U; u++) {
+          FloatTerms t = termF(at[q] + u * FL, j + u * FL);
+          s1[u] += t.u;
+          s2[u] += t.v;
+        }
+        at[q] += period;
       }
     }
     for (int u = 0; u < U; u++) {
-      const VFloatMask good = ok(s1[u], s2[u], static_cast<float>(re - rs));
+      const VFloatMask good = ok(s1[u], s2[u], static_cast<float>((re - rs) * S));
       if (allLanes(good)) {
         VDouble lo, hi;
         toDoubles(s1[u], lo, hi);
@@ -388,7 +451,9 @@ inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j,
         acc2[2 * u] += lo;
         acc2[2 * u + 1] += hi;
       } else {
-        sumColumns<2>(plan, rs, re, j + u * FL, L, acc1 + 2 * u, acc2 + 2 * u, termD);
+        for (int q = 0; q < S; q++) {
+          sumColumns<2>(plan, rs + q * stride, re + q * stride, j + u * FL, L, acc1 + 2 * u, acc2 + 2 * u, termD);
+        }
       }
     }
   }
@@ -398,7 +463,8 @@ inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t j,
 // for the task's columns [c0, c1). term(offset, column, k) as in accumulate, where
 // offset is the element's index in the tensor. Rows go in groups that stay in L1 while the
 // columns are swept four vectors at a time, each summed over the group in registers.
-// With termF (not nullptr_t), whole float vectors of a row go by sumColumnsFloat.
+// With termF (not nullptr_t), whole float vectors of a row go by sumColumnsFloat. With
+// kRowStreams > 1, most of the task's rows go as that many parts in lockstep.
 template <typename Term, typename TermF = decltype(nullptr), typename Ok = decltype(nullptr)>
 void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, Term term,
                     TermF termF = nullptr, Ok ok = nullptr) {
@@ -409,25 +475,47 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
   const int64_t c0 = task % plan.tiles * plan.tileColumns;
   const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
   for (int64_t u = 0; u < ceilDiv(c1 - c0, L); u++) a1[u] = a2[u] = VDouble{};
-  auto sumRows = [&](int64_t ra, int64_t rb, int64_t end) {
+  auto sumRows = [&](auto streams, int64_t ra, int64_t rb, int64_t stride, int64_t end) {
+    constexpr int S = decltype(streams)::value;
     int64_t j = c0, u = 0;
     if constexpr (useFloat) {
       constexpr int64_t FL = kFloatLanes;
+      auto units = [&](auto unitCount) SIMDNORM_LAMBDA_INLINE {
+        constexpr int U = decltype(unitCount)::value;
+        sumColumnsFloat<U, S>(plan, ra, rb, stride, j, a1 + u, a2 + u, termF, ok, term);
+        j += U * FL, u += 2 * U;
+      };
       if constexpr (kWideFloatUnits) {
-        for (; j + 8 * FL <= end; j += 8 * FL, u += 16) sumColumnsFloat<8>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+        while (j + 8 * FL <= end) units(std::integral_constant<int, 8>{});
       }
-      for (; j + 4 * FL <= end; j += 4 * FL, u += 8) sumColumnsFloat<4>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
-      for (; j + FL <= end; j += FL, u += 2) sumColumnsFloat<1>(plan, ra, rb, j, a1 + u, a2 + u, termF, ok, term);
+      while (j + 4 * FL <= end) units(std::integral_constant<int, 4>{});
+      while (j + FL <= end) units(std::integral_constant<int, 1>{});
     }
-    for (; j + 4 * L <= end; j += 4 * L, u += 4) sumColumns<4>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
-    for (; j + L <= end; j += L, u++) sumColumns<1>(plan, ra, rb, j, L, a1 + u, a2 + u, term);
-    if (j < end) sumColumns<1>(plan, ra, rb, j, end - j, a1 + u, a2 + u, term);
+    for (int q = 0; q < S; q++) {
+      int64_t jj = j, uu = u;
+      const int64_t qa = ra + q * stride, qb = rb + q * stride;
+      for (; jj + 4 * L <= end; jj += 4 * L, uu += 4) sumColumns<4>(plan, qa, qb, jj, L, a1 + uu, a2 + uu, term);
+      for (; jj + L <= end; jj += L, uu++) sumColumns<1>(plan, qa, qb, jj, L, a1 + uu, a2 + uu, term);
+      if (jj < end) sumColumns<1>(plan, qa, qb, jj, end - jj, a1 + uu, a2 + uu, term);
+    }
   };
   const int64_t group = maxOf(4, 16384 / ((c1 - c0) * static_cast<int64_t>(sizeof(double))));
   // The tensor's last row may be short: it goes on its own.
   const int64_t full = r1 == plan.rowCount && plan.lastRowLength < plan.period ? r1 - 1 : r1;
-  for (int64_t ra = r0; ra < full; ra += group) sumRows(ra, minOf(full, ra + group), c1);
-  if (full < r1) sumRows(full, r1, minOf(c1, plan.lastRowLength));
+  int64_t from = r0;
+  if constexpr (kRowStreams > 1) {
+    // kRowStreams parts of `per` rows (whole float runs), a group's share of rows from each.
+    constexpr int64_t run = kFloatRun / kRowStreams;
+    const int64_t per = (full - r0) / kRowStreams / kFloatRun * kFloatRun;
+    const int64_t rows = maxOf(run, group / kRowStreams / run * run);
+    for (int64_t ra = 0; ra < per; ra += rows) {
+      sumRows(std::integral_constant<int, kRowStreams>{}, r0 + ra, r0 + minOf(per, ra + rows), per, c1);
+    }
+    from = r0 + per * kRowStreams;
+  }
+  constexpr std::integral_constant<int, 1> one{};
+  for (int64_t ra = from; ra < full; ra += group) sumRows(one, ra, minOf(full, ra + group), 0, c1);
+  if (full < r1) sumRows(one, full, r1, 0, minOf(c1, plan.lastRowLength));
   // a1 and a2 hold the sums in column order.
   __builtin_memcpy(sum1, a1, static_cast<size_t>(c1 - c0) * sizeof(double));
   __builtin_memcpy(sum2, a2, static_cast<size_t>(c1 - c0) * sizeof(double));
@@ -505,12 +593,40 @@ SIMDNORM_INLINE void applySpan(T* out, int64_t start, int64_t n, const Coefficie
   RunWriter<T>(out, start, n, stream).write(0, n, value);
 }
 
-// Planes path: the same over block b of channel c.
+// out over S spans of n values in lockstep, span q at [start + q * stride, + n), with plain
+// stores (a partial vector at each span's end); coefficientsOf(q) gives span q's four
+// coefficient vectors.
+template <int S, typename T, typename Op, typename Coef>
+SIMDNORM_INLINE void applyLockstep(T* out, int64_t start, int64_t stride, int64_t n, const Coef& coefficientsOf,
+                                   const Op& o) {
+  constexpr int64_t L = lanes<T>();
+  int64_t i = start;
+  for (const int64_t end = start + n / L * L; i < end; i += L) {
+    for (int q = 0; q < S; q++) store(out + i + q * stride, o(i + q * stride, L, coefficientsOf(q)));
+  }
+  const int64_t k = start + n - i;
+  if (k == 0) return;
+  for (int q = 0; q < S; q++) storePartial(out + i + q * stride, o(i + q * stride, k, coefficientsOf(q)), k);
+}
+
+// Planes path: the same over block b of channel c; with kWriteStreams, its spans in lockstep
+// groups (forEachSpanGroup).
 template <typename T, typename Op>
 SIMDNORM_INLINE void applyBlock(T* out, const Plan& plan, int64_t c, int64_t b, const Coefficients<T>& k4,
                                 bool stream, const Op& op) {
-  plan.forEachSpan(c, b, [&](int64_t start, int64_t n) SIMDNORM_LAMBDA_INLINE {
-    applySpan(out, start, n, k4, stream, op);
+  if (kWriteStreams == 1 || (kCanStream && stream)) {
+    plan.forEachSpan(c, b, [&](int64_t start, int64_t n) SIMDNORM_LAMBDA_INLINE {
+      applySpan(out, start, n, k4, stream, op);
+    });
+    return;
+  }
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
+  Vec<T> p[4];
+  for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(k4.v[q]);
+  auto coefficientsOf = [&](int) SIMDNORM_LAMBDA_INLINE { return p; };
+  plan.forEachSpanGroup<kWriteStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t n)
+                                                 SIMDNORM_LAMBDA_INLINE {
+    applyLockstep<decltype(streams)::value>(out, start, stride, n, coefficientsOf, o);
   });
 }
 
@@ -531,6 +647,18 @@ SIMDNORM_INLINE void applyInOrder(T* out, const Plan& plan, int64_t task, const 
   }
   const Op o = op;
   const int64_t first = task * plan.planesPerBlock, last = minOf(planes, first + plan.planesPerBlock);
+  if (kWriteStreams > 1 && !(kCanStream && stream)) {
+    // The planes in lockstep groups, as applyBlock.
+    forEachGroup<kWriteStreams>(first, last, [&](auto streams, int64_t plane) SIMDNORM_LAMBDA_INLINE {
+      constexpr int S = decltype(streams)::value;
+      Vec<T> p[S][4];
+      for (int q = 0; q < S; q++) {
+        for (int k = 0; k < 4; k++) p[q][k] = splat<Vec<T>>(coef[(plane + q) % channels].v[k]);
+      }
+      applyLockstep<S>(out, plane * inner, inner, inner, [&](int q) SIMDNORM_LAMBDA_INLINE { return p[q]; }, o);
+    });
+    return;
+  }
   const int64_t n = (last - first) * inner;
   const RunWriter<T> w(out, first * inner, n, stream);
   int64_t c = first % channels;
@@ -588,8 +716,29 @@ SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const*
     }
   };
   if (plan.tiles == 1) {
-    const int64_t start = r0 * plan.period;
-    run(start, minOf(plan.g.elements(), r1 * plan.period) - start, 0);
+    int64_t from = r0;
+    if constexpr (kWriteStreams > 1) {
+      // Rows of whole vectors, without streaming stores: most of the task's rows as kWriteStreams
+      // parts in lockstep, each coefficient vector loaded once for all of them.
+      constexpr int64_t L = lanes<T>();
+      if (!(kCanStream && stream) && period % L == 0) {
+        const int64_t full = r1 == plan.rowCount && plan.lastRowLength < period ? r1 - 1 : r1;
+        const int64_t per = (full - r0) / kWriteStreams;
+        for (int64_t at = r0 * period, end = (r0 + per) * period, apart = per * period; at < end; at += period) {
+          for (int64_t j = 0; j < period; j += L) {
+            Vec<T> p[4];
+            for (int q = 0; q < 4; q++) p[q] = load<Vec<T>>(cols[q] + j);
+            for (int s = 0; s < kWriteStreams; s++) {
+              const int64_t offset = at + s * apart + j;
+              store(out + offset, o(offset, L, p));
+            }
+          }
+        }
+        from = r0 + per * kWriteStreams;
+      }
+    }
+    const int64_t start = from * plan.period;
+    if (from < r1) run(start, minOf(plan.g.elements(), r1 * plan.period) - start, 0);
   } else {
     for (int64_t r = r0; r < r1; r++) {
       const int64_t end = minOf(c1, plan.rowLength(r));

@@ -34,13 +34,15 @@ namespace simdnorm {
 
 namespace {
 
+bool portableOnly = false;  // usePortableKernels
+
 bool useAvx2() {
 #ifdef SIMDNORM_HAVE_AVX2
   static const bool supported = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();
-  return supported;
+  return supported && !portableOnly;
 #else
   return false;
 #endif
@@ -102,6 +104,8 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
 SIMDNORM_INSTANTIATE(float)
 SIMDNORM_INSTANTIATE(double)
 #undef SIMDNORM_INSTANTIATE
+
+void usePortableKernels(bool portable) { portableOnly = portable; }
 
 const char* simdLevel() {
   if (useAvx2()) return "avx2-fma";

@@ -71,6 +71,9 @@ if(SIMDNORM_BUILD_CHECKS)
   add_executable(simdnorm_kernel_check "${SIMDNORM_KERNEL_DIR}/../../test/native/kernel_check.cpp")
   set_target_properties(simdnorm_kernel_check PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
   _simdnorm_kernels(simdnorm_kernel_check simdnorm_kernel_check_kernels ${_simdnorm_check_flags})
+  # The portable ISA as WASM configures it (blocking.h's streams): the checks cover both
+  # configurations, the native one through AVX2.
+  target_compile_definitions(simdnorm_kernel_check_kernels_base PRIVATE SIMDNORM_WASM_STREAMS)
   target_compile_options(simdnorm_kernel_check PRIVATE -O2 ${_simdnorm_check_flags})
   target_link_options(simdnorm_kernel_check PRIVATE ${_simdnorm_check_flags})
 endif()

@@ -58,22 +58,24 @@ Moments blockMoments(const T* x, const Plan& plan, int64_t c, int64_t b) {
   auto sum = [&](bool useFloat) SIMDNORM_LAMBDA_INLINE {
     Sums sums;
     n = 0;
-    plan.forEachSpan(c, b, [&](int64_t start, int64_t length) SIMDNORM_LAMBDA_INLINE {
-      n += static_cast<double>(length);
+    plan.forEachSpanGroup<kPlaneStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t length)
+                                                   SIMDNORM_LAMBDA_INLINE {
+      constexpr int S = decltype(streams)::value;
+      n += static_cast<double>(length * S);
       auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
         VDouble d = loadDoubleLanes(x + start + i, k) - shift;
         return Terms{d, d * d};
       };
       if constexpr (sizeof(T) == 4 && kFloatRuns) {
         if (useFloat) {
-          accumulate(length, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+          accumulate<S>(length, stride, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
             VFloat d = load<VFloat>(x + start + i) - shiftT;
             return FloatTerms{d, d * d};
           }, FloatSquaresOk{});
           return;
         }
       }
-      accumulate(length, term, sums);
+      accumulate<S>(length, stride, term, sums);
     });
     return sums;
   };

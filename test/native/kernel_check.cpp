@@ -138,6 +138,11 @@ std::vector<T> randomVector(size_t n, double offset = 0, double scale = 1) {
   return v;
 }
 
+// What channelData makes (checkFloatRuns changes it): its values times dataScale, and every
+// outlierEvery-th value (0: none) an outlier of 1e4 times that.
+double dataScale = 1;
+int64_t outlierEvery = 0;
+
 // Unit-scale data with a different offset per channel.
 template <typename T>
 std::vector<T> channelData(Geometry g) {
@@ -148,6 +153,10 @@ std::vector<T> channelData(Geometry g) {
   for (int64_t o = 0; o < g.outer; o++)
     for (int64_t c = 0; c < g.channels; c++)
       for (int64_t i = 0; i < g.inner; i++) x[index(g, o, c, i)] += static_cast<T>(shift[c]);
+  for (size_t i = 0; i < x.size(); i++) {
+    const bool outlier = outlierEvery > 0 && static_cast<int64_t>(i) % outlierEvery == 0;
+    x[i] = static_cast<T>((outlier ? 1e4 : static_cast<double>(x[i])) * dataScale);
+  }
   return x;
 }
 
@@ -270,6 +279,22 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
     expectClose(dgamma.data(), refDgamma, tol, dgScale, w + " dgamma");
     expectClose(dx.data(), refDx, tol, dxScale, w + " dx");
   }
+}
+
+// The reductions' float runs where a run's float sums are refused and it is summed again in
+// double (blocking.h's accumulate and sumColumnsFloat, with one stream and with several in
+// lockstep): squares that underflow float (1e-25) or whose sums overflow it (3e18; the variance
+// itself stays a float), and blocks shifted by an outlier (a value of 1e4 among N(0,1): the
+// float sums would cancel).
+void checkFloatRuns(Geometry g) {
+  for (double scale : {1e-25, 3e18, 1.0}) {
+    dataScale = scale;
+    outlierEvery = scale == 1.0 ? 97 : 0;
+    checkGeometry<float>(g, true, false, false);
+    checkGeometry<float>(g, false, true, false);
+  }
+  dataScale = 1;
+  outlierEvery = 0;
 }
 
 // ---- bitwise the same for any thread count ------------------------------------------------
@@ -591,8 +616,8 @@ int bench() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
+// Every check, on the kernels simdLevel() names.
+static void runChecks() {
   std::printf("simd %s, threads %d (max %d)\n", simdnorm::simdLevel(), simdnorm::getThreads(),
               simdnorm::maxThreads());
 
@@ -631,6 +656,11 @@ int main(int argc, char** argv) {
                      Geometry{4, 1024, 1}}) {
     checkLargeOffset(g);
   }
+  // Planes path (few channels; one task per channel), rows path (row blocks; one block).
+  for (Geometry g : {Geometry{8, 3, 10000}, Geometry{9, 12, 1100}, Geometry{6, 5, 3000}, Geometry{5000, 64, 1},
+                     Geometry{8192, 4, 1}, Geometry{3000, 24, 1}}) {
+    checkFloatRuns(g);
+  }
   for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000},
                      Geometry{2, 64, 1}, Geometry{8, 1040, 1}}) {
     checkInfinity<float>(g);
@@ -648,6 +678,18 @@ int main(int argc, char** argv) {
   checkRunning<float>();
   checkRunning<double>();
   checkProbes();
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
+  const std::string dispatched = simdnorm::simdLevel();
+  runChecks();
+  if (dispatched == "avx2-fma") {
+    // The portable kernels too (the build WASM has, with its row streams: kernels.cmake).
+    simdnorm::usePortableKernels(true);
+    runChecks();
+    simdnorm::usePortableKernels(false);
+  }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -29,7 +29,8 @@ else()
 endif()
 
 _simdnorm_kernel_objects(simdnorm_sanitize_base "${SIMDNORM_KERNEL_ISA_SOURCES}" ${_kernel_flags})
-target_compile_definitions(simdnorm_sanitize_base PRIVATE SIMDNORM_ISA=base)
+# The portable kernels as WASM configures them (blocking.h's streams), as the ABI they serve.
+target_compile_definitions(simdnorm_sanitize_base PRIVATE SIMDNORM_ISA=base SIMDNORM_WASM_STREAMS)
 _simdnorm_kernel_objects(simdnorm_sanitize_common_base "${SIMDNORM_KERNEL_COMMON_SOURCES}" ${_kernel_flags})
 set(_dispatch_objects simdnorm_sanitize_base simdnorm_sanitize_common_base)
 if(SIMDNORM_KERNEL_AVX2)
