@@ -183,14 +183,16 @@ async function prepareContender(contender, task, settings, compare) {
     return { result: { ...base, status: /** @type {any} */ (worst.status), reason, rejected } };
   }
   if (correct.length > 1) {
-    // Several correct formulations: a few interleaved rounds among them pick the fastest.
+    // Several correct formulations: a few interleaved rounds among them pick the fastest, by
+    // each one's fastest sample (other processes only ever add time: with three rounds, a
+    // median can be a disturbed sample and pick the slower formulation).
     const selection = { ...settings, rounds: 3, minRounds: 1, budgetMs: settings.budgetMs / 2 };
     const stats = await interleavedRounds(correct.map((c) => ({ subject: c.runner, perCallMs: c.perCallMs })), selection);
-    correct.forEach((c, i) => (c.perCallMs = stats[i].median));
+    correct.forEach((c, i) => (c.perCallMs = stats[i].min));
     correct.sort((a, b) => a.perCallMs - b.perCallMs);
   }
   for (const other of correct.slice(1)) {
-    rejected.push({ name: other.name, status: 'slower', reason: `${formatMs(other.perCallMs)} vs ${formatMs(correct[0].perCallMs)} per call in the selection rounds` });
+    rejected.push({ name: other.name, status: 'slower', reason: `${formatMs(other.perCallMs)} vs ${formatMs(correct[0].perCallMs)} per call (fastest sample of the selection rounds)` });
     await other.runner.dispose?.();
   }
   const best = correct[0];
