@@ -193,6 +193,17 @@ function optionCases(): ConformanceCase[] {
       cases.push(specCase({ ...base, op, dims, layout, seed: dims[0] + dims[1] }, `${op} float32 ${label}`));
     }
   }
+  // float32 data whose sums of squares are too small for the kernels' float partial sums (1e-18:
+  // below 2^-100, where float squares may have underflowed; the variance itself is still a normal
+  // float) or overflow float (3e18): those sums are refused and taken again in double, on the
+  // planes path and the rows path (four planes, or four parts of the rows, at a time).
+  for (const scale of [1e-18, 3e18]) {
+    for (const [label, dims, layout] of big.slice(0, 2)) {
+      for (const op of ['train', 'backward', 'moments'] as Op[]) {
+        cases.push(specCase({ ...base, op, dims, layout, scale, seed: 7 }, `${op} float32 ${label} at scale ${scale}`));
+      }
+    }
+  }
   // A few values per channel (the kernels' rows path takes moments and gradient sums straight
   // from x, at most 8 rows): every dtype, with and without ReLU and affine, at an offset.
   for (const dtype of ['float32', 'float64'] as const) {
