@@ -91,16 +91,9 @@ struct Plan {
   int64_t runs;  // [channels][inner] runs per row
   int64_t period, rowCount, lastRowLength, rowsPerBlock, rowBlocks, tileColumns, tiles;
 
-  // Planes path: the spans (offset, length) of block b of channel c, in order.
-  template <typename F>
-  SIMDNORM_INLINE void forEachSpan(int64_t c, int64_t b, F f) const {
-    int64_t group = b / pieces, piece = b % pieces;
-    int64_t o0 = group * planesPerBlock, o1 = minOf(g.outer, o0 + planesPerBlock);
-    int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;
-    for (int64_t o = o0; o < o1; o++) f((o * g.channels + c) * g.inner + k0, length);
-  }
-  // The same in lockstep groups of up to Max spans (forEachGroup): f(std::integral_constant<int,
-  // S>, the group's first offset, the offset between its spans, length).
+  // Planes path: the spans of block b of channel c, in order, in lockstep groups of up to Max
+  // (forEachGroup): f(std::integral_constant<int, S>, the group's first offset, the offset
+  // between its spans, length).
   template <int Max, typename F>
   SIMDNORM_INLINE void forEachSpanGroup(int64_t c, int64_t b, F f) const {
     int64_t group = b / pieces, piece = b % pieces;
@@ -108,6 +101,13 @@ struct Plan {
     int64_t k0 = piece * pieceLength, length = minOf(g.inner, k0 + pieceLength) - k0;
     forEachGroup<Max>(o0, o1, [&](auto streams, int64_t o) SIMDNORM_LAMBDA_INLINE {
       f(streams, (o * g.channels + c) * g.inner + k0, g.channels * g.inner, length);
+    });
+  }
+  // The same one span at a time: f(offset, length).
+  template <typename F>
+  SIMDNORM_INLINE void forEachSpan(int64_t c, int64_t b, F f) const {
+    forEachSpanGroup<1>(c, b, [&](auto, int64_t start, int64_t, int64_t length) SIMDNORM_LAMBDA_INLINE {
+      f(start, length);
     });
   }
   int64_t orderTasks() const { return ceilDiv(g.outer * g.channels, planesPerBlock) * pieces; }
@@ -118,6 +118,8 @@ struct Plan {
   // Rows path.
   int64_t rowTasks() const { return rowBlocks * tiles; }
   int64_t rowLength(int64_t r) const { return r == rowCount - 1 ? lastRowLength : period; }
+  // The end of the whole rows of [.., r1): r1, or r1 - 1 when r1 ends the tensor with a short row.
+  int64_t wholeRowsEnd(int64_t r1) const { return r1 == rowCount && lastRowLength < period ? r1 - 1 : r1; }
   int64_t firstRow(int64_t task) const { return task / tiles * rowsPerBlock; }
   // Calls f(column, channel) for the columns [first, first + n) of a row, past the period too
   // (it wraps).
@@ -501,7 +503,7 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
   };
   const int64_t group = maxOf(4, 16384 / ((c1 - c0) * static_cast<int64_t>(sizeof(double))));
   // The tensor's last row may be short: it goes on its own.
-  const int64_t full = r1 == plan.rowCount && plan.lastRowLength < plan.period ? r1 - 1 : r1;
+  const int64_t full = plan.wholeRowsEnd(r1);
   int64_t from = r0;
   if constexpr (kRowStreams > 1) {
     // kRowStreams parts of `per` rows (whole float runs), a group's share of rows from each.
@@ -722,7 +724,7 @@ SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const*
       // parts in lockstep, each coefficient vector loaded once for all of them.
       constexpr int64_t L = lanes<T>();
       if (!(kCanStream && stream) && period % L == 0) {
-        const int64_t full = r1 == plan.rowCount && plan.lastRowLength < period ? r1 - 1 : r1;
+        const int64_t full = plan.wholeRowsEnd(r1);
         const int64_t per = (full - r0) / kWriteStreams;
         for (int64_t at = r0 * period, end = (r0 + per) * period, apart = per * period; at < end; at += period) {
           for (int64_t j = 0; j < period; j += L) {
