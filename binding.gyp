@@ -15,7 +15,8 @@
     ],
   },
   'target_defaults': {
-    # C++ exceptions on everywhere (NAPI_CPP_EXCEPTIONS comes with node_addon_api_except_all).
+    # C++ exceptions on everywhere: the binding throws JsError internally and turns it into a JS
+    # exception at each entry point (native/node/addon.cpp), never further.
     'cflags!': ['-fno-exceptions'],
     'cflags_cc!': ['-fno-exceptions'],
     # -ffp-contract=off (as in native/kernels/kernels.cmake): otherwise GCC and clang contract
@@ -47,13 +48,14 @@
         'native/node/addon.cpp',
         'native/node/args.cpp',
         'native/node/operations.cpp',
+        # the one file on V8's C++ API (pins async calls' memory): ties the addon to the major
+        # version of the Node it is compiled against (see native/node/pin.h)
+        'native/node/pin.cpp',
         'native/kernels/parallel.cpp',
         'native/kernels/dispatch.cpp',
       ],
-      'dependencies': [
-        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all",
-        'simdnorm_kernels_base',
-      ],
+      # Plain N-API (node_api.h) and, in pin.cpp, v8.h: both from the running Node's headers.
+      'dependencies': ['simdnorm_kernels_base'],
       'defines': ['NAPI_VERSION=8', 'SIMDNORM_BUILD_NODE_GYP'],
       'conditions': [
         ['target_arch=="x64"', {

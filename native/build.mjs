@@ -11,10 +11,14 @@
  *                                   output shown, exits non-zero on failure (npm run build:native).
  *   node native/build.mjs --cmake   cmake-js rebuild --out build-cmake
  *                                   -> build-cmake/Release/simdnorm.node; the same (CI).
- * Arguments after --gyp or --cmake go to node-gyp or cmake-js (say, --CDSIMDNORM_SANITIZE=ON).
+ * Arguments after --gyp or --cmake go to node-gyp or cmake-js (say, --CDSIMDNORM_ADDON_SANITIZE=ON;
+ * `--out <dir>` replaces build-cmake).
  *
  * Offline: node-gyp gets --nodedir=<prefix of this Node> when <prefix>/include/node/node_api.h
- * exists; cmake-js uses node-api-headers (package.json has "binary": {"napi_versions": [8]}).
+ * exists; cmake-js uses node-api-headers (package.json has "binary": {"napi_versions": [8]}) and
+ * gets this Node's <prefix>/include/node (or $npm_config_nodedir/include/node) as
+ * SIMDNORM_NODE_INCLUDE_DIR: the binding's pin.cpp needs v8.h, which ties the addon to this Node's
+ * major version (native/node/pin.h), whichever tool builds it.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -25,7 +29,6 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const gypAddon = join(root, 'build', 'Release', 'simdnorm.node');
-const cmakeAddon = join(root, 'build-cmake', 'Release', 'simdnorm.node');
 const jobs = String(availableParallelism());
 
 /** A failure whose message is the one-line reason shown to the user. */
@@ -35,10 +38,10 @@ class BuildError extends Error {}
  * Loads the addon in a child process (a broken binary must not take this script down):
  * { info } from its info() when it loads, else { error } with the first line of the reason.
  */
-function probe(file) {
+function probe(file, env = process.env) {
   if (!existsSync(file)) return { error: 'it does not exist' };
   const script = `console.log(JSON.stringify(require(${JSON.stringify(file)}).info()))`;
-  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000, env });
   if (result.status === 0) return { info: JSON.parse(result.stdout) };
   const line = `${result.stderr ?? ''}`.split('\n').find((l) => /error/i.test(l));
   return { error: line?.trim() || `loading it exited with ${result.status ?? result.signal}` };
@@ -112,6 +115,17 @@ function buildWithNodeGyp({ quiet, extra = [] }) {
   return checkBuilt(gypAddon);
 }
 
+/** This Node's include/node (v8.h, node_api.h), for cmake-js (node-gyp finds it from --nodedir). */
+function nodeIncludeDir() {
+  const nodedir = process.env.npm_config_nodedir;
+  if (nodedir && existsSync(join(nodedir, 'include', 'node', 'v8.h'))) return join(nodedir, 'include', 'node');
+  const dir = join(resolve(process.execPath, '..', '..'), 'include', 'node');
+  if (!existsSync(join(dir, 'v8.h'))) {
+    throw new BuildError(`this Node's headers are missing (no ${join(dir, 'v8.h')}); set npm_config_nodedir`);
+  }
+  return dir;
+}
+
 function buildWithCmakeJs({ extra = [] }) {
   const require = createRequire(join(root, 'package.json'));
   let cmakeJs;
@@ -120,13 +134,25 @@ function buildWithCmakeJs({ extra = [] }) {
   } catch {
     throw new BuildError('cmake-js is not installed (npm install first; it is a devDependency)');
   }
-  const args = ['rebuild', '--out', 'build-cmake', '--parallel', jobs, ...extra];
+  const outAt = extra.indexOf('--out');
+  const out = outAt >= 0 && extra[outAt + 1] ? extra[outAt + 1] : 'build-cmake';
+  const rest = outAt >= 0 ? [...extra.slice(0, outAt), ...extra.slice(outAt + 2)] : extra;
+  const args = ['rebuild', '--out', out, '--parallel', jobs,
+    `--CDSIMDNORM_NODE_INCLUDE_DIR=${nodeIncludeDir()}`, ...rest];
   run('cmake-js', [process.execPath, cmakeJs], args, { quiet: false });
-  return checkBuilt(cmakeAddon);
+  // An AddressSanitizer build loads only with the ASan runtime preloaded.
+  const sanitized = rest.some((a) => /SIMDNORM_ADDON_SANITIZE=ON/i.test(a));
+  return checkBuilt(join(resolve(root, out), 'Release', 'simdnorm.node'), sanitized ? asanEnv() : process.env);
 }
 
-function checkBuilt(file) {
-  const { info, error } = probe(file);
+/** The environment a Node running an ASan-built addon needs (CI runs the tests so too). */
+function asanEnv() {
+  const lib = spawnSync(process.env.CXX || 'g++', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout?.trim();
+  return { ...process.env, LD_PRELOAD: lib || 'libasan.so', ASAN_OPTIONS: 'detect_leaks=0' };
+}
+
+function checkBuilt(file, env = process.env) {
+  const { info, error } = probe(file, env);
   if (error) throw new BuildError(`${relative(root, file)} was built but does not load: ${error}`);
   return `${relative(root, file)} (${info.build}, ${info.simd}, ${info.maxThreads} threads)`;
 }

@@ -1,12 +1,23 @@
 // simdnorm's N-API addon: the kernels of native/kernels/batchnorm.h over the caller's typed
 // arrays (zero-copy). The argument order of every function is in operations.h; the checks in
-// args.h; the async variants in async_worker.h. Built by binding.gyp (node-gyp) and by
-// CMakeLists.txt (cmake-js), which say which one they are with a define.
-#include <napi.h>
+// args.h; the async variants in async.h (their memory pinned as pin.h says). Built by binding.gyp
+// (node-gyp) and by CMakeLists.txt (cmake-js), which say which one they are with a define.
+//
+// Plain N-API (node_api.h), no node-addon-api wrappers: every exported function is entry<...>,
+// which turns any C++ exception into a JS exception and never lets one escape (an exception that
+// leaves an N-API callback reaches std::terminate and aborts the process, workers included). The
+// binding keeps no per-environment state (the kernels' thread pool and settings are per process),
+// so it needs no instance data or environment cleanup hook: every async call in flight holds what
+// it needs and is settled or dropped by async.h's complete callback.
+#include <node_api.h>
+
+#include <new>
+#include <string>
 
 #include "args.h"
-#include "async_worker.h"
+#include "async.h"
 #include "operations.h"
+#include "pin.h"
 
 #if defined(SIMDNORM_BUILD_NODE_GYP)
 #define SIMDNORM_BUILD_NAME "node-gyp"
@@ -23,53 +34,99 @@ namespace {
 // (native/kernels/parallel.cpp caps it at 256) rather than clamping silently.
 constexpr int64_t kThreadLimit = 256;
 
-template <class Operation>
-Napi::Value runSync(const Napi::CallbackInfo& info) {
-  ArgReader args(info, Operation::kName, Operation::kArgumentCount);
-  const auto result = Operation(args).run();
-  if (simdnorm::scratchFailed()) throw Napi::RangeError::New(info.Env(), outOfMemory(Operation::kName));
-  return Operation::toJs(info.Env(), result);
+// Throws `error` as a JS exception; ignores failures (the environment may be tearing down, or an
+// exception may already be pending): never throws.
+void throwJs(napi_env env, JsError::Kind kind, const char* message) noexcept {
+  napi_value error = makeJsError(env, kind, message);
+  if (error != nullptr) napi_throw(env, error);
 }
 
+using Handler = napi_value (*)(napi_env, napi_callback_info);
+
+// Every exported function: C++ exceptions become JS exceptions here and go no further.
+template <Handler handler>
+napi_value entry(napi_env env, napi_callback_info info) noexcept {
+  try {
+    return handler(env, info);
+  } catch (const JsError& error) {
+    throwJs(env, error.kind, error.message.c_str());
+  } catch (const std::bad_alloc&) {
+    throwJs(env, JsError::Kind::Error, "simdnorm: out of memory");
+  } catch (...) {
+    throwJs(env, JsError::Kind::Error, "simdnorm: internal error");
+  }
+  return nullptr;
+}
+
+napi_value undefinedValue(napi_env env) { return jsUndefined(env); }
+
+napi_value numberValue(napi_env env, double value) {
+  napi_value result;
+  return napi_create_double(env, value, &result) == napi_ok ? result : nullptr;
+}
+
+template <class Operation>
+napi_value runSync(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, Operation::kName, Operation::kArgumentCount);
+  const auto result = Operation(args).run();
+  if (simdnorm::scratchFailed()) throw JsError{JsError::Kind::Range, outOfMemory(Operation::kName)};
+  return Operation::toJs(env, result);
+}
 // setThreads(n) -> undefined. n >= 1: threads a call may use (the caller counts as one);
 // 0 restores the default (hardware concurrency).
-Napi::Value setThreadCount(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "setThreads", 1);
+napi_value setThreadCount(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "setThreads", 1);
   simdnorm::setThreads(static_cast<int>(args.integer(0, "n", 0, kThreadLimit)));
-  return info.Env().Undefined();
+  return undefinedValue(env);
 }
 
 // getThreads() -> number
-Napi::Value getThreadCount(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "getThreads", 0);
-  return Napi::Number::New(info.Env(), simdnorm::getThreads());
+napi_value getThreadCount(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "getThreads", 0);
+  return numberValue(env, simdnorm::getThreads());
 }
 
 // setScratchLimit(bytes) -> undefined. Testing only: kernel scratch requests above `bytes` fail
 // as if malloc had (0: no limit), so the out-of-memory path can be exercised from JS.
-Napi::Value setScratchLimitBytes(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "setScratchLimit", 1);
+napi_value setScratchLimitBytes(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "setScratchLimit", 1);
   simdnorm::setScratchLimit(static_cast<size_t>(args.integer(0, "bytes", 0, int64_t{1} << 50)));
-  return info.Env().Undefined();
+  return undefinedValue(env);
 }
 
 // info() -> { simd, threads, maxThreads, napiVersion, build }
-Napi::Value buildInfo(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "info", 0);
-  Napi::Env env = info.Env();
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("simd", simdLevel());
-  result.Set("threads", simdnorm::getThreads());
-  result.Set("maxThreads", simdnorm::maxThreads());
-  result.Set("napiVersion", NAPI_VERSION);
-  result.Set("build", SIMDNORM_BUILD_NAME);
+napi_value buildInfo(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "info", 0);
+  napi_value result, simd, build;
+  if (napi_create_object(env, &result) != napi_ok ||
+      napi_create_string_utf8(env, simdLevel(), NAPI_AUTO_LENGTH, &simd) != napi_ok ||
+      napi_create_string_utf8(env, SIMDNORM_BUILD_NAME, NAPI_AUTO_LENGTH, &build) != napi_ok) {
+    return nullptr;
+  }
+  // result is a fresh plain object: setting its properties runs no user code
+  const napi_property_descriptor fields[] = {
+      {"simd", nullptr, nullptr, nullptr, nullptr, simd, napi_default_jsproperty, nullptr},
+      {"threads", nullptr, nullptr, nullptr, nullptr, numberValue(env, simdnorm::getThreads()),
+       napi_default_jsproperty, nullptr},
+      {"maxThreads", nullptr, nullptr, nullptr, nullptr, numberValue(env, simdnorm::maxThreads()),
+       napi_default_jsproperty, nullptr},
+      {"napiVersion", nullptr, nullptr, nullptr, nullptr, numberValue(env, NAPI_VERSION),
+       napi_default_jsproperty, nullptr},
+      {"build", nullptr, nullptr, nullptr, nullptr, build, napi_default_jsproperty, nullptr},
+  };
+  for (const auto& field : fields) {
+    if (field.value == nullptr) return nullptr;
+  }
+  if (napi_define_properties(env, result, sizeof fields / sizeof fields[0], fields) != napi_ok) {
+    return nullptr;
+  }
   return result;
 }
 
 // copyBytes(dst, src, threads) -> undefined: copies src into dst (typed arrays of equal
 // byteLength) with `threads` threads (0: the current setting). A bandwidth probe.
-Napi::Value copyByteArrays(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "copyBytes", 3);
+napi_value copyByteArrays(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "copyBytes", 3);
   ByteView dst = args.bytes(0, "dst");
   ByteView src = args.bytes(1, "src");
   if (dst.bytes != src.bytes) {
@@ -78,45 +135,86 @@ Napi::Value copyByteArrays(const Napi::CallbackInfo& info) {
                     std::to_string(src.bytes));
   }
   int threads = static_cast<int>(args.integer(2, "threads", 0, kThreadLimit));
+  args.checkOverlaps(bit(0));
   simdnorm::copyBytes(dst.data, src.data, static_cast<int64_t>(dst.bytes), threads);
-  return info.Env().Undefined();
+  return undefinedValue(env);
 }
 
 // readFloats(src, threads) -> number: the sum of a Float32Array read with `threads` threads
 // (0: the current setting). A bandwidth probe.
-Napi::Value readFloatArray(const Napi::CallbackInfo& info) {
-  ArgReader args(info, "readFloats", 2);
+napi_value readFloatArray(napi_env env, napi_callback_info info) {
+  ArgReader args(env, info, "readFloats", 2);
   FloatView src = args.floatsAnyLength(0, "src");
   if (args.type() != FloatType::Float32) args.typeError(0, "src", "a Float32Array");
   int threads = static_cast<int>(args.integer(1, "threads", 0, kThreadLimit));
   double sum = simdnorm::readFloats(src.as<float>(), static_cast<int64_t>(src.length), threads);
-  return Napi::Number::New(info.Env(), sum);
+  return numberValue(env, sum);
 }
 
-Napi::Object init(Napi::Env env, Napi::Object exports) {
-  exports.Set("train", Napi::Function::New(env, runSync<Train>, "train"));
-  exports.Set("infer", Napi::Function::New(env, runSync<Infer>, "infer"));
-  exports.Set("backward", Napi::Function::New(env, runSync<Backward>, "backward"));
-  exports.Set("moments", Napi::Function::New(env, runSync<Moments>, "moments"));
-  exports.Set("updateRunningStats",
-              Napi::Function::New(env, runSync<UpdateRunningStats>, "updateRunningStats"));
-  exports.Set("trainAsync", Napi::Function::New(env, runAsync<Train>, "trainAsync"));
-  exports.Set("inferAsync", Napi::Function::New(env, runAsync<Infer>, "inferAsync"));
-  exports.Set("backwardAsync", Napi::Function::New(env, runAsync<Backward>, "backwardAsync"));
-  exports.Set("setThreads", Napi::Function::New(env, setThreadCount, "setThreads"));
-  exports.Set("getThreads", Napi::Function::New(env, getThreadCount, "getThreads"));
-  exports.Set("info", Napi::Function::New(env, buildInfo, "info"));
-  exports.Set("setScratchLimit", Napi::Function::New(env, setScratchLimitBytes, "setScratchLimit"));
-  exports.Set("copyBytes", Napi::Function::New(env, copyByteArrays, "copyBytes"));
-  exports.Set("readFloats", Napi::Function::New(env, readFloatArray, "readFloats"));
+// Refuses to load in a Node of another major version than the headers it was compiled with:
+// pin.cpp uses V8's C++ API, whose ABI is only stable within a major version.
+napi_value checkNodeVersion(napi_env env) {
+  const napi_node_version* version = nullptr;
+  if (napi_get_node_version(env, &version) != napi_ok || version == nullptr) {
+    throw JsError{JsError::Kind::Error, "simdnorm: cannot read the Node version"};
+  }
+  if (static_cast<int>(version->major) != compiledNodeMajor()) {
+    throw JsError{JsError::Kind::Error,
+                  "simdnorm: this native addon was compiled for Node " +
+                      std::to_string(compiledNodeMajor()) + " and cannot run in Node " +
+                      std::to_string(version->major) +
+                      " (it uses V8's ArrayBuffer API, whose ABI changes between major versions); "
+                      "rebuild it with npm run build:native"};
+  }
+  return nullptr;
+}
+
+napi_value init(napi_env env, napi_value exports) {
+  checkNodeVersion(env);
+  struct Export {
+    const char* name;
+    napi_callback function;
+  };
+  static const Export functions[] = {
+      {"train", entry<runSync<Train>>},
+      {"infer", entry<runSync<Infer>>},
+      {"backward", entry<runSync<Backward>>},
+      {"moments", entry<runSync<Moments>>},
+      {"updateRunningStats", entry<runSync<UpdateRunningStats>>},
+      {"trainAsync", entry<runAsync<Train>>},
+      {"inferAsync", entry<runAsync<Infer>>},
+      {"backwardAsync", entry<runAsync<Backward>>},
+      {"setThreads", entry<setThreadCount>},
+      {"getThreads", entry<getThreadCount>},
+      {"info", entry<buildInfo>},
+      {"setScratchLimit", entry<setScratchLimitBytes>},
+      {"copyBytes", entry<copyByteArrays>},
+      {"readFloats", entry<readFloatArray>},
+  };
+  for (const Export& e : functions) {
+    napi_value function;
+    if (napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.function, nullptr, &function) !=
+            napi_ok ||
+        napi_set_named_property(env, exports, e.name, function) != napi_ok) {
+      throw JsError{JsError::Kind::Error, std::string("simdnorm: could not export ") + e.name};
+    }
+  }
   return exports;
 }
 
 }  // namespace
 }  // namespace simdnorm::node
 
-static Napi::Object initSimdnorm(Napi::Env env, Napi::Object exports) {
-  return simdnorm::node::init(env, exports);
+// Loaded once per environment (the main thread and each worker), possibly by several threads at
+// once: init touches no shared state. Like every entry point it lets no C++ exception escape.
+NAPI_MODULE_INIT() {
+  try {
+    return simdnorm::node::init(env, exports);
+  } catch (const simdnorm::node::JsError& error) {
+    simdnorm::node::throwJs(env, error.kind, error.message.c_str());
+  } catch (...) {
+    simdnorm::node::throwJs(env, simdnorm::node::JsError::Kind::Error,
+                            "simdnorm: the addon could not be initialised");
+  }
+  return nullptr;
 }
-
-NODE_API_MODULE(simdnorm, initSimdnorm)

@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace simdnorm::node {
 
@@ -79,13 +80,29 @@ std::string describe(napi_env env, napi_value value) {
   return "an object that is not a typed array";
 }
 
-ArgReader::ArgReader(const Napi::CallbackInfo& info, const char* function, size_t count)
-    : env_(info.Env()), function_(function) {
-  if (info.Length() != count) {
-    throw Napi::TypeError::New(env_, std::string(function) + ": expected " + std::to_string(count) +
-                                         " arguments; received " + std::to_string(info.Length()));
+napi_value makeJsError(napi_env env, JsError::Kind kind, const char* message) noexcept {
+  napi_value text, error;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text) != napi_ok) return nullptr;
+  napi_status status;
+  switch (kind) {
+    case JsError::Kind::Type: status = napi_create_type_error(env, nullptr, text, &error); break;
+    case JsError::Kind::Range: status = napi_create_range_error(env, nullptr, text, &error); break;
+    default: status = napi_create_error(env, nullptr, text, &error); break;
   }
-  for (size_t i = 0; i < count; ++i) argv_[i] = info[i];
+  return status == napi_ok ? error : nullptr;
+}
+
+ArgReader::ArgReader(napi_env env, napi_callback_info info, const char* function, size_t count)
+    : env_(env), function_(function) {
+  size_t given = kMaxArguments;
+  if (napi_get_cb_info(env, info, &given, argv_, nullptr, nullptr) != napi_ok) {
+    throw JsError{JsError::Kind::Error, std::string(function) + ": could not read the arguments"};
+  }
+  if (given != count) {
+    throw JsError{JsError::Kind::Type, std::string(function) + ": expected " +
+                                           std::to_string(count) + " arguments; received " +
+                                           std::to_string(given)};
+  }
 }
 
 std::string ArgReader::argument(size_t index, const char* name) {
@@ -93,13 +110,13 @@ std::string ArgReader::argument(size_t index, const char* name) {
 }
 
 void ArgReader::typeError(size_t index, const char* name, const std::string& expected) const {
-  throw Napi::TypeError::New(env_, std::string(function_) + ": " + argument(index, name) +
-                                       " must be " + expected + "; received " +
-                                       describe(env_, arg(index)));
+  throw JsError{JsError::Kind::Type, std::string(function_) + ": " + argument(index, name) +
+                                         " must be " + expected + "; received " +
+                                         describe(env_, arg(index))};
 }
 
 void ArgReader::rangeError(const std::string& message) const {
-  throw Napi::RangeError::New(env_, std::string(function_) + ": " + message);
+  throw JsError{JsError::Kind::Range, std::string(function_) + ": " + message};
 }
 
 bool ArgReader::isNull(size_t index) const {
@@ -131,8 +148,50 @@ FloatView ArgReader::view(size_t index, const char* name, bool checkLength, uint
   }
   FloatView result{actualLength == 0 || data == nullptr ? emptyArrayStorage : data, actualLength};
   if (checkLength) this->checkLength(index, name, result, length, lengthName);
-  arrays_[arrayCount_++] = arg(index);
+  record(index, name, result.data,
+         actualLength * (floatType == FloatType::Float32 ? sizeof(float) : sizeof(double)));
   return result;
+}
+
+void ArgReader::record(size_t index, const char* name, void* data, size_t bytes) {
+  arrays_[arrayCount_++] = ArrayArgument{arg(index), index, name, reinterpret_cast<uintptr_t>(data),
+                                         bytes};
+}
+
+void ArgReader::checkOverlaps(uint32_t outputs, std::pair<size_t, size_t> inPlace) const {
+  // At most 9 arrays: a few dozen pointer comparisons, nothing next to the call's other costs.
+  for (size_t i = 0; i < arrayCount_; ++i) {
+    const ArrayArgument& a = arrays_[i];
+    if (a.bytes == 0) continue;
+    const bool aOut = (outputs & bit(a.index)) != 0;
+    for (size_t j = i + 1; j < arrayCount_; ++j) {
+      const ArrayArgument& b = arrays_[j];
+      const bool bOut = (outputs & bit(b.index)) != 0;
+      if (b.bytes == 0 || !(aOut || bOut)) continue;  // inputs may share memory
+      if (a.begin >= b.begin + b.bytes || b.begin >= a.begin + a.bytes) continue;
+      // name an output first (the in-place one when both are outputs)
+      const bool aFirst = aOut && !(bOut && b.index == inPlace.first);
+      const ArrayArgument& out = aFirst ? a : b;
+      const ArrayArgument& other = aFirst ? b : a;
+      const bool exact = a.begin == b.begin && a.bytes == b.bytes;
+      if (exact && out.index == inPlace.first && other.index == inPlace.second) continue;
+      const std::string allowed =
+          out.index == inPlace.first
+              ? "it may only be exactly " + argument(inPlace.second, nameOf(inPlace.second)) +
+                    ", in place"
+              : std::string("an output shares no memory with another argument");
+      rangeError(argument(out.index, out.name) + " overlaps " + argument(other.index, other.name) +
+                 " in memory (" + allowed + "); received " +
+                 (exact ? "two arrays over the same bytes" : "arrays over overlapping bytes"));
+    }
+  }
+}
+
+const char* ArgReader::nameOf(size_t index) const {
+  for (size_t i = 0; i < arrayCount_; ++i) {
+    if (arrays_[i].index == index) return arrays_[i].name;
+  }
+  return "?";
 }
 
 void ArgReader::checkLength(size_t index, const char* name, const FloatView& view,
@@ -222,8 +281,9 @@ ByteView ArgReader::bytes(size_t index, const char* name) {
     case napi_biguint64_array: elementSize = 8; break;
     default: break;
   }
-  arrays_[arrayCount_++] = arg(index);
-  return ByteView{length == 0 || data == nullptr ? emptyArrayStorage : data, length * elementSize};
+  ByteView result{length == 0 || data == nullptr ? emptyArrayStorage : data, length * elementSize};
+  record(index, name, result.data, result.bytes);
+  return result;
 }
 
 double ArgReader::number(size_t index, const char* name) {

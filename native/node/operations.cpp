@@ -41,6 +41,8 @@ Train::Train(ArgReader& args) {
   update.varScale = args.nonNegativeFinite(14, "varScale");
   update.skipNonFinite = args.boolean(15, "skipNonFinite");
   type = args.type();
+  // outputs y, mean, invStd, runningMean, runningVar; y may be exactly x
+  args.checkOverlaps(bit(8) | bit(9) | bit(10) | bit(11) | bit(12), {8, 0});
 }
 
 template <typename T>
@@ -68,6 +70,7 @@ Infer::Infer(ArgReader& args) {
   relu = args.boolean(9, "relu");
   y = args.floats(10, "y", x.length, "x.length");
   type = args.type();
+  args.checkOverlaps(bit(10), {10, 0});  // y may be exactly x
 }
 
 template <typename T>
@@ -98,6 +101,7 @@ Backward::Backward(ArgReader& args) {
   dgamma = args.floats(11, "dgamma", c, "channels");
   dbeta = args.floats(12, "dbeta", c, "channels");
   type = args.type();
+  args.checkOverlaps(bit(10) | bit(11) | bit(12), {10, 0});  // dx may be exactly dy
 }
 
 template <typename T>
@@ -120,6 +124,7 @@ Moments::Moments(ArgReader& args) {
   mean = args.floats(4, "mean", c, "channels");
   variance = args.floats(5, "variance", c, "channels");
   type = args.type();
+  args.checkOverlaps(bit(4) | bit(5));
 }
 
 template <typename T>
@@ -144,6 +149,7 @@ UpdateRunningStats::UpdateRunningStats(ArgReader& args) {
   update.varScale = args.nonNegativeFinite(5, "varScale");
   update.skipNonFinite = args.boolean(6, "skipNonFinite");
   type = args.type();
+  args.checkOverlaps(bit(0) | bit(1));  // the running stats are written
 }
 
 template <typename T>

@@ -7,7 +7,7 @@
 // "C" is channels; parameters marked |null may be null.
 #pragma once
 
-#include <napi.h>
+#include <node_api.h>
 
 #include "args.h"
 
@@ -15,6 +15,19 @@ namespace simdnorm::node {
 
 // The result of an operation that returns undefined to JS.
 struct Done {};
+
+// The JS value of a result; nullptr when the environment cannot make one (tearing down).
+inline napi_value jsBoolean(napi_env env, bool value) noexcept {
+  napi_value result;
+  return napi_get_boolean(env, value, &result) == napi_ok ? result : nullptr;
+}
+inline napi_value jsUndefined(napi_env env) noexcept {
+  napi_value result;
+  return napi_get_undefined(env, &result) == napi_ok ? result : nullptr;
+}
+
+// Every constructor below ends with ArgReader::checkOverlaps: no output shares memory with
+// another array argument but for the one in-place alias the README allows.
 
 // train(x, outer, channels, inner, gamma|null, beta|null, eps, relu, y, mean, invStd,
 //       runningMean|null, runningVar|null, factor, varScale, skipNonFinite) -> boolean
@@ -28,9 +41,7 @@ struct Train {
 
   explicit Train(ArgReader& args);
   Result run() const;
-  static Napi::Value toJs(Napi::Env env, Result written) {
-    return Napi::Boolean::New(env, written);
-  }
+  static napi_value toJs(napi_env env, Result written) noexcept { return jsBoolean(env, written); }
 
   FloatType type;
   FloatView x, gamma, beta, y, mean, invStd, runningMean, runningVar;
@@ -54,7 +65,7 @@ struct Infer {
 
   explicit Infer(ArgReader& args);
   Result run() const;
-  static Napi::Value toJs(Napi::Env env, Result) { return env.Undefined(); }
+  static napi_value toJs(napi_env env, Result) noexcept { return jsUndefined(env); }
 
   FloatType type;
   FloatView x, runningMean, runningVar, gamma, beta, y;
@@ -78,7 +89,7 @@ struct Backward {
 
   explicit Backward(ArgReader& args);
   Result run() const;
-  static Napi::Value toJs(Napi::Env env, Result) { return env.Undefined(); }
+  static napi_value toJs(napi_env env, Result) noexcept { return jsUndefined(env); }
 
   FloatType type;
   FloatView dy, x, mean, invStd, gamma, y, dx, dgamma, dbeta;
@@ -99,7 +110,7 @@ struct Moments {
 
   explicit Moments(ArgReader& args);
   Result run() const;
-  static Napi::Value toJs(Napi::Env env, Result) { return env.Undefined(); }
+  static napi_value toJs(napi_env env, Result) noexcept { return jsUndefined(env); }
 
   FloatType type;
   FloatView x, mean, variance;
@@ -121,9 +132,7 @@ struct UpdateRunningStats {
 
   explicit UpdateRunningStats(ArgReader& args);
   Result run() const;
-  static Napi::Value toJs(Napi::Env env, Result written) {
-    return Napi::Boolean::New(env, written);
-  }
+  static napi_value toJs(napi_env env, Result written) noexcept { return jsBoolean(env, written); }
 
   FloatType type;
   FloatView runningMean, runningVar, batchMean, batchVar;

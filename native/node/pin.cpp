@@ -1,0 +1,71 @@
+// See pin.h for why the binding holds V8 BackingStores. This file is the only one that includes
+// v8.h; everything it does runs on the JS thread, inside the N-API call that read the arrays.
+#include "pin.h"
+
+#include <v8.h>
+
+// node_version.h defines NAPI_VERSION as the runtime's; the build's (8) stays in force.
+#pragma push_macro("NAPI_VERSION")
+#undef NAPI_VERSION
+#include <node_version.h>
+#pragma pop_macro("NAPI_VERSION")
+
+#include <cstring>
+
+namespace simdnorm::node {
+
+namespace {
+
+// A napi_value is a v8::Local<v8::Value> under another name: Node converts between them with a
+// memcpy (v8impl::V8LocalValueFromJsValue in src/js_native_api_v8.h); so does this.
+static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>),
+              "napi_value and v8::Local<v8::Value> must have the same size");
+
+v8::Local<v8::Value> toLocal(napi_value value) {
+  v8::Local<v8::Value> local;
+  std::memcpy(static_cast<void*>(&local), &value, sizeof value);
+  return local;
+}
+
+// The BackingStore under a typed array (empty when it cannot be had).
+std::shared_ptr<v8::BackingStore> backingStoreOf(napi_value array) {
+  v8::Local<v8::Value> value = toLocal(array);
+  if (value.IsEmpty() || !value->IsArrayBufferView()) return {};
+  // Buffer() would move an on-heap typed array's data off the heap; napi_get_typedarray_info did
+  // that already when ArgReader asked it for the data pointer, so this only reads.
+  v8::Local<v8::ArrayBuffer> buffer = value.As<v8::ArrayBufferView>()->Buffer();
+  if (buffer.IsEmpty()) return {};
+  v8::Local<v8::Value> bufferValue = buffer;
+  if (bufferValue->IsSharedArrayBuffer()) {
+    return bufferValue.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  }
+  return buffer->GetBackingStore();
+}
+
+}  // namespace
+
+PinCheck pinArrays(const ArrayArgument* arrays, size_t count, std::shared_ptr<void>* pins) noexcept {
+  try {
+    for (size_t i = 0; i < count; ++i) {
+      std::shared_ptr<v8::BackingStore> store = backingStoreOf(arrays[i].value);
+      if (!store) return PinCheck{false, i, false};
+      if (store->IsResizableByUserJavaScript() && !store->IsShared()) return PinCheck{false, i, true};
+      if (arrays[i].bytes == 0) continue;
+      // The kernel's range must lie inside the pinned memory (it always does: the pointer came
+      // from this very buffer a moment ago, and no JavaScript ran in between).
+      const auto start = reinterpret_cast<uintptr_t>(store->Data());
+      if (arrays[i].begin < start || arrays[i].begin - start > store->ByteLength() ||
+          arrays[i].bytes > store->ByteLength() - (arrays[i].begin - start)) {
+        return PinCheck{false, i, false};
+      }
+      if (pins != nullptr) pins[i] = std::move(store);
+    }
+    return PinCheck{};
+  } catch (...) {  // bad_alloc from V8's empty BackingStore of a detached buffer
+    return PinCheck{false, 0, false};
+  }
+}
+
+int compiledNodeMajor() noexcept { return NODE_MAJOR_VERSION; }
+
+}  // namespace simdnorm::node
