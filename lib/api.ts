@@ -1,23 +1,29 @@
 /**
- * The public functions. Each one validates its whole call (lib/validate.ts), allocates what the
- * caller did not provide, and hands the backend one kernel call; so every backend shares every
- * line of argument handling, and a call that throws has written nothing.
+ * The public functions. Each one reads what the caller gave it once, checks it (lib/validate.ts),
+ * allocates what the caller did not provide, and hands the backend one kernel call; so every
+ * backend shares every line of argument handling, and a call that throws has written nothing.
  */
-import type { Backend, BackwardArgs, FloatArray, InferArgs, MomentsArgs, TrainArgs } from './backend.js';
+import type { BackwardArgs, FloatArray, InferArgs, TrainArgs } from './backend.js';
+import { typedArrayFill, typedArrayLength } from './intrinsics.js';
 import { getBackend } from './registry.js';
 import {
+  allocateFloat,
   checkCount,
   checkFloatArray,
   checkNoOverlap,
+  checkNotResizable,
   checkObject,
   checkOptionalFloatArray,
   checkTensor,
   describe,
   dtypeOf,
   parseOptions,
+  readShape,
+  shapeOf,
   type Activation,
   type DType,
   type Layout,
+  type Shape,
 } from './validate.js';
 
 export type { FloatArray } from './backend.js';
@@ -159,29 +165,29 @@ export interface UpdateRunningStatsResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Helpers
+// How a call handles what the caller gave it
+//
+// 1. Read: every property of `inputs`, `options` and `out` is read exactly once (a getter or a
+//    Proxy trap runs once), the shape's `length` once and each dim once, into locals. Caller code
+//    may run during these reads (getters that detach, transfer or shrink another argument, define
+//    properties, call simdnorm again); primitives are checked as they are read.
+// 2. Check: only after every read, the arrays are checked through the engine's own getters
+//    (lib/intrinsics.ts): kind, length (0 when detached or out of bounds, so a checked length
+//    means the bytes are there now), overlap by memory. From here until the call returns no
+//    caller code runs: nothing reads a property of a caller's object again, outputs the caller
+//    did not give are allocated, and the backend receives the checked arrays, which it touches
+//    only by element index and through the same intrinsics (lib/backend.ts). A call that throws
+//    has written nothing.
 
-function allocate(dtype: DType, length: number): FloatArray {
-  return dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
-}
-
-/** The caller's `out[name]` checked, or a new array. */
-function output(out: Record<string, unknown> | undefined, name: string, dtype: DType, length: number): FloatArray {
-  const given = out?.[name];
+/** The caller's `out[name]` value (already read) checked, or a new array. */
+function output(given: unknown, name: string, dtype: DType, length: number, shape: Shape, perChannel: boolean): FloatArray {
   return given === undefined || given === null
-    ? allocate(dtype, length)
-    : checkFloatArray(given, `out.${name}`, dtype, length);
+    ? allocateFloat(dtype, length, name, `shape [${shape.dims.join(', ')}] (${perChannel ? 'its channel dim' : 'its product'})`)
+    : checkFloatArray(given, name, dtype, length);
 }
 
 function checkOut(out: unknown): Record<string, unknown> | undefined {
   return out === undefined || out === null ? undefined : checkObject(out, 'out');
-}
-
-type Named = { name: string; array: FloatArray };
-function named(record: Record<string, FloatArray | null>): Named[] {
-  return Object.entries(record)
-    .filter((e): e is [string, FloatArray] => e[1] !== null)
-    .map(([name, array]) => ({ name, array }));
 }
 
 function momentumFactor(momentum: number | null, numBatchesTracked: number): number {
@@ -192,55 +198,83 @@ function unbiasedScale(unbiased: boolean, count: number): number {
   return unbiased ? count / (count - 1) : 1;
 }
 
+/** numBatchesTracked after a call: one more when updated, saturating at 2^53 - 1 (README). */
+function nextCount(numBatchesTracked: number, updated: boolean): number {
+  return updated && numBatchesTracked < Number.MAX_SAFE_INTEGER ? numBatchesTracked + 1 : numBatchesTracked;
+}
+
+// Names of each call's arrays for the overlap check: outputs first.
+const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta'] as const;
+const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta'] as const;
+const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y'] as const;
+const MOMENTS_NAMES = ['out.mean', 'out.variance', 'x'] as const;
+const UPDATE_NAMES = ['runningMean', 'runningVar', 'mean', 'variance'] as const;
+
+const TRAIN_OPTIONS = ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate'] as const;
+const INFER_OPTIONS = ['eps', 'layout', 'activation'] as const;
+const BACKWARD_OPTIONS = ['layout', 'activation', 'training'] as const;
+const MOMENTS_OPTIONS = ['layout'] as const;
+const UPDATE_OPTIONS = ['momentum', 'unbiasedRunningVar', 'skipNonFiniteUpdate'] as const;
+
+/** Async variants refuse arrays over resizable ArrayBuffers (checkNotResizable). */
+function checkAllFixed(names: readonly string[], arrays: readonly (FloatArray | null)[]): void {
+  for (let i = 0; i < arrays.length; i++) checkNotResizable(arrays[i], names[i]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Training forward
 
-interface Prepared<A, R> {
-  args: A;
-  /** builds the result from the backend's return value */
-  result: (value: unknown) => R;
-  /** nothing to compute (zero elements): the result is ready */
+interface PreparedTrain {
+  args: TrainArgs;
+  numBatchesTracked: number;
   empty: boolean;
 }
 
-function prepareTrain(inputs: unknown, options: unknown, outArg: unknown): Prepared<TrainArgs, TrainResult> {
-  const opts = parseOptions(
-    options,
-    ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate'],
-    'batchNormTrain',
-  );
+function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async: boolean): PreparedTrain {
+  // 1. Read.
+  const opts = parseOptions(options, TRAIN_OPTIONS, 'batchNormTrain');
   const input = checkObject(inputs, 'inputs');
-  const { x, dtype, shape } = checkTensor(input.x, 'x', input.shape, opts.layout);
+  const xValue = input.x;
+  const shapeValue = input.shape;
+  const gammaValue = input.gamma;
+  const betaValue = input.beta;
+  const runningMeanValue = input.runningMean;
+  const runningVarValue = input.runningVar;
+  const numBatchesTracked = checkCount(input.numBatchesTracked, 'numBatchesTracked');
+  const dims = readShape(shapeValue);
+  const out = checkOut(outArg);
+  const yValue = out?.y;
+  const meanValue = out?.mean;
+  const invStdValue = out?.invStd;
+  // 2. Check (no caller code runs from here on).
+  const shape = shapeOf(dims, opts.layout);
+  const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
-  const gamma = checkOptionalFloatArray(input.gamma, 'gamma', dtype, C);
-  const beta = checkOptionalFloatArray(input.beta, 'beta', dtype, C);
-  const runningMean = checkOptionalFloatArray(input.runningMean, 'runningMean', dtype, C);
-  const runningVar = checkOptionalFloatArray(input.runningVar, 'runningVar', dtype, C);
+  const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
+  const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
+  const runningMean = checkOptionalFloatArray(runningMeanValue, 'runningMean', dtype, C);
+  const runningVar = checkOptionalFloatArray(runningVarValue, 'runningVar', dtype, C);
   if ((runningMean === null) !== (runningVar === null)) {
     throw new TypeError(
-      `runningMean and runningVar must be given together, received runningMean ${describe(input.runningMean)} and runningVar ${describe(input.runningVar)}`,
+      `runningMean and runningVar must be given together, received runningMean ${describe(runningMeanValue)} and runningVar ${describe(runningVarValue)}`,
     );
   }
-  const numBatchesTracked = checkCount(input.numBatchesTracked, 'numBatchesTracked');
   const M = shape.perChannel;
   if (M === 1 && shape.elements > 0) {
     throw new RangeError(
       `x must have more than 1 value per channel when training, received shape [${shape.dims.join(', ')}] with 1 value per channel`,
     );
   }
-  const out = checkOut(outArg);
-  const y = output(out, 'y', dtype, shape.elements);
-  const mean = output(out, 'mean', dtype, C);
-  const invStd = output(out, 'invStd', dtype, C);
-  checkNoOverlap(
-    named({ 'out.y': y, 'out.mean': mean, 'out.invStd': invStd, runningMean, runningVar }),
-    named({ x, gamma, beta }),
-    [['out.y', 'x']],
-  );
+  const y = output(yValue, 'out.y', dtype, shape.elements, shape, false);
+  const mean = output(meanValue, 'out.mean', dtype, C, shape, true);
+  const invStd = output(invStdValue, 'out.invStd', dtype, C, shape, true);
+  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
+  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5);
+  if (async) checkAllFixed(TRAIN_NAMES, arrays);
   const empty = shape.elements === 0;
   if (empty) {
-    mean.fill(NaN);
-    invStd.fill(NaN);
+    typedArrayFill(mean, NaN);
+    typedArrayFill(invStd, NaN);
   }
   const running =
     runningMean && runningVar && !empty
@@ -254,15 +288,14 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown): Prepa
       : null;
   return {
     args: { x, geometry: shape.geometry, gamma, beta, eps: opts.eps, relu: opts.activation === 'relu', y, mean, invStd, running },
+    numBatchesTracked,
     empty,
-    result: (updated) => ({
-      y,
-      mean,
-      invStd,
-      updated: updated === true,
-      numBatchesTracked: numBatchesTracked + (updated === true ? 1 : 0),
-    }),
   };
+}
+
+function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
+  const a = p.args;
+  return { y: a.y, mean: a.mean, invStd: a.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
 }
 
 /**
@@ -281,7 +314,8 @@ export function batchNormTrain<T extends FloatArray>(
   options?: TrainOptions,
   out?: TrainOut<T>,
 ): TrainResult<T> {
-  return run(prepareTrain(inputs, options, out), (b, a) => b.train(a)) as TrainResult<T>;
+  const p = prepareTrain(inputs, options, out, false);
+  return trainResult(p, p.empty ? false : getBackend().train(p.args) === true) as TrainResult<T>;
 }
 
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
@@ -290,30 +324,40 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   options?: TrainOptions,
   out?: TrainOut<T>,
 ): Promise<TrainResult<T>> {
-  return (await runAsync(prepareTrain(inputs, options, out), (b, a) =>
-    b.trainAsync ? b.trainAsync(a) : b.train(a),
-  )) as TrainResult<T>;
+  const p = prepareTrain(inputs, options, out, true);
+  if (p.empty) return trainResult(p, false) as TrainResult<T>;
+  const b = getBackend();
+  const updated = b.trainAsync ? await b.trainAsync(p.args) : b.train(p.args);
+  return trainResult(p, updated === true) as TrainResult<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Inference
 
-function prepareInfer(inputs: unknown, options: unknown, outArg: unknown): Prepared<InferArgs, { y: FloatArray }> {
-  const opts = parseOptions(options, ['eps', 'layout', 'activation'], 'batchNormInfer');
+function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): InferArgs | null {
+  const opts = parseOptions(options, INFER_OPTIONS, 'batchNormInfer');
   const input = checkObject(inputs, 'inputs');
-  const { x, dtype, shape } = checkTensor(input.x, 'x', input.shape, opts.layout);
+  const xValue = input.x;
+  const shapeValue = input.shape;
+  const runningMeanValue = input.runningMean;
+  const runningVarValue = input.runningVar;
+  const gammaValue = input.gamma;
+  const betaValue = input.beta;
+  const dims = readShape(shapeValue);
+  const yValue = checkOut(outArg)?.y;
+  // no caller code runs from here on
+  const shape = shapeOf(dims, opts.layout);
+  const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
-  const runningMean = checkFloatArray(input.runningMean, 'runningMean', dtype, C);
-  const runningVar = checkFloatArray(input.runningVar, 'runningVar', dtype, C);
-  const gamma = checkOptionalFloatArray(input.gamma, 'gamma', dtype, C);
-  const beta = checkOptionalFloatArray(input.beta, 'beta', dtype, C);
-  const y = output(checkOut(outArg), 'y', dtype, shape.elements);
-  checkNoOverlap(named({ 'out.y': y }), named({ x, runningMean, runningVar, gamma, beta }), [['out.y', 'x']]);
-  return {
-    args: { x, geometry: shape.geometry, runningMean, runningVar, gamma, beta, eps: opts.eps, relu: opts.activation === 'relu', y },
-    empty: shape.elements === 0,
-    result: () => ({ y }),
-  };
+  const runningMean = checkFloatArray(runningMeanValue, 'runningMean', dtype, C);
+  const runningVar = checkFloatArray(runningVarValue, 'runningVar', dtype, C);
+  const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
+  const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
+  const y = output(yValue, 'out.y', dtype, shape.elements, shape, false);
+  const arrays = [y, x, runningMean, runningVar, gamma, beta];
+  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1);
+  if (async) checkAllFixed(INFER_NAMES, arrays);
+  return { x, geometry: shape.geometry, runningMean, runningVar, gamma, beta, eps: opts.eps, relu: opts.activation === 'relu', y };
 }
 
 /**
@@ -327,7 +371,9 @@ export function batchNormInfer<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): { y: T } {
-  return run(prepareInfer(inputs, options, out), (b, a) => b.infer(a)) as { y: T };
+  const a = prepareInfer(inputs, options, out, false)!;
+  if (a.geometry.outer * a.geometry.channels * a.geometry.inner !== 0) getBackend().infer(a);
+  return { y: a.y as T };
 }
 
 /** {@link batchNormInfer} off the calling thread where the backend can (native). */
@@ -336,49 +382,62 @@ export async function batchNormInferAsync<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): Promise<{ y: T }> {
-  return (await runAsync(prepareInfer(inputs, options, out), (b, a) =>
-    b.inferAsync ? b.inferAsync(a) : b.infer(a),
-  )) as { y: T };
+  const a = prepareInfer(inputs, options, out, true)!;
+  if (a.geometry.outer * a.geometry.channels * a.geometry.inner !== 0) {
+    const b = getBackend();
+    await (b.inferAsync ? b.inferAsync(a) : b.infer(a));
+  }
+  return { y: a.y as T };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward
 
-function prepareBackward(inputs: unknown, options: unknown, outArg: unknown): Prepared<BackwardArgs, BackwardResult> {
-  const opts = parseOptions(options, ['layout', 'activation', 'training'], 'batchNormBackward');
+function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): BackwardArgs {
+  const opts = parseOptions(options, BACKWARD_OPTIONS, 'batchNormBackward');
   const input = checkObject(inputs, 'inputs');
-  const { x, dtype, shape } = checkTensor(input.x, 'x', input.shape, opts.layout);
-  const dy = checkFloatArray(input.dy, 'dy', dtype, shape.elements);
+  const dyValue = input.dy;
+  const xValue = input.x;
+  const shapeValue = input.shape;
+  const meanValue = input.mean;
+  const invStdValue = input.invStd;
+  const gammaValue = input.gamma;
+  const yValue = input.y;
+  const dims = readShape(shapeValue);
+  const out = checkOut(outArg);
+  const dxValue = out?.dx;
+  const dgammaValue = out?.dgamma;
+  const dbetaValue = out?.dbeta;
+  // no caller code runs from here on
+  const shape = shapeOf(dims, opts.layout);
+  const { x, dtype } = checkTensor(xValue, 'x', shape);
+  const dy = checkFloatArray(dyValue, 'dy', dtype, shape.elements);
   const C = shape.geometry.channels;
-  const mean = checkFloatArray(input.mean, 'mean', dtype, C);
-  const invStd = checkFloatArray(input.invStd, 'invStd', dtype, C);
-  const gamma = checkOptionalFloatArray(input.gamma, 'gamma', dtype, C);
-  const y = checkOptionalFloatArray(input.y, 'y', dtype, shape.elements);
+  const mean = checkFloatArray(meanValue, 'mean', dtype, C);
+  const invStd = checkFloatArray(invStdValue, 'invStd', dtype, C);
+  const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
+  const y = checkOptionalFloatArray(yValue, 'y', dtype, shape.elements);
   if (opts.activation === 'relu' && y === null) {
-    throw new TypeError(`y (the forward output) is required with activation 'relu', received ${describe(input.y)}`);
+    throw new TypeError(`y (the forward output) is required with activation 'relu', received ${describe(yValue)}`);
   }
   if (opts.activation === 'none' && y !== null) {
     throw new RangeError(`y is only used with activation 'relu', received it with activation 'none'`);
   }
-  const out = checkOut(outArg);
-  const dx = output(out, 'dx', dtype, shape.elements);
-  const dgamma = output(out, 'dgamma', dtype, C);
-  const dbeta = output(out, 'dbeta', dtype, C);
-  checkNoOverlap(
-    named({ 'out.dx': dx, 'out.dgamma': dgamma, 'out.dbeta': dbeta }),
-    named({ dy, x, mean, invStd, gamma, y }),
-    [['out.dx', 'dy']],
-  );
-  const empty = shape.elements === 0;
-  if (empty) {
-    dgamma.fill(0);
-    dbeta.fill(0);
+  const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape, false);
+  const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape, true);
+  const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape, true);
+  const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y];
+  checkNoOverlap(BACKWARD_NAMES, arrays, 3, 0, 3);
+  if (async) checkAllFixed(BACKWARD_NAMES, arrays);
+  if (shape.elements === 0) {
+    typedArrayFill(dgamma, 0);
+    typedArrayFill(dbeta, 0);
   }
-  return {
-    args: { dy, x, geometry: shape.geometry, mean, invStd, gamma, y, training: opts.training, dx, dgamma, dbeta },
-    empty,
-    result: () => ({ dx, dgamma, dbeta }),
-  };
+  return { dy, x, geometry: shape.geometry, mean, invStd, gamma, y, training: opts.training, dx, dgamma, dbeta };
+}
+
+function isEmpty(g: { outer: number; channels: number; inner: number }): boolean {
+  return g.outer * g.channels * g.inner === 0;
 }
 
 /**
@@ -394,7 +453,9 @@ export function batchNormBackward<T extends FloatArray>(
   options?: BackwardOptions,
   out?: BackwardOut<T>,
 ): BackwardResult<T> {
-  return run(prepareBackward(inputs, options, out), (b, a) => b.backward(a)) as BackwardResult<T>;
+  const a = prepareBackward(inputs, options, out, false);
+  if (!isEmpty(a.geometry)) getBackend().backward(a);
+  return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
 }
 
 /** {@link batchNormBackward} off the calling thread where the backend can (native). */
@@ -403,9 +464,12 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
   options?: BackwardOptions,
   out?: BackwardOut<T>,
 ): Promise<BackwardResult<T>> {
-  return (await runAsync(prepareBackward(inputs, options, out), (b, a) =>
-    b.backwardAsync ? b.backwardAsync(a) : b.backward(a),
-  )) as BackwardResult<T>;
+  const a = prepareBackward(inputs, options, out, true);
+  if (!isEmpty(a.geometry)) {
+    const b = getBackend();
+    await (b.backwardAsync ? b.backwardAsync(a) : b.backward(a));
+  }
+  return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,20 +484,25 @@ export function moments<T extends FloatArray>(
   options?: { layout?: Layout },
   out?: { mean?: T; variance?: T },
 ): MomentsResult<T> {
-  const opts = parseOptions(options, ['layout'], 'moments');
+  const opts = parseOptions(options, MOMENTS_OPTIONS, 'moments');
   const input = checkObject(inputs, 'inputs');
-  const { x, dtype, shape } = checkTensor(input.x, 'x', input.shape, opts.layout);
+  const xValue = input.x;
+  const dims = readShape(input.shape);
   const o = checkOut(out);
+  const meanValue = o?.mean;
+  const varianceValue = o?.variance;
+  // no caller code runs from here on
+  const shape = shapeOf(dims, opts.layout);
+  const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
-  const mean = output(o, 'mean', dtype, C);
-  const variance = output(o, 'variance', dtype, C);
-  checkNoOverlap(named({ 'out.mean': mean, 'out.variance': variance }), named({ x }));
-  const args: MomentsArgs = { x, geometry: shape.geometry, mean, variance };
+  const mean = output(meanValue, 'out.mean', dtype, C, shape, true);
+  const variance = output(varianceValue, 'out.variance', dtype, C, shape, true);
+  checkNoOverlap(MOMENTS_NAMES, [mean, variance, x], 2);
   if (shape.elements === 0) {
-    mean.fill(NaN);
-    variance.fill(NaN);
+    typedArrayFill(mean, NaN);
+    typedArrayFill(variance, NaN);
   } else {
-    getBackend().moments(args);
+    getBackend().moments({ x, geometry: shape.geometry, mean, variance });
   }
   return { mean, variance } as MomentsResult<T>;
 }
@@ -447,23 +516,29 @@ export function updateRunningStats<T extends FloatArray>(
   inputs: UpdateRunningStatsInputs<T>,
   options?: UpdateRunningStatsOptions,
 ): UpdateRunningStatsResult {
-  const opts = parseOptions(options, ['momentum', 'unbiasedRunningVar', 'skipNonFiniteUpdate'], 'updateRunningStats');
+  const opts = parseOptions(options, UPDATE_OPTIONS, 'updateRunningStats');
   const input = checkObject(inputs, 'inputs');
-  const runningMean = checkFloatArray(input.runningMean, 'runningMean');
-  const dtype = dtypeOf(runningMean)!;
-  const C = runningMean.length;
-  const runningVar = checkFloatArray(input.runningVar, 'runningVar', dtype, C);
-  const batchMean = checkFloatArray(input.mean, 'mean', dtype, C);
-  const batchVar = checkFloatArray(input.variance, 'variance', dtype, C);
+  const runningMeanValue = input.runningMean;
+  const runningVarValue = input.runningVar;
+  const meanValue = input.mean;
+  const varianceValue = input.variance;
   const numBatchesTracked = checkCount(input.numBatchesTracked, 'numBatchesTracked');
-  if (opts.unbiasedRunningVar && input.count === undefined) {
+  const countValue = input.count; // read once
+  if (opts.unbiasedRunningVar && countValue === undefined) {
     throw new TypeError('count (values per channel) is required with unbiasedRunningVar, received undefined');
   }
-  const count = input.count === undefined ? 2 : checkCount(input.count, 'count');
+  const count = countValue === undefined ? 2 : checkCount(countValue, 'count');
   if (opts.unbiasedRunningVar && count === 1) {
     throw new RangeError('count must be 0 or > 1 for the unbiased running variance, received 1');
   }
-  checkNoOverlap(named({ runningMean, runningVar }), named({ mean: batchMean, variance: batchVar }));
+  // no caller code runs from here on
+  const runningMean = checkFloatArray(runningMeanValue, 'runningMean');
+  const dtype = dtypeOf(runningMean)!;
+  const C = typedArrayLength(runningMean);
+  const runningVar = checkFloatArray(runningVarValue, 'runningVar', dtype, C);
+  const batchMean = checkFloatArray(meanValue, 'mean', dtype, C);
+  const batchVar = checkFloatArray(varianceValue, 'variance', dtype, C);
+  checkNoOverlap(UPDATE_NAMES, [runningMean, runningVar, batchMean, batchVar], 2);
   if (count === 0) return { numBatchesTracked, updated: false };
   const updated = getBackend().updateRunningStats({
     runningMean,
@@ -474,15 +549,5 @@ export function updateRunningStats<T extends FloatArray>(
     varScale: unbiasedScale(opts.unbiasedRunningVar, count),
     skipNonFinite: opts.skipNonFiniteUpdate,
   });
-  return { numBatchesTracked: numBatchesTracked + (updated ? 1 : 0), updated };
-}
-
-// ---------------------------------------------------------------------------------------------
-
-function run<A, R>(p: Prepared<A, R>, kernel: (backend: Backend, args: A) => unknown): R {
-  return p.result(p.empty ? false : kernel(getBackend(), p.args));
-}
-
-async function runAsync<A, R>(p: Prepared<A, R>, kernel: (backend: Backend, args: A) => unknown): Promise<R> {
-  return p.result(p.empty ? false : await kernel(getBackend(), p.args));
+  return { numBatchesTracked: nextCount(numBatchesTracked, updated === true), updated: updated === true };
 }

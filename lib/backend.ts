@@ -7,6 +7,13 @@
  *   channels-first (N, C, ...spatial): outer = N, inner = product(spatial);
  *   channels-last  (N, ...spatial, C): outer = N * product(spatial), inner = 1.
  * M = outer * inner is the number of values per channel.
+ *
+ * The arrays a backend receives are genuine Float32Arrays/Float64Arrays the façade has read once
+ * and checked after every read of the caller's values (lib/api.ts): lengths as the geometry says,
+ * buffers attached, no overlap but the allowed exact aliases. A backend touches them only by
+ * element index and through lib/intrinsics.ts (length, buffer, byteOffset, `set` ...), never by a
+ * property or method of the array itself (an own `length` or a subclass's `set` must not run), and
+ * runs no caller code, so nothing can change them between the check and the kernel.
  */
 
 export type FloatArray = Float32Array | Float64Array;

@@ -11,7 +11,18 @@ import {
   type FloatArray,
   type Layout,
 } from './api.js';
-import { checkCount, checkFloatArray, checkObject, checkShape, describe, parseOptions, type DType } from './validate.js';
+import { Float64, isArray, typedArrayLength, typedArraySet, typedArrayTag } from './intrinsics.js';
+import {
+  allocateFloat,
+  checkCount,
+  checkFloatArray,
+  checkObject,
+  describe,
+  parseOptions,
+  readShape,
+  shapeOf,
+  type DType,
+} from './validate.js';
 
 export interface BatchNormOptions {
   /** default 1e-5 */
@@ -100,7 +111,11 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
     this.layout = parsed.layout;
     this.activation = parsed.activation;
     this.skipNonFiniteUpdate = parsed.skipNonFiniteUpdate;
-    const make = (fill: number): T => this.allocate(this.numFeatures).fill(fill) as T;
+    const make = (fill: number): T => {
+      const a = allocateFloat(dtype, this.numFeatures, "the layer's parameters", 'numFeatures') as T;
+      if (fill !== 0) a.fill(fill);
+      return a;
+    };
     this.gamma = affine ? make(1) : null;
     this.beta = affine ? make(0) : null;
     this.dgamma = affine ? make(0) : null;
@@ -130,10 +145,14 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
    * without running statistics) it uses the batch statistics and updates the running ones.
    */
   forward(x: T, shape: readonly number[], out?: { y?: T }): T {
+    // Each caller value is read once: the shape into a plain array of dims (what the call and
+    // backward then use), out.y once; x is only ever read through intrinsics.
+    const dims = readShape(shape);
+    const yOut = out === undefined || out === null ? undefined : (out as { y?: T }).y;
     checkFloatArray(x, 'x', this.dtype);
-    const C = checkShape(shape, this.layout).geometry.channels;
+    const C = shapeOf(dims, this.layout).geometry.channels;
     if (C !== this.numFeatures) {
-      throw new RangeError(`shape's channel dim must be numFeatures = ${this.numFeatures}, received ${C} in [${shape.join(', ')}]`);
+      throw new RangeError(`shape's channel dim must be numFeatures = ${this.numFeatures}, received ${C} in [${dims.join(', ')}]`);
     }
     const options = { eps: this.eps, layout: this.layout, activation: this.activation };
     const useBatchStats = this.training || !this.trackRunningStats;
@@ -142,7 +161,7 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
       const r = batchNormTrain(
         {
           x,
-          shape,
+          shape: dims,
           gamma: this.gamma,
           beta: this.beta,
           runningMean: this.training ? this.runningMean : null,
@@ -155,15 +174,15 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
           unbiasedRunningVar: this.unbiasedRunningVar,
           skipNonFiniteUpdate: this.skipNonFiniteUpdate,
         },
-        { y: out?.y, mean: this.saved?.mean as T, invStd: this.saved?.invStd as T },
+        { y: yOut, mean: this.saved?.mean as T, invStd: this.saved?.invStd as T },
       );
       this.numBatchesTracked = r.numBatchesTracked;
-      saved = { x, shape, y: r.y, mean: r.mean, invStd: r.invStd, training: true };
+      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true };
     } else {
       const { y } = batchNormInfer(
-        { x, shape, runningMean: this.runningMean!, runningVar: this.runningVar!, gamma: this.gamma, beta: this.beta },
+        { x, shape: dims, runningMean: this.runningMean!, runningVar: this.runningVar!, gamma: this.gamma, beta: this.beta },
         options,
-        out,
+        { y: yOut },
       );
       // Eval-mode backward treats the running statistics as the constants they are.
       const mean = this.allocate(this.numFeatures);
@@ -172,7 +191,7 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
         mean[c] = this.runningMean![c];
         invStd[c] = 1 / Math.sqrt(this.runningVar![c] + this.eps);
       }
-      saved = { x, shape, y, mean, invStd, training: false };
+      saved = { x, shape: dims, y, mean, invStd, training: false };
     }
     this.saved = saved;
     return saved.y as T;
@@ -185,6 +204,7 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
   backward(dy: T, out?: { dx?: T }): T {
     const s = this.saved;
     if (!s) throw new Error('BatchNorm.backward needs a forward() first');
+    const dxOut = out === undefined || out === null ? undefined : (out as { dx?: T }).dx; // read once
     const { dx } = batchNormBackward(
       {
         dy,
@@ -196,7 +216,7 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
         y: this.activation === 'relu' ? s.y : null,
       },
       { layout: this.layout, activation: this.activation, training: s.training },
-      { dx: out?.dx, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
+      { dx: dxOut, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
     );
     return dx as T;
   }
@@ -208,7 +228,12 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
     running_mean?: T;
     running_var?: T;
   } {
-    const copy = (a: T | null): T | undefined => (a ? (a.slice() as T) : undefined);
+    const copy = (a: T | null): T | undefined => {
+      if (!a) return undefined;
+      const c = this.allocate(typedArrayLength(a)) as T;
+      typedArraySet(c, a, 0);
+      return c;
+    };
     const state = {
       weight: copy(this.gamma),
       bias: copy(this.beta),
@@ -222,37 +247,74 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
 
   /**
    * Loads numbers saved by {@link state} or by PyTorch (state_dict() with tensors turned into
-   * arrays). Every entry the layer has must be present with numFeatures values; all are checked
-   * before any is written.
+   * arrays). Every entry the layer has must be present with numFeatures numbers (a plain array or
+   * array-like of numbers, or a typed array other than a BigInt one); num_batches_tracked, when
+   * given, a non-negative safe integer as a number or a bigint. All or nothing: every entry is
+   * read once (each element once) into a copy and checked, and only then is anything written.
+   * @throws TypeError for a wrong type (an element that is not a number included), RangeError for
+   *   a wrong length or count, naming the entry.
    */
   loadState(state: BatchNormState): void {
     const s = checkObject(state, 'state');
-    const pairs: [string, T | null][] = [
-      ['weight', this.gamma],
-      ['bias', this.beta],
-      ['running_mean', this.runningMean],
-      ['running_var', this.runningVar],
-    ];
-    const checked = pairs
-      .filter(([, target]) => target !== null)
-      .map(([name, target]) => {
-        const value = s[name] as ArrayLike<number> | undefined;
-        if (value === undefined || value === null || typeof value !== 'object' || typeof value.length !== 'number') {
-          throw new TypeError(`state.${name} must be an array of ${this.numFeatures} numbers, received ${describe(value)}`);
-        }
-        if (value.length !== this.numFeatures) {
-          throw new RangeError(`state.${name} must have length ${this.numFeatures}, received length ${value.length}`);
-        }
-        return [target!, value] as const;
-      });
-    let count = this.numBatchesTracked;
-    if (this.trackRunningStats && s.num_batches_tracked !== undefined) {
-      const n = s.num_batches_tracked;
-      count = checkCount(typeof n === 'bigint' ? Number(n) : n, 'state.num_batches_tracked');
+    const targets = [this.gamma, this.beta, this.runningMean, this.runningVar];
+    // 1. Read every entry once (caller code may run here), in order.
+    const values: unknown[] = [];
+    for (let k = 0; k < STATE_NAMES.length; k++) values.push(targets[k] === null ? undefined : s[STATE_NAMES[k]]);
+    const countValue = this.trackRunningStats ? s.num_batches_tracked : undefined;
+    // 2. Copy and check each (elements read once each).
+    const copies: (Float64Array | null)[] = [];
+    for (let k = 0; k < STATE_NAMES.length; k++) {
+      copies.push(targets[k] === null ? null : readNumbers(values[k], `state.${STATE_NAMES[k]}`, this.numFeatures));
     }
-    for (const [target, value] of checked) {
-      for (let c = 0; c < this.numFeatures; c++) target[c] = Number(value[c]);
+    let count = this.numBatchesTracked;
+    if (countValue !== undefined) {
+      count = checkCount(typeof countValue === 'bigint' ? Number(countValue) : countValue, 'state.num_batches_tracked');
+      if (typeof countValue === 'bigint' && BigInt(count) !== countValue) {
+        throw new RangeError(`state.num_batches_tracked must be an integer >= 0 and at most 2^53-1, received ${countValue}`);
+      }
+    }
+    // 3. Write: nothing below can throw.
+    for (let k = 0; k < STATE_NAMES.length; k++) {
+      const target = targets[k];
+      if (target !== null) typedArraySet(target, copies[k]!, 0);
     }
     this.numBatchesTracked = count;
   }
+}
+
+const STATE_NAMES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+
+/**
+ * A state entry's `n` numbers, read once each into a new Float64Array: a typed array (not a
+ * BigInt one; read through intrinsics) or an array / array-like of numbers (its `length` read
+ * once, each element once).
+ */
+function readNumbers(value: unknown, name: string, n: number): Float64Array {
+  const expected = () => new TypeError(`${name} must be an array of ${n} numbers, received ${describe(value)}`);
+  if (value === undefined || value === null || typeof value !== 'object') throw expected();
+  const tag = typedArrayTag(value);
+  if (tag !== undefined) {
+    if (tag === 'BigInt64Array' || tag === 'BigUint64Array') {
+      throw new TypeError(`${name} must hold numbers, received a ${tag}`);
+    }
+    const view = value as unknown as ArrayLike<number> & ArrayBufferView;
+    const length = typedArrayLength(view);
+    if (length !== n) throw new RangeError(`${name} must have length ${n}, received length ${length}`);
+    const copy = new Float64(n);
+    for (let i = 0; i < n; i++) copy[i] = view[i];
+    return copy;
+  }
+  const source = value as { readonly length?: unknown; readonly [i: number]: unknown };
+  const length = source.length; // read once
+  if (typeof length !== 'number') throw expected();
+  if (length !== n) throw new RangeError(`${name} must have length ${n}, received length ${length}`);
+  const copy = new Float64(n);
+  for (let i = 0; i < n; i++) {
+    const v = source[i]; // read once
+    if (typeof v !== 'number') {
+      throw new TypeError(`${name}[${i}] must be a number, received ${describe(v)}${isArray(value) ? '' : ' (in an array-like)'}`);
+    }
+    copy[i] = v;
+  }
+  return copy;
 }

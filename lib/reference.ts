@@ -14,6 +14,7 @@ import type {
   TrainArgs,
   RunningUpdateArgs,
 } from './backend.js';
+import { typedArrayLength } from './intrinsics.js';
 
 /** Calls fn(index) for every element of channel c. */
 function forChannel(g: Geometry, c: number, fn: (index: number) => void): void {
@@ -155,7 +156,8 @@ export interface RunningUpdateInput extends RunningUpdateArgs {
  * into the running one) leaves the running stats untouched.
  */
 export function updateRunningStats(a: RunningUpdateInput): boolean {
-  const channels = a.runningMean.length;
+  // The intrinsic length: a caller's array is only ever read by index and through intrinsics.
+  const channels = typedArrayLength(a.runningMean);
   if (a.skipNonFinite) {
     for (let c = 0; c < channels; c++) {
       if (!Number.isFinite(a.batchMean[c]) || !Number.isFinite(a.batchVar[c] * a.varScale)) return false;

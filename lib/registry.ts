@@ -194,14 +194,18 @@ export function withBackend<R>(name: BackendName, fn: () => R): R {
   }
 }
 
+/** The most threads setThreads accepts: the native kernels' pool never uses more (native/kernels/parallel.cpp). */
+export const MAX_THREADS = 256;
+
 /**
- * How many threads a call may use on backends that have threads (native): n >= 1, or 0 for
- * the default (one per core). Results do not depend on it.
+ * How many threads a call may use on backends that have threads (native): an integer from 1 to
+ * 256, or 0 for the default (one per core). Checked here, the same on every backend (wasm and
+ * js run on one thread and accept the same range). Results do not depend on it.
  */
 export function setThreads(n: number): void {
-  if (typeof n !== 'number') throw new TypeError(`threads must be a number, received ${describe(n)}`);
-  if (!Number.isInteger(n) || n < 0 || n > 1024) {
-    throw new RangeError(`threads must be an integer from 1 to 1024, or 0 for the default, received ${n}`);
+  if (typeof n !== 'number') throw new TypeError(`n (threads) must be a number, received ${describe(n)}`);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_THREADS) {
+    throw new RangeError(`n (threads) must be an integer from 1 to ${MAX_THREADS}, or 0 for the default, received ${n}`);
   }
   for (const entry of entries.values()) {
     const backend = entry.backend ?? tryLoadSync(entry);

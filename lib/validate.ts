@@ -6,65 +6,61 @@
  * validates a whole call before it writes anything, so a call that throws has written nothing.
  */
 import type { FloatArray, Geometry } from './backend.js';
+import {
+  atomicsLoad,
+  atomicsXor,
+  bufferByteLength,
+  Float32,
+  Float64,
+  floatKind,
+  isArray,
+  isResizable,
+  isShared,
+  isView,
+  typedArrayBuffer,
+  typedArrayByteOffset,
+  typedArrayLength,
+  typedArrayTag,
+  Uint8,
+} from './intrinsics.js';
 
 export type Layout = 'channels-first' | 'channels-last';
 export type Activation = 'none' | 'relu';
 export type DType = 'float32' | 'float64';
 
-// %TypedArray%.prototype[Symbol.toStringTag] answers a typed array's real kind and cannot be
-// faked by an object (it returns undefined for anything that is not a typed array), and it
-// works across realms (worker_threads, iframes) where instanceof does not.
-const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const typedArrayTag = Object.getOwnPropertyDescriptor(typedArrayPrototype, Symbol.toStringTag)!.get as (
-  this: unknown,
-) => string | undefined;
-
-// The intrinsic getters of what the backends read from an array. A genuine typed array can
-// still shadow them (an own property, a subclass getter): one that claims a length it does not
-// have would make the js and wasm backends read past it (NaN or stale data in the running
-// stats), and a false BYTES_PER_ELEMENT would make the wasm backend copy it as the other type.
-const intrinsicViewProperties = (['length', 'byteOffset', 'byteLength', 'buffer'] as const).map(
-  (key) => [key, Object.getOwnPropertyDescriptor(typedArrayPrototype, key)!.get as (this: unknown) => unknown] as const,
-);
-
-/** The first property a typed array of `dtype` reports differently from what it is, if any. */
-function shadowedProperty(a: FloatArray, dtype: DType): string | undefined {
-  for (const [key, intrinsic] of intrinsicViewProperties) if (a[key] !== intrinsic.call(a)) return key;
-  return a.BYTES_PER_ELEMENT === (dtype === 'float32' ? 4 : 8) ? undefined : 'BYTES_PER_ELEMENT';
-}
+// Every read of a caller's typed array goes through the engine's own getters, captured when
+// lib/intrinsics.ts loads: an own or subclass `length`, `buffer`, `byteOffset`, `byteLength`
+// or `BYTES_PER_ELEMENT` is never read (so it is simply ignored, and runs no code), and a
+// Proxy is not a typed array at all.
 
 /** What a value is, for error messages: "Int32Array(3)", "array(4)", "null", "string 'x'". */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
-  if (ArrayBuffer.isView(value)) {
-    const tag = typedArrayTag.call(value);
-    return tag ? `${tag}(${(value as unknown as { length: number }).length})` : 'DataView';
-  }
-  if (Array.isArray(value)) return `array(${value.length})`;
+  const tag = typedArrayTag(value);
+  if (tag !== undefined) return `${tag}(${typedArrayLength(value as ArrayBufferView)})`;
+  if (isView(value)) return 'DataView';
+  if (isArray(value)) return 'array';
   if (typeof value === 'string') return `string '${value.length > 40 ? value.slice(0, 40) + '…' : value}'`;
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
     return `${typeof value} ${String(value)}`;
   }
   if (typeof value === 'function') return 'function';
-  return `object ${Object.prototype.toString.call(value).slice(8, -1)}`;
+  return 'object';
 }
 
 /** The element type of a genuine Float32Array/Float64Array, else undefined. */
 export function dtypeOf(value: unknown): DType | undefined {
-  if (!ArrayBuffer.isView(value)) return undefined;
-  const tag = typedArrayTag.call(value);
-  return tag === 'Float32Array' ? 'float32' : tag === 'Float64Array' ? 'float64' : undefined;
+  return floatKind(value);
 }
 
+/** Whether a typed array's buffer is detached (Node 20 has no ArrayBuffer.prototype.detached). */
 function isDetached(a: ArrayBufferView): boolean {
-  const buffer = a.buffer as ArrayBufferLike & { detached?: boolean };
-  if (typeof buffer.detached === 'boolean') return buffer.detached;
-  if (buffer.byteLength !== 0) return false;
-  // Node 20 has no ArrayBuffer.prototype.detached, and an empty buffer has byteLength 0 too:
-  // only a detached one refuses a new view.
+  const buffer = typedArrayBuffer(a);
+  if (bufferByteLength(buffer) !== 0) return false;
+  // An empty buffer has byteLength 0 too: only a detached one refuses a new view.
   try {
-    new Uint8Array(buffer, 0, 0);
+    new Uint8(buffer, 0, 0);
     return false;
   } catch {
     return true;
@@ -73,7 +69,9 @@ function isDetached(a: ArrayBufferView): boolean {
 
 /**
  * A float tensor argument: a Float32Array or Float64Array of `dtype` (when given),
- * not detached, of `length` elements (when given).
+ * not detached, of `length` elements (when given). Runs no caller code: the length is the
+ * intrinsic one, which is 0 for a detached array and for one whose resizable buffer shrank
+ * below it, so a checked length means the memory is there now.
  */
 export function checkFloatArray(
   value: unknown,
@@ -81,30 +79,28 @@ export function checkFloatArray(
   dtype?: DType,
   length?: number,
 ): FloatArray {
-  const kind = dtypeOf(value);
+  const kind = floatKind(value);
   if (kind === undefined) {
     throw new TypeError(`${name} must be a Float32Array or Float64Array, received ${describe(value)}`);
   }
   const array = value as FloatArray;
-  const shadowed = shadowedProperty(array, kind);
-  if (shadowed !== undefined) {
-    throw new TypeError(
-      `${name} must be a plain ${describe(value).replace(/\(.*/, '')}, received one whose ${shadowed} property is overridden`,
-    );
-  }
   if (dtype !== undefined && kind !== dtype) {
     const want = dtype === 'float32' ? 'Float32Array' : 'Float64Array';
     throw new TypeError(`${name} must be a ${want} like x, received ${describe(value)}`);
   }
-  const detached = () => new TypeError(`${name} must not be detached, received a detached ${describe(value)}`);
+  const actual = typedArrayLength(array);
   if (length === undefined) {
     // an array that fixes the length of the others (updateRunningStats' runningMean)
-    if (array.length === 0 && isDetached(array)) throw detached();
-  } else if (array.length !== length) {
-    if (length > 0 && isDetached(array)) throw detached();
-    throw new RangeError(`${name} must have length ${length}, received length ${array.length}`);
+    if (actual === 0 && isDetached(array)) throw detachedError(name, value);
+  } else if (actual !== length) {
+    if (length > 0 && isDetached(array)) throw detachedError(name, value);
+    throw new RangeError(`${name} must have length ${length}, received length ${actual}`);
   }
   return array;
+}
+
+function detachedError(name: string, value: unknown): TypeError {
+  return new TypeError(`${name} must not be detached, received a detached ${describe(value).replace(/\(.*/, '')}`);
 }
 
 /** An optional float array: undefined and null mean absent. */
@@ -117,6 +113,33 @@ export function checkOptionalFloatArray(
   return value === undefined || value === null ? null : checkFloatArray(value, name, dtype, length);
 }
 
+/**
+ * For the async variants: an array over a resizable (non-shared) ArrayBuffer could shrink while
+ * the call runs, so it is refused before the call starts (growable SharedArrayBuffers never shrink).
+ */
+export function checkNotResizable(array: FloatArray | null, name: string): void {
+  if (array !== null && isResizable(typedArrayBuffer(array))) {
+    throw new TypeError(
+      `${name} must not be a view of a resizable ArrayBuffer in an async call (it could shrink while the call runs); use the sync function or a fixed-length buffer`,
+    );
+  }
+}
+
+/**
+ * A new float array of `length` elements for `what` (an output the caller did not give, a
+ * layer's parameters); when the engine cannot make one that long, a RangeError naming `why`
+ * (the argument the length came from) instead of the engine's nameless "Invalid typed array length".
+ */
+export function allocateFloat(dtype: DType, length: number, what: string, why: string): FloatArray {
+  try {
+    return dtype === 'float32' ? new Float32(length) : new Float64(length);
+  } catch (e) {
+    throw new RangeError(
+      `${why}: cannot allocate ${what} (${dtype === 'float32' ? 'Float32Array' : 'Float64Array'}(${length})): ${(e as Error).message}`,
+    );
+  }
+}
+
 /** The checked shape and what it means under a layout. */
 export interface Shape {
   readonly dims: readonly number[];
@@ -126,43 +149,58 @@ export interface Shape {
   readonly perChannel: number;
 }
 
-/** A shape of rank >= 2 with non-negative integer dims whose product is a safe integer. */
-export function checkShape(value: unknown, layout: Layout, name = 'shape'): Shape {
-  if (!Array.isArray(value)) {
+/**
+ * Reads a shape once: `length` once, then each index once (a getter or Proxy trap runs once per
+ * dim; the array's iterator is never used), into a plain array of checked dims: rank >= 2,
+ * non-negative integer dims whose product (and the product of the non-zero ones) is a safe integer.
+ */
+export function readShape(value: unknown, name = 'shape'): number[] {
+  if (!isArray(value)) {
     throw new TypeError(`${name} must be an array of dimensions, received ${describe(value)}`);
   }
-  // Read every dim once (holes as undefined): what is checked is what the geometry is computed
-  // from, even when the array has getters or is a Proxy.
-  const copy: unknown[] = Array.from(value as unknown[]);
-  if (copy.length < 2) {
-    throw new RangeError(`${name} must have rank >= 2 ([N, C, ...]), received rank ${copy.length}`);
+  const source = value as unknown as { readonly length: unknown; readonly [i: number]: unknown };
+  const rank = source.length;
+  if (typeof rank !== 'number' || !(rank >= 0 && rank <= 0xffffffff) || !Number.isInteger(rank)) {
+    throw new TypeError(`${name} must be an array of dimensions, received an array whose length is ${describe(rank)}`);
   }
-  let elements = 1;
-  for (let i = 0; i < copy.length; i++) {
-    const d = copy[i];
+  if (rank < 2) {
+    throw new RangeError(`${name} must have rank >= 2 ([N, C, ...]), received rank ${rank}`);
+  }
+  const dims: number[] = [];
+  // Zero anywhere makes the product 0; check the product of the non-zero dims for overflow too,
+  // so [0, 2**40, 2**40] is still refused as a shape no array can have.
+  let nonZero = 1;
+  for (let i = 0; i < rank; i++) {
+    const d = source[i]; // holes read as undefined
     if (typeof d !== 'number') {
       throw new TypeError(`${name}[${i}] must be a number, received ${describe(d)}`);
     }
     if (!Number.isSafeInteger(d) || d < 0) {
       throw new RangeError(`${name}[${i}] must be a non-negative integer, received ${d}`);
     }
-  }
-  const dims = copy as number[];
-  // Zero anywhere makes the product 0; check the product of the non-zero dims for overflow too,
-  // so [0, 2**40, 2**40] is still refused as a shape no array can have.
-  let nonZero = 1;
-  for (const d of dims) {
-    elements *= d;
+    dims.push(d);
     if (d > 0) nonZero *= d;
-    if (nonZero > Number.MAX_SAFE_INTEGER) {
-      throw new RangeError(`${name} must have a product of at most 2^53-1 elements, received [${dims.join(', ')}]`);
-    }
   }
+  if (nonZero > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`${name} must have a product of at most 2^53-1 elements, received [${dims.join(', ')}]`);
+  }
+  return dims;
+}
+
+/** What a checked shape (from readShape) means under a layout. */
+export function shapeOf(dims: readonly number[], layout: Layout): Shape {
+  let elements = 1;
+  for (let i = 0; i < dims.length; i++) elements *= dims[i];
   const channelAxis = layout === 'channels-first' ? 1 : dims.length - 1;
   const channels = dims[channelAxis];
   const outer = layout === 'channels-first' ? dims[0] : product(dims, 0, dims.length - 1);
   const inner = layout === 'channels-first' ? product(dims, 2, dims.length) : 1;
   return { dims, elements, geometry: { outer, channels, inner }, perChannel: outer * inner };
+}
+
+/** readShape and shapeOf in one. */
+export function checkShape(value: unknown, layout: Layout, name = 'shape'): Shape {
+  return shapeOf(readShape(value, name), layout);
 }
 
 function product(dims: readonly number[], from: number, to: number): number {
@@ -171,24 +209,17 @@ function product(dims: readonly number[], from: number, to: number): number {
   return p;
 }
 
-/** x and its shape: x's length must equal the shape's product. */
-export function checkTensor(
-  x: unknown,
-  xName: string,
-  shapeValue: unknown,
-  layout: Layout,
-): { x: FloatArray; dtype: DType; shape: Shape } {
+/** x against its (already read) shape: x's length must equal the shape's product. */
+export function checkTensor(x: unknown, xName: string, shape: Shape): { x: FloatArray; dtype: DType } {
   const array = checkFloatArray(x, xName);
-  const shape = checkShape(shapeValue, layout);
-  if (array.length !== shape.elements) {
-    if (shape.elements > 0 && isDetached(array)) {
-      throw new TypeError(`${xName} must not be detached, received a detached ${describe(x)}`);
-    }
+  const length = typedArrayLength(array);
+  if (length !== shape.elements) {
+    if (shape.elements > 0 && isDetached(array)) throw detachedError(xName, x);
     throw new RangeError(
-      `${xName} must have length ${shape.elements} (the product of shape [${shape.dims.join(', ')}]), received length ${array.length}`,
+      `${xName} must have length ${shape.elements} (the product of shape [${shape.dims.join(', ')}]), received length ${length}`,
     );
   }
-  return { x: array, dtype: dtypeOf(array)!, shape };
+  return { x: array, dtype: floatKind(array)! };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,14 +251,18 @@ type OptionName = keyof ParsedOptions;
  * Reads `options` for a function that accepts `allowed` keys. Unknown keys are refused
  * (a misspelt `epsilon` would otherwise be silently ignored); undefined values take the default.
  */
-export function parseOptions(options: unknown, allowed: readonly OptionName[], fn: string): ParsedOptions {
-  const parsed: ParsedOptions = { ...DEFAULT_OPTIONS };
-  if (options === undefined || options === null) return parsed;
-  if (typeof options !== 'object' || Array.isArray(options) || ArrayBuffer.isView(options)) {
+export function parseOptions(options: unknown, allowed: readonly OptionName[], fn: string): Readonly<ParsedOptions> {
+  if (options === undefined || options === null) return DEFAULT_OPTIONS;
+  if (typeof options !== 'object' || isArray(options) || isView(options)) {
     throw new TypeError(`options must be an object, received ${describe(options)}`);
   }
+  const parsed: ParsedOptions = { ...DEFAULT_OPTIONS };
   const record = options as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
+  // Each own enumerable key is read once (a getter or Proxy trap runs once); the values kept are
+  // primitives, checked here.
+  const keys = Object.keys(record);
+  for (let k = 0; k < keys.length; k++) {
+    const key = keys[k];
     if (!(allowed as readonly string[]).includes(key)) {
       throw new RangeError(`options.${key} is not an option of ${fn}; expected one of ${allowed.join(', ')}`);
     }
@@ -290,49 +325,102 @@ export function checkCount(value: unknown, name: string, min = 0): number {
 }
 
 export function checkObject(value: unknown, name: string): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value)) {
+  if (value === null || typeof value !== 'object' || isArray(value) || isView(value)) {
     throw new TypeError(`${name} must be an object, received ${describe(value)}`);
   }
   return value as Record<string, unknown>;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Aliasing
+// Aliasing, by memory
 
-interface Region {
-  name: string;
-  array: FloatArray;
-}
+// Scratch for one overlap check (no caller code runs during a check, so no call can nest here).
+const regionBuffers: (ArrayBufferLike | null)[] = [];
+const regionStarts: number[] = [];
+const regionEnds: number[] = [];
 
-function sameView(a: FloatArray, b: FloatArray): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.length === b.length;
-}
-
-function overlaps(a: FloatArray, b: FloatArray): boolean {
-  if (a.buffer !== b.buffer || a.byteLength === 0 || b.byteLength === 0) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+/**
+ * Outputs must not share memory with any other argument, except for the one exact alias each
+ * function allows (`out.y` over exactly `x`'s bytes, `out.dx` over exactly `dy`'s): `arrays[i]`
+ * for i < `outputs` are the outputs (null: absent), the rest the inputs, `names` their names;
+ * `allowedOutput`/`allowedInput` index the permitted pair (-1: none).
+ *
+ * A non-shared block of memory has one ArrayBuffer object, so the buffer's identity and the byte
+ * ranges decide. A SharedArrayBuffer's memory can have several objects (structuredClone, a round
+ * trip through a worker, a shared WebAssembly.Memory's buffer before and after grow()), each
+ * starting at the start of the memory: an output and another argument on two different
+ * SharedArrayBuffers whose byte ranges would intersect are probed for being the same memory
+ * (sameMemory). Runs no caller code.
+ */
+export function checkNoOverlap(
+  names: readonly string[],
+  arrays: readonly (FloatArray | null)[],
+  outputs: number,
+  allowedOutput = -1,
+  allowedInput = -1,
+): void {
+  const n = arrays.length;
+  for (let i = 0; i < n; i++) {
+    const a = arrays[i];
+    if (a === null) {
+      regionBuffers[i] = null;
+      continue;
+    }
+    const start = typedArrayByteOffset(a);
+    const bytes = typedArrayLength(a) * (typedArrayTag(a) === 'Float64Array' ? 8 : 4);
+    regionBuffers[i] = bytes === 0 ? null : typedArrayBuffer(a);
+    regionStarts[i] = start;
+    regionEnds[i] = start + bytes;
+  }
+  try {
+    for (let i = 0; i < outputs; i++) {
+      const bufferA = regionBuffers[i];
+      if (bufferA === null) continue;
+      const startA = regionStarts[i];
+      const endA = regionEnds[i];
+      for (let j = i + 1; j < n; j++) {
+        const bufferB = regionBuffers[j];
+        if (bufferB === null) continue;
+        const startB = regionStarts[j];
+        const endB = regionEnds[j];
+        if (!(startA < endB && startB < endA)) continue; // disjoint byte ranges, whatever the memory
+        let how = '';
+        if (bufferA !== bufferB) {
+          if (!sameMemory(bufferA, bufferB, startA > startB ? startA : startB)) continue;
+          how = ` (${names[j]} is a view of another SharedArrayBuffer object over the same memory)`;
+        }
+        if (i === allowedOutput && j === allowedInput && startA === startB && endA === endB) continue;
+        const hint =
+          i === allowedOutput && j === allowedInput ? ' (it may be the very same array, not a partial overlap)' : '';
+        throw new RangeError(`${names[i]} must not overlap ${names[j]}${hint}${how}`);
+      }
+    }
+  } finally {
+    for (let i = 0; i < n; i++) regionBuffers[i] = null; // keep no caller's buffer alive
+  }
 }
 
 /**
- * Outputs must not overlap any other argument, except for the exact aliases allowed
- * (`y` may be `x`, `dx` may be `dy`): each `allowed` pair names an output and the input
- * it may share memory with, as the very same view.
+ * Whether two distinct buffers are views of the same memory, probed at byte `at` (which lies in
+ * the output's range of `output` and in the other argument's range of `other`). Only two
+ * SharedArrayBuffers can be: flip the lowest bit of that byte through `output` with Atomics.xor,
+ * read it through `other`, and flip it back (xor again, so a concurrent change of the other bits
+ * survives); the byte ends as it was. The same memory sees the flip, other memory does not.
+ * Residual case: another thread writing that very byte of `other` between the two reads, from
+ * exactly the value `output`'s byte had to that value with its lowest bit flipped, would look
+ * like the same memory (a false RangeError), and one writing it back would hide the same memory
+ * (a missed overlap); a second probe on the highest bit makes either need two such races.
  */
-export function checkNoOverlap(
-  outputs: readonly Region[],
-  inputs: readonly Region[],
-  allowed: readonly (readonly [string, string])[] = [],
-): void {
-  const all = [...outputs, ...inputs];
-  for (const out of outputs) {
-    for (const other of all) {
-      if (other === out || !overlaps(out.array, other.array)) continue;
-      const permitted = allowed.some(
-        ([o, i]) => (o === out.name && i === other.name) || (o === other.name && i === out.name),
-      );
-      if (permitted && sameView(out.array, other.array)) continue;
-      const hint = permitted ? ' (it may be the very same array, not a partial overlap)' : '';
-      throw new RangeError(`${out.name} must not overlap ${other.name}${hint}`);
-    }
+function sameMemory(output: ArrayBufferLike, other: ArrayBufferLike, at: number): boolean {
+  if (atomicsXor === undefined || atomicsLoad === undefined || !isShared(output) || !isShared(other)) return false;
+  const a = new Uint8(output);
+  const b = new Uint8(other);
+  for (const bit of [1, 0x80]) {
+    const before = atomicsLoad(b, at);
+    const old = atomicsXor(a, at, bit);
+    const seen = atomicsLoad(b, at);
+    atomicsXor(a, at, bit);
+    if (!(before === old && seen === (old ^ bit))) return false;
   }
+  return true;
 }

@@ -25,6 +25,17 @@ import type {
   TrainArgs,
   UpdateRunningArgs,
 } from '../backend.js';
+import {
+  elementBytes,
+  Float32,
+  Float64,
+  floatKind,
+  typedArrayBuffer,
+  typedArrayByteLength,
+  typedArrayByteOffset,
+  typedArrayLength,
+  typedArraySet,
+} from '../intrinsics.js';
 
 export type WasmVariant = 'simd128' | 'scalar';
 
@@ -178,7 +189,12 @@ export interface WasmMemory {
   releaseScratch(): void;
 }
 
-const MAX_BYTES = 2 ** 32;
+/**
+ * The largest block the module's allocator hands out: its sbrk takes a signed 32-bit increment,
+ * so one block (a wasmMemory.alloc array, or the scratch area that holds every copied array of
+ * one call) is at most 2 GiB - 64 KiB, though the memory itself grows to 4 GiB.
+ */
+const MAX_BLOCK = 2 ** 31 - 2 ** 16;
 const SCRATCH_ALIGN = 16;
 
 /** The backend over one instance of the module. */
@@ -226,16 +242,16 @@ export class WasmBackend implements Backend {
     const g = int32Geometry(a.geometry);
     const r = a.running;
     this.begin();
-    const x = this.input(a.x);
-    const gamma = this.input(a.gamma);
-    const beta = this.input(a.beta);
-    const y = this.outputOver(a.y, x);
-    const mean = this.output(a.mean);
-    const invStd = this.output(a.invStd);
-    const rMean = this.inout(r ? r.runningMean : null);
-    const rVar = this.inout(r ? r.runningVar : null);
+    const x = this.input(a.x, 'x');
+    const gamma = this.input(a.gamma, 'gamma');
+    const beta = this.input(a.beta, 'beta');
+    const y = this.outputOver(a.y, x, 'y');
+    const mean = this.output(a.mean, 'mean');
+    const invStd = this.output(a.invStd, 'invStd');
+    const rMean = this.inout(r ? r.runningMean : null, 'runningMean');
+    const rVar = this.inout(r ? r.runningVar : null, 'runningVar');
     this.place();
-    const fn = a.x.BYTES_PER_ELEMENT === 8 ? this.abi.sn_train_f64 : this.abi.sn_train_f32;
+    const fn = elementBytes(a.x) === 8 ? this.abi.sn_train_f64 : this.abi.sn_train_f32;
     const rc = fn(
       this.ptr(x), g.outer, g.channels, g.inner, this.ptr(gamma), this.ptr(beta), a.eps, a.relu ? 1 : 0,
       this.ptr(y), this.ptr(mean), this.ptr(invStd), this.ptr(rMean), this.ptr(rVar),
@@ -248,14 +264,14 @@ export class WasmBackend implements Backend {
   infer(a: InferArgs): void {
     const g = int32Geometry(a.geometry);
     this.begin();
-    const x = this.input(a.x);
-    const rMean = this.input(a.runningMean);
-    const rVar = this.input(a.runningVar);
-    const gamma = this.input(a.gamma);
-    const beta = this.input(a.beta);
-    const y = this.outputOver(a.y, x);
+    const x = this.input(a.x, 'x');
+    const rMean = this.input(a.runningMean, 'runningMean');
+    const rVar = this.input(a.runningVar, 'runningVar');
+    const gamma = this.input(a.gamma, 'gamma');
+    const beta = this.input(a.beta, 'beta');
+    const y = this.outputOver(a.y, x, 'y');
     this.place();
-    const fn = a.x.BYTES_PER_ELEMENT === 8 ? this.abi.sn_infer_f64 : this.abi.sn_infer_f32;
+    const fn = elementBytes(a.x) === 8 ? this.abi.sn_infer_f64 : this.abi.sn_infer_f32;
     const rc = fn(
       this.ptr(x), g.outer, g.channels, g.inner, this.ptr(rMean), this.ptr(rVar), this.ptr(gamma),
       this.ptr(beta), a.eps, a.relu ? 1 : 0, this.ptr(y),
@@ -266,17 +282,17 @@ export class WasmBackend implements Backend {
   backward(a: BackwardArgs): void {
     const g = int32Geometry(a.geometry);
     this.begin();
-    const dy = this.input(a.dy);
-    const x = this.input(a.x);
-    const mean = this.input(a.mean);
-    const invStd = this.input(a.invStd);
-    const gamma = this.input(a.gamma);
-    const y = this.input(a.y);
-    const dx = this.outputOver(a.dx, dy);
-    const dgamma = this.output(a.dgamma);
-    const dbeta = this.output(a.dbeta);
+    const dy = this.input(a.dy, 'dy');
+    const x = this.input(a.x, 'x');
+    const mean = this.input(a.mean, 'mean');
+    const invStd = this.input(a.invStd, 'invStd');
+    const gamma = this.input(a.gamma, 'gamma');
+    const y = this.input(a.y, 'y');
+    const dx = this.outputOver(a.dx, dy, 'dx');
+    const dgamma = this.output(a.dgamma, 'dgamma');
+    const dbeta = this.output(a.dbeta, 'dbeta');
     this.place();
-    const fn = a.x.BYTES_PER_ELEMENT === 8 ? this.abi.sn_backward_f64 : this.abi.sn_backward_f32;
+    const fn = elementBytes(a.x) === 8 ? this.abi.sn_backward_f64 : this.abi.sn_backward_f32;
     const rc = fn(
       this.ptr(dy), this.ptr(x), g.outer, g.channels, g.inner, this.ptr(mean), this.ptr(invStd),
       this.ptr(gamma), this.ptr(y), a.training ? 1 : 0, this.ptr(dx), this.ptr(dgamma), this.ptr(dbeta),
@@ -287,26 +303,26 @@ export class WasmBackend implements Backend {
   moments(a: MomentsArgs): void {
     const g = int32Geometry(a.geometry);
     this.begin();
-    const x = this.input(a.x);
-    const mean = this.output(a.mean);
-    const variance = this.output(a.variance);
+    const x = this.input(a.x, 'x');
+    const mean = this.output(a.mean, 'mean');
+    const variance = this.output(a.variance, 'variance');
     this.place();
-    const fn = a.x.BYTES_PER_ELEMENT === 8 ? this.abi.sn_moments_f64 : this.abi.sn_moments_f32;
+    const fn = elementBytes(a.x) === 8 ? this.abi.sn_moments_f64 : this.abi.sn_moments_f32;
     const rc = fn(this.ptr(x), g.outer, g.channels, g.inner, this.ptr(mean), this.ptr(variance));
     this.finish('moments', rc);
   }
 
   updateRunningStats(a: UpdateRunningArgs): boolean {
     this.begin();
-    const rMean = this.inout(a.runningMean);
-    const rVar = this.inout(a.runningVar);
-    const bMean = this.input(a.batchMean);
-    const bVar = this.input(a.batchVar);
+    const rMean = this.inout(a.runningMean, 'runningMean');
+    const rVar = this.inout(a.runningVar, 'runningVar');
+    const bMean = this.input(a.batchMean, 'batchMean');
+    const bVar = this.input(a.batchVar, 'batchVar');
     this.place();
-    const f64 = a.runningMean.BYTES_PER_ELEMENT === 8;
+    const f64 = elementBytes(a.runningMean) === 8;
     const fn = f64 ? this.abi.sn_update_running_f64 : this.abi.sn_update_running_f32;
     const rc = fn(
-      this.ptr(rMean), this.ptr(rVar), this.ptr(bMean), this.ptr(bVar), a.runningMean.length,
+      this.ptr(rMean), this.ptr(rVar), this.ptr(bMean), this.ptr(bVar), typedArrayLength(a.runningMean),
       a.factor, a.varScale, a.skipNonFinite ? 1 : 0,
     );
     this.finish('updateRunning', rc);
@@ -323,37 +339,41 @@ export class WasmBackend implements Backend {
     this.callBuffer = this.abi.memory.buffer;
   }
 
-  private input(array: FloatArray | null): number {
-    return this.slot(array, 1);
+  private input(array: FloatArray | null, name: string): number {
+    return this.slot(array, 1, name);
   }
 
-  private output(array: FloatArray): number {
-    return this.slot(array, 2);
+  private output(array: FloatArray, name: string): number {
+    return this.slot(array, 2, name);
   }
 
   /**
    * An output the kernel may write over one input (y over x, dx over dy): when both are copied,
    * it shares the input's copy, so the scratch area holds one tensor less.
    */
-  private outputOver(array: FloatArray, input: number): number {
+  private outputOver(array: FloatArray, input: number, name: string): number {
     const usedBefore = this.scratchUsed;
-    const i = this.slot(array, 2);
+    const i = this.slot(array, 2, name);
     const offset = this.slotOffsets[input];
     // Only a freshly laid-out copy (not passed by pointer, not shared with another argument)
     // over an input copy of the same size that no other argument reads.
     if (this.scratchUsed === usedBefore || offset < 0) return i;
-    if (this.slotArrays[input]!.byteLength !== array.byteLength) return i;
+    if (typedArrayByteLength(this.slotArrays[input]!) !== typedArrayByteLength(array)) return i;
     for (let j = 0; j < i; j++) if (j !== input && this.slotOffsets[j] === offset) return i;
     this.scratchUsed = usedBefore; // give the fresh space back
     this.slotOffsets[i] = offset;
     return i;
   }
 
-  private inout(array: FloatArray | null): number {
-    return this.slot(array, 3);
+  private inout(array: FloatArray | null, name: string): number {
+    return this.slot(array, 3, name);
   }
 
-  private slot(array: FloatArray | null, flags: number): number {
+  /**
+   * Every read of a caller's array here is an intrinsic (lib/intrinsics.ts): no caller code runs
+   * during a call, and what the façade checked is what is copied.
+   */
+  private slot(array: FloatArray | null, flags: number, name: string): number {
     const i = this.slotCount++;
     this.slotArrays[i] = array;
     this.slotFlags[i] = flags;
@@ -362,10 +382,19 @@ export class WasmBackend implements Backend {
       this.slotPtrs[i] = 0;
       return i;
     }
-    if (array.buffer === this.callBuffer && this.inBlock(array)) {
-      this.slotOffsets[i] = -1;
-      this.slotPtrs[i] = array.byteOffset;
-      return i;
+    if (typedArrayBuffer(array) === this.callBuffer) {
+      if (this.inBlock(array)) {
+        this.slotOffsets[i] = -1;
+        this.slotPtrs[i] = typedArrayByteOffset(array);
+        return i;
+      }
+      // A view of module memory outside every live alloc block (freed, or never from alloc):
+      // copying it is unsafe (growing the scratch area detaches it mid-call, and it may lie over
+      // the scratch area or the allocator's own bytes).
+      this.release();
+      throw new RangeError(
+        `simdnorm wasm: ${name} is a view of the wasm module memory outside every live wasmMemory.alloc block (freed, or not from alloc); pass a block's .array or an ordinary array`,
+      );
     }
     // The very same array as an earlier argument (y = x in place, dx = dy) shares its copy.
     // (Identity only: two objects viewing the same memory get two copies, which gives the same
@@ -379,7 +408,7 @@ export class WasmBackend implements Backend {
       }
     }
     this.slotOffsets[i] = this.scratchUsed;
-    this.scratchUsed += Math.ceil(array.byteLength / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+    this.scratchUsed += Math.ceil(typedArrayByteLength(array) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
     return i;
   }
 
@@ -400,8 +429,8 @@ export class WasmBackend implements Backend {
       const p = this.scratch + offset;
       this.slotPtrs[i] = p;
       if (this.slotFlags[i] & 1) {
-        if (array.BYTES_PER_ELEMENT === 8) this.heap64.set(array, p / 8);
-        else this.heap32.set(array, p / 4);
+        if (elementBytes(array) === 8) typedArraySet(this.heap64, array, p / 8);
+        else typedArraySet(this.heap32, array, p / 4);
       }
     }
   }
@@ -421,12 +450,15 @@ export class WasmBackend implements Backend {
       const offset = this.slotOffsets[i];
       const array = this.slotArrays[i];
       if (offset < 0 || array === null || !(this.slotFlags[i] & 2)) continue;
-      const heap = array.BYTES_PER_ELEMENT === 8 ? this.heap64 : this.heap32;
-      const first = (this.scratch + offset) / array.BYTES_PER_ELEMENT;
-      const n = array.length;
-      // A loop beats creating a subarray for the short per-channel arrays.
+      // Copied back with the engine's own set into the checked array (never the caller's `set`).
+      const f64 = elementBytes(array) === 8;
+      const heap = f64 ? this.heap64 : this.heap32;
+      const byteStart = this.scratch + offset;
+      const first = byteStart / (f64 ? 8 : 4);
+      const n = typedArrayLength(array);
+      // A loop beats creating a view for the short per-channel arrays.
       if (n < 64) for (let k = 0; k < n; k++) array[k] = heap[first + k];
-      else array.set(heap.subarray(first, first + n));
+      else typedArraySet(array, f64 ? new Float64(this.callBuffer, byteStart, n) : new Float32(this.callBuffer, byteStart, n), 0);
     }
     this.release();
   }
@@ -439,22 +471,23 @@ export class WasmBackend implements Backend {
   /** Re-creates the whole-memory views when the memory has grown (the old buffer is detached). */
   private refreshHeap(): void {
     const buffer = this.abi.memory.buffer;
-    if (this.heap32.buffer !== buffer) {
-      this.heap32 = new Float32Array(buffer);
-      this.heap64 = new Float64Array(buffer);
+    if (typedArrayBuffer(this.heap32) !== buffer) {
+      this.heap32 = new Float32(buffer);
+      this.heap64 = new Float64(buffer);
     }
+    this.callBuffer = buffer;
   }
 
   private ensureScratch(bytes: number): void {
     // Never 0, so that empty arrays still get a valid, non-null pointer.
     const need = Math.max(bytes, 64);
     if (need <= this.scratchBytes) return;
-    if (need > MAX_BYTES - 2 ** 20) throw tooLarge(need, this.abi.memory.buffer.byteLength);
+    if (need > MAX_BLOCK) throw tooLarge(need, this.abi.memory.buffer.byteLength);
     // Grow by half again each time, in 64 KiB steps (a wasm page), so that a loop over growing
     // sizes reallocates O(log n) times.
     const size = Math.min(
       Math.ceil(Math.max(need, this.scratchBytes * 1.5) / 65536) * 65536,
-      MAX_BYTES - 2 ** 20,
+      MAX_BLOCK,
     );
     this.releaseScratch();
     let bytesGot = size;
@@ -472,11 +505,11 @@ export class WasmBackend implements Backend {
   }
 
   isZeroCopy(array: FloatArray): boolean {
-    return array.buffer === this.abi.memory.buffer && this.inBlock(array);
+    return floatKind(array) !== undefined && typedArrayBuffer(array) === this.abi.memory.buffer && this.inBlock(array);
   }
 
   private inBlock(array: FloatArray): boolean {
-    return this.abi.sn_in_block(array.byteOffset, array.byteLength, array.BYTES_PER_ELEMENT) === 1;
+    return this.abi.sn_in_block(typedArrayByteOffset(array), typedArrayByteLength(array), elementBytes(array)) === 1;
   }
 
   private readCString(p: Ptr): string {
@@ -497,7 +530,7 @@ export class WasmBackend implements Backend {
         throw new RangeError(`wasmMemory.alloc length must be a non-negative integer, received ${String(length)}`);
       }
       const bytes = Math.max(length * type.BYTES_PER_ELEMENT, 16);
-      if (bytes > MAX_BYTES - 2 ** 20) throw tooLarge(bytes, abi.memory.buffer.byteLength);
+      if (bytes > MAX_BLOCK) throw tooLarge(bytes, abi.memory.buffer.byteLength);
       const ptr = abi.sn_alloc(bytes) >>> 0;
       if (ptr === 0) throw tooLarge(bytes, abi.memory.buffer.byteLength);
       let view: FloatArray = new type(abi.memory.buffer, ptr, length);
@@ -547,8 +580,9 @@ function int32Geometry(g: Geometry): Geometry {
 
 function tooLarge(bytes: number, memoryBytes: number): RangeError {
   return new RangeError(
-    `simdnorm wasm: cannot allocate ${bytes} bytes in module memory (now ${memoryBytes} bytes, at most 4 GiB); ` +
-      'use the native or js backend for tensors this large',
+    `simdnorm wasm: cannot allocate ${bytes} bytes in module memory (now ${memoryBytes} bytes): one block, ` +
+      'a wasmMemory.alloc array or the area holding every copied array of a call, is at most 2 GiB - 64 KiB ' +
+      '(2147418112 bytes), and the memory at most 4 GiB; use the native or js backend for tensors this large',
   );
 }
 
