@@ -273,7 +273,15 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
         throw new RangeError(`state.num_batches_tracked must be an integer >= 0 and at most 2^53-1, received ${countValue}`);
       }
     }
-    // 3. Write: nothing below can throw.
+    // 3. The layer's own arrays are reachable by the caller (bn.gamma ...): one that a getter above
+    // detached or shrank is refused before anything is written.
+    for (let k = 0; k < STATE_NAMES.length; k++) {
+      const target = targets[k];
+      if (target !== null && typedArrayLength(target) !== this.numFeatures) {
+        throw new TypeError(`the layer's ${LAYER_NAMES[k]} no longer has ${this.numFeatures} elements (detached or resized while the state was read); nothing was loaded`);
+      }
+    }
+    // 4. Write: nothing below can throw.
     for (let k = 0; k < STATE_NAMES.length; k++) {
       const target = targets[k];
       if (target !== null) typedArraySet(target, copies[k]!, 0);
@@ -283,6 +291,7 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
 }
 
 const STATE_NAMES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+const LAYER_NAMES = ['gamma', 'beta', 'runningMean', 'runningVar'] as const;
 
 /**
  * A state entry's `n` numbers, read once each into a new Float64Array: a typed array (not a
