@@ -77,9 +77,14 @@ const S = 4;
 const E = N * C * S;
 const SHAPE = (): number[] => [N, C, S];
 
+/** ArrayBuffer with the resizable-buffer options (ES2024; this project's TypeScript lib is older). */
+export const ResizableBuffer = ArrayBuffer as unknown as new (bytes: number, options?: { maxByteLength: number }) => ArrayBuffer & {
+  resize(bytes: number): void;
+};
+
 /** A deterministic Float32Array of n values in [0.5, 1.5), over a resizable buffer when asked. */
 function arr(n: number, seed: number, resizable = false): Float32Array {
-  const buffer = resizable ? new ArrayBuffer(n * 4, { maxByteLength: n * 4 }) : new ArrayBuffer(n * 4);
+  const buffer = resizable ? new ResizableBuffer(n * 4, { maxByteLength: n * 4 }) : new ArrayBuffer(n * 4);
   const a = new Float32Array(buffer, 0, n);
   let s = seed * 2654435761;
   for (let i = 0; i < n; i++) {
