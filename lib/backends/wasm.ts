@@ -541,7 +541,7 @@ export class WasmBackend implements Backend {
         length,
         get array() {
           if (freed) throw new Error('wasmMemory: this array was freed');
-          if (view.buffer !== abi.memory.buffer) view = new type(abi.memory.buffer, ptr, length);
+          if (typedArrayBuffer(view) !== abi.memory.buffer) view = new type(abi.memory.buffer, ptr, length);
           return view;
         },
         get freed() {
