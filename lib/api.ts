@@ -216,6 +216,10 @@ const BACKWARD_OPTIONS = ['layout', 'activation', 'training'] as const;
 const MOMENTS_OPTIONS = ['layout'] as const;
 const UPDATE_OPTIONS = ['momentum', 'unbiasedRunningVar', 'skipNonFiniteUpdate'] as const;
 
+function isEmpty(g: { outer: number; channels: number; inner: number }): boolean {
+  return g.outer * g.channels * g.inner === 0;
+}
+
 /** Async variants refuse arrays over resizable ArrayBuffers (checkNotResizable). */
 function checkAllFixed(names: readonly string[], arrays: readonly (FloatArray | null)[]): void {
   for (let i = 0; i < arrays.length; i++) checkNotResizable(arrays[i], names[i]);
@@ -334,7 +338,7 @@ export async function batchNormTrainAsync<T extends FloatArray>(
 // ---------------------------------------------------------------------------------------------
 // Inference
 
-function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): InferArgs | null {
+function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): InferArgs {
   const opts = parseOptions(options, INFER_OPTIONS, 'batchNormInfer');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -371,8 +375,8 @@ export function batchNormInfer<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): { y: T } {
-  const a = prepareInfer(inputs, options, out, false)!;
-  if (a.geometry.outer * a.geometry.channels * a.geometry.inner !== 0) getBackend().infer(a);
+  const a = prepareInfer(inputs, options, out, false);
+  if (!isEmpty(a.geometry)) getBackend().infer(a);
   return { y: a.y as T };
 }
 
@@ -382,8 +386,8 @@ export async function batchNormInferAsync<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): Promise<{ y: T }> {
-  const a = prepareInfer(inputs, options, out, true)!;
-  if (a.geometry.outer * a.geometry.channels * a.geometry.inner !== 0) {
+  const a = prepareInfer(inputs, options, out, true);
+  if (!isEmpty(a.geometry)) {
     const b = getBackend();
     await (b.inferAsync ? b.inferAsync(a) : b.infer(a));
   }
@@ -434,10 +438,6 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
     typedArrayFill(dbeta, 0);
   }
   return { dy, x, geometry: shape.geometry, mean, invStd, gamma, y, training: opts.training, dx, dgamma, dbeta };
-}
-
-function isEmpty(g: { outer: number; channels: number; inner: number }): boolean {
-  return g.outer * g.channels * g.inner === 0;
 }
 
 /**
