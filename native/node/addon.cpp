@@ -191,13 +191,15 @@ napi_value init(napi_env env, napi_value exports) {
       {"copyBytes", entry<copyByteArrays>},
       {"readFloats", entry<readFloatArray>},
   };
-  for (const Export& e : functions) {
-    napi_value function;
-    if (napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.function, nullptr, &function) !=
-            napi_ok ||
-        napi_set_named_property(env, exports, e.name, function) != napi_ok) {
-      throw JsError{JsError::Kind::Error, std::string("simdnorm: could not export ") + e.name};
-    }
+  // Defined as own properties (no setter a script put on Object.prototype runs).
+  constexpr size_t count = sizeof functions / sizeof functions[0];
+  napi_property_descriptor properties[count];
+  for (size_t i = 0; i < count; ++i) {
+    properties[i] = {functions[i].name, nullptr, functions[i].function, nullptr, nullptr, nullptr,
+                     napi_default_jsproperty, nullptr};
+  }
+  if (napi_define_properties(env, exports, count, properties) != napi_ok) {
+    throw JsError{JsError::Kind::Error, "simdnorm: could not define the addon's functions"};
   }
   return exports;
 }
