@@ -1,5 +1,6 @@
 // node --expose-gc workers.mjs <scenario> [count]
-//   cycles [200]      create a worker, start async calls in it, terminate it mid-call; repeat.
+//   cycles [200]      create a worker, start async calls in it, terminate it mid-call (every
+//                     other one also in the middle of a sync call); repeat.
 //                     The process must stay alive and its RSS flat (printed, bounded).
 //   worker-exit [20]  a worker queues async calls and calls process.exit() itself; repeat.
 //   load-at-once [8]  that many workers load the addon at the same moment and call it (sync and
@@ -13,8 +14,9 @@ import { addonPath, check, gc, loadAddon } from './common.mjs';
 const [scenario, countText] = process.argv.slice(2);
 
 // A worker's body: load the addon, start `calls` async calls of each op on the pool path (plus
-// one sync call), post 'started', then what `then` says: 'wait' (for termination), 'exit'
-// (process.exit at once, calls queued) or 'finish' (await them, compare with sync, post result).
+// one sync call), post 'started', then what `then` says: 'wait' (for termination), 'sync-loop'
+// (sync calls until terminated), 'exit' (process.exit at once, calls queued) or 'finish' (await
+// them, compare with sync, post result).
 const workerSource = (then, calls) => `
 const { parentPort } = require('node:worker_threads');
 const b = require(${JSON.stringify(addonPath)});
@@ -39,6 +41,10 @@ for (let i = 0; i < ${calls}; i++) {
 }
 parentPort.postMessage('started');
 ${then === 'exit' ? 'process.exit(0);' : ''}
+${then === 'sync-loop' ? `{ // terminated in the middle of a sync call (its async calls still queued)
+  const x = make(9), y = new Float32Array(n), c1 = new Float32Array(c), v1 = ones();
+  for (;;) b.infer(x, 4, c, inner, c1, v1, null, null, 1e-5, false, y);
+}` : ''}
 ${then === 'finish' ? `Promise.all(pending).then((outs) => {
   const ys = outs.filter(Boolean);
   let same = true;
@@ -53,7 +59,8 @@ async function cycles(count) {
   const samples = [];
   const warmup = Math.min(20, count);
   for (let i = 1; i <= count; i++) {
-    const w = new Worker(workerSource('wait', 2), { eval: true });
+    // odd cycles: terminated while idle with async calls pending; even: also mid sync call
+    const w = new Worker(workerSource(i % 2 ? 'wait' : 'sync-loop', 2), { eval: true });
     await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
     await w.terminate();
     if (i === warmup || i % 50 === 0 || i === count) {
