@@ -30,8 +30,12 @@ import type {
  * Float64Array; `outer * channels * inner` is the length of x (dy for backward); the per-channel
  * arrays have length `channels`. The addon checks every argument itself: wrong types throw a
  * TypeError, wrong values a RangeError, and a call that throws has written nothing (the async
- * variants reject instead of throwing). The arrays of a pending async call must not be
- * transferred or detached until it settles.
+ * variants reject instead of throwing). An output overlapping any other array argument in memory
+ * is a RangeError (checked by address, so two SharedArrayBuffer objects over the same bytes are
+ * caught), but for y being exactly x (train, infer) and dx exactly dy (backward). The async
+ * variants pin the memory of their arrays until they settle (transferring or collecting one
+ * meanwhile is memory-safe, though the results then land in memory the caller no longer sees)
+ * and reject arrays over a resizable ArrayBuffer with a TypeError.
  */
 export interface NativeBinding {
   /** Training forward; returns whether runningMean/runningVar (both null or both given) were written. */
