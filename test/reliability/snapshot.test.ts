@@ -167,7 +167,7 @@ for (const name of BACKENDS) {
         const count = await victimCases(spec, want, failures);
         await proxyCase(spec, want, failures);
         expect(count).toBeGreaterThan(20);
-        expect(failures.slice(0, 20), `${failures.length} of ${count + 1} cases failed`).toEqual([]);
+        expect(failures.slice(0, 20), `${failures.length} failures in ${count + 1} cases`).toEqual([]);
       }, 120_000);
     }
   });
