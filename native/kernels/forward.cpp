@@ -2,7 +2,8 @@
 //   y = ((x - hi) - lo) * scale + shift, then max(y, 0) when relu
 // Training:  mean, var = channel moments of x, invStd = 1/sqrt(var + eps),
 //            hi + lo = mean split in two T (x - mean keeps its precision at 1e4 +- 1),
-//            scale = gamma * invStd, shift = beta.
+//            scale = gamma * invStd, shift = beta (where lo is below T's normal range, lo = 0 and
+//            shift = beta - lo * scale: storeCoefficients).
 // Inference: hi = runningMean, lo = 0, scale = gamma / sqrt(runningVar + eps), shift = beta.
 // Not x * scale + (beta - mean * scale): in float that loses everything for a mean of 1e7.
 // A channel with a non-finite mean, scale or shift (+-Inf or NaN in x or the parameters), and a
@@ -46,10 +47,23 @@ struct ChunkCoefficients {
 
 // hi, lo, scale, shift of channels from their mean, scale and shift in double (lanes of a chunk):
 // the identity (y = x exactly, -0 included) where wide is set, for normalizeChannel to read y.
+// Where lo is not 0 but below T's normal range (float: a mean within 2^-74 of 0, so data that
+// small), lo as a T keeps only multiples of the subnormal spacing 2^-149: ((x - hi) - lo) * scale
+// would be off by up to half a spacing times |scale| (x = (i % 4) * 1e-42 with eps 1e-5: 158
+// spacings, 7.6e-4 of y's RMS). There lo * scale goes into the shift instead,
+// (x - hi) * scale + (shift - lo * scale), whose rounding costs y half a spacing. Normal data never
+// gets here: a nonzero lo is a multiple of the double ulp of the mean, so below 2^-126 only where
+// |mean| < 2^-74. (Never for double: hi is the mean, lo is 0.)
 template <typename T>
 SIMDNORM_INLINE void storeCoefficients(T* const* coef, int64_t j, int64_t k, VDouble mean, VDouble scale,
                                        VDouble shift, VDoubleMask wide) {
-  const VDouble hi = roundTo<T>(mean), lo = mean - hi;
+  const VDouble hi = roundTo<T>(mean);
+  VDouble lo = mean - hi;
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const VDoubleMask fold = (lo != VDouble{}) & (select(lo < VDouble{}, -lo, lo) < 0x1p-126);
+    shift = select(fold, shift - lo * scale, shift);
+    lo = select(fold, VDouble{}, lo);
+  }
   storeLanesAs(coef[0] + j, select(wide, VDouble{}, hi), k);
   storeLanesAs(coef[1] + j, select(wide, VDouble{}, lo), k);
   storeLanesAs(coef[2] + j, select(wide, splat<VDouble>(1.0), scale), k);

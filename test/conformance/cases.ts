@@ -204,6 +204,19 @@ function optionCases(): ConformanceCase[] {
       }
     }
   }
+  // Subnormal data (float32 1e-42, float64 1e-310), without affine so that y stays subnormal too:
+  // a float32 mean's low part is then below the subnormal spacing 2^-149 (the kernels fold it
+  // into the shift). Outputs that small are judged with compare.ts's spacing allowance.
+  for (const [dtype, scale] of [['float32', 1e-42], ['float64', 1e-310]] as const) {
+    for (const [label, dims, layout] of big.slice(0, 2)) {
+      for (const [op, activation] of [['train', 'none'], ['train', 'relu'], ['infer', 'none'], ['backward', 'none'], ['moments', 'none']] as const) {
+        cases.push(
+          specCase({ ...base, op, dtype, dims, layout, scale, activation, affine: false, seed: 13 },
+            `${op} ${dtype} ${label} subnormal data at ${scale}${activation === 'relu' ? ' relu' : ''}`),
+        );
+      }
+    }
+  }
   // A few values per channel (the kernels' rows path takes moments and gradient sums straight
   // from x, at most 8 rows): every dtype, with and without ReLU and affine, at an offset.
   for (const dtype of ['float32', 'float64'] as const) {
@@ -526,6 +539,48 @@ function edgeCases(): ConformanceCase[] {
           );
           expectClose(`${layout} dgamma`, b.dgamma, b64.dgamma);
           expectClose(`${layout} dbeta`, b.dbeta, b64.dbeta);
+        }
+      },
+    },
+    {
+      // Issue 12: float32 y was off by up to 158 subnormal spacings (7.6e-4 of its RMS): the mean
+      // (x is 0, 714, 1427 or 2141 spacings of 2^-149) lost its fraction of a spacing, then
+      // multiplied by invStd = 316. The outputs are subnormal too: judged with lib/compare.ts's
+      // spacing allowance (a correctly rounded y at 1.6e-40 is within 4.4e-6 of itself).
+      name: 'x = (i % 4)·1e-42 (subnormal float32) and (i % 4)·1e-310 (float64): y, statistics, inference, backward as the reference\'s',
+      run(api) {
+        for (const [dtype, unit] of [['float32', 1e-42], ['float64', 1e-310]] as const) {
+          for (const [layout, shape] of [['channels-first', [8, 16, 33, 35]], ['channels-first', [4, 6, 9, 7]], ['channels-last', [8, 30, 31, 26]], ['channels-last', [8, 1030]]] as const) {
+            const n = shape.reduce((a, b) => a * b, 1);
+            const x = make(dtype, n);
+            for (let i = 0; i < n; i++) x[i] = (i % 4) * unit;
+            const what = `${dtype} ${layout} [${shape}]`;
+            for (const activation of ['none', 'relu'] as const) {
+              const r = api.batchNormTrain({ x, shape }, { layout, activation });
+              const e = reference(api, () => api.batchNormTrain({ x: to64(x), shape }, { layout, activation }));
+              expectClose(`${what} ${activation} y`, r.y, e.y);
+              expectClose(`${what} mean`, r.mean, e.mean);
+              expectClose(`${what} invStd`, r.invStd, e.invStd);
+            }
+            const m = api.moments({ x, shape }, { layout });
+            const m64 = reference(api, () => api.moments({ x: to64(x), shape }, { layout }));
+            expectClose(`${what} moments mean`, m.mean, m64.mean);
+            expectClose(`${what} moments variance`, m.variance, m64.variance);
+            const C = m.mean.length;
+            const runningVar = make(dtype, C);
+            const inf = api.batchNormInfer({ x, shape, runningMean: m.mean, runningVar }, { layout });
+            const inf64 = reference(api, () => api.batchNormInfer({ x: to64(x), shape, runningMean: to64(m.mean), runningVar: to64(runningVar) }, { layout }));
+            expectClose(`${what} infer y`, inf.y, inf64.y);
+            const saved = api.batchNormTrain({ x, shape }, { layout });
+            const dy = random(dtype, n, 81);
+            const b = api.batchNormBackward({ dy, x, shape, mean: saved.mean, invStd: saved.invStd }, { layout });
+            const b64 = reference(api, () =>
+              api.batchNormBackward({ dy: to64(dy), x: to64(x), shape, mean: to64(saved.mean), invStd: to64(saved.invStd) }, { layout }),
+            );
+            expectClose(`${what} dx`, b.dx, b64.dx);
+            expectClose(`${what} dgamma`, b.dgamma, b64.dgamma);
+            expectClose(`${what} dbeta`, b.dbeta, b64.dbeta);
+          }
         }
       },
     },

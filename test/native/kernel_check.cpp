@@ -106,9 +106,19 @@ void referenceMoments(const std::vector<T>& x, Geometry g, std::vector<double>& 
     for (int64_t o = 0; o < g.outer; o++)
       for (int64_t i = 0; i < g.inner; i++) s += x[index(g, o, c, i)];
     mean[c] = s / m;
+    // Corrected by the residual r = sum(x - mean), as lib/reference.ts: a plain sum / M is off
+    // where the sum rounds (double data at 1e-310 whose sum leaves the subnormal range).
+    double r = 0;
     for (int64_t o = 0; o < g.outer; o++)
-      for (int64_t i = 0; i < g.inner; i++) q += std::pow(x[index(g, o, c, i)] - mean[c], 2);
-    var[c] = q / m;
+      for (int64_t i = 0; i < g.inner; i++) {
+        r += x[index(g, o, c, i)] - mean[c];
+        q += std::pow(x[index(g, o, c, i)] - mean[c], 2);
+      }
+    if (std::isfinite(r)) {
+      mean[c] += r / m;
+      q -= r * (r / m);
+    }
+    var[c] = std::max(q, 0.0) / m;
   }
 }
 
@@ -295,6 +305,126 @@ void checkFloatRuns(Geometry g) {
   }
   dataScale = 1;
   outlierEvery = 0;
+}
+
+// ---- subnormal data -------------------------------------------------------------------------
+
+// T's subnormal spacing (its smallest positive value): the finest absolute precision of a T.
+template <typename T>
+double spacing() {
+  return sizeof(T) == 4 ? 0x1p-149 : 0x1p-1074;
+}
+
+double rmsOf(const std::vector<double>& v) {
+  double largest = 0, sum = 0;
+  for (double e : v) largest = std::max(largest, std::fabs(e));
+  if (largest == 0) return 0;
+  for (double e : v) sum += (e / largest) * (e / largest);
+  return largest * std::sqrt(sum / static_cast<double>(v.size()));
+}
+
+// lib/compare.ts's bar: |got - ref| <= tol * max(|ref|, scale) + spacing<T>(), with scale the RMS
+// of ref or, where given, each value's own scale (the terms of a sum, a difference).
+template <typename T>
+void expectWithinSpacing(const T* got, const std::vector<double>& ref, const std::vector<double>* scales,
+                         const std::string& what) {
+  const double tol = tolerance<T>(), floor = spacing<T>() / tol, whole = rmsOf(ref);
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const double e = d == 0 ? 0 : d / (std::max(std::fabs(ref[i]), scales ? (*scales)[i] : whole) + floor);
+    if (!(e <= worst)) worst = e;
+  }
+  char text[40];
+  std::snprintf(text, sizeof text, " error %.3g", worst);
+  report(worst <= tol, what + text);
+}
+
+// Data whose values, and outputs, are subnormal or nearly (float 1e-42 and 1e-44 with float's
+// smallest normal 1.2e-38, double 1e-310): every kernel within the bar above. (Not much smaller
+// doubles: a float64 reference then rounds its own products to the spacing, gamma * (x - mean)
+// before * invStd here, and is itself off by more than the bar at 1e-316.) A float
+// channel's mean is then not a float plus a float: its low part is below the subnormal spacing,
+// and ((x - hi) - lo) * scale without it is off by up to 0.5 * invStd spacings (158 with eps 1e-5,
+// 4e-4 of y's RMS at 1e-42: forward.cpp's storeCoefficients). pattern: x[i] = (i % 4) * scale,
+// the data of the report, else channelData times scale.
+template <typename T>
+void checkSubnormal(Geometry g, double scale, bool pattern, bool affine, bool relu) {
+  const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);
+  const double m = static_cast<double>(g.perChannel()), eps = 1e-5;
+  char extra[120];
+  std::snprintf(extra, sizeof extra, "%s %g%s%s", pattern ? "(i % 4) *" : "data at", scale, affine ? " affine" : "",
+                relu ? " relu" : "");
+  const std::string where = describe(typeName<T>(), g, extra);
+  dataScale = scale;
+  std::vector<T> x = channelData<T>(g);
+  dataScale = 1;
+  if (pattern) {
+    for (size_t i = 0; i < n; i++) x[i] = static_cast<T>(static_cast<double>(i % 4) * scale);
+  }
+  // beta at the data's scale, so that y stays that small.
+  std::vector<T> gamma = randomVector<T>(C, 1, 0.5), beta = randomVector<T>(C, 0, scale);
+  const T* gp = affine ? gamma.data() : nullptr;
+  const T* bp = affine ? beta.data() : nullptr;
+  std::vector<double> refMean, refVar, refInv(C);
+  referenceMoments(x, g, refMean, refVar);
+  for (size_t c = 0; c < C; c++) refInv[c] = 1 / std::sqrt(refVar[c] + eps);
+
+  std::vector<T> mean(C), var(C), y(n), saveMean(C), invStd(C);
+  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  expectWithinSpacing(mean.data(), refMean, nullptr, where + " moments mean");
+  expectWithinSpacing(var.data(), refVar, nullptr, where + " moments var");
+  simdnorm::trainForward(x.data(), g, gp, bp, eps, relu, y.data(), saveMean.data(), invStd.data(), (T*)nullptr,
+                         (T*)nullptr, {0.1, 1, false});
+  expectWithinSpacing(saveMean.data(), refMean, nullptr, where + " train mean");
+  expectWithinSpacing(invStd.data(), refInv, nullptr, where + " train invStd");
+  expectWithinSpacing(y.data(), referenceNormalize(x, g, refMean, refInv, gp, bp, relu), nullptr, where + " train y");
+
+  // Inference from the saved statistics (a running variance of 0).
+  std::vector<T> yi(n), zero(C, T(0));
+  simdnorm::inferForward(x.data(), g, saveMean.data(), zero.data(), gp, bp, eps, relu, yi.data());
+  std::vector<double> rm(C), ri(C);
+  for (size_t c = 0; c < C; c++) rm[c] = saveMean[c], ri[c] = 1 / std::sqrt(eps);
+  expectWithinSpacing(yi.data(), referenceNormalize(x, g, rm, ri, gp, bp, relu), nullptr, where + " infer y");
+
+  // Backward from the saved statistics, with dy of unit scale and at the data's scale.
+  for (double dyScale : {1.0, scale}) {
+    for (bool training : {true, false}) {
+      std::vector<T> dy = randomVector<T>(n, 0, dyScale), dx(n), dgamma(C), dbeta(C);
+      simdnorm::backward(dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp, relu ? y.data() : nullptr,
+                         training, dx.data(), dgamma.data(), dbeta.data());
+      auto gradAt = [&](int64_t j) { return relu && !(y[j] > 0) ? 0.0 : static_cast<double>(dy[j]); };
+      std::vector<double> refDgamma(C, 0), refDbeta(C, 0), refDx(n), gScale(C, 0), gxScale(C, 0), terms(n);
+      for (int64_t c = 0; c < g.channels; c++) {
+        const double mu = saveMean[c], inv = invStd[c], k = (gp ? gp[c] : 1.0) * inv;
+        for (int64_t o = 0; o < g.outer; o++)
+          for (int64_t i = 0; i < g.inner; i++) {
+            const int64_t j = index(g, o, c, i);
+            refDbeta[c] += gradAt(j);
+            refDgamma[c] += gradAt(j) * (x[j] - mu) * inv;
+            gScale[c] += gradAt(j) * gradAt(j);
+            gxScale[c] += std::pow(gradAt(j) * (x[j] - mu) * inv, 2);
+            terms[j] = static_cast<double>(dy[j]) * k;
+          }
+        for (int64_t o = 0; o < g.outer; o++)
+          for (int64_t i = 0; i < g.inner; i++) {
+            const int64_t j = index(g, o, c, i);
+            const double xhat = (x[j] - mu) * inv;
+            refDx[j] = training ? k / m * (m * gradAt(j) - refDbeta[c] - xhat * refDgamma[c]) : gradAt(j) * k;
+          }
+        gScale[c] = std::sqrt(gScale[c]);
+        gxScale[c] = std::sqrt(gxScale[c]);
+      }
+      // dx at the RMS of its terms dy * gamma * invStd (lib/verify.ts), the sums at the
+      // root-sum-square of theirs.
+      const std::vector<double> dxScale(n, rmsOf(terms));
+      const std::string w = where + (training ? " backward(train)" : " backward(eval)") +
+                            (dyScale == 1.0 ? " dy ~ 1" : " dy at the data's scale");
+      expectWithinSpacing(dx.data(), refDx, &dxScale, w + " dx");
+      expectWithinSpacing(dgamma.data(), refDgamma, &gxScale, w + " dgamma");
+      expectWithinSpacing(dbeta.data(), refDbeta, &gScale, w + " dbeta");
+    }
+  }
 }
 
 // ---- bitwise the same for any thread count ------------------------------------------------
@@ -660,6 +790,16 @@ static void runChecks() {
   for (Geometry g : {Geometry{8, 3, 10000}, Geometry{9, 12, 1100}, Geometry{6, 5, 3000}, Geometry{5000, 64, 1},
                      Geometry{8192, 4, 1}, Geometry{3000, 24, 1}}) {
     checkFloatRuns(g);
+  }
+  // Subnormal data on every path: planes (fused, few channels, pieces of planes), rows (tiny
+  // planes, channels-last in row blocks, fusedRows, a few rows per channel).
+  for (Geometry g : {Geometry{8, 16, 1155}, Geometry{4, 6, 63}, Geometry{3, 2, 40000}, Geometry{512, 300, 2},
+                     Geometry{7440, 24, 1}, Geometry{300, 26, 1}, Geometry{8, 1040, 1}}) {
+    for (int k = 0; k < 4; k++) {
+      const bool affine = k % 2 == 1, relu = k / 2 == 1;
+      for (double scale : {1e-42, 1e-44}) checkSubnormal<float>(g, scale, k == 0, affine, relu);
+      checkSubnormal<double>(g, 1e-310, k == 0, affine, relu);
+    }
   }
   for (Geometry g : {Geometry{3, 4, 100}, Geometry{300, 4, 1}, Geometry{1, 3, 1}, Geometry{1000, 2, 3}, Geometry{4, 2, 40000},
                      Geometry{2, 64, 1}, Geometry{8, 1040, 1}}) {
