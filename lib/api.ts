@@ -178,6 +178,8 @@ export interface UpdateRunningStatsResult {
 //    did not give are allocated, and the backend receives the checked arrays, which it touches
 //    only by element index and through the same intrinsics (lib/backend.ts). A call that throws
 //    has written nothing.
+// The backend is chosen before step 1 (the first choice reads the environment): a call runs on
+// the backend current when it began, even if a getter calls useBackend meanwhile.
 
 /** The caller's `out[name]` value (already read) checked, or a new array. */
 function output(given: unknown, name: string, dtype: DType, length: number, shape: Shape, perChannel: boolean): FloatArray {
@@ -318,8 +320,9 @@ export function batchNormTrain<T extends FloatArray>(
   options?: TrainOptions,
   out?: TrainOut<T>,
 ): TrainResult<T> {
+  const b = getBackend();
   const p = prepareTrain(inputs, options, out, false);
-  return trainResult(p, p.empty ? false : getBackend().train(p.args) === true) as TrainResult<T>;
+  return trainResult(p, p.empty ? false : b.train(p.args) === true) as TrainResult<T>;
 }
 
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
@@ -328,9 +331,9 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   options?: TrainOptions,
   out?: TrainOut<T>,
 ): Promise<TrainResult<T>> {
+  const b = getBackend();
   const p = prepareTrain(inputs, options, out, true);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
-  const b = getBackend();
   const updated = b.trainAsync ? await b.trainAsync(p.args) : b.train(p.args);
   return trainResult(p, updated === true) as TrainResult<T>;
 }
@@ -375,8 +378,9 @@ export function batchNormInfer<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): { y: T } {
+  const b = getBackend();
   const a = prepareInfer(inputs, options, out, false);
-  if (!isEmpty(a.geometry)) getBackend().infer(a);
+  if (!isEmpty(a.geometry)) b.infer(a);
   return { y: a.y as T };
 }
 
@@ -386,9 +390,9 @@ export async function batchNormInferAsync<T extends FloatArray>(
   options?: InferOptions,
   out?: { y?: T },
 ): Promise<{ y: T }> {
+  const b = getBackend();
   const a = prepareInfer(inputs, options, out, true);
   if (!isEmpty(a.geometry)) {
-    const b = getBackend();
     await (b.inferAsync ? b.inferAsync(a) : b.infer(a));
   }
   return { y: a.y as T };
@@ -453,8 +457,9 @@ export function batchNormBackward<T extends FloatArray>(
   options?: BackwardOptions,
   out?: BackwardOut<T>,
 ): BackwardResult<T> {
+  const b = getBackend();
   const a = prepareBackward(inputs, options, out, false);
-  if (!isEmpty(a.geometry)) getBackend().backward(a);
+  if (!isEmpty(a.geometry)) b.backward(a);
   return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
 }
 
@@ -464,9 +469,9 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
   options?: BackwardOptions,
   out?: BackwardOut<T>,
 ): Promise<BackwardResult<T>> {
+  const b = getBackend();
   const a = prepareBackward(inputs, options, out, true);
   if (!isEmpty(a.geometry)) {
-    const b = getBackend();
     await (b.backwardAsync ? b.backwardAsync(a) : b.backward(a));
   }
   return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
@@ -484,6 +489,7 @@ export function moments<T extends FloatArray>(
   options?: { layout?: Layout },
   out?: { mean?: T; variance?: T },
 ): MomentsResult<T> {
+  const backend = getBackend();
   const opts = parseOptions(options, MOMENTS_OPTIONS, 'moments');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -502,7 +508,7 @@ export function moments<T extends FloatArray>(
     typedArrayFill(mean, NaN);
     typedArrayFill(variance, NaN);
   } else {
-    getBackend().moments({ x, geometry: shape.geometry, mean, variance });
+    backend.moments({ x, geometry: shape.geometry, mean, variance });
   }
   return { mean, variance } as MomentsResult<T>;
 }
@@ -516,6 +522,7 @@ export function updateRunningStats<T extends FloatArray>(
   inputs: UpdateRunningStatsInputs<T>,
   options?: UpdateRunningStatsOptions,
 ): UpdateRunningStatsResult {
+  const backend = getBackend();
   const opts = parseOptions(options, UPDATE_OPTIONS, 'updateRunningStats');
   const input = checkObject(inputs, 'inputs');
   const runningMeanValue = input.runningMean;
@@ -540,7 +547,7 @@ export function updateRunningStats<T extends FloatArray>(
   const batchVar = checkFloatArray(varianceValue, 'variance', dtype, C);
   checkNoOverlap(UPDATE_NAMES, [runningMean, runningVar, batchMean, batchVar], 2);
   if (count === 0) return { numBatchesTracked, updated: false };
-  const updated = getBackend().updateRunningStats({
+  const updated = backend.updateRunningStats({
     runningMean,
     runningVar,
     batchMean,
