@@ -101,6 +101,8 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
       rest,
       ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate'],
       'BatchNorm',
+      false,
+      ['affine', 'trackRunningStats', 'dtype'],
     );
     this.dtype = dtype;
     this.affine = affine as boolean;

@@ -248,23 +248,92 @@ export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
 type OptionName = keyof ParsedOptions;
 
 /**
- * Reads `options` for a function that accepts `allowed` keys. Unknown keys are refused
- * (a misspelt `epsilon` would otherwise be silently ignored); undefined values take the default.
+ * Every option of the family (batchNormTrain, batchNormInfer, batchNormBackward, moments,
+ * updateRunningStats). Each function accepts all of them, so one options object can be shared
+ * by a layer's forward, inference and backward calls; a function applies the ones it uses and
+ * ignores the others, after checking their values as everywhere (README "Options").
  */
-export function parseOptions(options: unknown, allowed: readonly OptionName[], fn: string): Readonly<ParsedOptions> {
+export const FAMILY_OPTIONS: readonly OptionName[] = Object.freeze([
+  'eps',
+  'momentum',
+  'unbiasedRunningVar',
+  'layout',
+  'activation',
+  'skipNonFiniteUpdate',
+  'training',
+]);
+
+/** Edit distance (insertions, deletions, substitutions, adjacent swaps), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate closest to `name` when it is plausibly a misspelling of it (a prefix either way,
+ * e.g. epsilon → eps, or within about a third of its length in edits), else undefined.
+ */
+export function closestName(name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestScore = Infinity;
+  const lower = name.toLowerCase();
+  for (const c of candidates) {
+    const cl = c.toLowerCase();
+    const prefix = cl.length >= 3 && (lower.startsWith(cl) || cl.startsWith(lower)) && lower.length >= 3;
+    const distance = editDistance(name, c);
+    const plausible = prefix || distance <= Math.max(1, Math.floor(Math.max(name.length, c.length) / 3));
+    const score = prefix ? Math.min(distance, 0.5) : distance;
+    if (plausible && score < bestScore) {
+      best = c;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/**
+ * Reads `options` for a function that uses `allowed` keys. Every option of the family
+ * (FAMILY_OPTIONS) is accepted and its value checked, whether or not this function uses it
+ * (`shared`; the layer's constructor passes false and takes only its own); a key no function
+ * knows is a RangeError naming the closest valid name (a misspelt `epsilon` would otherwise be
+ * silently ignored). Undefined values take the default. Each key's value is read exactly once.
+ */
+export function parseOptions(
+  options: unknown,
+  allowed: readonly OptionName[],
+  fn: string,
+  shared = true,
+  otherNames: readonly string[] = [],
+): Readonly<ParsedOptions> {
   if (options === undefined || options === null) return DEFAULT_OPTIONS;
   if (typeof options !== 'object' || isArray(options) || isView(options)) {
     throw new TypeError(`options must be an object, received ${describe(options)}`);
   }
   const parsed: ParsedOptions = { ...DEFAULT_OPTIONS };
+  const known: readonly string[] = shared ? FAMILY_OPTIONS : allowed;
   const record = options as Record<string, unknown>;
   // Each own enumerable key is read once (a getter or Proxy trap runs once); the values kept are
   // primitives, checked here.
   const keys = Object.keys(record);
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k];
-    if (!(allowed as readonly string[]).includes(key)) {
-      throw new RangeError(`options.${key} is not an option of ${fn}; expected one of ${allowed.join(', ')}`);
+    if (!known.includes(key)) {
+      const names = [...known, ...otherNames];
+      const guess = closestName(key, names);
+      const where = shared ? `${fn} or any simdnorm operation` : fn;
+      throw new RangeError(
+        `options.${key} is not an option of ${where}${guess ? `; did you mean ${guess}?` : ''} (options: ${names.join(', ')})`,
+      );
     }
     const value = record[key];
     if (value === undefined) continue;
@@ -310,6 +379,12 @@ export function parseOptions(options: unknown, allowed: readonly OptionName[], f
         parsed[key as 'training'] = value;
         break;
     }
+  }
+  // Options of the family this function does not use were checked above and are ignored: the
+  // result holds their defaults, so no function can depend on one it does not document.
+  for (let k = 0; k < FAMILY_OPTIONS.length; k++) {
+    const name = FAMILY_OPTIONS[k];
+    if (!allowed.includes(name)) (parsed as Record<OptionName, unknown>)[name] = DEFAULT_OPTIONS[name];
   }
   return parsed;
 }
