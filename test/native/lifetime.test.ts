@@ -95,6 +95,12 @@ describeNative('native addon across environments (child processes)', () => {
   }, 120_000 * slow);
 });
 
+describeNative('the binding runs no JavaScript of the caller (child process)', () => {
+  it("no getter, setter or Proxy trap runs in any call (sync, async inline and pool) or while the addon loads", async () => {
+    await expectClean('nojs.mjs');
+  }, 120_000 * slow);
+});
+
 describeNative('native aliasing by address (child processes)', () => {
   it('SharedArrayBuffer twins (structuredClone, worker round trip, WebAssembly.Memory grow) and views of one buffer: overlaps refused, nothing written; exact in-place aliases taken', async () => {
     await expectClean('aliasing.mjs');
