@@ -159,6 +159,13 @@ export interface UpdateRunningStatsOptions {
   skipNonFiniteUpdate?: boolean;
 }
 
+/**
+ * Every option of the family. Each function accepts all of them: it applies the ones it uses (its
+ * own options type) and ignores the others after checking their values, so one options object can
+ * be shared by a layer's forward, inference and backward calls (README "Options").
+ */
+export interface FamilyOptions extends TrainOptions, BackwardOptions {}
+
 export interface UpdateRunningStatsResult {
   numBatchesTracked: number;
   updated: boolean;
@@ -317,7 +324,7 @@ function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
  */
 export function batchNormTrain<T extends FloatArray>(
   inputs: TrainInputs<T>,
-  options?: TrainOptions,
+  options?: TrainOptions & FamilyOptions,
   out?: TrainOut<T>,
 ): TrainResult<T> {
   const b = getBackend();
@@ -328,7 +335,7 @@ export function batchNormTrain<T extends FloatArray>(
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
 export async function batchNormTrainAsync<T extends FloatArray>(
   inputs: TrainInputs<T>,
-  options?: TrainOptions,
+  options?: TrainOptions & FamilyOptions,
   out?: TrainOut<T>,
 ): Promise<TrainResult<T>> {
   const b = getBackend();
@@ -375,7 +382,7 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
  */
 export function batchNormInfer<T extends FloatArray>(
   inputs: InferInputs<T>,
-  options?: InferOptions,
+  options?: InferOptions & FamilyOptions,
   out?: { y?: T },
 ): { y: T } {
   const b = getBackend();
@@ -387,7 +394,7 @@ export function batchNormInfer<T extends FloatArray>(
 /** {@link batchNormInfer} off the calling thread where the backend can (native). */
 export async function batchNormInferAsync<T extends FloatArray>(
   inputs: InferInputs<T>,
-  options?: InferOptions,
+  options?: InferOptions & FamilyOptions,
   out?: { y?: T },
 ): Promise<{ y: T }> {
   const b = getBackend();
@@ -454,7 +461,7 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
  */
 export function batchNormBackward<T extends FloatArray>(
   inputs: BackwardInputs<T>,
-  options?: BackwardOptions,
+  options?: BackwardOptions & FamilyOptions,
   out?: BackwardOut<T>,
 ): BackwardResult<T> {
   const b = getBackend();
@@ -466,7 +473,7 @@ export function batchNormBackward<T extends FloatArray>(
 /** {@link batchNormBackward} off the calling thread where the backend can (native). */
 export async function batchNormBackwardAsync<T extends FloatArray>(
   inputs: BackwardInputs<T>,
-  options?: BackwardOptions,
+  options?: BackwardOptions & FamilyOptions,
   out?: BackwardOut<T>,
 ): Promise<BackwardResult<T>> {
   const b = getBackend();
@@ -486,7 +493,7 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
  */
 export function moments<T extends FloatArray>(
   inputs: MomentsInputs<T>,
-  options?: { layout?: Layout },
+  options?: { layout?: Layout } & FamilyOptions,
   out?: { mean?: T; variance?: T },
 ): MomentsResult<T> {
   const backend = getBackend();
@@ -520,7 +527,7 @@ export function moments<T extends FloatArray>(
  */
 export function updateRunningStats<T extends FloatArray>(
   inputs: UpdateRunningStatsInputs<T>,
-  options?: UpdateRunningStatsOptions,
+  options?: UpdateRunningStatsOptions & FamilyOptions,
 ): UpdateRunningStatsResult {
   const backend = getBackend();
   const opts = parseOptions(options, UPDATE_OPTIONS, 'updateRunningStats');
