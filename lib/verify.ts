@@ -22,6 +22,8 @@ export interface VerifyOptions {
   seed?: number;
   /** which backends (default: every available one) */
   backends?: BackendName[];
+  /** called before each case (and once at the end, done = total): for a progress display */
+  onProgress?: (done: number, total: number, backend: BackendName) => void;
 }
 
 export interface BackendVerdict {
@@ -232,10 +234,15 @@ const localApi: OpsApi = { batchNormTrain, batchNormInfer, batchNormBackward, mo
 export function verify(options: VerifyOptions = {}): VerifyReport {
   const seed = options.seed ?? 20261126;
   const count = options.cases ?? 60;
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`verify: cases must be an integer >= 1 (zero cases would check nothing), received ${String(count)}`);
+  }
   const status = backends();
   const wanted = options.backends ?? status.map((s) => s.name);
   const results: BackendVerdict[] = [];
   const unavailable: VerifyReport['unavailable'] = [];
+  const total = count * status.filter((s) => s.available && wanted.includes(s.name)).length;
+  let done = 0;
   for (const s of status) {
     if (!wanted.includes(s.name)) continue;
     if (!s.available) {
@@ -245,11 +252,13 @@ export function verify(options: VerifyOptions = {}): VerifyReport {
     const rng = new Random(seed);
     const failures: string[] = [];
     for (let i = 0; i < count; i++) {
+      options.onProgress?.(done++, total, s.name);
       const failure = checkSpec(localApi, s.name, randomSpec(rng));
       if (failure) failures.push(failure);
     }
     results.push({ backend: s.name, cases: count, failures });
   }
+  if (results.length > 0) options.onProgress?.(total, total, results[results.length - 1].backend);
   const ok = results.length > 0 && results.every((r) => r.failures.length === 0);
   const lines = [`simdnorm verify (seed ${seed}): ${ok ? 'every backend conforms' : 'MISMATCH'}`];
   for (const r of results) {
