@@ -919,7 +919,7 @@ inline VDoubleMask notFiniteLanes(VDouble v) { return ~((v - v) == VDouble{}); }
 template <typename T>
 inline VDoubleMask offsetTooLargeLanes(VDouble v) {
   const double limit = sizeof(T) == sizeof(float) ? 0x1p100 : 0x1p960;
-  return ~(select(v < VDouble{}, -v, v) <= limit);  // NaN too
+  return ~(magnitude(v) <= limit);  // NaN too
 }
 template <typename T>
 inline VDoubleMask scaleOutsideLanes(VDouble v) {

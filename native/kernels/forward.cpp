@@ -2,8 +2,8 @@
 //   y = ((x - hi) - lo) * scale + shift, then max(y, 0) when relu
 // Training:  mean, var = channel moments of x, invStd = 1/sqrt(var + eps),
 //            hi + lo = mean split in two T (x - mean keeps its precision at 1e4 +- 1),
-//            scale = gamma * invStd, shift = beta (where lo is below T's normal range, lo = 0 and
-//            shift = beta - lo * scale: storeCoefficients).
+//            scale = gamma * invStd, shift = beta (where lo is below float's normal range, lo = 0
+//            and shift = beta - lo * scale: storeCoefficients).
 // Inference: hi = runningMean, lo = 0, scale = gamma / sqrt(runningVar + eps), shift = beta.
 // Not x * scale + (beta - mean * scale): in float that loses everything for a mean of 1e7.
 // A channel with a non-finite mean, scale or shift (+-Inf or NaN in x or the parameters), and a
@@ -47,22 +47,28 @@ struct ChunkCoefficients {
 
 // hi, lo, scale, shift of channels from their mean, scale and shift in double (lanes of a chunk):
 // the identity (y = x exactly, -0 included) where wide is set, for normalizeChannel to read y.
-// Where lo is not 0 but below T's normal range (float: a mean within 2^-74 of 0, so data that
-// small), lo as a T keeps only multiples of the subnormal spacing 2^-149: ((x - hi) - lo) * scale
-// would be off by up to half a spacing times |scale| (x = (i % 4) * 1e-42 with eps 1e-5: 158
-// spacings, 7.6e-4 of y's RMS). There lo * scale goes into the shift instead,
-// (x - hi) * scale + (shift - lo * scale), whose rounding costs y half a spacing. Normal data never
-// gets here: a nonzero lo is a multiple of the double ulp of the mean, so below 2^-126 only where
-// |mean| < 2^-74. (Never for double: hi is the mean, lo is 0.)
-template <typename T>
+// MeanIsT: the mean is a value of T (inference's runningMean): hi is the mean and lo is 0.
+// Where lo is not 0 but below float's normal range, lo as a float keeps only multiples of the
+// subnormal spacing 2^-149: ((x - hi) - lo) * scale would be off by up to half a spacing times
+// |scale| (x = (i % 4) * 1e-42 with eps 1e-5: 158 spacings, 7.6e-4 of y's RMS). There lo * scale
+// goes into the shift instead, (x - hi) * scale + (shift - lo * scale), whose rounding costs y half
+// a spacing. A nonzero lo is a multiple of the double ulp of the mean, so below 2^-126 only where
+// |mean| < 2^-74: normal data pays one comparison of |mean| (already taken for plainLanes) per
+// vector of channels (the per-channel work is most of the time where channels hold a few values,
+// NC [2, 1048576]). Never for double: hi is the mean, lo is 0.
+template <typename T, bool MeanIsT>
 SIMDNORM_INLINE void storeCoefficients(T* const* coef, int64_t j, int64_t k, VDouble mean, VDouble scale,
                                        VDouble shift, VDoubleMask wide) {
-  const VDouble hi = roundTo<T>(mean);
-  VDouble lo = mean - hi;
-  if constexpr (sizeof(T) == sizeof(float)) {
-    const VDoubleMask fold = (lo != VDouble{}) & (select(lo < VDouble{}, -lo, lo) < 0x1p-126);
-    shift = select(fold, shift - lo * scale, shift);
-    lo = select(fold, VDouble{}, lo);
+  VDouble hi = mean, lo{};
+  if constexpr (!MeanIsT && sizeof(T) == sizeof(float)) {
+    hi = roundTo<T>(mean);
+    lo = mean - hi;
+    if (__builtin_expect(anyLane(magnitude(mean) < 0x1p-74), 0)) {
+      const VDouble size = magnitude(lo);
+      const VDoubleMask fold = (size < 0x1p-126) & (size != VDouble{});
+      shift = select(fold, shift - lo * scale, shift);
+      lo = select(fold, VDouble{}, lo);
+    }
   }
   storeLanesAs(coef[0] + j, select(wide, VDouble{}, hi), k);
   storeLanesAs(coef[1] + j, select(wide, VDouble{}, lo), k);
@@ -86,12 +92,12 @@ SIMDNORM_INLINE VDouble parameterLanes(const T* p, int64_t c, int64_t k, double 
 // The common tail of the per-channel parts below, for lanes j .. j+k-1 (channels c ..): the
 // shift (beta), whether each channel is computed plainly (wide), and the vector formula's
 // coefficients coef[q][j]. Returns whether a lane is wide.
-template <typename T>
+template <typename T, bool MeanIsT = false>
 SIMDNORM_INLINE bool setCoefficients(const T* beta, int64_t c, int64_t j, int64_t k, VDouble mu, VDouble sc,
                                      T* const* coef, bool* wide) {
   const VDouble shift = parameterLanes(beta, c, k, 0.0);
   const VDoubleMask w = plainLanes<T>(mu, shift, sc);
-  storeCoefficients(coef, j, k, mu, sc, shift, w);
+  storeCoefficients<T, MeanIsT>(coef, j, k, mu, sc, shift, w);
   return storeFlags(wide + j, w, k);
 }
 
@@ -149,7 +155,7 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
     const int64_t c = ca + j;
     const VDouble mu = loadDoubleLanes(runningMean + c, k), sc = loadDoubleLanes(scale + j, k);
     storeLanesAs(mean + j, mu, k);
-    any |= setCoefficients(beta, c, j, k, mu, sc, coef, wide);
+    any |= setCoefficients<T, true>(beta, c, j, k, mu, sc, coef, wide);
   });
   return any;
 }

@@ -273,6 +273,22 @@ inline void storeLanesAs(T* p, VDouble v, int64_t k) {
   else storePartial(p, t, k);
 }
 
+// |v| of each lane, by clearing the sign bit (NaN stays NaN).
+inline VDouble magnitude(VDouble v) { return (VDouble)((VDoubleMask)v & splat<VDoubleMask>(INT64_MAX)); }
+
+// Whether any lane of a double mask is set.
+inline bool anyLane(VDoubleMask m) {
+#if defined(__AVX2__) && defined(__FMA__)
+  return _mm256_movemask_pd((__m256d)m) != 0;
+#elif defined(__SSE2__)
+  return _mm_movemask_pd((__m128d)m) != 0;
+#else
+  int64_t any = 0;
+  for (int i = 0; i < kDoubleLanes; i++) any |= m[i];
+  return any != 0;
+#endif
+}
+
 // Lane sum in a fixed order (deterministic).
 inline double sumLanes(VDouble v) {
   double s = v[0];
