@@ -10,7 +10,7 @@ export {
   updateRunningStats,
 } from './api.js';
 export type * from './api.js';
-export { BatchNorm, type BatchNormOptions, type BatchNormState } from './layer.js';
+export { BatchNorm, type BatchNormConstructor, type BatchNormOptions, type BatchNormOptionsFor, type BatchNormState } from './layer.js';
 export {
   backends,
   currentBackend,

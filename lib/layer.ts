@@ -59,7 +59,42 @@ interface Saved {
   training: boolean;
 }
 
-export class BatchNorm<T extends FloatArray = Float32Array> {
+/** The element type name of an array type: 'float32' for Float32Array, 'float64' for Float64Array. */
+export type DTypeOf<T extends FloatArray> = [T] extends [Float64Array]
+  ? [T] extends [Float32Array]
+    ? DType
+    : 'float64'
+  : [T] extends [Float32Array]
+    ? 'float32'
+    : DType;
+
+/** The array type of an element type name. */
+export type ArrayOfDType<D extends DType> = [D] extends ['float64'] ? Float64Array : [D] extends ['float32'] ? Float32Array : FloatArray;
+
+/** {@link BatchNormOptions} for a layer of arrays T: `dtype` must name T's element type. */
+export type BatchNormOptionsFor<T extends FloatArray> = Omit<BatchNormOptions, 'dtype'> & { dtype?: DTypeOf<T> };
+
+/**
+ * The layer's constructor, typed by `dtype`: `new BatchNorm(3)` is a `BatchNorm<Float32Array>`,
+ * `new BatchNorm(3, { dtype: 'float64' })` a `BatchNorm<Float64Array>` (its forward and backward
+ * take and return Float64Array, and refuse Float32Array at compile time, and the reverse), a
+ * dtype known only at run time a `BatchNorm<FloatArray>`. `new BatchNorm<Float64Array>(…)` and
+ * `class MyNorm extends BatchNorm<Float64Array>` work as with any generic class.
+ */
+export interface BatchNormConstructor {
+  new <T extends FloatArray = Float32Array>(numFeatures: number, options?: BatchNormOptionsFor<T>): BatchNorm<T>;
+  // D is inferred from options.dtype; _D (never given) keeps this signature out of `new
+  // BatchNorm<T>(…)` and `extends BatchNorm<T>`, which pass one type argument.
+  new <D extends DType, _D>(numFeatures: number, options: Omit<BatchNormOptions, 'dtype'> & { dtype: D }): BatchNorm<ArrayOfDType<D>>;
+  // A BatchNormOptions value whose dtype the compiler does not know (_A, _B as _D above).
+  new <_A, _B>(numFeatures: number, options?: BatchNormOptions): BatchNorm<FloatArray>;
+  readonly prototype: BatchNorm<FloatArray>;
+}
+
+/** A batch-normalisation layer over arrays of type T (see {@link BatchNormConstructor}). */
+export type BatchNorm<T extends FloatArray = Float32Array> = BatchNormLayer<T>;
+
+class BatchNormLayer<T extends FloatArray = Float32Array> {
   readonly numFeatures: number;
   readonly dtype: DType;
   readonly eps: number;
@@ -291,6 +326,14 @@ export class BatchNorm<T extends FloatArray = Float32Array> {
     this.numBatchesTracked = count;
   }
 }
+
+Object.defineProperty(BatchNormLayer, 'name', { value: 'BatchNorm' });
+
+/**
+ * A batch-normalisation layer in the shape of PyTorch's nn.BatchNorm{1,2,3}d, typed by its
+ * `dtype` (see {@link BatchNormConstructor}).
+ */
+export const BatchNorm = BatchNormLayer as BatchNormConstructor;
 
 const STATE_NAMES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
 const LAYER_NAMES = ['gamma', 'beta', 'runningMean', 'runningVar'] as const;
