@@ -77,8 +77,36 @@ function unavailable(name: BackendName, entry: Entry | undefined): Error {
   return new Error(`simdnorm: backend '${name}' is not available: ${why}`, { cause: entry.error });
 }
 
-/** The backend calls run on: the chosen one, else the highest-priority one that loads. */
-export function getBackend(): Backend {
+let warnedNotReady = false;
+
+/**
+ * A call is about to run on `backend` while better ones (`pending`: asynchronous only, as WASM in
+ * browsers) have not loaded: say so once, clearly, and start loading them, so that later calls
+ * use the best backend without waiting for the caller's `await ready()`.
+ */
+function notReady(backend: Backend, pending: Entry[]): void {
+  const names = pending.map((e) => `'${e.provider.name}'`).join(' and ');
+  if (!warnedNotReady) {
+    warnedNotReady = true;
+    const warn = (globalThis as { console?: { warn?: (...a: unknown[]) => void } }).console?.warn;
+    warn?.(
+      `simdnorm: a call ran on the '${backend.name}' backend because ${names} loads asynchronously here and was ` +
+        `not loaded yet: \`await ready()\` once before the first call (README "Browsers and bundlers"). ` +
+        `Loading it now; later calls use it once it has loaded. (This warning is shown once.)`,
+    );
+  }
+  for (const entry of pending) {
+    void tryLoad(entry).then((loaded) => {
+      if (loaded && choice === 'auto') current = undefined; // the next call picks it
+    });
+  }
+}
+
+/**
+ * The backend calls run on: the chosen one, else the highest-priority one that loads. `forCall`:
+ * a call will run on it (a fallback past a backend still loading asynchronously warns once).
+ */
+export function getBackend(forCall = true): Backend {
   if (current) return current;
   const wanted = readChoice();
   if (wanted !== 'auto') {
@@ -87,9 +115,15 @@ export function getBackend(): Backend {
     if (!backend) throw unavailable(wanted, entry);
     return (current = backend);
   }
+  const pending: Entry[] = [];
   for (const entry of byPriority()) {
     const backend = entry.backend ?? tryLoadSync(entry);
-    if (backend) return (current = backend);
+    if (backend) {
+      if (pending.length === 0) return (current = backend);
+      if (forCall) notReady(backend, pending);
+      return backend; // not kept: once the pending one loads, calls move to it
+    }
+    if (!entry.error && !entry.provider.loadSync) pending.push(entry);
   }
   throw new Error(`simdnorm: no backend could be loaded:\n${loadReport()}`);
 }
@@ -112,7 +146,7 @@ export function useBackend(name: BackendName | 'auto'): void {
   choice = name;
   current = undefined;
   try {
-    getBackend();
+    getBackend(false);
   } catch (e) {
     ({ choice, current } = previous);
     throw e;
@@ -121,7 +155,7 @@ export function useBackend(name: BackendName | 'auto'): void {
 
 /** The name of the backend calls run on now. */
 export function currentBackend(): BackendName {
-  return getBackend().name;
+  return getBackend(false).name;
 }
 
 /**
@@ -150,7 +184,7 @@ export interface BackendStatus {
 export function backends(): BackendStatus[] {
   let active: Backend | undefined;
   try {
-    active = getBackend();
+    active = getBackend(false);
   } catch {
     active = undefined;
   }
