@@ -40,7 +40,31 @@ describe('package', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     expect(pkg.type).toBe('module');
     expect(pkg.exports['.']).toMatchObject({ node: './dist/index.js', browser: './dist/browser.js', types: './dist/index.d.ts' });
-    expect(pkg.engines.node).toBe('>=20');
+    // CommonJS callers get the ESM entry through require(esm), unflagged from Node 20.19.
+    expect(pkg.engines.node).toBe('>=20.19.0');
+    expect(pkg.exports['.'].require).toBeUndefined();
+  });
+
+  it('the packed tarball holds what runs and builds, and nothing else', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    // A git install or `npm pack` of a fresh clone builds dist first.
+    expect(pkg.scripts.prepare).toBe('npm run build');
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/browser.js', 'dist/cli.js', 'wasm/bin/simdnorm-simd.wasm',
+      'wasm/bin/simdnorm-scalar.wasm', 'binding.gyp', 'native/build.mjs', 'package.json', 'README.md', 'LICENSE']) {
+      expect(files, f).toContain(f);
+    }
+    // Every source the install-time build compiles (binding.gyp), and every header.
+    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
+    for (const source of gyp.matchAll(/'(native\/[^']+\.cpp)'/g)) expect(files, source[1]).toContain(source[1]);
+    for (const h of ['native/kernels/simd.h', 'native/kernels/batchnorm.h', 'native/node/pin.h']) expect(files).toContain(h);
+    // No source maps (their sources are not shipped), no TypeScript sources, nothing that cannot build from the package.
+    const stray = files.filter((f) =>
+      /\.map$|(?<!\.d)\.ts$|CMakeLists\.txt|\.cmake$|^wasm\/(?!bin\/)|^(test|bench|lib|build|\.ci)\//.test(f),
+    );
+    expect(stray).toEqual([]);
   });
 
   it('simdnorm info lists the backends; verify exits 0 when they conform', () => {
