@@ -5,8 +5,8 @@
  *
  *   npm run bench                   full run (~10 min): bench/results/latest.{json,svg}
  *   npm run bench -- --quick        under a minute: 3 cases, fewer rounds, no sweep; results in the OS temp dir
- *   npm run bench -- --readme       full run, then regenerate the README's benchmark section
- *   npm run bench -- --readme-only  regenerate the README section from bench/results/latest.json
+ *   npm run bench -- --readme       full run, then regenerate the README's benchmark section (summary) and bench/RESULTS.md (every table)
+ *   npm run bench -- --readme-only  regenerate both from bench/results/latest.json
  *   options: --out DIR  --cases nchw,nhwc,...  --json (print the JSON instead of the table)
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { onnxruntimeContenders } from './contenders/onnxruntime.mjs';
 import { plainJsContender } from './contenders/plainjs.mjs';
 import { initTfjs, tfjsContenders } from './contenders/tfjs.mjs';
 import { machineFacts } from './machine.mjs';
-import { fullReport, readmeSection } from './report.mjs';
+import { fullReport, readmeSection, resultsDocument } from './report.mjs';
 import { PROFILES, runSuite } from './suite.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -153,9 +153,12 @@ function writeReadme(results, jsonFile, svgFile) {
   const start = text.indexOf(README_START);
   const end = text.indexOf(README_END);
   if (start < 0 || end < start) throw new Error(`README.md has no ${README_START} … ${README_END} section`);
-  const section = readmeSection(results, { jsonPath: relative(root, jsonFile), svgPath: relative(root, svgFile) });
+  const resultsFile = join(root, 'bench', 'RESULTS.md');
+  const section = readmeSection(results, { jsonPath: relative(root, jsonFile), svgPath: relative(root, svgFile), resultsPath: relative(root, resultsFile) });
   writeFileSync(path, `${text.slice(0, start + README_START.length)}\n${section}\n${text.slice(end)}`);
-  log(`README.md: benchmark section regenerated from ${relative(root, jsonFile)}`);
+  const here = dirname(resultsFile);
+  writeFileSync(resultsFile, resultsDocument(results, { jsonPath: relative(here, jsonFile), svgPath: relative(here, svgFile) }));
+  log(`README.md: benchmark section regenerated from ${relative(root, jsonFile)}; the full tables in ${relative(root, resultsFile)}`);
 }
 
 function writeResults(results, dir, name) {
