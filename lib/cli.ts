@@ -312,7 +312,7 @@ function info(p: Parsed): number {
   }
   if (p.flags.has('--json')) {
     const out = list.map(({ error: _error, ...rest }) => rest);
-    console.log(JSON.stringify(problem ? { backends: out, problem } : out, null, 2));
+    console.log(JSON.stringify(out, null, 2)); // the same shape whatever the environment
     if (problem) console.error(`simdnorm: ${problem}`);
     return exit;
   }
