@@ -354,7 +354,17 @@ function runVerify(p: Parsed): number {
   } finally {
     progress.done();
   }
-  console.log(p.flags.has('--json') ? JSON.stringify(report, null, 2) : report.text);
+  if (p.flags.has('--json')) {
+    console.log(JSON.stringify(report, null, 2));
+  } else {
+    // The loader's reason for native speaks to a checkout; say it in a user's words (as info does).
+    const native = report.unavailable.find((u) => u.backend === 'native');
+    const status = native && backends().find((b) => b.name === 'native');
+    const text = status
+      ? report.text.replace(/^( {2}native\s+not checked: ).*$/m, `$1${explainNative(status)[0]} (simdnorm info says what to do)`)
+      : report.text;
+    console.log(text);
+  }
   return report.ok ? 0 : 1;
 }
 

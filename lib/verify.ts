@@ -265,6 +265,7 @@ export function verify(options: VerifyOptions = {}): VerifyReport {
     lines.push(`  ${r.backend.padEnd(6)} ${r.failures.length === 0 ? 'ok' : 'FAILED'}  ${r.cases - r.failures.length}/${r.cases} cases match the float64 reference`);
     for (const f of r.failures.slice(0, 10)) lines.push(`      ${f}`);
   }
-  for (const u of unavailable) lines.push(`  ${u.backend.padEnd(6)} not checked: ${u.reason}`);
+  // The first line of the reason (the JSON report keeps all of it; `simdnorm info` explains it).
+  for (const u of unavailable) lines.push(`  ${u.backend.padEnd(6)} not checked: ${u.reason.split('\n')[0].replace(/:$/, '')}`);
   return { ok, seed, results, unavailable, text: lines.join('\n') };
 }

@@ -119,6 +119,13 @@ describe('simdnorm info where native is missing, as a consumer sees it', () => {
     expect(r.stdout).toMatch(/\* wasm/);
   });
 
+  it('verify says the same, in one line', () => {
+    const r = run(['verify', '--cases', '2'], {}, installed);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/native\s+not checked: the addon was not built when simdnorm was installed.*\(simdnorm info says what to do\)/);
+    expect(r.stdout).not.toContain('build:native');
+  }, 60_000);
+
   it('quotes the install-time build failure from build/native-build.log', () => {
     mkdirSync(join(pkg, 'build'), { recursive: true });
     writeFileSync(join(pkg, 'build', 'native-build.log'), "gyp info spawn make\nmake: g++: No such file or directory\nmake: *** [x.target.mk:1: x.o] Error 127\ngyp ERR! stack Error: `make` failed with exit code: 2\n");
