@@ -243,15 +243,17 @@ function firstReason(output: string): string {
 
 /**
  * Why native is unavailable, in words a user can act on from their own project, and what to do.
- * The install-time build (native/build.mjs) leaves build/native-build.log when it fails; other
- * reasons (no node-gyp, SIMDNORM_SKIP_NATIVE, install scripts not run) leave no trace, so the
- * missing addon is described by its possible causes.
+ * The install-time build (native/build.mjs) leaves build/native-build.log when node-gyp fails;
+ * other reasons (no node-gyp, SIMDNORM_SKIP_NATIVE, install scripts not run) leave no trace, so the
+ * missing addon is described by its possible causes. A one-line build/native-install-reason.txt,
+ * when the install script writes one, is quoted first.
  */
 export function explainNative(status: BackendStatus): string[] {
   const reason = status.reason ?? '';
   const dependency = installedAsDependency();
   const addon = `${ROOT}build/Release/simdnorm.node`;
   const log = `${ROOT}build/native-build.log`;
+  const reasonFile = `${ROOT}build/native-install-reason.txt`;
   const lines: string[] = [];
   const attempts = reason.split('\n').slice(1).map((l) => l.trim()).filter(Boolean);
   const gypAttempt = attempts.find((a) => a.includes('build/Release/simdnorm.node'));
@@ -267,6 +269,16 @@ export function explainNative(status: BackendStatus): string[] {
     } else {
       lines.push(`the addon was built but does not load: ${why}`);
     }
+  } else if (existsSync(reasonFile)) {
+    // The one-line reason the install script printed, when it records it.
+    let text = '';
+    try {
+      text = readFileSync(reasonFile, 'utf8').split('\n')[0].trim();
+    } catch {
+      // the generic reason below then
+    }
+    lines.push(`the addon was not built when simdnorm was installed: ${text || 'no reason recorded'}`);
+    if (existsSync(log)) lines.push(`(full output: ${log})`);
   } else if (existsSync(log)) {
     let text = '';
     try {
