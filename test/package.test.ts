@@ -45,6 +45,13 @@ describe('package', () => {
     expect(pkg.exports['.'].require).toBeUndefined();
   });
 
+  it('CommonJS callers can require the package (require of ES modules, Node >= 20.19)', () => {
+    const script = "const s = require(process.argv[1]); console.log(typeof s.batchNormTrain, typeof s.BatchNorm, s.currentBackend())";
+    const r = spawnSync(process.execPath, ['-e', script, join(dist, 'index.js')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^function function (native|wasm|js)\n$/);
+  });
+
   it('the packed tarball holds what runs and builds, and nothing else', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     // A git install or `npm pack` of a fresh clone builds dist first.
