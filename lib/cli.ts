@@ -264,7 +264,7 @@ export function explainNative(status: BackendStatus): string[] {
   }
   if (existsSync(addon)) {
     const why = gypAttempt?.replace(/^.*?simdnorm\.node: /, '') ?? reason.split('\n')[0];
-    if (/NODE_MODULE_VERSION|different Node\.js version|built for Node/i.test(why)) {
+    if (/NODE_MODULE_VERSION|different Node\.js version|(built|compiled) for Node/i.test(why)) {
       lines.push(`the addon was built for another Node.js version than this one (${process.version}): ${why}`);
     } else {
       lines.push(`the addon was built but does not load: ${why}`);

@@ -21,7 +21,7 @@
  * major version (native/node/pin.h), whichever tool builds it.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
@@ -165,17 +165,46 @@ function install() {
   }
   console.log('simdnorm: building the native addon with node-gyp...');
   console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: true })}`);
+  pruneInstallBuild();
+}
+
+/**
+ * After an install build, build/ keeps only what runs: Release/simdnorm.node (1.2 MB) and the log,
+ * not node-gyp's objects, static libraries and makefiles (about 3 MB more in every installed copy).
+ */
+function pruneInstallBuild() {
+  const build = join(root, 'build');
+  for (const entry of readdirSync(build)) {
+    if (entry !== 'Release' && entry !== 'native-build.log') rmSync(join(build, entry), { recursive: true, force: true });
+  }
+  const release = join(build, 'Release');
+  for (const entry of readdirSync(release)) {
+    if (entry !== 'simdnorm.node') rmSync(join(release, entry), { recursive: true, force: true });
+  }
+}
+
+function rememberReason(reason) {
+  try {
+    mkdirSync(dirname(reasonFile), { recursive: true });
+    writeFileSync(reasonFile, `${reason}\n`);
+  } catch {
+    // the reason was printed; info then lists the likely causes
+  }
 }
 
 const [mode, ...extra] = process.argv.slice(2);
 try {
   if (mode === '--gyp') console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false, extra })}`);
   else if (mode === '--cmake') console.log(`simdnorm: native addon built: ${buildWithCmakeJs({ extra })}`);
-  else if (mode === undefined) install();
+  else if (mode === undefined) {
+    rmSync(reasonFile, { force: true });
+    install();
+  }
   else throw new BuildError(`unknown option ${mode}; use --gyp, --cmake or nothing`);
 } catch (e) {
   const reason = e instanceof BuildError ? e.message : `unexpected error: ${String(e?.message ?? e).split('\n')[0]}`;
   if (mode === undefined) {
+    rememberReason(reason);
     console.log(`simdnorm: native addon not built (${reason}); the WASM backend will be used`);
     process.exitCode = 0;
   } else {

@@ -132,7 +132,9 @@ export function loadBindingFrom(paths: readonly string[]): LoadedBinding {
     }
   }
   throw new Error(
-    'the native addon could not be loaded (build it with `npm run build:native`):\n' + failures.join('\n'),
+    'the native addon could not be loaded (in a project: `npm rebuild simdnorm --foreground-scripts`; ' +
+      'in a checkout of simdnorm: `npm run build:native`; `npx simdnorm info` says why):\n' +
+      failures.join('\n'),
   );
 }
 

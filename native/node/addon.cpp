@@ -164,7 +164,7 @@ napi_value checkNodeVersion(napi_env env) {
                       std::to_string(compiledNodeMajor()) + " and cannot run in Node " +
                       std::to_string(version->major) +
                       " (it uses V8's ArrayBuffer API, whose ABI changes between major versions); "
-                      "rebuild it with npm run build:native"};
+                      "rebuild it: npm rebuild simdnorm (in a checkout: npm run build:native)"};
   }
   return nullptr;
 }

@@ -217,7 +217,8 @@ interface OpSpec {
   /** the option names the function accepts, with a valid value of each */
   options: Record<string, unknown>;
   /** an option of another function (refused by name) */
-  foreignOption: [string, unknown];
+  /** an option of another function (accepted and ignored here) with a bad value: still refused */
+  foreignOption: [string, unknown, ErrorClass];
   inputs(Ctor: FloatCtor, layout: Layout): Record<string, unknown>;
   out(Ctor: FloatCtor): Record<string, unknown> | undefined;
   invoke(api: FacadeApi, inputs: unknown, options: unknown, out: unknown): unknown;
@@ -236,7 +237,7 @@ const TRAIN: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
     ['out.y', 'outTensor'], ['out.mean', 'outParam'], ['out.invStd', 'outParam'],
   ],
   options: { eps: 1e-3, momentum: 0.8, unbiasedRunningVar: true, activation: 'relu', skipNonFiniteUpdate: true },
-  foreignOption: ['training', true],
+  foreignOption: ['training', 'yes', TypeError],
   inputs: (Ctor, layout) => ({
     x: filled(Ctor, ELEMENTS, 1), shape: shapeOf(layout), gamma: channelArrays(Ctor, 2), beta: channelArrays(Ctor, 3),
     runningMean: channelArrays(Ctor, 4), runningVar: channelArrays(Ctor, 5), numBatchesTracked: 2,
@@ -252,7 +253,7 @@ const INFER: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
     ['beta', 'optParam'], ['out.y', 'outTensor'],
   ],
   options: { eps: 1e-3, activation: 'relu' },
-  foreignOption: ['momentum', 0.5],
+  foreignOption: ['momentum', 2, RangeError],
   inputs: (Ctor, layout) => ({
     x: filled(Ctor, ELEMENTS, 11), shape: shapeOf(layout), runningMean: channelArrays(Ctor, 12),
     runningVar: channelArrays(Ctor, 13), gamma: channelArrays(Ctor, 14), beta: channelArrays(Ctor, 15),
@@ -269,7 +270,7 @@ const BACKWARD: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   ],
   // activation 'relu' in the valid call, so that y is a required argument that can be spoiled
   options: { activation: 'relu', training: true },
-  foreignOption: ['eps', 1e-5],
+  foreignOption: ['eps', -1, RangeError],
   inputs: (Ctor, layout) => ({
     dy: filled(Ctor, ELEMENTS, 21), x: filled(Ctor, ELEMENTS, 22), shape: shapeOf(layout), mean: channelArrays(Ctor, 23),
     invStd: channelArrays(Ctor, 24), gamma: channelArrays(Ctor, 25), y: filled(Ctor, ELEMENTS, 26),
@@ -282,7 +283,7 @@ const BACKWARD: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
 const MOMENTS: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   slots: [['x', 'x'], ['shape', 'shape'], ['out.mean', 'outParam'], ['out.variance', 'outParam']],
   options: {},
-  foreignOption: ['activation', 'none'],
+  foreignOption: ['activation', 'gelu', RangeError],
   inputs: (Ctor, layout) => ({ x: filled(Ctor, ELEMENTS, 31), shape: shapeOf(layout) }),
   out: (Ctor) => ({ mean: new Ctor(C).fill(7), variance: new Ctor(C).fill(7) }),
   firstChannelArgument: 'out.mean',
@@ -295,7 +296,7 @@ const UPDATE: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
     ['numBatchesTracked', 'numBatchesTracked'], ['count', 'count'],
   ],
   options: { momentum: null, unbiasedRunningVar: true, skipNonFiniteUpdate: true },
-  foreignOption: ['eps', 1e-5],
+  foreignOption: ['eps', -1, RangeError],
   inputs: (Ctor) => ({
     runningMean: channelArrays(Ctor, 41), runningVar: channelArrays(Ctor, 42), mean: channelArrays(Ctor, 43),
     variance: channelArrays(Ctor, 44), count: 20, numBatchesTracked: 3,
@@ -532,7 +533,7 @@ function optionSpoils(spec: OpSpec): Spoiled[] {
     add('activation', 'a boolean', T_, true);
   }
   add('epsilon', 'a misspelt option', R_, 1e-3);
-  add(spec.foreignOption[0], 'an option of another function', R_, spec.foreignOption[1]);
+  add(spec.foreignOption[0], 'an option of another function with a bad value', spec.foreignOption[2], spec.foreignOption[1]);
   for (const [what, value] of [['a number', 5], ['a string', 'fast'], ['an array', []], ['a Float32Array', new Float32Array(2)], ['a function', () => 1]] as const) {
     list.push({ argument: 'options', what, error: T_, blame: 'options', apply: (call) => (call.replace = { ...call.replace, options: value }) });
   }
