@@ -11,16 +11,13 @@ set(SIMDNORM_ROOT "${CMAKE_CURRENT_LIST_DIR}/..")
 get_filename_component(SIMDNORM_ROOT "${SIMDNORM_ROOT}" ABSOLUTE)
 set(SIMDNORM_KERNELS "${SIMDNORM_ROOT}/native/kernels")
 
-# Compiled once per ISA natively; here only for the portable one.
-set(SIMDNORM_WASM_ISA_SOURCES
-  "${SIMDNORM_KERNELS}/stats.cpp"
-  "${SIMDNORM_KERNELS}/forward.cpp"
-  "${SIMDNORM_KERNELS}/backward.cpp"
-  "${SIMDNORM_KERNELS}/running.cpp")
+# The kernel sources as native/kernels/kernels.cmake lists them (the one list): the per-ISA ones
+# (compiled once per ISA natively; here only for the portable one), then the common ones.
+include("${SIMDNORM_KERNELS}/kernels.cmake")
+set(SIMDNORM_WASM_ISA_SOURCES ${SIMDNORM_KERNEL_ISA_SOURCES})
 set(SIMDNORM_WASM_SOURCES
   ${SIMDNORM_WASM_ISA_SOURCES}
-  "${SIMDNORM_KERNELS}/parallel.cpp"
-  "${SIMDNORM_KERNELS}/dispatch.cpp"
+  ${SIMDNORM_KERNEL_COMMON_SOURCES}
   "${SIMDNORM_ROOT}/wasm/abi.cpp")
 set_source_files_properties(${SIMDNORM_WASM_ISA_SOURCES} PROPERTIES COMPILE_DEFINITIONS "SIMDNORM_ISA=base")
 

@@ -1,5 +1,7 @@
-# native/kernels for the top-level CMakeLists.txt (include() this file). Native builds only: the
-# WASM build lists the same sources itself (wasm/wasm.cmake).
+# native/kernels for the top-level CMakeLists.txt (include() this file). The source lists below
+# are the only ones cmake has: wasm/wasm.cmake includes this file for them (under EMSCRIPTEN it
+# stops right after the lists), and binding.gyp's copy is checked against them by
+# test/build-sources.test.ts.
 #
 #   simdnorm_add_native_kernels(<target>)  compiles the kernels into <target>: the per-ISA sources
 #     once for the portable baseline (SIMDNORM_ISA=base) and, on x86-64, once more with
@@ -17,6 +19,10 @@ set(SIMDNORM_KERNEL_ISA_SOURCES
 set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
   "${SIMDNORM_KERNEL_DIR}/dispatch.cpp")
+
+if(EMSCRIPTEN)
+  return()  # wasm/wasm.cmake wants the lists only
+endif()
 
 option(SIMDNORM_BUILD_CHECKS "Build simdnorm_kernel_check" OFF)
 option(SIMDNORM_SANITIZE "Build simdnorm_kernel_check with address and undefined-behaviour sanitizers" OFF)
