@@ -1,5 +1,5 @@
 /**
- * How results are judged against the float64 reference (SPEC "Numerics"): an element passes
+ * How results are judged against the float64 reference (README "Numerics"): an element passes
  * when |got − expected| ≤ tolerance · max(|expected|, scale) + spacing, where scale is the RMS of
  * the finite expected values — "a few ulps of scale" (or a larger scale the caller names) — and
  * spacing is the absolute spacing of the result type's subnormals (its smallest positive value).

@@ -1,5 +1,5 @@
 /**
- * The reference implementation: the SPEC's formulas written plainly, accumulated in float64.
+ * The reference implementation: README "API"'s formulas written plainly, accumulated in float64.
  * It is the `js` backend and the oracle every other backend is tested against, so it favours
  * obviousness over speed: two passes for the statistics, one loop per formula.
  *

@@ -4,7 +4,7 @@
 //             (= gamma * invStd / M * (M * g - dbeta - xhat * dgamma), xhat = (x - mean) * invStd)
 //   eval:     dx = g * k                                             (one more pass)
 // A channel with a non-finite input (+-Inf or NaN in dy, x, mean, invStd or gamma: its sums are
-// then not finite or not IEEE's) gets its sums and dx from the SPEC's formulas in double, as the
+// then not finite or not IEEE's) gets its sums and dx from the reference's formulas in double, as the
 // reference computes them (plainSums, gradChannel). So does a channel whose k, k * dbeta / M or
 // k * dgamma * invStd / M is not finite or, in float, not a normal float (gamma ~ 1e37, data std
 // above ~1e19: invStd^2 underflows). The other channels are untouched. Per-channel work runs over
@@ -36,7 +36,7 @@ struct InputGrad {
   }
 };
 
-// dx over channel c by the SPEC's formula in double, with g = src masked by (y > 0) when y is
+// dx over channel c by the reference's formula in double, with g = src masked by (y > 0) when y is
 // given. Per element read then write: src may be dx.
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,

@@ -7,7 +7,7 @@
 // M = outer * inner values per channel. Callers (the binding, the C ABI) have validated
 // every pointer and length; kernels never allocate per call beyond the shared workspace.
 //
-// Numerics (SPEC "Numerics"): statistics are accumulated in double from per-block shifted
+// Numerics (README "Numerics"): statistics are accumulated in double from per-block shifted
 // sums merged in a fixed order (Chan et al.), so the variance stays right when the mean is
 // far from zero. Normalisation computes (x - mean) * scale + shift with the mean split into
 // a float hi/lo pair for float input, so a channel at 1e4 +- 1 keeps its float ulps.
@@ -33,7 +33,7 @@ struct Geometry {
 template <typename T>
 void channelMoments(const T* x, Geometry g, T* mean, T* variance);
 
-// The running-statistics update (SPEC 1):
+// The running-statistics update (README "API", updateRunningStats):
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
 // where factor is the weight of the new batch (1 - momentum, or 1/numBatchesTracked) and

@@ -874,10 +874,10 @@ void forEachOfChannel(const Geometry& g, int64_t c, F f) {
 }
 
 // Whether a per-channel coefficient of the vector formula is too far from 1 to stand for the
-// SPEC's formula: for float, a coefficient kept as a float that would lose what it holds (finite
+// reference's formula: for float, a coefficient kept as a float that would lose what it holds (finite
 // and non-zero but outside float's normal range, with room), as with gamma ~ 1e37 or a data std
 // above ~1e19; for double, one so large or small (gamma ~ 1e308) that the vector formula's
-// products overflow or underflow where the SPEC's formula, in another order, does not (or the
+// products overflow or underflow where the reference's formula, in another order, does not (or the
 // other way round).
 template <typename T>
 inline bool outsideCoefficientRange(double v) {
@@ -887,12 +887,12 @@ inline bool outsideCoefficientRange(double v) {
   return __builtin_isfinite(a) && a != 0 && (a < low || a > high);
 }
 
-// Whether a channel's output is computed by the SPEC's per-element formula in double
+// Whether a channel's output is computed by the reference's per-element formula in double
 // (forward.cpp's normalizeChannel, backward.cpp's gradChannel) instead of the vector formula:
 //  - a per-channel value is not finite (the vector formula's forms, e.g. the hi/lo split of an
-//    infinite mean or backward's expanded dx, meet Inf - Inf where the SPEC's formula does not);
+//    infinite mean or backward's expanded dx, meet Inf - Inf where the reference's formula does not);
 //  - an additive coefficient (a mean, beta, backward's k * dbeta / M) is so large that T's
-//    arithmetic overflows next to it where the SPEC's, in double, does not (x - mean with
+//    arithmetic overflows next to it where the reference's, in double, does not (x - mean with
 //    x = FLT_MAX and mean = -3e37): 2^100 for float (x - mean cannot overflow below 2^103),
 //    2^960 for double;
 //  - a multiplicative coefficient is outside outsideCoefficientRange.

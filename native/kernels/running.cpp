@@ -1,4 +1,4 @@
-// The running-statistics update (SPEC 1), in double:
+// The running-statistics update (README "API", updateRunningStats), in double:
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
 // With skipNonFinite, a non-finite batch value in any channel leaves both arrays untouched.

@@ -1,5 +1,5 @@
 /**
- * The conformance suite: every SPEC rule as a case, written once and run against every
+ * The conformance suite: every README rule (API, Errors, Numerics) as a case, written once and run against every
  * backend — in Node by test/conformance.test.ts, in Chromium by the browser harness.
  * A case receives the façade (the package's module object) with the backend under test
  * already chosen, and throws an Error saying what differs. Expected values come from the
@@ -729,7 +729,7 @@ function badInputCases(): ConformanceCase[] {
   ];
   return [
     {
-      name: `bad input: ${table.length} calls each throw the SPEC's typed error naming the argument, and write nothing`,
+      name: `bad input: ${table.length} calls each throw the documented typed error naming the argument, and write nothing`,
       async run(api) {
         for (const [what, call, kind, mentions] of table) {
           const v = victims();

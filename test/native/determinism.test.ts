@@ -1,5 +1,5 @@
 /**
- * SPEC "Numerics": the same input gives bitwise the same result whatever the thread count
+ * README "Numerics": the same input gives bitwise the same result whatever the thread count
  * (setThreads(1), setThreads(2), more threads than cores), and whatever the alignment of the
  * caller's arrays (the binding is zero-copy, so a subarray's byteOffset reaches the kernels).
  * Shapes are big enough to be split into many tasks and to take every kernel path.

@@ -1,7 +1,7 @@
 // Standalone check of native/kernels against a straightforward double-precision reference
 // (no framework): every kernel on many geometries, float and double, with and without
 // gamma/beta, relu, in place, running updates, 1 vs 2 vs 3 threads bitwise, and the
-// far-from-zero numerics of SPEC "Numerics". Last line: "N passed, N failed"; exit code 1 on
+// far-from-zero numerics of README "Numerics". Last line: "N passed, N failed"; exit code 1 on
 // failure.
 //
 //   kernel_check            run the checks
@@ -536,7 +536,7 @@ void checkConcurrentCalls() {
 #endif
 }
 
-// ---- far from zero (SPEC "Numerics") ------------------------------------------------------
+// ---- far from zero (README "Numerics") ----------------------------------------------------
 
 void checkLargeOffset(Geometry g) {
   const size_t n = static_cast<size_t>(g.elements()), C = static_cast<size_t>(g.channels);

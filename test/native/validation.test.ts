@@ -1,5 +1,5 @@
 /**
- * The raw addon called directly with garbage (SPEC "Bad input": the binding validates what it is
+ * The raw addon called directly with garbage (README "Errors": the binding validates what it is
  * given). Every function gets a valid argument list with exactly one argument spoiled; each call
  * must throw a TypeError (wrong type) or RangeError (wrong value) whose message names the
  * argument, the process must survive, and no array may change (a call that throws has written

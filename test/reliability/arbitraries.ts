@@ -28,7 +28,7 @@ export const momentumArb = fc.constantFrom<number | null>(0, 0.1, 0.5, 0.9, 1, n
 export const epsArb = fc.constantFrom(1e-5, 1e-3, 0.1, 1, 1e-9);
 
 /**
- * Magnitudes (scale, offset) per dtype; float32 1e4 + N(0,1) is the SPEC's far-from-zero case,
+ * Magnitudes (scale, offset) per dtype; float32 1e4 + N(0,1) is README "Numerics"' far-from-zero case,
  * and float64 goes as far as 1e6 + N(0,1).
  */
 export function ordinaryMagnitude(dtype: DType): fc.Arbitrary<[number, number]> {

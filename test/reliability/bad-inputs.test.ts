@@ -3,7 +3,7 @@
  * (sync and async functions, and the BatchNorm layer), and through the raw WASM C ABI of both
  * variants. (The raw N-API binding gets the same matrix in test/native/validation.test.ts.)
  *
- * Every façade case must throw (or reject with) exactly the SPEC's class, TypeError or
+ * Every façade case must throw (or reject with) exactly the documented class (README "Errors"), TypeError or
  * RangeError, with a message naming the argument; and every byte of every array the call was
  * given (with the buffers they view), the layer's state and, on wasm, a zero-copy block of
  * module memory must be unchanged. Every ABI case must return the error code of the spoiled
@@ -152,7 +152,7 @@ for (const name of ['native', 'wasm', 'js'] as BackendName[]) {
     afterAll(() => {
       sentinel?.free();
       api.useBackend('auto');
-      console.log(`façade bad-input matrix on ${name}: ${counts[name] ?? 0} spoiled calls, each the SPEC's typed error, nothing written`);
+      console.log(`façade bad-input matrix on ${name}: ${counts[name] ?? 0} spoiled calls, each the documented typed error, nothing written`);
     });
     const groups = new Map<string, FacadeCase[]>();
     for (const c of facadeCases) {

@@ -1,5 +1,5 @@
 /**
- * skipNonFiniteUpdate (SPEC "Bad input"): a batch whose statistics are not finite leaves the
+ * skipNonFiniteUpdate (README "Options"): a batch whose statistics are not finite leaves the
  * running statistics untouched, bit for bit, and the result says so (updated: false,
  * numBatchesTracked unchanged). Property-based on every backend: NaN/±Inf at random positions
  * of a random batch, through batchNormTrain (sync and async), updateRunningStats and the

@@ -110,7 +110,7 @@ export function normalData(n: number, seed: number, dtype: DType, scale = 1, off
 /**
  * The worst element of `got` outside lib/compare.ts's tolerance of `expected` (the float64
  * reference), or null. Expected values are first rounded to got's element type: a float32
- * output cannot hold 1e40 (it is Infinity there) or keep a float64 denormal, and the SPEC asks
+ * output cannot hold 1e40 (it is Infinity there) or keep a float64 denormal, and README "Numerics" asks
  * for the same NaN/Inf pattern, not for values float32 cannot represent.
  */
 export function compareOutput(name: string, got: FloatArray, expected: ArrayLike<number>, minScale = 0): string | null {

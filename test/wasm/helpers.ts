@@ -30,7 +30,7 @@ export function elements(g: Geometry): number {
   return g.outer * g.channels * g.inner;
 }
 
-/** max |a - b| / max(1, max |b|): relative to the data's scale, as the SPEC's tolerance. */
+/** max |a - b| / max(1, max |b|): relative to the data's scale, as README "Numerics"' tolerance. */
 export function scaledError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let scale = 1;
   for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
