@@ -22,7 +22,7 @@
 // (matched against "shape op mode", e.g. 'NHWC.*infer.*x2') runs a subset.
 // A tool, not a test: not run by npm test or CI.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, symlinkSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -76,6 +76,21 @@ if (!flag('--committed-wasm') && !existsSync(join(tree, 'build', 'ab-wasm-built'
 for (const [side, dir] of [['current', root], ['base', tree]]) {
   if (!existsSync(join(dir, 'dist', 'index.js'))) throw new Error(`${side}: ${dir}/dist/index.js missing (npm run build)`);
 }
+// The current side is measured as built: say so when a build is older than its sources.
+function newest(dir, ext) {
+  let t = 0;
+  for (const f of readdirSync(join(root, dir), { recursive: true })) {
+    if (ext.some((e) => String(f).endsWith(e))) t = Math.max(t, statSync(join(root, dir, String(f))).mtimeMs);
+  }
+  return t;
+}
+const mtime = (f) => (existsSync(join(root, f)) ? statSync(join(root, f)).mtimeMs : 0);
+const stale = [
+  [newest('lib', ['.ts']) > mtime('dist/index.js'), 'dist/ is older than lib/: npm run build'],
+  [newest('native', ['.cpp', '.h']) > mtime('build/Release/simdnorm.node'), 'build/Release/simdnorm.node is older than native/: npm run build:native'],
+  [Math.max(newest('native/kernels', ['.cpp', '.h']), mtime('wasm/abi.cpp')) > mtime('wasm/bin/simdnorm-simd.wasm'), 'wasm/bin is older than the kernels: npm run build:wasm'],
+].filter(([is]) => is);
+for (const [, what] of stale) console.warn(`*** current side: ${what}, if they changed: it is measured as built`);
 
 // ---- both sides in this process ---------------------------------------------------------------
 
