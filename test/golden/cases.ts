@@ -85,10 +85,15 @@ function seedOf(name: string): number {
 }
 
 /**
- * Runs every op variant of a case on the current backend of `api`; returns each output by name
- * (copies), plus `scalars`: the updated / numBatchesTracked results, as a Float64Array.
+ * Runs every op variant of a case on the current backend of `api`; resolves to each output by
+ * name (copies), plus `scalars`: the updated / numBatchesTracked results, as a Float64Array.
+ * `viaAsync`: train, infer and backward through their Async variants (the same results).
  */
-export function runCase(api: Api, c: GoldenCase): Record<string, FloatArray> {
+export async function runCase(api: Api, c: GoldenCase, viaAsync = false): Promise<Record<string, FloatArray>> {
+  const train: Api['batchNormTrainAsync'] = async (...a) => (viaAsync ? api.batchNormTrainAsync(...a) : api.batchNormTrain(...a));
+  const infer: Api['batchNormInferAsync'] = async (...a) => (viaAsync ? api.batchNormInferAsync(...a) : api.batchNormInfer(...a));
+  const backward: Api['batchNormBackwardAsync'] = async (...a) =>
+    viaAsync ? api.batchNormBackwardAsync(...a) : api.batchNormBackward(...a);
   const rand = new Random(seedOf(c.name));
   const T = c.dtype === 'float32' ? Float32Array : Float64Array;
   const n = c.shape.reduce((a, b) => a * b, 1);
@@ -122,16 +127,16 @@ export function runCase(api: Api, c: GoldenCase): Record<string, FloatArray> {
   // training forward: affine + running stats (momentum, unbiased), no activation
   {
     const runningMean = rm0.slice(), runningVar = rv0.slice();
-    const r = api.batchNormTrain({ x, shape, gamma, beta, runningMean, runningVar }, { layout, momentum: 0.9 });
+    const r = await train({ x, shape, gamma, beta, runningMean, runningVar }, { layout, momentum: 0.9 });
     put('train', r);
     put('train', { runningMean, runningVar });
   }
   // no affine, no running stats, relu
-  put('trainRelu', api.batchNormTrain({ x, shape }, { layout, activation: 'relu' }));
+  put('trainRelu', await train({ x, shape }, { layout, activation: 'relu' }));
   // running stats as the cumulative average (momentum null), biased running var, relu, affine
   {
     const runningMean = rm0.slice(), runningVar = rv0.slice();
-    const r = api.batchNormTrain(
+    const r = await train(
       { x, shape, gamma, beta, runningMean, runningVar, numBatchesTracked: 3 },
       { layout, momentum: null, unbiasedRunningVar: false, activation: 'relu', eps: 1e-3 },
     );
@@ -141,7 +146,7 @@ export function runCase(api: Api, c: GoldenCase): Record<string, FloatArray> {
   if (c.nonFinite) {
     for (const skip of [true, false]) {
       const runningMean = rm0.slice(), runningVar = rv0.slice();
-      const r = api.batchNormTrain(
+      const r = await train(
         { x, shape, gamma, beta, runningMean, runningVar },
         { layout, momentum: 0.8, skipNonFiniteUpdate: skip },
       );
@@ -150,18 +155,18 @@ export function runCase(api: Api, c: GoldenCase): Record<string, FloatArray> {
   }
 
   // inference
-  put('infer', api.batchNormInfer({ x, shape, runningMean: rm0, runningVar: rv0, gamma, beta }, { layout }));
-  put('inferRelu', api.batchNormInfer({ x, shape, runningMean: rm0, runningVar: rv0 }, { layout, activation: 'relu', eps: 1e-2 }));
+  put('infer', await infer({ x, shape, runningMean: rm0, runningVar: rv0, gamma, beta }, { layout }));
+  put('inferRelu', await infer({ x, shape, runningMean: rm0, runningVar: rv0 }, { layout, activation: 'relu', eps: 1e-2 }));
 
   // backward over the saved statistics of the first training call
-  const saved = api.batchNormTrain({ x, shape, gamma, beta }, { layout, activation: 'relu' });
+  const saved = await train({ x, shape, gamma, beta }, { layout, activation: 'relu' });
   const { mean, invStd } = saved;
-  put('backward', api.batchNormBackward({ dy, x, shape, mean, invStd, gamma }, { layout }));
-  put('backwardRelu', api.batchNormBackward({ dy, x, shape, mean, invStd, gamma, y: saved.y }, { layout, activation: 'relu' }));
-  put('backwardEval', api.batchNormBackward({ dy, x, shape, mean, invStd, gamma }, { layout, training: false }));
+  put('backward', await backward({ dy, x, shape, mean, invStd, gamma }, { layout }));
+  put('backwardRelu', await backward({ dy, x, shape, mean, invStd, gamma, y: saved.y }, { layout, activation: 'relu' }));
+  put('backwardEval', await backward({ dy, x, shape, mean, invStd, gamma }, { layout, training: false }));
   put(
     'backwardEvalRelu',
-    api.batchNormBackward({ dy, x, shape, mean, invStd, y: saved.y }, { layout, activation: 'relu', training: false }),
+    await backward({ dy, x, shape, mean, invStd, y: saved.y }, { layout, activation: 'relu', training: false }),
   );
 
   // statistics alone, and the running update alone

@@ -2,7 +2,7 @@
  * Golden outputs: every backend and variant reachable in Node gives, for the cases of
  * test/golden/cases.ts, bit for bit the outputs recorded in test/golden/golden.json from the
  * kernels of the commit named there (the native addon once per SIMD level, at 1 and 2 threads,
- * which must agree; wasm SIMD128 and scalar; js). Per backend and case the fixture holds one
+ * which must agree, and through the Async variants too; wasm SIMD128 and scalar; js). Per backend and case the fixture holds one
  * SHA-256 over every output (its name, length and the SHA-256 of its bytes) and the first 12 hex
  * digits of each output's SHA-256, which name the first differing output of a failing case
  * (full per-output hashes would make the fixture ~350 kB; this keeps it near 100 kB).
@@ -71,10 +71,15 @@ function targets(): Target[] {
   return list;
 }
 
-/** Runs a case on `backend`, registered as the current one of its name for the call. */
-function runOn(backend: Backend, c: GoldenCase): CaseDigest {
+/** Runs a case on `backend`, registered and made the current backend for the call. */
+async function runOn(backend: Backend, c: GoldenCase, viaAsync = false): Promise<CaseDigest> {
   api.registerBackend({ name: backend.name, priority: 0, loadSync: () => backend, load: async () => backend });
-  return digest(api.withBackend(backend.name, () => runCase(api, c)));
+  api.useBackend(backend.name);
+  try {
+    return digest(await runCase(api, c, viaAsync));
+  } finally {
+    api.useBackend('auto');
+  }
 }
 
 const pack = (d: CaseDigest): string => [d.all, ...d.each].join(' ');
@@ -140,13 +145,13 @@ for (const t of targets()) {
     }
     const expected = fixture.backends[t.key];
     for (const threads of t.threads ?? [undefined]) {
-      it(`every case bit for bit${threads ? ` at ${threads} thread${threads > 1 ? 's' : ''}` : ''}`, () => {
+      it(`every case bit for bit${threads ? ` at ${threads} thread${threads > 1 ? 's' : ''}` : ''}`, async () => {
         const backend = t.backend();
         if (threads) backend.setThreads!(threads);
         try {
           const mine: Digests = {};
           for (const c of cases) {
-            const got = runOn(backend, c);
+            const got = await runOn(backend, c);
             if (RECORD) {
               const first = recorded[t.key]?.[c.name];
               const diff = first && firstDifference(got, outputsSeen[c.name], first);
@@ -163,6 +168,21 @@ for (const t of targets()) {
           else expect(Object.keys(expected).sort()).toEqual(cases.map((c) => c.name).sort());
         } finally {
           if (threads) backend.setThreads!(0);
+        }
+      }, 300_000);
+    }
+    if (t.threads) {
+      it('every case bit for bit through the Async variants (train, infer, backward) at 2 threads', async () => {
+        if (RECORD) return; // recorded through the synchronous functions
+        const backend = t.backend();
+        backend.setThreads!(2);
+        try {
+          for (const c of cases) {
+            const diff = firstDifference(await runOn(backend, c, true), fixture.outputs[c.name], expected[c.name]);
+            if (diff) throw new Error(`${t.key} async: case ${c.name}: ${diff}`);
+          }
+        } finally {
+          backend.setThreads!(0);
         }
       }, 300_000);
     }
