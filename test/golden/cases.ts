@@ -50,7 +50,7 @@ const GEOMETRIES: Geometry[] = [
   { label: 'NHWC', layout: 'channels-last', shape: [8, 30, 31, 24] }, // rows, several row blocks
   { label: 'NC few values', layout: 'channels-first', shape: [2, 4096] }, // few rows (M = 2)
   { label: 'NC channels-last few values', layout: 'channels-last', shape: [3, 1000] }, // few rows (M = 3)
-  { label: 'NHWC eight values', layout: 'channels-last', shape: [2, 2, 2, 300] }, // few rows (M = kFewRows)
+  { label: 'NHWC eight values', layout: 'channels-last', shape: [2, 2, 2, 300] }, // M = kFewRows: few rows where 300 is whole vectors (wasm, AVX2 float64)
   { label: 'NCHW streamed', layout: 'channels-first', shape: [16, 32, 65, 64] }, // outputs > kStreamBytes
   { label: 'NHWC streamed', layout: 'channels-last', shape: [16, 64, 65, 32] }, // rows, outputs > kStreamBytes
   { label: 'NCHW far from zero', layout: 'channels-first', shape: [4, 16, 20, 20], offset: 1e6, scale: 1 }, // shifted sums
