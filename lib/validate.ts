@@ -1,5 +1,5 @@
 /**
- * Argument validation shared by every backend (SPEC "Bad input").
+ * Argument validation shared by every backend (README "Errors").
  *
  * Wrong types throw TypeError; wrong lengths, shapes and option values throw RangeError.
  * Every message names the argument, what was expected and what was received. The façade

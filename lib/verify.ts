@@ -146,7 +146,7 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
 /**
  * The scales sums are judged at. A sum of M terms (dbeta = Σg, dgamma = Σg·x̂, and M times a mean)
  * is judged at the root-sum-square of its terms, √M·rms(terms): the size its rounding errors have
- * however the terms are added (SPEC: "relative error ≤ 1e-5 … on data of unit scale"). Judged
+ * however the terms are added (README "Numerics": relative error ≤ 1e-5 on data of unit scale). Judged
  * relative to itself, a sum that cancels (the mean of zero-mean data, dgamma near 0) would be held
  * to far below the precision of its terms. The running mean takes in the batch mean: same scale.
  */

@@ -1,5 +1,5 @@
 /**
- * The bad-input matrix (SPEC "Bad input"): one generator of spoiled calls, operation × argument
+ * The bad-input matrix (README "Errors"): one generator of spoiled calls, operation × argument
  * × way of spoiling it, for the three layers a caller can reach:
  *
  *   facadeBadCalls()   the public functions and the BatchNorm layer (run on every backend by
@@ -9,7 +9,7 @@
  *   abiBadCalls()      the raw WASM C ABI of wasm/abi.cpp (run by bad-inputs.test.ts on both
  *                      wasm variants).
  *
- * Every façade and binding case expects the SPEC's typed error (TypeError for a wrong type,
+ * Every façade and binding case expects the typed error README "Errors" promises (TypeError for a wrong type,
  * RangeError for a wrong value) whose message names the argument; every ABI case expects a
  * negative return code naming the argument's position. The runners check on top that nothing
  * was written: every array of the call, bit for bit (and for the ABI, all module memory).
@@ -441,7 +441,7 @@ function slotSpoils(spec: OpSpec, path: string, role: Role, Ctor: FloatCtor, lay
   return list;
 }
 
-/** Arguments that overlap where the SPEC forbids it, and aliases of outputs with inputs. */
+/** Arguments that overlap where README "Caller-owned outputs" forbids it, and aliases of outputs with inputs. */
 function overlapSpoils(spec: OpSpec, Ctor: FloatCtor): Spoiled[] {
   const list: Spoiled[] = [];
   const add = (argument: string, what: string, blame: string | RegExp, apply: (call: CallParts) => void) =>
