@@ -29,6 +29,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const gypAddon = join(root, 'build', 'Release', 'simdnorm.node');
+// Why the install did not build the addon, for `simdnorm info` (lib/cli.ts reads it).
+const reasonFile = join(root, 'build', 'native-install-reason.txt');
 const jobs = String(availableParallelism());
 
 /** A failure whose message is the one-line reason shown to the user. */
