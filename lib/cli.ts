@@ -228,25 +228,12 @@ function installedAsDependency(): boolean {
   return /[\\/]node_modules[\\/]/.test(ROOT);
 }
 
-/** The line of a failed build's log that says most about why (as native/build.mjs picks it). */
-function firstReason(output: string): string {
-  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
-  const pick =
-    lines.find((l) => /\berror\b:/i.test(l) && !l.startsWith('gyp')) ??
-    lines.find((l) => /^g?make(\[\d+\])?: \*\*\*/.test(l)) ??
-    lines.find((l) => l.startsWith('gyp ERR! stack Error:'))?.replace('gyp ERR! stack ', '') ??
-    lines.find((l) => l.startsWith('gyp ERR!')) ??
-    lines.at(-1) ??
-    'no output';
-  return pick.length > 200 ? `${pick.slice(0, 197)}...` : pick;
-}
-
 /**
  * Why native is unavailable, in words a user can act on from their own project, and what to do.
- * The install-time build (native/build.mjs) leaves build/native-build.log when node-gyp fails;
- * other reasons (no node-gyp, SIMDNORM_SKIP_NATIVE, install scripts not run) leave no trace, so the
- * missing addon is described by its possible causes. A one-line build/native-install-reason.txt,
- * when the install script writes one, is quoted first.
+ * The install-time build (native/build.mjs) records why it did not build in
+ * build/native-install-reason.txt (and node-gyp's whole output in build/native-build.log); when the
+ * install script never ran (npm --ignore-scripts, pnpm without allow-listing it) nothing is
+ * recorded, so the missing addon is described by its possible causes.
  */
 export function explainNative(status: BackendStatus): string[] {
   const reason = status.reason ?? '';
@@ -279,15 +266,6 @@ export function explainNative(status: BackendStatus): string[] {
     }
     lines.push(`the addon was not built when simdnorm was installed: ${text || 'no reason recorded'}`);
     if (existsSync(log)) lines.push(`(full output: ${log})`);
-  } else if (existsSync(log)) {
-    let text = '';
-    try {
-      text = readFileSync(log, 'utf8');
-    } catch {
-      // the reason below stays generic
-    }
-    lines.push(`building the addon failed when simdnorm was installed: ${firstReason(text)}`);
-    lines.push(`(full output: ${log})`);
   } else {
     lines.push(
       'the addon was not built when simdnorm was installed: no C++ compiler, make or Python 3 found, ' +

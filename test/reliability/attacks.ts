@@ -22,34 +22,13 @@ import {
   typedArrayByteLength,
   typedArrayByteOffset,
 } from '../../lib/intrinsics.js';
+import type { FacadeApi, LayerLike } from './bad-inputs.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
-/** What the table needs of the package. */
-export interface Api {
-  batchNormTrain: (...a: never[]) => unknown;
-  batchNormTrainAsync: (...a: never[]) => Promise<unknown>;
-  batchNormInfer: (...a: never[]) => unknown;
-  batchNormInferAsync: (...a: never[]) => Promise<unknown>;
-  batchNormBackward: (...a: never[]) => unknown;
-  batchNormBackwardAsync: (...a: never[]) => Promise<unknown>;
-  moments: (...a: never[]) => unknown;
-  updateRunningStats: (...a: never[]) => unknown;
-  BatchNorm: new (numFeatures: number, options?: object) => Layer;
-}
-
-export interface Layer {
-  gamma: FloatArray | null;
-  beta: FloatArray | null;
-  runningMean: FloatArray | null;
-  runningVar: FloatArray | null;
-  dgamma: FloatArray | null;
-  dbeta: FloatArray | null;
-  numBatchesTracked: number;
-  forward(x: unknown, shape: unknown, out?: unknown): FloatArray;
-  backward(dy: unknown, out?: unknown): FloatArray;
-  loadState(state: unknown): void;
-}
+/** What the table needs of the package: what the bad-input matrix needs of it. */
+export type Api = FacadeApi;
+export type Layer = LayerLike;
 
 /** One prepared call. */
 export interface Instance {
