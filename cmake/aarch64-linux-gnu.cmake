@@ -11,7 +11,9 @@ set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(SIMDNORM_AARCH64_TRIPLE aarch64-linux-gnu)
 set(CMAKE_C_COMPILER ${SIMDNORM_AARCH64_TRIPLE}-gcc)
 set(CMAKE_CXX_COMPILER ${SIMDNORM_AARCH64_TRIPLE}-g++)
-set(CMAKE_CXX_FLAGS_INIT "-march=armv8-a")
+# -Wno-psabi: GCC's note that GCC 10.1 changed how some aggregates are passed on aarch64 (only
+# matters when linking with objects of GCC < 10.1).
+set(CMAKE_CXX_FLAGS_INIT "-march=armv8-a -Wno-psabi")
 set(CMAKE_C_FLAGS_INIT "-march=armv8-a")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
 
