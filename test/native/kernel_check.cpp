@@ -1,8 +1,10 @@
 // Standalone check of native/kernels against a straightforward double-precision reference
 // (no framework): every kernel on many geometries, float and double, with and without
 // gamma/beta, relu, in place, running updates, 1 vs 2 vs 3 threads bitwise, and the
-// far-from-zero numerics of README "Numerics". Last line: "N passed, N failed"; exit code 1 on
-// failure.
+// far-from-zero numerics of README "Numerics". Each ISA's run ends with its largest error /
+// tolerance (float, double: NEON's against SSE2's, say). Last line: "N passed, N failed"; exit
+// code 1 on failure. On x86-64 it checks AVX2+FMA, then the portable SSE2 kernels; built with
+// cmake/aarch64-linux-gnu.cmake, the NEON kernels (run under qemu-aarch64: .ci/run).
 //
 //   kernel_check            run the checks
 //   kernel_check --bench    time train/infer/backward on float32 NCHW [32,64,56,56] and
