@@ -198,10 +198,6 @@ export function shapeOf(dims: readonly number[], layout: Layout): Shape {
   return { dims, elements, geometry: { outer, channels, inner }, perChannel: outer * inner };
 }
 
-/** readShape and shapeOf in one. */
-export function checkShape(value: unknown, layout: Layout, name = 'shape'): Shape {
-  return shapeOf(readShape(value, name), layout);
-}
 
 function product(dims: readonly number[], from: number, to: number): number {
   let p = 1;
