@@ -198,7 +198,6 @@ export function shapeOf(dims: readonly number[], layout: Layout): Shape {
   return { dims, elements, geometry: { outer, channels, inner }, perChannel: outer * inner };
 }
 
-
 function product(dims: readonly number[], from: number, to: number): number {
   let p = 1;
   for (let i = from; i < to; i++) p *= dims[i];
