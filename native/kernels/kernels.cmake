@@ -1,7 +1,7 @@
 # native/kernels for the top-level CMakeLists.txt (include() this file). The source lists below
 # are the only ones cmake has: wasm/wasm.cmake includes this file for them (under EMSCRIPTEN it
 # stops right after the lists), and binding.gyp's copy is checked against them by
-# test/build-sources.test.ts.
+# test/package/build-sources.test.ts.
 #
 #   simdnorm_add_native_kernels(<target>)  compiles the kernels into <target>: the per-ISA sources
 #     once for the portable baseline (SIMDNORM_ISA=base) and, on x86-64, once more with

@@ -1,6 +1,6 @@
 /**
  * The conformance suite: every README rule (API, Errors, Numerics) as a case, written once and run against every
- * backend — in Node by test/conformance.test.ts, in Chromium by the browser harness.
+ * backend — in Node by test/conformance/conformance.test.ts, in Chromium by the browser harness.
  * A case receives the façade (the package's module object) with the backend under test
  * already chosen, and throws an Error saying what differs. Expected values come from the
  * float64 reference (the `js` backend on float64 copies of the same data).

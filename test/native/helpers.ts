@@ -5,9 +5,9 @@
  */
 import { describe, it } from 'vitest';
 import { loadNativeBinding, type LoadedBinding, type NativeBinding } from '../../lib/backends/native.js';
-import type { FloatCtor } from '../bits.js';
+import type { FloatCtor } from '../reliability/bits.js';
 
-export { bytesOf, randomArray, sameBits, type FloatCtor } from '../bits.js';
+export { bytesOf, randomArray, sameBits, type FloatCtor } from '../reliability/bits.js';
 
 export type FloatArray = Float32Array | Float64Array;
 export const FLOAT_TYPES: readonly FloatCtor[] = [Float32Array, Float64Array];

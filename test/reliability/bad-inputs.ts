@@ -18,7 +18,7 @@
 
 export type ErrorClass = typeof TypeError | typeof RangeError;
 export type FloatArray = Float32Array | Float64Array;
-import { randomArray, type FloatCtor } from '../bits.js';
+import { randomArray, type FloatCtor } from './bits.js';
 
 export type { FloatCtor };
 export type DType = 'float32' | 'float64';

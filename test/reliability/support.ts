@@ -121,4 +121,4 @@ export function compareOutput(name: string, got: FloatArray, expected: ArrayLike
 
 export { rms };
 
-export { sameBits } from '../bits.js';
+export { sameBits } from './bits.js';

@@ -1,7 +1,7 @@
 /**
  * The conformance suite (test/conformance/cases.ts) on each wasm variant explicitly: SIMD128
- * and scalar (test/conformance.test.ts runs it on the wasm backend the registry picks, which is
- * SIMD128 in Node 20). Same cases, same tolerances as every backend.
+ * and scalar (test/conformance/conformance.test.ts runs it on the wasm backend the registry
+ * picks, which is SIMD128 in Node 20). Same cases, same tolerances as every backend.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as api from '../../lib/index.js';

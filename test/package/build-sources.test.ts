@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
 const read = (path: string): string => readFileSync(root + path, 'utf8');
 const sorted = (a: Iterable<string>): string[] => [...a].sort();
 const cppIn = (dir: string): string[] => sorted(readdirSync(root + dir).filter((f) => f.endsWith('.cpp')).map((f) => `${dir}/${f}`));

@@ -5,10 +5,10 @@ import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import * as api from '../lib/index.js';
-import { jsBackend } from '../lib/backends/js.js';
+import * as api from '../../lib/index.js';
+import { jsBackend } from '../../lib/backends/js.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dist = join(root, 'dist');
 const cli = join(dist, 'cli.js');
 

@@ -4,8 +4,8 @@
  * pending backend is loaded so that later calls use it.
  */
 import { afterEach, expect, it, vi } from 'vitest';
-import type { Backend, BackendProvider } from '../lib/backend.js';
-import { jsBackend } from '../lib/backends/js.js';
+import type { Backend, BackendProvider } from '../../lib/backend.js';
+import { jsBackend } from '../../lib/backends/js.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -14,8 +14,8 @@ afterEach(() => {
 
 async function freshRegistry() {
   vi.resetModules();
-  const registry = await import('../lib/registry.js');
-  const api = await import('../lib/api.js');
+  const registry = await import('../../lib/registry.js');
+  const api = await import('../../lib/api.js');
   let resolve!: (b: Backend) => void;
   const loading = new Promise<Backend>((r) => (resolve = r));
   let loads = 0;

@@ -4,8 +4,8 @@
  * finite differences of the forward pass in float64.
  */
 import { describe, expect, it } from 'vitest';
-import * as api from '../lib/index.js';
-import { Random } from '../lib/random.js';
+import * as api from '../../lib/index.js';
+import { Random } from '../../lib/random.js';
 
 api.useBackend('js');
 const close = (got: ArrayLike<number>, want: number[], digits = 12) =>

@@ -8,7 +8,7 @@ import {
   moments,
   updateRunningStats,
   withBackend,
-} from '../lib/index.js';
+} from '../../lib/index.js';
 
 const shape = [4, 3, 5];
 const x = Float32Array.from({ length: 60 }, (_, i) => Math.sin(i) * 3 + (i % 7));

@@ -3,9 +3,9 @@
  * A backend that cannot load is a loud skip on a developer's machine and a failure in CI.
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import * as api from '../lib/index.js';
-import type { BackendName } from '../lib/backend.js';
-import { conformanceCases } from './conformance/cases.js';
+import * as api from '../../lib/index.js';
+import type { BackendName } from '../../lib/backend.js';
+import { conformanceCases } from './cases.js';
 
 await api.ready();
 const status = api.backends();
