@@ -12,6 +12,7 @@
       'native/kernels/forward.cpp',
       'native/kernels/backward.cpp',
       'native/kernels/running.cpp',
+      'native/kernels/entry.cpp',
     ],
   },
   'target_defaults': {
@@ -53,6 +54,7 @@
         'native/node/pin.cpp',
         'native/kernels/parallel.cpp',
         'native/kernels/dispatch.cpp',
+        'native/kernels/core.cpp',
       ],
       # Plain N-API (node_api.h) and, in pin.cpp, v8.h: both from the running Node's headers.
       'dependencies': ['simdnorm_kernels_base'],

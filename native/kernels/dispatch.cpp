@@ -36,6 +36,9 @@ namespace {
 
 bool portableOnly = false;  // usePortableKernels
 
+}  // namespace
+
+// Whether the AVX2+FMA kernels run (core.cpp's sn_execute dispatches on it).
 bool useAvx2() {
 #ifdef SIMDNORM_HAVE_AVX2
   static const bool supported = [] {
@@ -47,8 +50,6 @@ bool useAvx2() {
   return false;
 #endif
 }
-
-}  // namespace
 
 #ifdef SIMDNORM_HAVE_AVX2
 #define SIMDNORM_DISPATCH(call) \

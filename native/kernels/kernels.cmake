@@ -15,10 +15,12 @@ set(SIMDNORM_KERNEL_ISA_SOURCES
   "${SIMDNORM_KERNEL_DIR}/stats.cpp"
   "${SIMDNORM_KERNEL_DIR}/forward.cpp"
   "${SIMDNORM_KERNEL_DIR}/backward.cpp"
-  "${SIMDNORM_KERNEL_DIR}/running.cpp")
+  "${SIMDNORM_KERNEL_DIR}/running.cpp"
+  "${SIMDNORM_KERNEL_DIR}/entry.cpp")
 set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
-  "${SIMDNORM_KERNEL_DIR}/dispatch.cpp")
+  "${SIMDNORM_KERNEL_DIR}/dispatch.cpp"
+  "${SIMDNORM_KERNEL_DIR}/core.cpp")
 
 if(EMSCRIPTEN)
   return()  # wasm/wasm.cmake wants the lists only

@@ -1,0 +1,147 @@
+// sn_prepare and sn_execute (norm.h): the checks memory safety needs, and the ISA dispatch.
+#include <cmath>
+#include <cstring>
+
+#include "batchnorm.h"
+#include "norm.h"
+#include "parallel.h"
+
+namespace simdnorm {
+
+// The per-ISA entries (entry.cpp, compiled once per ISA).
+namespace base {
+int32_t execute(const sn_norm& n);
+}
+#ifdef SIMDNORM_HAVE_AVX2
+namespace avx2 {
+int32_t execute(const sn_norm& n);
+}
+#endif
+bool useAvx2();  // dispatch.cpp
+
+static constexpr double kMaxCount = 9007199254740992.0;  // 2^53: every count is an exact double
+static constexpr uint64_t kMaxBytes = uint64_t{1} << 62;
+
+static bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == std::floor(v); }
+
+// a * b, false on overflow past kMaxBytes.
+static bool multiply(uint64_t a, uint64_t b, uint64_t& out) {
+  return !__builtin_mul_overflow(a, b, &out) && out <= kMaxBytes;
+}
+
+int64_t slotLength(const sn_norm& n, int slot) {
+  switch (sn_slot_size[slot]) {
+    case SN_SIZE_ELEMENTS: return n.samples * n.outer * n.stats * n.inner;
+    case SN_SIZE_STATISTICS: return n.samples * n.stats;
+    case SN_SIZE_CHANNELS: return n.stats;
+    default: return n.affineGroups * n.affineSize;
+  }
+}
+
+}  // namespace simdnorm
+
+using simdnorm::isCount;
+using simdnorm::multiply;
+using simdnorm::snError;
+
+extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint64_t* bytes, sn_norm* out) {
+  if (s == nullptr || tensors == nullptr || bytes == nullptr || out == nullptr) return snError(SN_ERROR_MISSING, 0);
+  sn_norm n;
+  std::memset(&n, 0, sizeof n);
+  const double phase = s[SN_SCALAR_PHASE], dtype = s[SN_SCALAR_DTYPE];
+  if (!isCount(phase) || phase >= SN_PHASE_COUNT) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_PHASE + 1);
+  if (!isCount(dtype) || dtype >= SN_DTYPE_COUNT) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_DTYPE + 1);
+  n.phase = static_cast<int32_t>(phase);
+  n.dtype = static_cast<int32_t>(dtype);
+  // Counts, and their products as byte sizes (each fits, so every length below does).
+  int64_t* const counts[] = {&n.samples, &n.outer, &n.stats, &n.inner, &n.affineGroups, &n.affineSize, &n.affineRun};
+  for (int i = 0; i < 7; i++) {
+    const double v = s[SN_SCALAR_SAMPLES + i];
+    if (!isCount(v)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_SAMPLES + i + 1);
+    *counts[i] = static_cast<int64_t>(v);
+  }
+  const uint64_t element = n.dtype == SN_DTYPE_F32 ? 4 : 8;
+  uint64_t product = element;
+  for (int i = 0; i < 4; i++) {
+    if (!multiply(product, static_cast<uint64_t>(*counts[i]), product)) {
+      return snError(SN_ERROR_TOO_LARGE, SN_SCALAR_SAMPLES + i + 1);
+    }
+  }
+  if (!multiply(static_cast<uint64_t>(n.affineGroups), static_cast<uint64_t>(n.affineSize) * element, product)) {
+    return snError(SN_ERROR_TOO_LARGE, SN_SCALAR_AFFINE_GROUPS + 1);
+  }
+  if (n.stats > 0) {  // the γ/β index needs groups, size and run of at least 1
+    for (int i = 4; i < 7; i++) {
+      if (*counts[i] == 0) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_SAMPLES + i + 1);
+    }
+  }
+  const double flags = s[SN_SCALAR_FLAGS];
+  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE;
+  if (!isCount(flags) || flags > allFlags || (static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(allFlags)) != 0) {
+    return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
+  }
+  n.flags = static_cast<uint32_t>(flags);
+  n.eps = s[SN_SCALAR_EPS];
+  n.factor = s[SN_SCALAR_FACTOR];
+  n.varScale = s[SN_SCALAR_VAR_SCALE];
+
+  // Tensors: presence by role, then bytes and alignment.
+  const uint8_t* roles = sn_roles[n.phase];
+  bool anyPair = false;  // PAIR slots: all given or none
+  for (int slot = 0; slot < SN_SLOT_COUNT; slot++) anyPair |= roles[slot] == SN_ROLE_PAIR && tensors[slot] != nullptr;
+  for (int slot = 0; slot < SN_SLOT_COUNT; slot++) {
+    const int64_t length = simdnorm::slotLength(n, slot);
+    void* p = tensors[slot];
+    const uint8_t role = roles[slot];
+    const bool given = p != nullptr;
+    if (role == SN_ROLE_NONE) {
+      if (given) return snError(SN_ERROR_UNEXPECTED, slot + 1);
+      continue;
+    }
+    const bool required = role == SN_ROLE_IN || role == SN_ROLE_OUT || role == SN_ROLE_INOUT;
+    if (!given) {
+      if (role == SN_ROLE_PAIR && anyPair) return snError(SN_ERROR_MISSING, slot + 1);
+      // An empty required tensor may come as null (an empty typed array has no data pointer).
+      if (required && length > 0) return snError(SN_ERROR_MISSING, slot + 1);
+      continue;
+    }
+    if (reinterpret_cast<uintptr_t>(p) % element != 0) return snError(SN_ERROR_MISALIGNED, slot + 1);
+    if (bytes[slot] < static_cast<uint64_t>(length) * element) return snError(SN_ERROR_TOO_SHORT, slot + 1);
+    n.tensor[slot] = p;
+  }
+  // Outputs overlap nothing else, but for the phase's allowed exact alias.
+  for (int o = 0; o < SN_SLOT_COUNT; o++) {
+    const uint8_t role = roles[o];
+    if (n.tensor[o] == nullptr || (role != SN_ROLE_OUT && role != SN_ROLE_INOUT && role != SN_ROLE_PAIR)) continue;
+    const uint64_t oBytes = static_cast<uint64_t>(simdnorm::slotLength(n, o)) * element;
+    if (oBytes == 0) continue;
+    const uintptr_t o0 = reinterpret_cast<uintptr_t>(n.tensor[o]);
+    for (int other = 0; other < SN_SLOT_COUNT; other++) {
+      if (other == o || n.tensor[other] == nullptr) continue;
+      const uint64_t otherBytes = static_cast<uint64_t>(simdnorm::slotLength(n, other)) * element;
+      const uintptr_t a0 = reinterpret_cast<uintptr_t>(n.tensor[other]);
+      if (otherBytes == 0 || a0 >= o0 + oBytes || o0 >= a0 + otherBytes) continue;
+      if (sn_alias[n.phase][o] == other && a0 == o0 && otherBytes == oBytes) continue;
+      return snError(SN_ERROR_OVERLAP, o + 1);
+    }
+  }
+  // Scalars the phase uses.
+  const bool forward = n.phase == SN_PHASE_TRAIN || n.phase == SN_PHASE_INFER;
+  if (forward && !(n.eps > 0 && n.eps <= 0x1.fffffffffffffp1023)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_EPS + 1);
+  const bool running = n.phase == SN_PHASE_UPDATE || (n.phase == SN_PHASE_TRAIN && anyPair);
+  if (running) {
+    if (!(n.factor >= 0 && n.factor <= 1)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FACTOR + 1);
+    if (!(n.varScale >= 0 && n.varScale <= 0x1.fffffffffffffp1023)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_VAR_SCALE + 1);
+  }
+  *out = n;
+  return 0;
+}
+
+extern "C" int32_t sn_execute(const sn_norm* n) {
+  if (n == nullptr) return snError(SN_ERROR_MISSING, 0);
+  simdnorm::clearScratchFailure();
+#ifdef SIMDNORM_HAVE_AVX2
+  if (simdnorm::useAvx2()) return simdnorm::avx2::execute(*n);
+#endif
+  return simdnorm::base::execute(*n);
+}

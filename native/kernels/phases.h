@@ -1,0 +1,37 @@
+// The kernels of one ISA (namespace simdnorm::SIMDNORM_ISA; see simd.h), one per phase, as
+// stats.cpp, forward.cpp, backward.cpp and running.cpp define them for x[outer][channels][inner]
+// with the statistics and γ/β both indexed by the channel (README "Numerics" for what each
+// computes). entry.cpp maps the descriptor's phases onto them; nothing else calls them.
+#pragma once
+
+#include "batchnorm.h"
+#include "simd.h"
+
+namespace simdnorm {
+namespace SIMDNORM_ISA {
+
+// mean and biased variance per channel (NaN where M == 0).
+template <typename T>
+void channelMoments(const T* x, Geometry g, T* mean, T* variance);
+
+// Statistics, y (relu when asked), and the running update when runningMean/runningVar are given;
+// returns whether the running stats were written.
+template <typename T>
+bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu, T* y, T* mean,
+                  T* invStd, T* runningMean, T* runningVar, RunningUpdate update);
+
+template <typename T>
+void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar, const T* gamma,
+                  const T* beta, double eps, bool relu, T* y);
+
+template <typename T>
+void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma, const T* y,
+              bool training, T* dx, T* dgamma, T* dbeta);
+
+// The running update from a batch mean of either type and a double batch variance.
+template <typename T, typename Mean>
+bool updateRunning(T* runningMean, T* runningVar, const Mean* batchMean, const double* batchVar,
+                   int64_t channels, double factor, double varScale, bool skipNonFinite);
+
+}  // namespace SIMDNORM_ISA
+}  // namespace simdnorm
