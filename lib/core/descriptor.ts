@@ -1,0 +1,93 @@
+/**
+ * A normalization call as the backends take it: the scalars of native/abi/table.mjs in a
+ * Float64Array (indexed by `Scalar`) and the tensor table (indexed by `Slot`). The op files
+ * (lib/ops/*.ts) build descriptors; every backend runs any descriptor through one entry
+ * (`Backend.run`), so a new op family needs nothing in the backends, the addon or the wasm ABI.
+ *
+ * Geometry: x is x[samples][outer][stats][inner]; statistic (n, s) reduces over outer and inner
+ * and sits at n * stats + s; γ/β of element (n, o, s, j) sit at
+ * (s mod affineGroups) * affineSize + floor(j / affineRun) mod affineSize.
+ */
+import { DType, ERROR_NAMES, Flag, Phase, PHASE_NAMES, SCALAR_COUNT, SCALAR_NAMES, SLOT_COUNT, SLOT_NAMES, Scalar } from './abi.js';
+
+export type FloatArray = Float32Array | Float64Array;
+export type PhaseCode = (typeof Phase)[keyof typeof Phase];
+
+export interface Norm {
+  readonly scalars: Float64Array;
+  /** indexed by Slot; null where the phase does not use the slot (or an optional one is absent) */
+  readonly tensors: (FloatArray | null)[];
+}
+
+export interface NormGeometry {
+  readonly samples: number;
+  readonly outer: number;
+  readonly stats: number;
+  readonly inner: number;
+}
+
+/** How γ/β are indexed (see the file comment); BatchNorm's is { groups: stats, size: 1, run: inner }. */
+export interface AffineMap {
+  readonly groups: number;
+  readonly size: number;
+  readonly run: number;
+}
+
+export interface NormScalars {
+  readonly eps?: number;
+  readonly relu?: boolean;
+  readonly training?: boolean;
+  readonly skipNonFinite?: boolean;
+  readonly factor?: number;
+  readonly varScale?: number;
+}
+
+/** A descriptor with every tensor null; set them with `n.tensors[Slot.x] = x`. */
+export function makeNorm(
+  phase: PhaseCode,
+  dtype: FloatArray,
+  g: NormGeometry,
+  affine: AffineMap,
+  s: NormScalars = {},
+): Norm {
+  const scalars = new Float64Array(SCALAR_COUNT);
+  scalars[Scalar.phase] = phase;
+  scalars[Scalar.dtype] = dtype instanceof Float64Array ? DType.f64 : DType.f32;
+  scalars[Scalar.samples] = g.samples;
+  scalars[Scalar.outer] = g.outer;
+  scalars[Scalar.stats] = g.stats;
+  scalars[Scalar.inner] = g.inner;
+  scalars[Scalar.affineGroups] = affine.groups;
+  scalars[Scalar.affineSize] = affine.size;
+  scalars[Scalar.affineRun] = affine.run;
+  scalars[Scalar.flags] =
+    (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0);
+  scalars[Scalar.eps] = s.eps ?? 0;
+  scalars[Scalar.factor] = s.factor ?? 0;
+  scalars[Scalar.varScale] = s.varScale ?? 1;
+  return { scalars, tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
+}
+
+/** Elements of x: samples · outer · stats · inner. */
+export function elementsOf(n: Norm): number {
+  const s = n.scalars;
+  return s[Scalar.samples] * s[Scalar.outer] * s[Scalar.stats] * s[Scalar.inner];
+}
+
+/**
+ * The Error for a negative result of the C ABI (`-(code << 8 | argument)`): a plain
+ * `internal error`, since the façade validates every call before a backend sees it.
+ */
+export function abiError(result: number, n: Norm | null): Error {
+  const code = -result >> 8;
+  const argument = -result & 0xff;
+  const what = ERROR_NAMES[code] ?? `error ${code}`;
+  if (what === 'noMemory') return new RangeError(`${PHASE_NAMES[n ? n.scalars[Scalar.phase] : 0] ?? '?'}: out of memory: the kernels' scratch memory could not be allocated; nothing was written`);
+  const phase = n ? PHASE_NAMES[n.scalars[Scalar.phase]] ?? '?' : '?';
+  let subject = '';
+  if (argument > 0) {
+    const scalarCodes = ['badScalar', 'tooLarge'];
+    subject = scalarCodes.includes(what) ? ` (scalar ${SCALAR_NAMES[argument - 1]})` : ` (tensor ${SLOT_NAMES[argument - 1]})`;
+  }
+  return new Error(`internal error: ${phase}: ${what}${subject}`);
+}
