@@ -9,7 +9,16 @@
 // k * dgamma * invStd / M is not finite or, in float, not a normal float (gamma ~ 1e37, data std
 // above ~1e19: invStd^2 underflows). The other channels are untouched. Per-channel work runs over
 // chunks of channels in double vectors (GradChannels).
-#include "blocking.h"
+#include "batchnorm.h"
+#include "fallback.h"
+#include "lanes.h"
+#include "parallel.h"
+#include "plan.h"
+#include "reduce.h"
+#include "scratch.h"
+#include "simd.h"
+#include "store.h"
+#include "tuning.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {
@@ -79,7 +88,7 @@ struct ChunkSums {
 // The per-channel part of backward for the chunk [ca, ca + n) from its sums:
 //   dbeta = sum(g), dgamma = invStd * sum(g (x - mean)), k = gamma * invStd,
 //   coefficients (mean, k, k * dbeta * (1/M), k * dgamma * invStd * (1/M)) to coef[q][j], dbeta/dgamma[ca + j],
-//   wide[j] (computed by gradChannel: blocking.h's plainChannel). A channel with a non-finite
+//   wide[j] (computed by gradChannel: fallback.h's plainChannel). A channel with a non-finite
 // dbeta, dgamma, mean, invStd or gamma (plain) gets its sums from plainSums first; anyPlain says
 // whether there was one. The identity coefficients of a wide channel give dx = g exactly where x
 // is finite. s.g and s.gx are dbeta and dgamma afterwards. Returns whether a channel is wide.

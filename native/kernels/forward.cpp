@@ -8,10 +8,20 @@
 // Not x * scale + (beta - mean * scale): in float that loses everything for a mean of 1e7.
 // A channel with a non-finite mean, scale or shift (+-Inf or NaN in x or the parameters), and a
 // float channel whose scale is not a normal float (gamma ~ 1e37: it overflows while y does not),
-// is computed as (x - mean) * scale + beta in double instead (normalizeChannel, blocking.h's
+// is computed as (x - mean) * scale + beta in double instead (normalizeChannel, fallback.h's
 // plainChannel); the other channels are untouched. Per-channel work runs over chunks of channels
 // in double vectors (TrainChannels, inferChannels).
-#include "blocking.h"
+#include "batchnorm.h"
+#include "fallback.h"
+#include "lanes.h"
+#include "parallel.h"
+#include "plan.h"
+#include "reduce.h"
+#include "running.h"
+#include "scratch.h"
+#include "simd.h"
+#include "store.h"
+#include "tuning.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {
@@ -76,7 +86,7 @@ SIMDNORM_INLINE void storeCoefficients(T* const* coef, int64_t j, int64_t k, VDo
   storeLanesAs(coef[3] + j, select(wide, splat<VDouble>(-0.0), shift), k);
 }
 
-// blocking.h's plainChannel<T>({}, {mean, shift}, {scale}) of each lane: computed by
+// fallback.h's plainChannel<T>({}, {mean, shift}, {scale}) of each lane: computed by
 // normalizeChannel (a non-finite or too large mean or shift, a scale outside the vector range).
 template <typename T>
 SIMDNORM_INLINE VDoubleMask plainLanes(VDouble mean, VDouble shift, VDouble scale) {

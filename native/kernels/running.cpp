@@ -2,7 +2,10 @@
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
 // With skipNonFinite, a non-finite batch value in any channel leaves both arrays untouched.
-#include "blocking.h"
+#include "batchnorm.h"
+#include "lanes.h"
+#include "running.h"
+#include "simd.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {

@@ -5,7 +5,15 @@
 // formula in block order, the mean kept exactly as shift + sum(x - shift) / M (see Moments).
 // A channel whose moments come out non-finite (+-Inf or NaN in x, or float64 squares beyond
 // double's range) is recomputed as the reference does, so it gets IEEE's values (Sum x/M = +-Inf).
-#include "blocking.h"
+#include "batchnorm.h"
+#include "fallback.h"
+#include "lanes.h"
+#include "parallel.h"
+#include "plan.h"
+#include "reduce.h"
+#include "scratch.h"
+#include "simd.h"
+#include "tuning.h"
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {

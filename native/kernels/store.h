@@ -1,0 +1,314 @@
+// The element-wise write engine: RunWriter (plain stores at a run's ends, streaming stores for
+// the whole cache lines between), the writes of both paths over per-channel coefficients
+// (applyBlock, applyInOrder, applyRows, applyTile), the rows path's per-column coefficient arrays
+// (spreadToColumns, spreadChannels, wrapColumns, columnEntries), and withFlag, which makes a
+// runtime flag (relu, training) a template parameter of the element-wise formula.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "lanes.h"
+#include "plan.h"
+#include "simd.h"
+#include "tuning.h"
+
+namespace simdnorm {
+namespace SIMDNORM_ISA {
+
+// dst[i] = value(start + i, i, k) for the vectors of [i, end) with plain stores; returns end.
+template <typename T, typename Value>
+SIMDNORM_INLINE int64_t writePlain(T* dst, int64_t start, int64_t i, int64_t end, Value& value) {
+  constexpr int64_t L = lanes<T>();
+  for (; i + L <= end; i += L) store(dst + i, value(start + i, i, L));
+  if (i < end) storePartial(dst + i, value(start + i, i, end - i), end - i);
+  return end;
+}
+
+// The stores of one run out[start, start + n): plain ones at the ends and, with stream,
+// streaming ones for the whole 64-byte lines between (a line written partly both ways is slow).
+// The vectors lie on a fixed grid: from 0, from streamBegin and from streamEnd, each range ending
+// with a partial vector. Callers write the run piece by piece (write(i, end, value) with i and
+// end on the grid), so that their loops need no per-vector bookkeeping: a piece is a stretch of
+// vectors with the same coefficients.
+template <typename T>
+struct RunWriter {
+  static constexpr int64_t L = lanes<T>();
+  T* dst;
+  int64_t start, n, streamBegin = 0, streamEnd = 0;
+
+  RunWriter(T* out, int64_t start_, int64_t n_, bool stream) : dst(out + start_), start(start_), n(n_) {
+    constexpr int64_t kLine = 64 / sizeof(T);
+    const uintptr_t address = reinterpret_cast<uintptr_t>(dst);
+    if (kCanStream && stream && address % sizeof(T) == 0) {
+      const int64_t begin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
+      if (begin + kLine <= n) {
+        streamBegin = begin;
+        streamEnd = begin + (n - begin) / kLine * kLine;
+      }
+    }
+  }
+  // The last grid point at or before x (0 <= x).
+  int64_t gridFloor(int64_t x) const {
+    if (x >= n) return n;
+    if (x >= streamEnd) return streamEnd + (x - streamEnd) / L * L;
+    if (x >= streamBegin) return streamBegin + (x - streamBegin) / L * L;
+    return x / L * L;
+  }
+  // The end of the vector at grid point i < n.
+  int64_t vectorEnd(int64_t i) const {
+    const int64_t limit = i < streamBegin ? streamBegin : i < streamEnd ? streamEnd : n;
+    return minOf(limit, i + L);
+  }
+  // out[start + j] = value(start + j, j, k) for the vectors of [i, end) (grid points), k lanes
+  // each, in order; returns end.
+  template <typename Value>
+  SIMDNORM_INLINE int64_t write(int64_t i, int64_t end, Value& value) const {
+    if (i < streamBegin) i = writePlain(dst, start, i, minOf(end, streamBegin), value);
+    for (const int64_t e = minOf(end, streamEnd); i < e; i += L) streamStore(dst + i, value(start + i, i, L));
+    if (i < end) i = writePlain(dst, start, i, end, value);
+    return end;
+  }
+};
+
+// Four per-channel coefficients of an element-wise formula (e.g. mean hi, mean lo, scale, shift).
+template <typename T>
+struct Coefficients {
+  T v[4];
+};
+
+// out = op(offset, k, coefficient vectors) over [start, start + n), one channel's coefficients.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applySpan(T* out, int64_t start, int64_t n, const Coefficients<T>& k4, bool stream,
+                               const Op& op) {
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
+  Vec<T> p[4];
+  for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(k4.v[q]);
+  auto value = [&](int64_t offset, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return o(offset, k, p); };
+  RunWriter<T>(out, start, n, stream).write(0, n, value);
+}
+
+// out over S spans of n values in lockstep, span q at [start + q * stride, + n), with plain
+// stores (a partial vector at each span's end); coefficientsOf(q) gives span q's four
+// coefficient vectors.
+template <int S, typename T, typename Op, typename Coef>
+SIMDNORM_INLINE void applyLockstep(T* out, int64_t start, int64_t stride, int64_t n, const Coef& coefficientsOf,
+                                   const Op& o) {
+  constexpr int64_t L = lanes<T>();
+  int64_t i = start;
+  for (const int64_t end = start + n / L * L; i < end; i += L) {
+    for (int q = 0; q < S; q++) store(out + i + q * stride, o(i + q * stride, L, coefficientsOf(q)));
+  }
+  const int64_t k = start + n - i;
+  if (k == 0) return;
+  for (int q = 0; q < S; q++) storePartial(out + i + q * stride, o(i + q * stride, k, coefficientsOf(q)), k);
+}
+
+// Planes path: the same over block b of channel c; with kWriteStreams, its spans in lockstep
+// groups (forEachSpanGroup).
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyBlock(T* out, const Plan& plan, int64_t c, int64_t b, const Coefficients<T>& k4,
+                                bool stream, const Op& op) {
+  if (kWriteStreams == 1 || (kCanStream && stream)) {
+    plan.forEachSpan(c, b, [&](int64_t start, int64_t n) SIMDNORM_LAMBDA_INLINE {
+      applySpan(out, start, n, k4, stream, op);
+    });
+    return;
+  }
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
+  Vec<T> p[4];
+  for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(k4.v[q]);
+  auto coefficientsOf = [&](int) SIMDNORM_LAMBDA_INLINE { return p; };
+  plan.forEachSpanGroup<kWriteStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t n)
+                                                 SIMDNORM_LAMBDA_INLINE {
+    applyLockstep<decltype(streams)::value>(out, start, stride, n, coefficientsOf, o);
+  });
+}
+
+// Planes path in memory order, for a pass that gains nothing from the channel order: task t is
+// planesPerBlock consecutive planes of the [outer][channels] sequence written as one run (or
+// piece t % pieces of one plane), so the tensor streams through like a copy. A vector that
+// crosses into the next plane takes the coefficients of both (planes hold >= lanes values).
+// orderTasks() tasks.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyInOrder(T* out, const Plan& plan, int64_t task, const Coefficients<T>* coef,
+                                  bool stream, const Op& op) {
+  const int64_t planes = plan.g.outer * plan.g.channels, inner = plan.g.inner, channels = plan.g.channels;
+  if (plan.pieces > 1) {
+    const int64_t k0 = task % plan.pieces * plan.pieceLength, plane = task / plan.pieces;
+    applySpan(out, plane * inner + k0, minOf(inner, k0 + plan.pieceLength) - k0, coef[plane % channels],
+              stream, op);
+    return;
+  }
+  const Op o = op;
+  const int64_t first = task * plan.planesPerBlock, last = minOf(planes, first + plan.planesPerBlock);
+  if (kWriteStreams > 1 && !(kCanStream && stream)) {
+    // The planes in lockstep groups, as applyBlock.
+    forEachGroup<kWriteStreams>(first, last, [&](auto streams, int64_t plane) SIMDNORM_LAMBDA_INLINE {
+      constexpr int S = decltype(streams)::value;
+      Vec<T> p[S][4];
+      for (int q = 0; q < S; q++) {
+        for (int k = 0; k < 4; k++) p[q][k] = splat<Vec<T>>(coef[(plane + q) % channels].v[k]);
+      }
+      applyLockstep<S>(out, plane * inner, inner, inner, [&](int q) SIMDNORM_LAMBDA_INLINE { return p[q]; }, o);
+    });
+    return;
+  }
+  const int64_t n = (last - first) * inner;
+  const RunWriter<T> w(out, first * inner, n, stream);
+  int64_t c = first % channels;
+  Vec<T> now[4], next[4];
+  auto splatChannel = [&](Vec<T>* p, int64_t channel) SIMDNORM_LAMBDA_INLINE {
+    for (int q = 0; q < 4; q++) p[q] = splat<Vec<T>>(coef[channel].v[q]);
+  };
+  splatChannel(now, c);
+  auto steady = [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE { return o(at, k, now); };
+  for (int64_t i = 0, planeEnd = inner; i < n; planeEnd += inner) {
+    // The vectors inside the plane, then the one that crosses its end (if any).
+    i = w.write(i, w.gridFloor(planeEnd), steady);
+    if (i >= n) break;
+    splatChannel(next, c + 1 == channels ? 0 : c + 1);
+    if (i < planeEnd) {
+      const auto mine = lanesBelow<T>(planeEnd - i);
+      auto crossing = [&](int64_t at, int64_t, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        Vec<T> p[4];
+        for (int q = 0; q < 4; q++) p[q] = select(mine, now[q], next[q]);
+        return o(at, k, p);
+      };
+      i = w.write(i, w.vectorEnd(i), crossing);
+    }
+    c = c + 1 == channels ? 0 : c + 1;
+    for (int q = 0; q < 4; q++) now[q] = next[q];
+  }
+}
+
+// Rows path: the same over a task, with the coefficients of column p at columns[0..3][p]
+// (spreadToColumns). A task of whole rows is one contiguous run, so that its vectors (and the
+// streaming-store lines) run across row ends: the coefficient arrays repeat their first vector
+// after the last column, and a vector that starts in a row takes its coefficients from there.
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyRows(T* out, const Plan& plan, int64_t task, T* const* columns, bool stream,
+                               const Op& op) {
+  const Op o = op;
+  const int64_t r0 = plan.firstRow(task), r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
+  const int64_t c0 = task % plan.tiles * plan.tileColumns;
+  const int64_t c1 = minOf(plan.period, c0 + plan.tileColumns);
+  T* const cols[4] = {columns[0], columns[1], columns[2], columns[3]};
+  const int64_t period = plan.period;
+  // The run [start, start + n) from column `column`; a row ends every period values.
+  auto run = [&](int64_t start, int64_t n, int64_t column) SIMDNORM_LAMBDA_INLINE {
+    const RunWriter<T> w(out, start, n, stream);
+    int64_t base = column;  // run index j is at column base + j within the current row
+    auto value = [&](int64_t offset, int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      Vec<T> p[4];
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(cols[q] + (base + j), k);
+      return o(offset, k, p);
+    };
+    for (int64_t i = 0, rowEnd = period - column; i < n; rowEnd += period, base -= period) {
+      // The vectors that start in this row.
+      const int64_t e = w.gridFloor(rowEnd);
+      i = w.write(i, e < rowEnd && e < n ? w.vectorEnd(e) : e, value);
+    }
+  };
+  if (plan.tiles == 1) {
+    int64_t from = r0;
+    if constexpr (kWriteStreams > 1) {
+      // Rows of whole vectors, without streaming stores: most of the task's rows as kWriteStreams
+      // parts in lockstep, each coefficient vector loaded once for all of them.
+      constexpr int64_t L = lanes<T>();
+      if (!(kCanStream && stream) && period % L == 0) {
+        const int64_t full = plan.wholeRowsEnd(r1);
+        const int64_t per = (full - r0) / kWriteStreams;
+        for (int64_t at = r0 * period, end = (r0 + per) * period, apart = per * period; at < end; at += period) {
+          for (int64_t j = 0; j < period; j += L) {
+            Vec<T> p[4];
+            for (int q = 0; q < 4; q++) p[q] = load<Vec<T>>(cols[q] + j);
+            for (int s = 0; s < kWriteStreams; s++) {
+              const int64_t offset = at + s * apart + j;
+              store(out + offset, o(offset, L, p));
+            }
+          }
+        }
+        from = r0 + per * kWriteStreams;
+      }
+    }
+    const int64_t start = from * plan.period;
+    if (from < r1) run(start, minOf(plan.g.elements(), r1 * plan.period) - start, 0);
+  } else {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t end = minOf(c1, plan.rowLength(r));
+      if (end > c0) run(r * plan.period + c0, end - c0, c0);
+    }
+  }
+}
+
+// fusedRows: out over the columns [c0, c1) of every row, with the coefficients of column c0 + i at
+// cols[q][i].
+template <typename T, typename Op>
+SIMDNORM_INLINE void applyTile(T* out, const Plan& plan, int64_t c0, int64_t c1, T* const* cols, bool stream,
+                               const Op& op) {
+  const Op o = op;  // a local copy stays in registers (a store through out cannot change it)
+  const T* const c[4] = {cols[0], cols[1], cols[2], cols[3]};
+  for (int64_t r = 0; r < plan.rowCount; r++) {
+    const int64_t end = minOf(c1, plan.rowLength(r));
+    if (end <= c0) continue;
+    auto value = [&](int64_t offset, int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      Vec<T> p[4];
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
+      return o(offset, k, p);
+    };
+    RunWriter<T>(out, r * plan.period + c0, end - c0, stream).write(0, end - c0, value);
+  }
+}
+
+// Rows path: per-channel coefficients copied to every column of a row, and to the first
+// lanes<T>() columns again after the last (columns[q] has period + lanes<T>() entries).
+template <typename T>
+void spreadToColumns(const Plan& plan, const Coefficients<T>* perChannel, T* const* columns) {
+  plan.forEachColumnFrom(0, plan.period + lanes<T>(), [&](int64_t p, int64_t c) {
+    for (int q = 0; q < 4; q++) columns[q][p] = perChannel[c].v[q];
+  });
+}
+
+inline int64_t columnEntries(const Plan& plan, int vectorLanes) {
+  return plan.rows ? plan.period + vectorLanes : 0;
+}
+
+// Rows path: per-channel values value[j] of channels [ca, ca + n) copied to their columns,
+// columns[q][p - base] for every column p of those channels (in every run of a row).
+template <typename T>
+void spreadChannels(const Plan& plan, int64_t ca, int64_t n, const T* const* value, T* const* columns, int64_t base) {
+  const int64_t width = plan.g.channels * plan.g.inner, inner = plan.g.inner;
+  for (int q = 0; q < 4; q++) {
+    for (int64_t run = 0; run < plan.runs; run++) {
+      T* dst = columns[q] + run * width + ca * inner - base;
+      const T* src = value[q];
+      if (inner == 1) {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j];
+      } else {
+        for (int64_t j = 0; j < n; j++) {
+          for (int64_t i = 0; i < inner; i++) dst[j * inner + i] = src[j];
+        }
+      }
+    }
+  }
+}
+
+// Rows path, after spreadChannels over all channels: the first vector again after the last
+// column (columns[q] has period + lanes entries; applyRows' vectors run across row ends).
+template <typename T>
+void wrapColumns(const Plan& plan, T* const* columns) {
+  for (int q = 0; q < 4; q++) {
+    for (int64_t p = 0; p < lanes<T>(); p++) columns[q][plan.period + p] = columns[q][p % plan.period];
+  }
+}
+
+// Calls f(std::true_type) or f(std::false_type): a runtime flag as a template parameter.
+template <typename F>
+inline void withFlag(bool flag, F f) {
+  if (flag) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+}  // namespace SIMDNORM_ISA
+}  // namespace simdnorm
