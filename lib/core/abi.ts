@@ -42,6 +42,7 @@ export const Flag = {
   relu: 1,
   training: 2,
   skipNonFinite: 4,
+  rms: 8,
 } as const;
 
 /** The tensor table: a descriptor's tensors[Slot.x] is x. */

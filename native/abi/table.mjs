@@ -51,6 +51,7 @@ export const flags = [
   ['relu', 1, 'y = max(y, 0) (forward); dy masked by y > 0 (backward, y given)'],
   ['training', 2, 'backward through batch statistics (else through fixed statistics)'],
   ['skipNonFinite', 4, 'a batch with a non-finite statistic leaves the running stats untouched'],
+  ['rms', 8, 'statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term'],
 ];
 
 /** Tensor lengths, in elements, by the geometry. */

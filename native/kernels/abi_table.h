@@ -44,6 +44,7 @@ enum sn_flag {
   SN_FLAG_RELU = 1,  // y = max(y, 0) (forward); dy masked by y > 0 (backward, y given)
   SN_FLAG_TRAINING = 2,  // backward through batch statistics (else through fixed statistics)
   SN_FLAG_SKIP_NON_FINITE = 4,  // a batch with a non-finite statistic leaves the running stats untouched
+  SN_FLAG_RMS = 8,  // statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term
 };
 
 enum sn_size {

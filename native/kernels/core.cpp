@@ -76,7 +76,7 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     }
   }
   const double flags = s[SN_SCALAR_FLAGS];
-  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE;
+  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS;
   if (!isCount(flags) || flags > allFlags || (static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(allFlags)) != 0) {
     return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
   }

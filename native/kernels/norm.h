@@ -15,10 +15,10 @@
 //   BatchNorm NC...  samples 1, outer N,      stats C, inner spatial; γ/β by s (groups C, size 1)
 //   BatchNorm N...C  samples 1, outer N*spat, stats C, inner 1
 //   LayerNorm [R, D] samples 1, outer 1,      stats R, inner D;       γ/β by j (groups 1, size D, run 1)
-//   RMSNorm          LayerNorm's geometry, statistics without the mean
-//   GroupNorm NC...  samples 1, outer 1,      stats N*G, inner (C/G)*spatial; groups G, size C/G, run spatial
+//   RMSNorm          LayerNorm's geometry, flag rms (statistics about zero)
+//   GroupNorm NC...  samples N, outer 1,      stats G, inner (C/G)*spatial; groups G, size C/G, run spatial
 //   GroupNorm N...C  samples N, outer spatial, stats G, inner C/G;    groups G, size C/G, run 1
-//   InstanceNorm NC. samples 1, outer 1,      stats N*C, inner spatial; groups C, size 1
+//   InstanceNorm NC. samples N, outer 1,      stats C, inner spatial; groups C, size 1
 //   InstanceNorm N.C samples N, outer spatial, stats C, inner 1;      groups C, size 1
 //   ghost BatchNorm  samples N/v, outer v (or v*spatial), stats C, as BatchNorm per chunk
 // A descriptor the kernels cannot run yet returns SN_ERROR_UNSUPPORTED from sn_execute.
