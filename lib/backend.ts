@@ -1,91 +1,30 @@
 /**
  * The contract between the façade and a backend. The façade validates every argument
- * (lib/validate.ts), allocates the outputs and reduces each call to these kernels, so a
- * backend never sees a bad argument and never allocates a result.
- *
- * Every tensor is seen as x[outer][channels][inner]:
- *   channels-first (N, C, ...spatial): outer = N, inner = product(spatial);
- *   channels-last  (N, ...spatial, C): outer = N * product(spatial), inner = 1.
- * M = outer * inner is the number of values per channel.
+ * (lib/validate.ts), allocates the outputs and reduces each call to one descriptor
+ * (lib/core/descriptor.ts) that the backend runs, so a backend never sees a bad argument, never
+ * allocates a result and knows no op: every op family is a descriptor builder (lib/ops/*.ts).
  *
  * The arrays a backend receives are genuine Float32Arrays/Float64Arrays the façade has read once
- * and checked after every read of the caller's values (lib/api.ts): lengths as the geometry says,
+ * and checked after every read of the caller's values (lib/ops/*.ts): lengths as the geometry says,
  * buffers attached, no overlap but the allowed exact aliases. A backend touches them only by
  * element index and through lib/intrinsics.ts (length, buffer, byteOffset, `set` ...), never by a
  * property or method of the array itself (an own `length` or a subclass's `set` must not run), and
  * runs no caller code, so nothing can change them between the check and the kernel.
  */
 
-export type FloatArray = Float32Array | Float64Array;
+import type { FloatArray, Norm } from './core/descriptor.js';
 
+export type { FloatArray } from './core/descriptor.js';
+
+/**
+ * BatchNorm's view of a tensor, x[outer][channels][inner] (lib/validate.ts's Shape):
+ *   channels-first (N, C, ...spatial): outer = N, inner = product(spatial);
+ *   channels-last  (N, ...spatial, C): outer = N * product(spatial), inner = 1.
+ */
 export interface Geometry {
   readonly outer: number;
   readonly channels: number;
   readonly inner: number;
-}
-
-/** How a training step folds the batch statistics into the running ones. */
-export interface RunningUpdateArgs {
-  readonly runningMean: FloatArray;
-  readonly runningVar: FloatArray;
-  /** weight of the new batch: 1 - momentum, or 1/numBatchesTracked for the cumulative average */
-  readonly factor: number;
-  /** M/(M-1) for the unbiased running variance, else 1 */
-  readonly varScale: number;
-  readonly skipNonFinite: boolean;
-}
-
-export interface TrainArgs {
-  readonly x: FloatArray;
-  readonly geometry: Geometry;
-  readonly gamma: FloatArray | null;
-  readonly beta: FloatArray | null;
-  readonly eps: number;
-  readonly relu: boolean;
-  readonly y: FloatArray;
-  readonly mean: FloatArray;
-  readonly invStd: FloatArray;
-  readonly running: RunningUpdateArgs | null;
-}
-
-export interface InferArgs {
-  readonly x: FloatArray;
-  readonly geometry: Geometry;
-  readonly runningMean: FloatArray;
-  readonly runningVar: FloatArray;
-  readonly gamma: FloatArray | null;
-  readonly beta: FloatArray | null;
-  readonly eps: number;
-  readonly relu: boolean;
-  readonly y: FloatArray;
-}
-
-export interface BackwardArgs {
-  readonly dy: FloatArray;
-  readonly x: FloatArray;
-  readonly geometry: Geometry;
-  readonly mean: FloatArray;
-  readonly invStd: FloatArray;
-  readonly gamma: FloatArray | null;
-  /** the fused ReLU's forward output: dy is masked by y > 0; null without ReLU */
-  readonly y: FloatArray | null;
-  readonly training: boolean;
-  readonly dx: FloatArray;
-  readonly dgamma: FloatArray;
-  readonly dbeta: FloatArray;
-}
-
-export interface MomentsArgs {
-  readonly x: FloatArray;
-  readonly geometry: Geometry;
-  readonly mean: FloatArray;
-  readonly variance: FloatArray;
-}
-
-export interface UpdateRunningArgs extends RunningUpdateArgs {
-  readonly batchMean: FloatArray;
-  /** biased batch variance */
-  readonly batchVar: FloatArray;
 }
 
 /** What `backends()` reports of a backend beyond its name. */
@@ -96,20 +35,18 @@ export interface BackendDetails {
   [key: string]: unknown;
 }
 
-/**
- * A loaded backend. Each kernel writes only its outputs and returns once they are written;
- * the async variants (optional) run off the calling thread and resolve when done.
- */
+/** A loaded backend: it writes only a call's outputs and returns once they are written. */
 export interface Backend {
   readonly name: BackendName;
-  train(args: TrainArgs): boolean;
-  infer(args: InferArgs): void;
-  backward(args: BackwardArgs): void;
-  moments(args: MomentsArgs): void;
-  updateRunningStats(args: UpdateRunningArgs): boolean;
-  trainAsync?(args: TrainArgs): Promise<boolean>;
-  inferAsync?(args: InferArgs): Promise<void>;
-  backwardAsync?(args: BackwardArgs): Promise<void>;
+  /**
+   * Runs a descriptor (lib/core/descriptor.ts) the façade has built and checked; returns the
+   * C ABI's result (>= 0; train and update: 1 when the running stats were written) or throws
+   * `internal error: …` (abiError) for a descriptor the ABI refuses, which the façade never sends.
+   * The backend must not keep `n` past the call (the sync façade may reuse it).
+   */
+  run(n: Norm): number;
+  /** run off the calling thread (native); resolves with run's result. */
+  runAsync?(n: Norm): Promise<number>;
   setThreads?(n: number): void;
   details(): BackendDetails;
 }

@@ -5,16 +5,74 @@
  *
  * Indexing: x[outer][channels][inner], element (o, c, i) at (o * C + c) * inner + i.
  */
-import type {
-  BackwardArgs,
-  FloatArray,
-  Geometry,
-  InferArgs,
-  MomentsArgs,
-  TrainArgs,
-  RunningUpdateArgs,
-} from './backend.js';
+import type { FloatArray, Geometry } from './backend.js';
 import { typedArrayLength } from './intrinsics.js';
+
+// The arguments of each reference function (the BatchNorm geometry x[outer][channels][inner]).
+
+/** How a training step folds the batch statistics into the running ones. */
+export interface RunningUpdateArgs {
+  readonly runningMean: FloatArray;
+  readonly runningVar: FloatArray;
+  /** weight of the new batch: 1 - momentum, or 1/numBatchesTracked for the cumulative average */
+  readonly factor: number;
+  /** M/(M-1) for the unbiased running variance, else 1 */
+  readonly varScale: number;
+  readonly skipNonFinite: boolean;
+}
+
+export interface TrainArgs {
+  readonly x: FloatArray;
+  readonly geometry: Geometry;
+  readonly gamma: FloatArray | null;
+  readonly beta: FloatArray | null;
+  readonly eps: number;
+  readonly relu: boolean;
+  readonly y: FloatArray;
+  readonly mean: FloatArray;
+  readonly invStd: FloatArray;
+  readonly running: RunningUpdateArgs | null;
+}
+
+export interface InferArgs {
+  readonly x: FloatArray;
+  readonly geometry: Geometry;
+  readonly runningMean: FloatArray;
+  readonly runningVar: FloatArray;
+  readonly gamma: FloatArray | null;
+  readonly beta: FloatArray | null;
+  readonly eps: number;
+  readonly relu: boolean;
+  readonly y: FloatArray;
+}
+
+export interface BackwardArgs {
+  readonly dy: FloatArray;
+  readonly x: FloatArray;
+  readonly geometry: Geometry;
+  readonly mean: FloatArray;
+  readonly invStd: FloatArray;
+  readonly gamma: FloatArray | null;
+  /** the fused ReLU's forward output: dy is masked by y > 0; null without ReLU */
+  readonly y: FloatArray | null;
+  readonly training: boolean;
+  readonly dx: FloatArray;
+  readonly dgamma: FloatArray;
+  readonly dbeta: FloatArray;
+}
+
+export interface MomentsArgs {
+  readonly x: FloatArray;
+  readonly geometry: Geometry;
+  readonly mean: FloatArray;
+  readonly variance: FloatArray;
+}
+
+export interface UpdateRunningArgs extends RunningUpdateArgs {
+  readonly batchMean: FloatArray;
+  /** biased batch variance */
+  readonly batchVar: FloatArray;
+}
 
 /** Calls fn(index) for every element of channel c. */
 function forChannel(g: Geometry, c: number, fn: (index: number) => void): void {

@@ -151,10 +151,10 @@ export interface Shape {
 
 /**
  * Reads a shape once: `length` once, then each index once (a getter or Proxy trap runs once per
- * dim; the array's iterator is never used), into a plain array of checked dims: rank >= 2,
+ * dim; the array's iterator is never used), into a plain array of checked dims: rank >= minRank,
  * non-negative integer dims whose product (and the product of the non-zero ones) is a safe integer.
  */
-export function readShape(value: unknown, name = 'shape'): number[] {
+export function readShape(value: unknown, name = 'shape', minRank = 2): number[] {
   if (!isArray(value)) {
     throw new TypeError(`${name} must be an array of dimensions, received ${describe(value)}`);
   }
@@ -163,8 +163,12 @@ export function readShape(value: unknown, name = 'shape'): number[] {
   if (typeof rank !== 'number' || !(rank >= 0 && rank <= 0xffffffff) || !Number.isInteger(rank)) {
     throw new TypeError(`${name} must be an array of dimensions, received an array whose length is ${describe(rank)}`);
   }
-  if (rank < 2) {
-    throw new RangeError(`${name} must have rank >= 2 ([N, C, ...]), received rank ${rank}`);
+  if (rank < minRank) {
+    throw new RangeError(
+      minRank === 2
+        ? `${name} must have rank >= 2 ([N, C, ...]), received rank ${rank}`
+        : `${name} must have rank >= ${minRank}, received rank ${rank}`,
+    );
   }
   const dims: number[] = [];
   // Zero anywhere makes the product 0; check the product of the non-zero dims for overflow too,
@@ -228,6 +232,10 @@ export interface ParsedOptions {
   activation: Activation;
   skipNonFiniteUpdate: boolean;
   training: boolean;
+  /** InstanceNorm: normalise with the input's statistics (default true) or the running ones */
+  useInputStats: boolean;
+  /** whether the caller gave eps (RMSNorm's default depends on the dtype) */
+  epsGiven: boolean;
 }
 
 export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
@@ -238,13 +246,15 @@ export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
   activation: 'none',
   skipNonFiniteUpdate: false,
   training: true,
+  useInputStats: true,
+  epsGiven: false,
 });
 
-type OptionName = keyof ParsedOptions;
+type OptionName = Exclude<keyof ParsedOptions, 'epsGiven'>;
 
 /**
- * Every option of the family (batchNormTrain, batchNormInfer, batchNormBackward, moments,
- * updateRunningStats). Each function accepts all of them, so one options object can be shared
+ * Every option of the family (BatchNorm's functions, layerNorm, rmsNorm, groupNorm, instanceNorm
+ * and their backward functions). Each function accepts all of them, so one options object can be shared
  * by a layer's forward, inference and backward calls; a function applies the ones it uses and
  * ignores the others, after checking their values as everywhere (README "Options").
  */
@@ -256,6 +266,7 @@ export const FAMILY_OPTIONS: readonly OptionName[] = Object.freeze([
   'activation',
   'skipNonFiniteUpdate',
   'training',
+  'useInputStats',
 ]);
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps), case-insensitive. */
@@ -339,6 +350,7 @@ export function parseOptions(
           throw new RangeError(`options.eps must be a finite number > 0, received ${value}`);
         }
         parsed.eps = value;
+        parsed.epsGiven = true;
         break;
       case 'momentum':
         if (value !== null && typeof value !== 'number') {
@@ -368,6 +380,7 @@ export function parseOptions(
       case 'unbiasedRunningVar':
       case 'skipNonFiniteUpdate':
       case 'training':
+      case 'useInputStats':
         if (typeof value !== 'boolean') {
           throw new TypeError(`options.${key} must be a boolean, received ${describe(value)}`);
         }
@@ -381,6 +394,7 @@ export function parseOptions(
     const name = FAMILY_OPTIONS[k];
     if (!allowed.includes(name)) (parsed as Record<OptionName, unknown>)[name] = DEFAULT_OPTIONS[name];
   }
+  if (!allowed.includes('eps')) parsed.epsGiven = false;
   return parsed;
 }
 

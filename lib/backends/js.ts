@@ -1,14 +1,255 @@
-/** The `js` backend: the float64 reference (lib/reference.ts), available everywhere. */
+/**
+ * The `js` backend: any descriptor (lib/core/descriptor.ts) run in float64 JavaScript,
+ * available everywhere. It computes what the per-op references (lib/reference.ts) compute, with
+ * the same operations in the same order, so for BatchNorm its results are the reference's bit for
+ * bit; the conformance suite checks it against them like any other backend.
+ *
+ * Element (n, o, s, j) of x[samples][outer][stats][inner] is at ((n·outer + o)·stats + s)·inner + j;
+ * statistic (n, s) at n·stats + s; γ/β at (s mod affineGroups)·affineSize + ⌊j / affineRun⌋ mod affineSize.
+ */
 import type { Backend, BackendProvider } from '../backend.js';
-import * as reference from '../reference.js';
+import { Flag, Phase, Scalar, Slot } from '../core/abi.js';
+import type { FloatArray, Norm } from '../core/descriptor.js';
+
+/** ReLU that lets NaN through, as IEEE arithmetic and PyTorch do. */
+function relu(v: number): number {
+  return v < 0 ? 0 : v;
+}
+
+/** The geometry of a descriptor and the walk over one statistic's elements. */
+class Walk {
+  readonly samples: number;
+  readonly outer: number;
+  readonly stats: number;
+  readonly inner: number;
+  readonly groups: number;
+  readonly size: number;
+  readonly run: number;
+  /** values per statistic */
+  readonly count: number;
+  constructor(s: Float64Array) {
+    this.samples = s[Scalar.samples];
+    this.outer = s[Scalar.outer];
+    this.stats = s[Scalar.stats];
+    this.inner = s[Scalar.inner];
+    this.groups = s[Scalar.affineGroups];
+    this.size = s[Scalar.affineSize];
+    this.run = s[Scalar.affineRun];
+    this.count = this.outer * this.inner;
+  }
+  /** fn(element index, γ/β index) over statistic k = n·stats + s, in memory order. */
+  each(k: number, fn: (index: number, affine: number) => void): void {
+    const n = Math.floor(k / this.stats);
+    const s = k - n * this.stats;
+    const group = (s % this.groups) * this.size;
+    for (let o = 0; o < this.outer; o++) {
+      const start = ((n * this.outer + o) * this.stats + s) * this.inner;
+      for (let j = 0; j < this.inner; j++) fn(start + j, group + (Math.floor(j / this.run) % this.size));
+    }
+  }
+  /** Whether γ/β are one per statistic (BatchNorm, InstanceNorm): backward's per-statistic form. */
+  get affinePerStatistic(): boolean {
+    return this.size === 1;
+  }
+}
+
+/**
+ * mean and biased variance of statistic k (with rms: 0 and the mean of squares), in float64: two passes with the residual correction
+ * of Chan, Golub and LeVeque (lib/reference.ts's channelStats).
+ */
+function statistic(x: FloatArray, w: Walk, k: number, rms: boolean): { mean: number; variance: number } {
+  if (rms) {
+    let squares = 0;
+    w.each(k, (i) => (squares += x[i] * x[i]));
+    return { mean: 0, variance: squares / w.count };
+  }
+  let sum = 0;
+  w.each(k, (i) => (sum += x[i]));
+  let mean = sum / w.count;
+  let residual = 0;
+  let squares = 0;
+  w.each(k, (i) => {
+    const d = x[i] - mean;
+    residual += d;
+    squares += d * d;
+  });
+  if (Number.isFinite(residual)) {
+    mean += residual / w.count;
+    squares -= residual * (residual / w.count);
+  }
+  return { mean, variance: (squares < 0 ? 0 : squares) / w.count };
+}
+
+/** The running update per channel s from the batch statistics averaged over samples. */
+function updateRunning(n: Norm, w: Walk, batchMean: ArrayLike<number>, batchVar: ArrayLike<number>): boolean {
+  const s = n.scalars;
+  const runningMean = n.tensors[Slot.runningMean]!;
+  const runningVar = n.tensors[Slot.runningVar]!;
+  const factor = s[Scalar.factor];
+  const varScale = s[Scalar.varScale];
+  let mean = batchMean;
+  let variance = batchVar;
+  if (w.samples !== 1) {
+    const m = new Float64Array(w.stats);
+    const v = new Float64Array(w.stats);
+    for (let k = 0; k < w.samples * w.stats; k++) {
+      m[k % w.stats] += batchMean[k] / w.samples;
+      v[k % w.stats] += batchVar[k] / w.samples;
+    }
+    mean = m;
+    variance = v;
+  }
+  if (s[Scalar.flags] & Flag.skipNonFinite) {
+    for (let c = 0; c < w.stats; c++) {
+      if (!Number.isFinite(mean[c]) || !Number.isFinite(variance[c] * varScale)) return false;
+    }
+  }
+  for (let c = 0; c < w.stats; c++) {
+    runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
+    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * varScale;
+  }
+  return true;
+}
+
+function train(n: Norm, w: Walk): number {
+  const t = n.tensors;
+  const x = t[Slot.x]!, y = t[Slot.y]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!;
+  const gamma = t[Slot.gamma], beta = t[Slot.beta];
+  const eps = n.scalars[Scalar.eps];
+  const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
+  const rms = (n.scalars[Scalar.flags] & Flag.rms) !== 0;
+  const statistics = w.samples * w.stats;
+  // The running update uses these float64 statistics, not the ones rounded into mean.
+  const batchMean = new Float64Array(statistics);
+  const batchVar = new Float64Array(statistics);
+  for (let k = 0; k < statistics; k++) {
+    const st = statistic(x, w, k, rms);
+    const inv = 1 / Math.sqrt(st.variance + eps);
+    mean[k] = st.mean;
+    invStd[k] = inv;
+    batchMean[k] = st.mean;
+    batchVar[k] = st.variance;
+    w.each(k, (i, a) => {
+      const v = (x[i] - st.mean) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
+      y[i] = useRelu ? relu(v) : v;
+    });
+  }
+  if (!t[Slot.runningMean] || w.count * statistics === 0) return 0;
+  return updateRunning(n, w, batchMean, batchVar) ? 1 : 0;
+}
+
+function infer(n: Norm, w: Walk): number {
+  const t = n.tensors;
+  const x = t[Slot.x]!, y = t[Slot.y]!, runningMean = t[Slot.runningMean]!, runningVar = t[Slot.runningVar]!;
+  const gamma = t[Slot.gamma], beta = t[Slot.beta];
+  const eps = n.scalars[Scalar.eps];
+  const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
+  for (let k = 0; k < w.samples * w.stats; k++) {
+    const c = k % w.stats;
+    const m = runningMean[c];
+    const root = Math.sqrt(runningVar[c] + eps);
+    w.each(k, (i, a) => {
+      const v = (x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0);
+      y[i] = useRelu ? relu(v) : v;
+    });
+  }
+  return 0;
+}
+
+/**
+ * With x̂ = (x − mean)·invStd, g = dy (masked by y > 0 under the fused ReLU) and h = g·γ:
+ *   dbeta = Σg, dgamma = Σg·x̂ per γ/β entry;
+ *   training: dx = invStd/M · (M·h − Σh − x̂·Σh·x̂) over the statistic's elements (rms: mean 0 and no Σh), written
+ *     γ·invStd/M · (M·g − Σg − x̂·Σg·x̂) where γ is one per statistic (the reference's form);
+ *   eval: dx = g·γ·invStd.
+ */
+function backward(n: Norm, w: Walk): number {
+  const t = n.tensors;
+  const dy = t[Slot.dy]!, x = t[Slot.x]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!;
+  const dx = t[Slot.dx]!, dgamma = t[Slot.dgamma]!, dbeta = t[Slot.dbeta]!;
+  const gamma = t[Slot.gamma];
+  const flags = n.scalars[Scalar.flags];
+  const y = flags & Flag.relu ? t[Slot.y] : null;
+  const training = (flags & Flag.training) !== 0;
+  const rms = (flags & Flag.rms) !== 0;
+  const perStatistic = w.affinePerStatistic && !rms;
+  const m = w.count;
+  const grad = (i: number): number => (y && !(y[i] > 0) ? 0 : dy[i]);
+  const gammaOf = (a: number): number => (gamma ? gamma[a] : 1);
+  const affine = w.groups * w.size;
+  for (let a = 0; a < affine; a++) dgamma[a] = dbeta[a] = 0;
+  for (let k = 0; k < w.samples * w.stats; k++) {
+    const mu = rms ? 0 : mean[k];
+    const inv = invStd[k];
+    let sumG = 0;
+    let sumGX = 0;
+    let sumH = 0;
+    let sumHX = 0;
+    w.each(k, (i, a) => {
+      const g = grad(i);
+      const xhat = (x[i] - mu) * inv;
+      sumG += g;
+      sumGX += g * (x[i] - mu) * inv;
+      if (!perStatistic) {
+        dbeta[a] += g;
+        dgamma[a] += g * xhat;
+        sumH += g * gammaOf(a);
+        sumHX += g * gammaOf(a) * xhat;
+      }
+    });
+    if (perStatistic) {
+      const a = (k % w.stats) % w.groups;
+      dbeta[a] += sumG;
+      dgamma[a] += sumGX;
+      const gm = gammaOf(a);
+      w.each(k, (i) => {
+        const xhat = (x[i] - mu) * inv;
+        dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
+      });
+    } else {
+      w.each(k, (i, a) => {
+        const xhat = (x[i] - mu) * inv;
+        const h = grad(i) * gammaOf(a);
+        dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
+      });
+    }
+  }
+  return 0;
+}
+
+function moments(n: Norm, w: Walk): number {
+  const x = n.tensors[Slot.x]!, mean = n.tensors[Slot.mean]!, variance = n.tensors[Slot.variance]!;
+  const rms = (n.scalars[Scalar.flags] & Flag.rms) !== 0;
+  for (let k = 0; k < w.samples * w.stats; k++) {
+    const st = statistic(x, w, k, rms);
+    mean[k] = st.mean;
+    variance[k] = st.variance;
+  }
+  return 0;
+}
+
+/** Runs a descriptor the façade has checked; returns what the C ABI returns. */
+export function runJs(n: Norm): number {
+  const w = new Walk(n.scalars);
+  switch (n.scalars[Scalar.phase]) {
+    case Phase.train:
+      return train(n, w);
+    case Phase.infer:
+      return infer(n, w);
+    case Phase.backward:
+      return backward(n, w);
+    case Phase.moments:
+      return moments(n, w);
+    case Phase.update:
+      return updateRunning(n, w, n.tensors[Slot.mean]!, n.tensors[Slot.variance]!) ? 1 : 0;
+    default:
+      throw new Error(`internal error: no phase ${n.scalars[Scalar.phase]}`);
+  }
+}
 
 export const jsBackend: Backend = {
   name: 'js',
-  train: reference.train,
-  infer: reference.infer,
-  backward: reference.backward,
-  moments: reference.moments,
-  updateRunningStats: reference.updateRunningStats,
+  run: runJs,
   details: () => ({ simd: 'none', threads: 1 }),
 };
 

@@ -38,6 +38,8 @@ export interface NormScalars {
   readonly relu?: boolean;
   readonly training?: boolean;
   readonly skipNonFinite?: boolean;
+  /** statistics about zero (RMSNorm) */
+  readonly rms?: boolean;
   readonly factor?: number;
   readonly varScale?: number;
 }
@@ -61,7 +63,7 @@ export function makeNorm(
   scalars[Scalar.affineSize] = affine.size;
   scalars[Scalar.affineRun] = affine.run;
   scalars[Scalar.flags] =
-    (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0);
+    (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0);
   scalars[Scalar.eps] = s.eps ?? 0;
   scalars[Scalar.factor] = s.factor ?? 0;
   scalars[Scalar.varScale] = s.varScale ?? 1;

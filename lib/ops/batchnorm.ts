@@ -1,17 +1,22 @@
 /**
- * The public functions. Each one reads what the caller gave it once, checks it (lib/validate.ts),
- * allocates what the caller did not provide, and hands the backend one kernel call; so every
- * backend shares every line of argument handling, and a call that throws has written nothing.
+ * BatchNorm's functions: each reads what the caller gave it once, checks it (lib/validate.ts),
+ * allocates what the caller did not provide, and builds one descriptor (lib/core/descriptor.ts)
+ * that the backend runs; so every backend shares every line of argument handling, and a call
+ * that throws has written nothing.
+ *
+ * The descriptor of BatchNorm: x[outer][channels][inner] (channels-first: outer N, inner the
+ * product of the spatial dims; channels-last: outer N·spatial, inner 1) is samples 1, stats =
+ * channels, γ/β one per statistic (affine groups C, size 1).
  */
-import type { BackwardArgs, FloatArray, InferArgs, TrainArgs } from './backend.js';
-import { typedArrayFill, typedArrayLength } from './intrinsics.js';
-import { getBackend } from './registry.js';
+import { Phase, Slot } from '../core/abi.js';
+import { checkAllFixed, checkOut, momentumFactor, nextCount, output, unbiasedScale } from '../core/call.js';
+import { makeNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
+import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
+import { getBackend } from '../registry.js';
 import {
-  allocateFloat,
   checkCount,
   checkFloatArray,
   checkNoOverlap,
-  checkNotResizable,
   checkObject,
   checkOptionalFloatArray,
   checkTensor,
@@ -21,13 +26,12 @@ import {
   readShape,
   shapeOf,
   type Activation,
-  type DType,
   type Layout,
   type Shape,
-} from './validate.js';
+} from '../validate.js';
 
-export type { FloatArray } from './backend.js';
-export type { Activation, Layout } from './validate.js';
+export type { FloatArray } from '../core/descriptor.js';
+export type { Activation, Layout } from '../validate.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -164,7 +168,10 @@ export interface UpdateRunningStatsOptions {
  * own options type) and ignores the others after checking their values, so one options object can
  * be shared by a layer's forward, inference and backward calls (README "Options").
  */
-export interface FamilyOptions extends TrainOptions, BackwardOptions {}
+export interface FamilyOptions extends TrainOptions, BackwardOptions {
+  /** InstanceNorm: normalise with the input's own statistics (default true) or the running ones */
+  useInputStats?: boolean;
+}
 
 export interface UpdateRunningStatsResult {
   numBatchesTracked: number;
@@ -188,28 +195,10 @@ export interface UpdateRunningStatsResult {
 // The backend is chosen before step 1 (the first choice reads the environment): a call runs on
 // the backend current when it began, even if a getter calls useBackend meanwhile.
 
-/** The caller's `out[name]` value (already read) checked, or a new array. */
-function output(given: unknown, name: string, dtype: DType, length: number, shape: Shape, perChannel: boolean): FloatArray {
-  return given === undefined || given === null
-    ? allocateFloat(dtype, length, name, `shape [${shape.dims.join(', ')}] (${perChannel ? 'its channel dim' : 'its product'})`)
-    : checkFloatArray(given, name, dtype, length);
-}
-
-function checkOut(out: unknown): Record<string, unknown> | undefined {
-  return out === undefined || out === null ? undefined : checkObject(out, 'out');
-}
-
-function momentumFactor(momentum: number | null, numBatchesTracked: number): number {
-  return momentum === null ? 1 / (numBatchesTracked + 1) : 1 - momentum;
-}
-
-function unbiasedScale(unbiased: boolean, count: number): number {
-  return unbiased ? count / (count - 1) : 1;
-}
-
-/** numBatchesTracked after a call: one more when updated, saturating at 2^53 - 1 (README). */
-function nextCount(numBatchesTracked: number, updated: boolean): number {
-  return updated && numBatchesTracked < Number.MAX_SAFE_INTEGER ? numBatchesTracked + 1 : numBatchesTracked;
+/** BatchNorm's descriptor for `shape` (outer × channels × inner), γ/β one per channel. */
+function batchNormDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, shape: Shape, scalars: NormScalars): Norm {
+  const g = shape.geometry;
+  return makeNorm(phase, x, { samples: 1, outer: g.outer, stats: g.channels, inner: g.inner }, { groups: g.channels, size: 1, run: 1 }, scalars);
 }
 
 // Names of each call's arrays for the overlap check: outputs first.
@@ -225,20 +214,14 @@ const BACKWARD_OPTIONS = ['layout', 'activation', 'training'] as const;
 const MOMENTS_OPTIONS = ['layout'] as const;
 const UPDATE_OPTIONS = ['momentum', 'unbiasedRunningVar', 'skipNonFiniteUpdate'] as const;
 
-function isEmpty(g: { outer: number; channels: number; inner: number }): boolean {
-  return g.outer * g.channels * g.inner === 0;
-}
-
-/** Async variants refuse arrays over resizable ArrayBuffers (checkNotResizable). */
-function checkAllFixed(names: readonly string[], arrays: readonly (FloatArray | null)[]): void {
-  for (let i = 0; i < arrays.length; i++) checkNotResizable(arrays[i], names[i]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Training forward
 
 interface PreparedTrain {
-  args: TrainArgs;
+  norm: Norm;
+  y: FloatArray;
+  mean: FloatArray;
+  invStd: FloatArray;
   numBatchesTracked: number;
   empty: boolean;
 }
@@ -278,9 +261,9 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
       `x must have more than 1 value per channel when training, received shape [${shape.dims.join(', ')}] with 1 value per channel`,
     );
   }
-  const y = output(yValue, 'out.y', dtype, shape.elements, shape, false);
-  const mean = output(meanValue, 'out.mean', dtype, C, shape, true);
-  const invStd = output(invStdValue, 'out.invStd', dtype, C, shape, true);
+  const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
+  const mean = output(meanValue, 'out.mean', dtype, C, shape.dims, 'its channel dim');
+  const invStd = output(invStdValue, 'out.invStd', dtype, C, shape.dims, 'its channel dim');
   const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
   checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5);
   if (async) checkAllFixed(TRAIN_NAMES, arrays);
@@ -289,26 +272,30 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     typedArrayFill(mean, NaN);
     typedArrayFill(invStd, NaN);
   }
-  const running =
-    runningMean && runningVar && !empty
-      ? {
-          runningMean,
-          runningVar,
-          factor: momentumFactor(opts.momentum, numBatchesTracked),
-          varScale: unbiasedScale(opts.unbiasedRunningVar, M),
-          skipNonFinite: opts.skipNonFiniteUpdate,
-        }
-      : null;
-  return {
-    args: { x, geometry: shape.geometry, gamma, beta, eps: opts.eps, relu: opts.activation === 'relu', y, mean, invStd, running },
-    numBatchesTracked,
-    empty,
-  };
+  const running = runningMean !== null && runningVar !== null && !empty;
+  const norm = batchNormDescriptor(Phase.train, x, shape, {
+    eps: opts.eps,
+    relu: opts.activation === 'relu',
+    factor: running ? momentumFactor(opts.momentum, numBatchesTracked) : 0,
+    varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
+    skipNonFinite: opts.skipNonFiniteUpdate,
+  });
+  const t = norm.tensors;
+  t[Slot.x] = x;
+  t[Slot.gamma] = gamma;
+  t[Slot.beta] = beta;
+  t[Slot.y] = y;
+  t[Slot.mean] = mean;
+  t[Slot.invStd] = invStd;
+  if (running) {
+    t[Slot.runningMean] = runningMean;
+    t[Slot.runningVar] = runningVar;
+  }
+  return { norm, y, mean, invStd, numBatchesTracked, empty };
 }
 
 function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
-  const a = p.args;
-  return { y: a.y, mean: a.mean, invStd: a.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
+  return { y: p.y, mean: p.mean, invStd: p.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
 }
 
 /**
@@ -329,7 +316,7 @@ export function batchNormTrain<T extends FloatArray>(
 ): TrainResult<T> {
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, false);
-  return trainResult(p, p.empty ? false : b.train(p.args) === true) as TrainResult<T>;
+  return trainResult(p, p.empty ? false : b.run(p.norm) === 1) as TrainResult<T>;
 }
 
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
@@ -341,14 +328,15 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, true);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
-  const updated = b.trainAsync ? await b.trainAsync(p.args) : b.train(p.args);
-  return trainResult(p, updated === true) as TrainResult<T>;
+  const updated = b.runAsync ? await b.runAsync(p.norm) : b.run(p.norm);
+  return trainResult(p, updated === 1) as TrainResult<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Inference
 
-function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): InferArgs {
+/** The descriptor, or null when x is empty (nothing to compute), and y. */
+function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; y: FloatArray } {
   const opts = parseOptions(options, INFER_OPTIONS, 'batchNormInfer');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -367,11 +355,20 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningVar = checkFloatArray(runningVarValue, 'runningVar', dtype, C);
   const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
-  const y = output(yValue, 'out.y', dtype, shape.elements, shape, false);
+  const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
   const arrays = [y, x, runningMean, runningVar, gamma, beta];
   checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1);
   if (async) checkAllFixed(INFER_NAMES, arrays);
-  return { x, geometry: shape.geometry, runningMean, runningVar, gamma, beta, eps: opts.eps, relu: opts.activation === 'relu', y };
+  if (shape.elements === 0) return { norm: null, y };
+  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu' });
+  const t = norm.tensors;
+  t[Slot.x] = x;
+  t[Slot.runningMean] = runningMean;
+  t[Slot.runningVar] = runningVar;
+  t[Slot.gamma] = gamma;
+  t[Slot.beta] = beta;
+  t[Slot.y] = y;
+  return { norm, y };
 }
 
 /**
@@ -386,9 +383,9 @@ export function batchNormInfer<T extends FloatArray>(
   out?: { y?: T },
 ): { y: T } {
   const b = getBackend();
-  const a = prepareInfer(inputs, options, out, false);
-  if (!isEmpty(a.geometry)) b.infer(a);
-  return { y: a.y as T };
+  const p = prepareInfer(inputs, options, out, false);
+  if (p.norm) b.run(p.norm);
+  return { y: p.y as T };
 }
 
 /** {@link batchNormInfer} off the calling thread where the backend can (native). */
@@ -398,17 +395,21 @@ export async function batchNormInferAsync<T extends FloatArray>(
   out?: { y?: T },
 ): Promise<{ y: T }> {
   const b = getBackend();
-  const a = prepareInfer(inputs, options, out, true);
-  if (!isEmpty(a.geometry)) {
-    await (b.inferAsync ? b.inferAsync(a) : b.infer(a));
-  }
-  return { y: a.y as T };
+  const p = prepareInfer(inputs, options, out, true);
+  if (p.norm) await (b.runAsync ? b.runAsync(p.norm) : b.run(p.norm));
+  return { y: p.y as T };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward
 
-function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): BackwardArgs {
+/** The descriptor, or null when x is empty (dgamma and dbeta are then 0), and the outputs. */
+function prepareBackward(
+  inputs: unknown,
+  options: unknown,
+  outArg: unknown,
+  async: boolean,
+): { norm: Norm | null; result: BackwardResult } {
   const opts = parseOptions(options, BACKWARD_OPTIONS, 'batchNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -438,17 +439,30 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
   if (opts.activation === 'none' && y !== null) {
     throw new RangeError(`y is only used with activation 'relu', received it with activation 'none'`);
   }
-  const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape, false);
-  const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape, true);
-  const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape, true);
+  const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape.dims, 'its product');
+  const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape.dims, 'its channel dim');
+  const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape.dims, 'its channel dim');
   const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y];
   checkNoOverlap(BACKWARD_NAMES, arrays, 3, 0, 3);
   if (async) checkAllFixed(BACKWARD_NAMES, arrays);
+  const result = { dx, dgamma, dbeta };
   if (shape.elements === 0) {
     typedArrayFill(dgamma, 0);
     typedArrayFill(dbeta, 0);
+    return { norm: null, result };
   }
-  return { dy, x, geometry: shape.geometry, mean, invStd, gamma, y, training: opts.training, dx, dgamma, dbeta };
+  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training });
+  const t = norm.tensors;
+  t[Slot.dy] = dy;
+  t[Slot.x] = x;
+  t[Slot.mean] = mean;
+  t[Slot.invStd] = invStd;
+  t[Slot.gamma] = gamma;
+  t[Slot.y] = y;
+  t[Slot.dx] = dx;
+  t[Slot.dgamma] = dgamma;
+  t[Slot.dbeta] = dbeta;
+  return { norm, result };
 }
 
 /**
@@ -465,9 +479,9 @@ export function batchNormBackward<T extends FloatArray>(
   out?: BackwardOut<T>,
 ): BackwardResult<T> {
   const b = getBackend();
-  const a = prepareBackward(inputs, options, out, false);
-  if (!isEmpty(a.geometry)) b.backward(a);
-  return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
+  const p = prepareBackward(inputs, options, out, false);
+  if (p.norm) b.run(p.norm);
+  return p.result as BackwardResult<T>;
 }
 
 /** {@link batchNormBackward} off the calling thread where the backend can (native). */
@@ -477,11 +491,9 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
   out?: BackwardOut<T>,
 ): Promise<BackwardResult<T>> {
   const b = getBackend();
-  const a = prepareBackward(inputs, options, out, true);
-  if (!isEmpty(a.geometry)) {
-    await (b.backwardAsync ? b.backwardAsync(a) : b.backward(a));
-  }
-  return { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta } as BackwardResult<T>;
+  const p = prepareBackward(inputs, options, out, true);
+  if (p.norm) await (b.runAsync ? b.runAsync(p.norm) : b.run(p.norm));
+  return p.result as BackwardResult<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,14 +520,18 @@ export function moments<T extends FloatArray>(
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
-  const mean = output(meanValue, 'out.mean', dtype, C, shape, true);
-  const variance = output(varianceValue, 'out.variance', dtype, C, shape, true);
+  const mean = output(meanValue, 'out.mean', dtype, C, shape.dims, 'its channel dim');
+  const variance = output(varianceValue, 'out.variance', dtype, C, shape.dims, 'its channel dim');
   checkNoOverlap(MOMENTS_NAMES, [mean, variance, x], 2);
   if (shape.elements === 0) {
     typedArrayFill(mean, NaN);
     typedArrayFill(variance, NaN);
   } else {
-    backend.moments({ x, geometry: shape.geometry, mean, variance });
+    const norm = batchNormDescriptor(Phase.moments, x, shape, {});
+    norm.tensors[Slot.x] = x;
+    norm.tensors[Slot.mean] = mean;
+    norm.tensors[Slot.variance] = variance;
+    backend.run(norm);
   }
   return { mean, variance } as MomentsResult<T>;
 }
@@ -554,14 +570,16 @@ export function updateRunningStats<T extends FloatArray>(
   const batchVar = checkFloatArray(varianceValue, 'variance', dtype, C);
   checkNoOverlap(UPDATE_NAMES, [runningMean, runningVar, batchMean, batchVar], 2);
   if (count === 0) return { numBatchesTracked, updated: false };
-  const updated = backend.updateRunningStats({
-    runningMean,
-    runningVar,
-    batchMean,
-    batchVar,
+  const norm = makeNorm(Phase.update, runningMean, { samples: 1, outer: 0, stats: C, inner: 0 }, { groups: C, size: 1, run: 1 }, {
     factor: momentumFactor(opts.momentum, numBatchesTracked),
     varScale: unbiasedScale(opts.unbiasedRunningVar, count),
     skipNonFinite: opts.skipNonFiniteUpdate,
   });
-  return { numBatchesTracked: nextCount(numBatchesTracked, updated === true), updated: updated === true };
+  const t = norm.tensors;
+  t[Slot.runningMean] = runningMean;
+  t[Slot.runningVar] = runningVar;
+  t[Slot.mean] = batchMean;
+  t[Slot.variance] = batchVar;
+  const updated = backend.run(norm) === 1;
+  return { numBatchesTracked: nextCount(numBatchesTracked, updated), updated };
 }
