@@ -79,7 +79,7 @@ if(SIMDNORM_BUILD_CHECKS)
   add_executable(simdnorm_kernel_check "${SIMDNORM_KERNEL_DIR}/../../test/native/kernel_check.cpp")
   set_target_properties(simdnorm_kernel_check PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
   _simdnorm_kernels(simdnorm_kernel_check simdnorm_kernel_check_kernels ${_simdnorm_check_flags})
-  # On x86-64, the portable ISA as WASM configures it (blocking.h's streams): the checks cover
+  # On x86-64, the portable ISA as WASM configures it (tuning.h's streams): the checks cover
   # both configurations, the native one through AVX2. Elsewhere (aarch64: NEON) the portable ISA
   # is what the addon runs, so it is checked as the addon builds it.
   if(SIMDNORM_KERNEL_AVX2)

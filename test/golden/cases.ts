@@ -1,6 +1,6 @@
 /**
  * The golden cases: every public op and option that changes a kernel's work, on geometries that
- * take each kernel path (native/kernels/blocking.h: rows, fusedRows, few rows, planes, fused
+ * take each kernel path (native/kernels/plan.h: rows, fusedRows, few rows, planes, fused
  * planes, plane pieces, streaming stores, the per-channel double fallback, non-finite inputs),
  * float32 and float64. Inputs come from the seeded generator (lib/random.ts), regenerated on every
  * run; only the SHA-256 of each output's bytes is stored (golden.json), per backend and variant.
@@ -36,7 +36,7 @@ interface Geometry {
   nonFinite?: boolean;
 }
 
-// Which path each takes follows native/kernels/blocking.h's plan (kMinPlane 16, kFusedRowsMaxPlane 32,
+// Which path each takes follows native/kernels/plan.h (kMinPlane 16, kFusedRowsMaxPlane 32,
 // kBlockElements 16384, kRowBlockElements 65536, kFusedMinChannels 8, kFusedMinPlane 512,
 // kStreamBytes 8 MiB, kFewRows 8) as of the commit the fixture was recorded from.
 const GEOMETRIES: Geometry[] = [

@@ -189,7 +189,7 @@ function propertySuite(backend: BackendName, label: string, runs: number): void 
     });
 
     it('float64 statistics of values whose shifted sum squared would overflow (M·|x| ≳ 1e154) are right (was: variance 0)', () => {
-      // blocking.h's shiftedMoments computed s2 − s1·s1/n; s1·s1 overflowed to a variance of 0
+      // reduce.h's shiftedMoments computed s2 − s1·s1/n; s1·s1 overflowed to a variance of 0
       for (const [dims, layout, scale] of [[[64, 3], 'channels-last', 1e153], [[4000, 3], 'channels-last', 1e152], [[7, 1, 2256, 9], 'channels-last', 1e151]] as const) {
         const x = normalData(dims.reduce((a: number, b: number) => a * b, 1), 5, 'float64', scale);
         const r = api.withBackend(backend, () => api.moments({ x, shape: dims }, { layout }));
