@@ -6,7 +6,15 @@ import {
   batchNormBackward,
   batchNormInfer,
   batchNormTrain,
+  groupNorm,
+  groupNormBackward,
+  instanceNorm,
+  instanceNormBackward,
+  layerNorm,
+  layerNormBackward,
   moments,
+  rmsNorm,
+  rmsNormBackward,
   type FloatArray,
   type Layout,
 } from './api.js';
@@ -42,7 +50,10 @@ export interface VerifyReport {
   text: string;
 }
 
-export type Op = 'train' | 'infer' | 'backward' | 'moments';
+/** BatchNorm's functions, and the family's ops (forward then backward in one case). */
+export type Op = 'train' | 'infer' | 'backward' | 'moments' | FamilyOp;
+export type FamilyOp = 'layerNorm' | 'rmsNorm' | 'groupNorm' | 'instanceNorm';
+const FAMILY_OPS: readonly FamilyOp[] = ['layerNorm', 'rmsNorm', 'groupNorm', 'instanceNorm'];
 type Outputs = Record<string, ArrayLike<number>>;
 
 /** A run's outputs, and for some of them the scale errors are judged against (see worstMismatch). */
@@ -68,6 +79,9 @@ export interface CaseSpec {
   /** backward only: eval-mode gradient */
   training: boolean;
   seed: number;
+  /** groupNorm: the group count (divides C); layerNorm/rmsNorm: how many trailing dims are normalised */
+  groups?: number;
+  normalizedRank?: number;
 }
 
 /** The functions a case needs, passed in so a bundle (a browser page) can supply its own. */
@@ -77,6 +91,14 @@ export interface OpsApi {
   batchNormBackward: typeof batchNormBackward;
   moments: typeof moments;
   withBackend: typeof withBackend;
+  layerNorm?: typeof layerNorm;
+  layerNormBackward?: typeof layerNormBackward;
+  rmsNorm?: typeof rmsNorm;
+  rmsNormBackward?: typeof rmsNormBackward;
+  groupNorm?: typeof groupNorm;
+  groupNormBackward?: typeof groupNormBackward;
+  instanceNorm?: typeof instanceNorm;
+  instanceNormBackward?: typeof instanceNormBackward;
 }
 
 export function describeSpec(s: CaseSpec): string {
@@ -86,6 +108,8 @@ export function describeSpec(s: CaseSpec): string {
     s.offset ? `offset ${s.offset}` : '',
     s.op === 'backward' && !s.training ? 'eval' : '',
     s.op === 'train' ? `momentum ${s.momentum} ${s.unbiasedRunningVar ? 'unbiased' : 'biased'}` : '',
+    s.groups !== undefined ? `groups ${s.groups}` : '',
+    s.normalizedRank !== undefined ? `normalizing the last ${s.normalizedRank} dims` : '',
   ].filter(Boolean);
   return `${s.op} ${s.dtype} ${s.layout} [${s.dims.join(',')}] eps ${s.eps}${flags.length ? ' ' + flags.join(' ') : ''}`;
 }
@@ -140,7 +164,98 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
     }
     case 'moments':
       return { outputs: { ...api.moments({ x: c(x), shape: s.dims }, { layout }) }, scales: meanScales(x, n / C) };
+    default:
+      return runFamilySpec(api, s, x, dy, round, c);
   }
+}
+
+/**
+ * A family op: forward, then backward from the float64 reference's forward statistics (rounded to
+ * the dtype, so both sides start from the same inputs).
+ */
+function runFamilySpec(
+  api: OpsApi,
+  s: CaseSpec,
+  x: Float64Array,
+  dy: Float64Array,
+  round: (a: Float64Array) => Float64Array,
+  c: (a: Float64Array) => FloatArray,
+): SpecRun {
+  const rank = s.dims.length;
+  const { layout, activation, eps } = s;
+  const missing = (): never => {
+    throw new Error(`this api has no ${s.op}`);
+  };
+  const rng = new Random(s.seed ^ 0x5a5a);
+  const params = (length: number) => ({
+    scale: s.affine ? round(rng.fill(new Float64Array(length), 0.5, 1)) : null,
+    shift: s.affine ? round(rng.fill(new Float64Array(length), 1, 0)) : null,
+  });
+  const opt = (a: Float64Array | null) => (a === null ? null : c(a));
+  const scaleOf = (values: ArrayLike<number>, count: number) => rms(values) * Math.sqrt(Math.max(count, 1));
+  if (s.op === 'layerNorm' || s.op === 'rmsNorm') {
+    const normalizedShape = s.dims.slice(rank - (s.normalizedRank ?? 1));
+    const d = normalizedShape.reduce((a, b) => a * b, 1);
+    const rows = x.length / Math.max(d, 1);
+    const { scale: weight, shift: bias } = params(d);
+    const shape = { x: c(x), shape: s.dims, normalizedShape };
+    if (s.op === 'layerNorm') {
+      const forward = api.layerNorm ?? missing();
+      const f = forward({ ...shape, weight: opt(weight), bias: opt(bias) }, { eps, activation });
+      const ref = api.withBackend('js', () => forward({ x: round(x).slice(), shape: s.dims, normalizedShape, weight, bias }, { eps, activation }));
+      const [mean, invStd, y] = [ref.mean, ref.invStd, ref.y].map((a) => round(a as Float64Array));
+      const b = (api.layerNormBackward ?? missing())(
+        { dy: c(dy), x: c(x), shape: s.dims, normalizedShape, mean: c(mean), invStd: c(invStd), weight: opt(weight), y: activation === 'relu' ? c(y) : null },
+        { activation },
+      );
+      return {
+        outputs: { y: f.y, mean: f.mean, invStd: f.invStd, dx: b.dx, dweight: b.dweight, dbias: b.dbias },
+        scales: { mean: rms(x) / Math.sqrt(Math.max(d, 1)), dx: rms(dy) * rms(invStd) * 2, dweight: scaleOf(dy, rows), dbias: scaleOf(dy, rows) },
+      };
+    }
+    const forward = api.rmsNorm ?? missing();
+    const f = forward({ ...shape, weight: opt(weight) }, { eps, activation });
+    const ref = api.withBackend('js', () => forward({ x: round(x).slice(), shape: s.dims, normalizedShape, weight }, { eps, activation }));
+    const [invRms, y] = [ref.invRms, ref.y].map((a) => round(a as Float64Array));
+    const b = (api.rmsNormBackward ?? missing())(
+      { dy: c(dy), x: c(x), shape: s.dims, normalizedShape, invRms: c(invRms), weight: opt(weight), y: activation === 'relu' ? c(y) : null },
+      { activation },
+    );
+    return {
+      outputs: { y: f.y, invRms: f.invRms, dx: b.dx, dweight: b.dweight },
+      scales: { dx: rms(dy) * rms(invRms) * 2, dweight: scaleOf(dy, rows) * rms(x) * rms(invRms) },
+    };
+  }
+  const C = s.dims[layout === 'channels-first' ? 1 : rank - 1];
+  const { scale: gamma, shift: beta } = params(C);
+  const perChannel = x.length / Math.max(C, 1);
+  if (s.op === 'groupNorm') {
+    const groups = s.groups ?? 1;
+    const forward = api.groupNorm ?? missing();
+    const f = forward({ x: c(x), shape: s.dims, groups, gamma: opt(gamma), beta: opt(beta) }, { eps, layout, activation });
+    const ref = api.withBackend('js', () => forward({ x: round(x).slice(), shape: s.dims, groups, gamma, beta }, { eps, layout, activation }));
+    const [mean, invStd, y] = [ref.mean, ref.invStd, ref.y].map((a) => round(a as Float64Array));
+    const b = (api.groupNormBackward ?? missing())(
+      { dy: c(dy), x: c(x), shape: s.dims, groups, mean: c(mean), invStd: c(invStd), gamma: opt(gamma), y: activation === 'relu' ? c(y) : null },
+      { layout, activation },
+    );
+    return {
+      outputs: { y: f.y, mean: f.mean, invStd: f.invStd, dx: b.dx, dgamma: b.dgamma, dbeta: b.dbeta },
+      scales: { mean: rms(x) / Math.sqrt(Math.max(x.length / Math.max(mean.length, 1), 1)), dx: rms(dy) * rms(invStd) * 2, dgamma: scaleOf(dy, perChannel), dbeta: scaleOf(dy, perChannel) },
+    };
+  }
+  const forward = api.instanceNorm ?? missing();
+  const f = forward({ x: c(x), shape: s.dims, gamma: opt(gamma), beta: opt(beta) }, { eps, layout, activation, momentum: s.momentum });
+  const ref = api.withBackend('js', () => forward({ x: round(x).slice(), shape: s.dims, gamma, beta }, { eps, layout, activation }));
+  const [mean, invStd, y] = [ref.mean, ref.invStd, ref.y].map((a) => round(a as Float64Array));
+  const b = (api.instanceNormBackward ?? missing())(
+    { dy: c(dy), x: c(x), shape: s.dims, mean: c(mean), invStd: c(invStd), gamma: opt(gamma), y: activation === 'relu' ? c(y) : null },
+    { layout, activation, training: s.training },
+  );
+  return {
+    outputs: { y: f.y, mean: f.mean, invStd: f.invStd, dx: b.dx, dgamma: b.dgamma, dbeta: b.dbeta },
+    scales: { mean: rms(x) / Math.sqrt(Math.max(x.length / Math.max(mean.length, 1), 1)), dx: rms(dy) * rms(invStd) * 2, dgamma: scaleOf(dy, perChannel), dbeta: scaleOf(dy, perChannel) },
+  };
 }
 
 /**
@@ -207,8 +322,18 @@ export function randomSpec(rng: Random): CaseSpec {
     const widest = dims.reduce((best, d, i) => (i !== channelAxis && d > dims[best] ? i : best), channelAxis === 0 ? 1 : 0);
     dims[widest] = Math.ceil(dims[widest] / 2);
   }
+  const op = rng.pick<Op>(['train', 'infer', 'backward', 'moments', ...FAMILY_OPS]);
+  const C = dims[channelAxis];
+  const divisors = Array.from({ length: C }, (_, i) => i + 1).filter((g) => C % g === 0);
+  // InstanceNorm normalises each instance's spatial values: it needs more than one.
+  if (op === 'instanceNorm') {
+    const spatial = layout === 'channels-first' ? dims.slice(2) : dims.slice(1, rank - 1);
+    if (spatial.reduce((a, b) => a * b, 1) < 2) dims.splice(layout === 'channels-first' ? 2 : 1, 0, rng.int(2, 9));
+  }
   return {
-    op: rng.pick<Op>(['train', 'infer', 'backward', 'moments']),
+    op,
+    groups: op === 'groupNorm' ? rng.pick(divisors) : undefined,
+    normalizedRank: op === 'layerNorm' || op === 'rmsNorm' ? rng.int(1, Math.min(rank, 3)) : undefined,
     dtype: rng.pick(['float32', 'float64'] as const),
     layout,
     dims,
@@ -224,7 +349,21 @@ export function randomSpec(rng: Random): CaseSpec {
   };
 }
 
-const localApi: OpsApi = { batchNormTrain, batchNormInfer, batchNormBackward, moments, withBackend };
+const localApi: OpsApi = {
+  batchNormTrain,
+  batchNormInfer,
+  batchNormBackward,
+  moments,
+  withBackend,
+  layerNorm,
+  layerNormBackward,
+  rmsNorm,
+  rmsNormBackward,
+  groupNorm,
+  groupNormBackward,
+  instanceNorm,
+  instanceNormBackward,
+};
 
 /**
  * Runs random cases (every op, layout, dtype, affine and ReLU setting) on each available
