@@ -63,3 +63,8 @@ it('the README keeps the two development commands as written', () => {
   expect(readme.indexOf('## Usage')).toBeLessThan(readme.indexOf('## Development'));
   expect(readme.indexOf('npm install && npm test')).toBeGreaterThan(readme.indexOf('## Development'));
 });
+
+it('the README family example runs', async () => {
+  const logs = await runBlock('The normalization family', 'family');
+  expect(logs).toEqual([[4, 32, 8, 4, 4, 8]]);
+});
