@@ -12,66 +12,36 @@
 import { createRequire } from 'node:module';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type {
-  Backend,
-  BackendDetails,
-  BackendProvider,
-  BackwardArgs,
-  FloatArray,
-  InferArgs,
-  MomentsArgs,
-  TrainArgs,
-  UpdateRunningArgs,
-} from '../backend.js';
+import type { Backend, BackendDetails, BackendProvider } from '../backend.js';
+import type { FloatArray, Norm } from '../core/descriptor.js';
+
+type Tensor = FloatArray | null | undefined;
 
 /**
- * The raw addon. Positional arguments keep the per-call overhead low; the order here is the one
- * native/node/operations.h documents. All arrays of one call are Float32Array or all are
- * Float64Array; `outer * channels * inner` is the length of x (dy for backward); the per-channel
- * arrays have length `channels`. The addon checks every argument itself: wrong types throw a
- * TypeError, wrong values a RangeError, and a call that throws has written nothing (the async
- * variants reject instead of throwing). An output overlapping any other array argument in memory
- * is a RangeError (checked by address, so two SharedArrayBuffer objects over the same bytes are
- * caught), but for y being exactly x (train, infer) and dx exactly dy (backward). The async
- * variants pin the memory of their arrays until they settle (transferring or collecting one
- * meanwhile is memory-safe, though the results then land in memory the caller no longer sees)
- * and reject arrays over a resizable ArrayBuffer with a TypeError.
+ * The raw addon (native/node/operations.h). `run` takes a descriptor (lib/core/descriptor.ts) as
+ * positional arguments: the scalars (a Float64Array, lib/core/abi.ts's Scalar order) and then one
+ * tensor per slot in Slot order (null or undefined when absent), cheaper than an array. It keeps
+ * only the checks memory safety needs (the C ABI's sn_prepare: counts, overflow, required and
+ * unexpected slots, bytes behind each tensor, alignment, outputs overlapping another tensor by
+ * address but for the allowed exact aliases, tensors of the dtype) and throws what abiError
+ * (lib/core/descriptor.ts) would make of a refusal: `internal error: <phase>: <error> (tensor
+ * <slot>)`, a TypeError for a tensor not of the dtype or scalars that are not a Float64Array; a
+ * RangeError `<phase>: out of memory: ...` when the kernels' scratch memory cannot be had. A call
+ * that throws has written nothing. It returns the C ABI's result (train, update: 1 when the
+ * running stats were written, else 0).
+ *
+ * runAsync is run off the main thread: it rejects instead of throwing, pins the memory of its
+ * tensors until it settles (transferring or collecting one meanwhile is memory-safe, though the
+ * results then land in memory the caller no longer sees) and rejects tensors over a resizable
+ * ArrayBuffer with a TypeError.
  */
 export interface NativeBinding {
-  /** Training forward; returns whether runningMean/runningVar (both null or both given) were written. */
-  train(
-    x: FloatArray, outer: number, channels: number, inner: number,
-    gamma: FloatArray | null, beta: FloatArray | null, eps: number, relu: boolean,
-    y: FloatArray, mean: FloatArray, invStd: FloatArray,
-    runningMean: FloatArray | null, runningVar: FloatArray | null,
-    factor: number, varScale: number, skipNonFinite: boolean,
-  ): boolean;
-  /** Inference forward: y = (x - runningMean) * gamma / sqrt(runningVar + eps) + beta. */
-  infer(
-    x: FloatArray, outer: number, channels: number, inner: number,
-    runningMean: FloatArray, runningVar: FloatArray,
-    gamma: FloatArray | null, beta: FloatArray | null, eps: number, relu: boolean,
-    y: FloatArray,
-  ): void;
-  /** Backward; y is the fused ReLU's forward output (null without ReLU). */
-  backward(
-    dy: FloatArray, x: FloatArray, outer: number, channels: number, inner: number,
-    mean: FloatArray, invStd: FloatArray, gamma: FloatArray | null, y: FloatArray | null,
-    training: boolean, dx: FloatArray, dgamma: FloatArray, dbeta: FloatArray,
-  ): void;
-  /** Per-channel mean and biased variance. */
-  moments(
-    x: FloatArray, outer: number, channels: number, inner: number,
-    mean: FloatArray, variance: FloatArray,
-  ): void;
-  /** The running-statistics update alone; returns whether the running stats were written. */
-  updateRunningStats(
-    runningMean: FloatArray, runningVar: FloatArray, batchMean: FloatArray, batchVar: FloatArray,
-    factor: number, varScale: number, skipNonFinite: boolean,
-  ): boolean;
-  trainAsync(...args: Parameters<NativeBinding['train']>): Promise<boolean>;
-  inferAsync(...args: Parameters<NativeBinding['infer']>): Promise<void>;
-  backwardAsync(...args: Parameters<NativeBinding['backward']>): Promise<void>;
+  run(
+    scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
+    mean: Tensor, invStd: Tensor, variance: Tensor, runningMean: Tensor, runningVar: Tensor,
+    dgamma: Tensor, dbeta: Tensor,
+  ): number;
+  runAsync(...args: Parameters<NativeBinding['run']>): Promise<number>;
   /** n >= 1: threads a call may use (the caller counts as one); 0: the default (all cores). */
   setThreads(n: number): void;
   getThreads(): number;
@@ -122,8 +92,8 @@ export function loadBindingFrom(paths: readonly string[]): LoadedBinding {
   for (const path of paths) {
     try {
       const binding = require(path) as NativeBinding;
-      if (typeof binding?.train !== 'function' || typeof binding.info !== 'function') {
-        throw new Error('it is not the simdnorm addon (no train/info functions)');
+      if (typeof binding?.run !== 'function' || typeof binding.info !== 'function') {
+        throw new Error('it is not the simdnorm addon (no run/info functions)');
       }
       return { binding, path };
     } catch (e) {
@@ -145,46 +115,18 @@ export function loadNativeBinding(): LoadedBinding {
   return (loaded ??= loadBindingFrom(nativeCandidates()));
 }
 
-// Positional calls without an intermediate array: `call` is the sync or the async binding function.
-function callTrain<R>(call: (...args: Parameters<NativeBinding['train']>) => R, a: TrainArgs): R {
-  const g = a.geometry;
-  const r = a.running;
-  return call(
-    a.x, g.outer, g.channels, g.inner, a.gamma, a.beta, a.eps, a.relu, a.y, a.mean, a.invStd,
-    r ? r.runningMean : null, r ? r.runningVar : null,
-    r ? r.factor : 0, r ? r.varScale : 1, r ? r.skipNonFinite : false,
-  );
-}
-
-function callInfer<R>(call: (...args: Parameters<NativeBinding['infer']>) => R, a: InferArgs): R {
-  const g = a.geometry;
-  return call(a.x, g.outer, g.channels, g.inner, a.runningMean, a.runningVar, a.gamma, a.beta, a.eps, a.relu, a.y);
-}
-
-function callBackward<R>(call: (...args: Parameters<NativeBinding['backward']>) => R, a: BackwardArgs): R {
-  const g = a.geometry;
-  return call(
-    a.dy, a.x, g.outer, g.channels, g.inner, a.mean, a.invStd, a.gamma, a.y, a.training,
-    a.dx, a.dgamma, a.dbeta,
-  );
-}
-
-/** A Backend over the raw addon: maps lib/backend.ts's argument objects to positional calls. */
+/** A Backend over the raw addon: a descriptor's tensors go positionally (Slot order). */
 export function nativeBackend({ binding: b, path }: LoadedBinding): Backend {
   return {
     name: 'native',
-    train: (a) => callTrain(b.train, a),
-    infer: (a) => callInfer(b.infer, a),
-    backward: (a) => callBackward(b.backward, a),
-    moments: (a: MomentsArgs) => {
-      const g = a.geometry;
-      b.moments(a.x, g.outer, g.channels, g.inner, a.mean, a.variance);
+    run: (n: Norm) => {
+      const t = n.tensors;
+      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12]);
     },
-    updateRunningStats: (a: UpdateRunningArgs) =>
-      b.updateRunningStats(a.runningMean, a.runningVar, a.batchMean, a.batchVar, a.factor, a.varScale, a.skipNonFinite),
-    trainAsync: (a) => callTrain(b.trainAsync, a),
-    inferAsync: (a) => callInfer(b.inferAsync, a),
-    backwardAsync: (a) => callBackward(b.backwardAsync, a),
+    runAsync: (n: Norm) => {
+      const t = n.tensors;
+      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12]);
+    },
     setThreads: (n) => b.setThreads(n),
     details: (): NativeDetails => {
       const info = b.info();

@@ -1,6 +1,6 @@
-// simdnorm's N-API addon: the kernels of native/kernels/batchnorm.h over the caller's typed
-// arrays (zero-copy). The argument order of every function is in operations.h; the checks in
-// args.h; the async variants in async.h (their memory pinned as pin.h says). Built by binding.gyp
+// simdnorm's N-API addon: the normalization core's C ABI (native/kernels/norm.h) over the
+// caller's typed arrays (zero-copy). run and its arguments are in operations.h; runAsync in
+// async.h (its memory pinned as pin.h says); the probes and settings below. Built by binding.gyp
 // (node-gyp) and by CMakeLists.txt (cmake-js), which say which one they are with a define.
 //
 // Plain N-API (node_api.h), no node-addon-api wrappers: every exported function is entry<...>,
@@ -14,6 +14,7 @@
 #include <new>
 #include <string>
 
+#include "../kernels/batchnorm.h"
 #include "args.h"
 #include "async.h"
 #include "operations.h"
@@ -58,45 +59,46 @@ napi_value entry(napi_env env, napi_callback_info info) noexcept {
   return nullptr;
 }
 
-napi_value undefinedValue(napi_env env) { return jsUndefined(env); }
-
-napi_value numberValue(napi_env env, double value) {
+napi_value undefinedValue(napi_env env) {
   napi_value result;
-  return napi_create_double(env, value, &result) == napi_ok ? result : nullptr;
+  return napi_get_undefined(env, &result) == napi_ok ? result : nullptr;
 }
 
-template <class Operation>
+// run(scalars, ...tensors) -> number (operations.h): sn_prepare, then sn_execute on this thread
+// (the kernels' pool splits the work).
 napi_value runSync(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, Operation::kName, Operation::kArgumentCount);
-  const auto result = Operation(args).run();
-  if (simdnorm::scratchFailed()) throw JsError{JsError::Kind::Range, outOfMemory(Operation::kName)};
-  return Operation::toJs(env, result);
+  const Args args(env, info, "run", kRunArguments, false);
+  const NormCall call = readCall(args, "run");
+  const int32_t result = sn_execute(&call.norm);
+  if (result < 0) throw abiError(result, call.norm.phase);
+  return jsNumber(env, result);
 }
+
 // setThreads(n) -> undefined. n >= 1: threads a call may use (the caller counts as one);
 // 0 restores the default (hardware concurrency).
 napi_value setThreadCount(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "setThreads", 1);
+  const Args args(env, info, "setThreads", 1);
   simdnorm::setThreads(static_cast<int>(args.integer(0, "n", 0, kThreadLimit)));
   return undefinedValue(env);
 }
 
 // getThreads() -> number
 napi_value getThreadCount(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "getThreads", 0);
-  return numberValue(env, simdnorm::getThreads());
+  Args(env, info, "getThreads", 0);
+  return jsNumber(env, simdnorm::getThreads());
 }
 
 // setScratchLimit(bytes) -> undefined. Testing only: kernel scratch requests above `bytes` fail
 // as if malloc had (0: no limit), so the out-of-memory path can be exercised from JS.
 napi_value setScratchLimitBytes(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "setScratchLimit", 1);
+  const Args args(env, info, "setScratchLimit", 1);
   simdnorm::setScratchLimit(static_cast<size_t>(args.integer(0, "bytes", 0, int64_t{1} << 50)));
   return undefinedValue(env);
 }
 
 // info() -> { simd, threads, maxThreads, napiVersion, build }
 napi_value buildInfo(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "info", 0);
+  Args(env, info, "info", 0);
   napi_value result, simd, build;
   if (napi_create_object(env, &result) != napi_ok ||
       napi_create_string_utf8(env, simdLevel(), NAPI_AUTO_LENGTH, &simd) != napi_ok ||
@@ -106,11 +108,11 @@ napi_value buildInfo(napi_env env, napi_callback_info info) {
   // result is a fresh plain object: setting its properties runs no user code
   const napi_property_descriptor fields[] = {
       {"simd", nullptr, nullptr, nullptr, nullptr, simd, napi_default_jsproperty, nullptr},
-      {"threads", nullptr, nullptr, nullptr, nullptr, numberValue(env, simdnorm::getThreads()),
+      {"threads", nullptr, nullptr, nullptr, nullptr, jsNumber(env, simdnorm::getThreads()),
        napi_default_jsproperty, nullptr},
-      {"maxThreads", nullptr, nullptr, nullptr, nullptr, numberValue(env, simdnorm::maxThreads()),
+      {"maxThreads", nullptr, nullptr, nullptr, nullptr, jsNumber(env, simdnorm::maxThreads()),
        napi_default_jsproperty, nullptr},
-      {"napiVersion", nullptr, nullptr, nullptr, nullptr, numberValue(env, NAPI_VERSION),
+      {"napiVersion", nullptr, nullptr, nullptr, nullptr, jsNumber(env, NAPI_VERSION),
        napi_default_jsproperty, nullptr},
       {"build", nullptr, nullptr, nullptr, nullptr, build, napi_default_jsproperty, nullptr},
   };
@@ -126,16 +128,15 @@ napi_value buildInfo(napi_env env, napi_callback_info info) {
 // copyBytes(dst, src, threads) -> undefined: copies src into dst (typed arrays of equal
 // byteLength) with `threads` threads (0: the current setting). A bandwidth probe.
 napi_value copyByteArrays(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "copyBytes", 3);
-  ByteView dst = args.bytes(0, "dst");
-  ByteView src = args.bytes(1, "src");
-  if (dst.bytes != src.bytes) {
-    args.rangeError("argument 2 'src' must have the byteLength of 'dst' = " +
-                    std::to_string(dst.bytes) + "; received byteLength " +
-                    std::to_string(src.bytes));
+  const Args args(env, info, "copyBytes", 3);
+  const ByteView dst = args.bytes(0, "dst");
+  const ByteView src = args.bytes(1, "src");
+  if (dst.bytes != src.bytes) args.fail(JsError::Kind::Range, 1, "src", "of the byteLength of 'dst'");
+  const int threads = static_cast<int>(args.integer(2, "threads", 0, kThreadLimit));
+  const auto d = reinterpret_cast<uintptr_t>(dst.data), s = reinterpret_cast<uintptr_t>(src.data);
+  if (dst.bytes > 0 && d < s + src.bytes && s < d + dst.bytes) {
+    args.fail(JsError::Kind::Range, 1, "src", "memory that 'dst' does not overlap");
   }
-  int threads = static_cast<int>(args.integer(2, "threads", 0, kThreadLimit));
-  args.checkOverlaps(bit(0));
   simdnorm::copyBytes(dst.data, src.data, static_cast<int64_t>(dst.bytes), threads);
   return undefinedValue(env);
 }
@@ -143,12 +144,13 @@ napi_value copyByteArrays(napi_env env, napi_callback_info info) {
 // readFloats(src, threads) -> number: the sum of a Float32Array read with `threads` threads
 // (0: the current setting). A bandwidth probe.
 napi_value readFloatArray(napi_env env, napi_callback_info info) {
-  ArgReader args(env, info, "readFloats", 2);
-  FloatView src = args.floatsAnyLength(0, "src");
-  if (args.type() != FloatType::Float32) args.typeError(0, "src", "a Float32Array");
-  int threads = static_cast<int>(args.integer(1, "threads", 0, kThreadLimit));
-  double sum = simdnorm::readFloats(src.as<float>(), static_cast<int64_t>(src.length), threads);
-  return numberValue(env, sum);
+  const Args args(env, info, "readFloats", 2);
+  const ByteView src = args.bytes(0, "src");
+  if (src.type != napi_float32_array) args.fail(JsError::Kind::Type, 0, "src", "a Float32Array");
+  const int threads = static_cast<int>(args.integer(1, "threads", 0, kThreadLimit));
+  const double sum = simdnorm::readFloats(static_cast<const float*>(src.data),
+                                          static_cast<int64_t>(src.bytes / sizeof(float)), threads);
+  return jsNumber(env, sum);
 }
 
 // Refuses to load in a Node of another major version than the headers it was compiled with:
@@ -176,14 +178,8 @@ napi_value init(napi_env env, napi_value exports) {
     napi_callback function;
   };
   static const Export functions[] = {
-      {"train", entry<runSync<Train>>},
-      {"infer", entry<runSync<Infer>>},
-      {"backward", entry<runSync<Backward>>},
-      {"moments", entry<runSync<Moments>>},
-      {"updateRunningStats", entry<runSync<UpdateRunningStats>>},
-      {"trainAsync", entry<runAsync<Train>>},
-      {"inferAsync", entry<runAsync<Infer>>},
-      {"backwardAsync", entry<runAsync<Backward>>},
+      {"run", entry<runSync>},
+      {"runAsync", runAsync},  // never throws: it rejects
       {"setThreads", entry<setThreadCount>},
       {"getThreads", entry<getThreadCount>},
       {"info", entry<buildInfo>},

@@ -1,5 +1,5 @@
 // See pin.h for why the binding holds V8 BackingStores. This file is the only one that includes
-// v8.h; everything it does runs on the JS thread, inside the N-API call that read the arrays.
+// v8.h; everything it does runs on the JS thread, inside the N-API call that read the tensors.
 #include "pin.h"
 
 #include <v8.h>
@@ -32,7 +32,7 @@ std::shared_ptr<v8::BackingStore> backingStoreOf(napi_value array) {
   v8::Local<v8::Value> value = toLocal(array);
   if (value.IsEmpty() || !value->IsArrayBufferView()) return {};
   // Buffer() would move an on-heap typed array's data off the heap; napi_get_typedarray_info did
-  // that already when ArgReader asked it for the data pointer, so this only reads.
+  // that already when the call's tensors were read (args.cpp), so this only reads.
   v8::Local<v8::ArrayBuffer> buffer = value.As<v8::ArrayBufferView>()->Buffer();
   if (buffer.IsEmpty()) return {};
   v8::Local<v8::Value> bufferValue = buffer;
@@ -44,25 +44,28 @@ std::shared_ptr<v8::BackingStore> backingStoreOf(napi_value array) {
 
 }  // namespace
 
-PinCheck pinArrays(const ArrayArgument* arrays, size_t count, std::shared_ptr<void>* pins) noexcept {
+PinCheck pinTensors(const NormCall& call, std::shared_ptr<void>* pins) noexcept {
+  int slot = 0;
   try {
-    for (size_t i = 0; i < count; ++i) {
-      std::shared_ptr<v8::BackingStore> store = backingStoreOf(arrays[i].value);
-      if (!store) return PinCheck{false, i, false};
-      if (store->IsResizableByUserJavaScript() && !store->IsShared()) return PinCheck{false, i, true};
-      if (arrays[i].bytes == 0) continue;
+    for (; slot < SN_SLOT_COUNT; ++slot) {
+      if (call.arrays[slot] == nullptr) continue;
+      std::shared_ptr<v8::BackingStore> store = backingStoreOf(call.arrays[slot]);
+      if (!store) return PinCheck{false, slot, false};
+      if (store->IsResizableByUserJavaScript() && !store->IsShared()) return PinCheck{false, slot, true};
+      const uint64_t bytes = call.bytes[slot];
+      if (bytes == 0) continue;
       // The kernel's range must lie inside the pinned memory (it always does: the pointer came
       // from this very buffer a moment ago, and no JavaScript ran in between).
       const auto start = reinterpret_cast<uintptr_t>(store->Data());
-      if (arrays[i].begin < start || arrays[i].begin - start > store->ByteLength() ||
-          arrays[i].bytes > store->ByteLength() - (arrays[i].begin - start)) {
-        return PinCheck{false, i, false};
+      const auto begin = reinterpret_cast<uintptr_t>(call.norm.tensor[slot]);
+      if (begin < start || begin - start > store->ByteLength() || bytes > store->ByteLength() - (begin - start)) {
+        return PinCheck{false, slot, false};
       }
-      if (pins != nullptr) pins[i] = std::move(store);
+      if (pins != nullptr) pins[slot] = std::move(store);
     }
     return PinCheck{};
   } catch (...) {  // bad_alloc from V8's empty BackingStore of a detached buffer
-    return PinCheck{false, 0, false};
+    return PinCheck{false, slot, false};
   }
 }
 

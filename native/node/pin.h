@@ -1,16 +1,16 @@
-// Pinning the memory of an async call's arrays (the one place the binding goes below N-API).
+// Pinning the memory of an async call's tensors (the one place the binding goes below N-API).
 //
 // While an async call's kernel runs on libuv's thread pool, JavaScript keeps running: it can
-// transfer an argument's ArrayBuffer (structuredClone / postMessage with `transfer`), drop every
+// transfer a tensor's ArrayBuffer (structuredClone / postMessage with `transfer`), drop every
 // reference to it and let the GC free it, or resize a resizable ArrayBuffer. A napi_ref to the
 // typed array keeps the *object* alive, not its memory: after a transfer the memory belongs to
 // another ArrayBuffer and is freed with it. N-API has no way to pin memory, and copying every
-// array in and out would triple the memory traffic of an async call. So each array's V8
+// tensor in and out would triple the memory traffic of an async call. So each tensor's V8
 // BackingStore (the owner of the memory, shared by every ArrayBuffer that ever holds it) is held
 // by a std::shared_ptr until the call settles: the memory outlives any transfer and collection.
 //
 // A resizable (non-shared) ArrayBuffer can shrink, and shrinking decommits pages that a pin cannot
-// keep; such arrays are refused. A growable SharedArrayBuffer only grows: allowed.
+// keep; such tensors are refused. A growable SharedArrayBuffer only grows: allowed.
 //
 // ABI consequence: this uses V8's C++ API (v8::ArrayBuffer::GetBackingStore), which is stable only
 // within one Node major version (one NODE_MODULE_VERSION). The addon is therefore tied to the
@@ -21,25 +21,24 @@
 
 #include <node_api.h>
 
-#include <cstddef>
 #include <memory>
 
-#include "args.h"
+#include "operations.h"
 
 namespace simdnorm::node {
 
-// What pinArrays found.
+// What pinTensors found.
 struct PinCheck {
   bool ok = true;
-  size_t failed = 0;      // the arrays() entry that failed, when !ok
-  bool resizable = false; // it is over a resizable non-shared ArrayBuffer
+  int failed = 0;          // the slot that failed, when !ok
+  bool resizable = false;  // it is over a resizable non-shared ArrayBuffer
 };
 
-// For each of `count` arrays (typed arrays already read by ArgReader): refuses one over a
-// resizable non-shared ArrayBuffer, and, when `pins` is not null, stores into pins[i] a reference
-// to the memory of every non-empty one (empty ones get none: the kernel touches nothing there),
-// after checking that [begin, begin + bytes) lies inside that memory. Runs no JavaScript.
-PinCheck pinArrays(const ArrayArgument* arrays, size_t count, std::shared_ptr<void>* pins) noexcept;
+// For each tensor of `call`: refuses one over a resizable non-shared ArrayBuffer, and, when `pins`
+// (SN_SLOT_COUNT entries) is not null, stores into pins[slot] a reference to the memory of every
+// non-empty one, after checking that the bytes sn_prepare accepted lie inside that memory. Runs
+// no JavaScript.
+PinCheck pinTensors(const NormCall& call, std::shared_ptr<void>* pins) noexcept;
 
 // The major version of the Node the addon was compiled against (from node_version.h).
 int compiledNodeMajor() noexcept;

@@ -1,14 +1,15 @@
 /**
  * lib/backends/native.ts: which addon file it loads, how it reports failures, and that the
- * Backend maps lib/backend.ts's argument objects onto the positional binding calls (bitwise
- * the same as calling the binding directly).
+ * Backend passes a descriptor to the addon's run/runAsync (bitwise the same as calling the
+ * binding directly); and the addon's results for BatchNorm descriptors against lib/reference.ts.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import type { Backend } from '../../lib/backend.js';
 import { loadBindingFrom, nativeCandidates, nativeProvider, type NativeDetails } from '../../lib/backends/native.js';
-import { binding, describeNative, loaded, randomArray, sameBits } from './helpers.js';
+import * as reference from '../../lib/reference.js';
+import { binding, bnProblem, bnStep, describeNative, loaded, PHASES, run, sameBits, Slot, type FloatArray, type Problem } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -67,90 +68,64 @@ describeNative('native backend (lib/backends/native.ts)', () => {
   });
 
   for (const T of [Float32Array, Float64Array]) {
-    it(`${T.name}: every Backend method gives the binding's bits`, async () => {
+    it(`${T.name}: run and runAsync give the binding's bits, every phase`, async () => {
       const backend: Backend = nativeProvider.loadSync!();
-      const b = binding();
-      const [outer, channels, inner] = [3, 5, 7];
-      const geometry = { outer, channels, inner };
-      const n = outer * channels * inner;
-      const m = outer * inner;
-      const x = randomArray(T, n, 1, 2, 3);
-      const dy = randomArray(T, n, 2);
-      const gamma = randomArray(T, channels, 3, 0.5, 1);
-      const beta = randomArray(T, channels, 4);
-      const fresh = () => ({
-        y: new T(n), mean: new T(channels), invStd: new T(channels),
-        runningMean: randomArray(T, channels, 5), runningVar: randomArray(T, channels, 6, 0.5, 1),
-        dx: new T(n), dgamma: new T(channels), dbeta: new T(channels),
-      });
-      type Out = ReturnType<typeof fresh>;
-      const same = (a: Out, c: Out) => {
-        for (const k of Object.keys(a) as (keyof Out)[]) expect(sameBits(a[k], c[k]), k).toBe(true);
-      };
-
+      const s = { outer: 3, channels: 5, inner: 7 };
       for (const mode of ['sync', 'async'] as const) {
-        const v = fresh(); // through the Backend
-        const d = fresh(); // the binding directly
-        const varScale = m / (m - 1);
-        const running = {
-          runningMean: v.runningMean, runningVar: v.runningVar, factor: 0.25, varScale, skipNonFinite: true,
-        };
-        const trainArgs = {
-          x, geometry, gamma, beta, eps: 1e-3, relu: true, y: v.y, mean: v.mean, invStd: v.invStd, running,
-        };
-        const written = mode === 'sync' ? backend.train(trainArgs) : await backend.trainAsync!(trainArgs);
-        expect(written).toBe(
-          b.train(x, outer, channels, inner, gamma, beta, 1e-3, true, d.y, d.mean, d.invStd,
-            d.runningMean, d.runningVar, 0.25, varScale, true),
-        );
-
-        const backwardArgs = {
-          dy, x, geometry, mean: v.mean, invStd: v.invStd, gamma, y: v.y, training: true,
-          dx: v.dx, dgamma: v.dgamma, dbeta: v.dbeta,
-        };
-        if (mode === 'sync') backend.backward(backwardArgs);
-        else await backend.backwardAsync!(backwardArgs);
-        b.backward(dy, x, outer, channels, inner, d.mean, d.invStd, gamma, d.y, true, d.dx, d.dgamma, d.dbeta);
-        same(v, d);
-
-        const inferArgs = {
-          x, geometry, runningMean: v.runningMean, runningVar: v.runningVar, gamma: null, beta,
-          eps: 1e-4, relu: false, y: v.y,
-        };
-        if (mode === 'sync') backend.infer(inferArgs);
-        else await backend.inferAsync!(inferArgs);
-        b.infer(x, outer, channels, inner, d.runningMean, d.runningVar, null, beta, 1e-4, false, d.y);
-        same(v, d);
+        const v = bnProblem(T, s, 1); // through the Backend
+        const d = bnProblem(T, s, 1); // the binding directly
+        for (const phase of PHASES) {
+          const viaBackend = bnStep(phase, T, s, v, { relu: true });
+          const r = mode === 'sync' ? backend.run(viaBackend) : await backend.runAsync!(viaBackend);
+          expect(r, phase).toBe(run(bnStep(phase, T, s, d, { relu: true })));
+          for (const k of Object.keys(v) as (keyof Problem)[]) expect(sameBits(v[k], d[k]), `${phase} ${k}`).toBe(true);
+        }
       }
-
-      // train without running stats returns false and leaves them alone
-      const n0 = fresh();
-      const before = n0.runningMean.slice();
-      const noRunning = {
-        x, geometry, gamma: null, beta: null, eps: 1e-5, relu: false, y: n0.y, mean: n0.mean, invStd: n0.invStd,
-        running: null,
-      };
-      expect(backend.train(noRunning)).toBe(false);
-      expect(sameBits(n0.runningMean, before)).toBe(true);
-
-      const mean = new T(channels);
-      const variance = new T(channels);
-      const mean2 = new T(channels);
-      const variance2 = new T(channels);
-      backend.moments({ x, geometry, mean, variance });
-      b.moments(x, outer, channels, inner, mean2, variance2);
-      expect(sameBits(mean, mean2) && sameBits(variance, variance2)).toBe(true);
-
-      const r1 = fresh();
-      const r2 = fresh();
-      const update = {
-        runningMean: r1.runningMean, runningVar: r1.runningVar, batchMean: mean, batchVar: variance,
-        factor: 0.5, varScale: 2, skipNonFinite: false,
-      };
-      expect(backend.updateRunningStats(update)).toBe(true);
-      expect(b.updateRunningStats(r2.runningMean, r2.runningVar, mean, variance, 0.5, 2, false)).toBe(true);
-      same(r1, r2);
+      // a refusal comes through as the addon's error
+      const bad = bnStep('infer', T, s, bnProblem(T, s, 2));
+      bad.tensors[Slot.y] = null;
+      expect(() => backend.run(bad)).toThrow(/^internal error: infer: missing \(tensor y\)$/);
+      await expect(backend.runAsync!(bad)).rejects.toThrow(/^internal error: infer: missing \(tensor y\)$/);
     });
+
+    for (const s of [{ outer: 4, channels: 3, inner: 10 }, { outer: 64, channels: 7, inner: 1 }, { outer: 2, channels: 16, inner: 33 }]) {
+      it(`${T.name} [${s.outer}, ${s.channels}, ${s.inner}]: every phase agrees with lib/reference.ts`, () => {
+        const tolerance = T === Float64Array ? 1e-12 : 1e-5;
+        const close = (a: FloatArray, b: FloatArray, what: string) => {
+          for (let i = 0; i < a.length; i++) {
+            expect(Math.abs(a[i]! - b[i]!), `${what}[${i}]: ${a[i]} vs ${b[i]}`).toBeLessThanOrEqual(tolerance * (1 + Math.abs(b[i]!)));
+          }
+        };
+        const geometry = s;
+        const m = s.outer * s.inner;
+        const p = bnProblem(T, s, 21); // native
+        const q = bnProblem(T, s, 21); // reference
+        expect(run(bnStep('train', T, s, p, { relu: true }))).toBe(1);
+        const running = { runningMean: q.runningMean, runningVar: q.runningVar, factor: 0.1, varScale: m / (m - 1), skipNonFinite: true };
+        expect(reference.train({ x: q.x, geometry, gamma: q.gamma, beta: q.beta, eps: 1e-5, relu: true, y: q.y, mean: q.mean, invStd: q.invStd, running })).toBe(true);
+        for (const k of ['y', 'mean', 'invStd', 'runningMean', 'runningVar'] as const) close(p[k], q[k], `train ${k}`);
+
+        for (const training of [true, false]) {
+          run(bnStep('backward', T, s, p, { relu: true, training }));
+          reference.backward({ dy: q.dy, x: q.x, geometry, mean: q.mean, invStd: q.invStd, gamma: q.gamma, y: q.y, training, dx: q.dx, dgamma: q.dgamma, dbeta: q.dbeta });
+          for (const k of ['dx', 'dgamma', 'dbeta'] as const) close(p[k], q[k], `backward ${k}`);
+        }
+
+        run(bnStep('infer', T, s, p, { relu: true }));
+        reference.infer({ x: q.x, geometry, runningMean: q.runningMean, runningVar: q.runningVar, gamma: q.gamma, beta: q.beta, eps: 1e-5, relu: true, y: q.y });
+        close(p.y, q.y, 'infer y');
+
+        run(bnStep('moments', T, s, p));
+        reference.moments({ x: q.x, geometry, mean: q.mean, variance: q.variance });
+        close(p.mean, q.mean, 'moments mean');
+        close(p.variance, q.variance, 'moments variance');
+
+        expect(run(bnStep('update', T, s, p))).toBe(1);
+        expect(reference.updateRunningStats({ ...running, batchMean: q.mean, batchVar: q.variance })).toBe(true);
+        close(p.runningMean, q.runningMean, 'update runningMean');
+        close(p.runningVar, q.runningVar, 'update runningVar');
+      });
+    }
   }
 
   it('setThreads goes to the binding', () => {

@@ -1,11 +1,11 @@
 /**
- * README "Numerics": the same input gives bitwise the same result whatever the thread count
+ * README "Numerics": the same input gives bitwise the same result, every phase, whatever the thread count
  * (setThreads(1), setThreads(2), more threads than cores), and whatever the alignment of the
  * caller's arrays (the binding is zero-copy, so a subarray's byteOffset reaches the kernels).
  * Shapes are big enough to be split into many tasks and to take every kernel path.
  */
 import { afterAll, expect, it } from 'vitest';
-import { binding, describeNative, FLOAT_TYPES, randomArray, sameBits, type FloatArray, type FloatCtor } from './helpers.js';
+import { binding, bnNorm, describeNative, FLOAT_TYPES, Phase, randomArray, run, sameBits, type FloatArray, type FloatCtor } from './helpers.js';
 
 interface Shape {
   name: string;
@@ -40,9 +40,8 @@ function makeOutputs(T: FloatCtor, s: Shape, shift: number): Outputs {
   ) as Outputs;
 }
 
-/** Runs every kernel on the same inputs into `out`; returns copies of every output. */
+/** Runs every phase on the same inputs into `out`; returns copies of every output. */
 function runAll(T: FloatCtor, s: Shape, out: Outputs): FloatArray[] {
-  const b = binding();
   const n = s.outer * s.channels * s.inner;
   const c = s.channels;
   const m = s.outer * s.inner;
@@ -52,11 +51,23 @@ function runAll(T: FloatCtor, s: Shape, out: Outputs): FloatArray[] {
   const beta = randomArray(T, c, 12);
   out.runningMean.set(randomArray(T, c, 13));
   out.runningVar.set(randomArray(T, c, 14, 0.5, 1));
-  b.train(x, s.outer, c, s.inner, gamma, beta, 1e-5, true, out.y, out.mean, out.invStd, out.runningMean, out.runningVar, 0.1, m / (m - 1), false);
-  b.backward(dy, x, s.outer, c, s.inner, out.mean, out.invStd, gamma, out.y, true, out.dx, out.dgamma, out.dbeta);
-  b.backward(dy, x, s.outer, c, s.inner, out.mean, out.invStd, gamma, null, false, out.dxEval, out.dgammaEval, out.dbetaEval);
-  b.infer(x, s.outer, c, s.inner, out.runningMean, out.runningVar, gamma, beta, 1e-5, false, out.yInfer);
-  b.moments(x, s.outer, c, s.inner, out.momentsMean, out.momentsVar);
+  const running = { factor: 0.1, varScale: m / (m - 1) };
+  run(bnNorm(Phase.train, T, s, {
+    x, gamma, beta, y: out.y, mean: out.mean, invStd: out.invStd, runningMean: out.runningMean, runningVar: out.runningVar,
+  }, { eps: 1e-5, relu: true, ...running }));
+  run(bnNorm(Phase.backward, T, s, {
+    dy, x, mean: out.mean, invStd: out.invStd, gamma, y: out.y, dx: out.dx, dgamma: out.dgamma, dbeta: out.dbeta,
+  }, { relu: true, training: true }));
+  run(bnNorm(Phase.backward, T, s, {
+    dy, x, mean: out.mean, invStd: out.invStd, gamma, dx: out.dxEval, dgamma: out.dgammaEval, dbeta: out.dbetaEval,
+  }));
+  run(bnNorm(Phase.infer, T, s, {
+    x, runningMean: out.runningMean, runningVar: out.runningVar, gamma, beta, y: out.yInfer,
+  }, { eps: 1e-5 }));
+  run(bnNorm(Phase.moments, T, s, { x, mean: out.momentsMean, variance: out.momentsVar }));
+  run(bnNorm(Phase.update, T, s, {
+    mean: out.momentsMean, variance: out.momentsVar, runningMean: out.runningMean, runningVar: out.runningVar,
+  }, running));
   return OUTPUT_NAMES.map((k) => out[k].slice());
 }
 

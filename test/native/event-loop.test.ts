@@ -1,30 +1,29 @@
 /**
- * A large trainAsync runs off the main thread: the event loop keeps ticking while it does
+ * A large runAsync runs off the main thread: the event loop keeps ticking while it does
  * (counted with setImmediate and setInterval), and the call returns its Promise at once.
  */
 import { expect, it } from 'vitest';
-import { binding, describeNative } from './helpers.js';
+import { bnNorm, describeNative, Phase, run, runAsync } from './helpers.js';
 
 describeNative('native binding: the event loop runs during async calls', () => {
-  it('a 64M-element trainAsync lets setImmediate and setInterval tick', async () => {
-    const b = binding();
-    const outer = 64;
-    const channels = 16;
-    const inner = 1 << 16; // 64 * 16 * 65536 = 64M float32 elements, 256 MiB per array
-    const n = outer * channels * inner;
+  it('a 64M-element training forward through runAsync lets setImmediate and setInterval tick', async () => {
+    const s = { outer: 64, channels: 16, inner: 1 << 16 }; // 64M float32 elements, 256 MiB per array
+    const n = s.outer * s.channels * s.inner;
     const x = new Float32Array(n);
     for (let i = 0; i < n; i++) x[i] = (i % 1021) * 0.001 - 0.5;
     const y = new Float32Array(n);
-    const mean = new Float32Array(channels);
-    const invStd = new Float32Array(channels);
+    const mean = new Float32Array(s.channels);
+    const invStd = new Float32Array(s.channels);
+    const train = bnNorm(Phase.train, Float32Array, s, { x, y, mean, invStd }, { eps: 1e-5 });
 
     // the same call, synchronously: how long the kernel takes here
     let start = performance.now();
-    b.train(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false);
+    run(train);
     const syncMs = performance.now() - start;
 
     // the first async call starts libuv's thread pool: not what is measured here
-    await b.inferAsync(new Float32Array(4), 1, 1, 4, new Float32Array(1), new Float32Array([1]), null, null, 1e-5, false, new Float32Array(4));
+    const tiny = { outer: 1, channels: 1, inner: 1 << 15 };
+    await runAsync(bnNorm(Phase.moments, Float32Array, tiny, { x: x.subarray(0, 1 << 15), mean: mean.subarray(0, 1), variance: invStd.subarray(0, 1) }));
 
     let immediates = 0;
     let intervals = 0;
@@ -36,7 +35,7 @@ describeNative('native binding: the event loop runs during async calls', () => {
     const timer = setInterval(() => intervals++, 1);
 
     start = performance.now();
-    const pending = b.trainAsync(x, outer, channels, inner, null, null, 1e-5, false, y, mean, invStd, null, null, 0, 1, false);
+    const pending = runAsync(train);
     const returnMs = performance.now() - start;
     setImmediate(spin);
     await pending;

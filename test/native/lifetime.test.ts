@@ -15,7 +15,7 @@ describeNative('native async calls: arrays transferred, detached or collected mi
 
   for (const op of ['train', 'infer', 'backward']) {
     for (const size of ['inline', 'pool']) {
-      it(`${op}Async, ${size} path: every array argument transferred (structuredClone, postMessage) mid-call`, async () => {
+      it(`runAsync ${op}, ${size} path: every tensor transferred (structuredClone, postMessage) mid-call`, async () => {
         await expectClean('transfer.mjs', [op, size, size === 'inline' ? 'float64' : 'float32']);
       }, 120_000 * slow);
     }

@@ -1,160 +1,106 @@
 /**
- * The raw addon called directly with garbage (README "Errors": the binding validates what it is
- * given). Every function gets a valid argument list with exactly one argument spoiled; each call
- * must throw a TypeError (wrong type) or RangeError (wrong value) whose message names the
- * argument, the process must survive, and no array may change (a call that throws has written
- * nothing). The async variants reject with the same errors instead of throwing.
+ * The raw addon called directly with garbage (test/native/bad-calls.ts): every phase and dtype
+ * gets a valid descriptor with exactly one thing spoiled; run must throw, runAsync must reject
+ * (never throw), the process must survive, and no array may change (a refused call has written
+ * nothing). The addon guards memory only: its errors are `internal error: …` (the façade words
+ * what users see), a TypeError for a value of the wrong type.
  */
 import { expect, it } from 'vitest';
+import { badCalls, SHAPE, validCall } from './bad-calls.js';
 import {
-  NATIVE_SPECS as SPECS,
-  nativeBadCallCount,
-  nativeSpoils as spoils,
-  nativeValidArgs as validArgs,
-} from '../reliability/bad-inputs.js';
-import { bytesOf, describeNative, FLOAT_TYPES, sameBits, untypedBinding, type FloatArray } from './helpers.js';
-
-// The spoiled argument lists come from the one bad-input matrix (test/reliability/bad-inputs.ts),
-// which also drives the façade on every backend and the raw WASM C ABI.
-const counts = nativeBadCallCount();
-console.log(`native binding bad-input matrix: ${counts.sync} spoiled sync calls, ${counts.async} spoiled async calls`);
+  binding,
+  bnNorm,
+  bnProblem,
+  bnStep,
+  bytesOf,
+  describeNative,
+  FLOAT_TYPES,
+  Phase,
+  PHASES,
+  run,
+  runArgs,
+  sameBits,
+  untypedBinding,
+  type FloatArray,
+} from './helpers.js';
 
 /** Copies of every typed array's bytes among the arguments. */
 function snapshot(args: unknown[]): (Uint8Array | undefined)[] {
   return args.map((a) => (ArrayBuffer.isView(a) && a.buffer.byteLength > 0 ? bytesOf(a) : undefined));
 }
 
-function expectUntouched(args: unknown[], before: (Uint8Array | undefined)[]): void {
+function expectUntouched(args: unknown[], before: (Uint8Array | undefined)[], what: string): void {
   args.forEach((a, i) => {
-    if (before[i]) expect(sameBits(a as ArrayBufferView, before[i]!), `argument ${i + 1} was written`).toBe(true);
+    if (before[i]) expect(sameBits(a as ArrayBufferView, before[i]!), `${what}: argument ${i + 1} was written`).toBe(true);
   });
 }
 
-function expectNamed(error: unknown, kind: typeof TypeError | typeof RangeError, blame: string | RegExp): void {
-  expect(error).toBeInstanceOf(kind);
-  // RangeError and TypeError are siblings: make sure it is not the other one
-  expect((error as Error).constructor).toBe(kind);
-  const message = (error as Error).message;
-  if (typeof blame === 'string') expect(message).toContain(`'${blame}'`);
-  else expect(message).toMatch(blame);
-  expect(message).toMatch(/received/);
+function expectRefusal(error: unknown, type: boolean, what: string): void {
+  expect(error, `${what}: not refused`).toBeInstanceOf(Error);
+  expect((error as Error).constructor, `${what}: ${String(error)}`).toBe(type ? TypeError : Error);
+  expect((error as Error).message, what).toMatch(/^internal error: |^run(Async)?: expected 14 arguments/);
 }
 
 describeNative('native binding: garbage in, errors out', () => {
+  let total = 0;
   for (const T of FLOAT_TYPES) {
-    for (const spec of SPECS) {
-      const label = `${spec.name} (${T.name})`;
+    for (const phase of PHASES) {
+      const label = `${phase} (${T.name})`;
 
-      it(`${label}: the valid argument list is accepted`, () => {
-        const f = untypedBinding()[spec.name]!;
-        expect(() => f(...validArgs(spec, T))).not.toThrow();
+      it(`${label}: the valid call is accepted, sync and async`, async () => {
+        const f = untypedBinding();
+        expect(f.run!(...validCall(phase, T))).toBeGreaterThanOrEqual(0);
+        expect(await f.runAsync!(...validCall(phase, T))).toBeGreaterThanOrEqual(0);
       });
 
-      it(`${label}: a wrong argument count throws TypeError`, () => {
-        const f = untypedBinding()[spec.name]!;
-        const args = validArgs(spec, T);
-        for (const bad of [[], args.slice(0, -1), [...args, 0], args.slice(0, 1)]) {
-          const before = snapshot(bad);
+      it(`${label}: every spoiled call throws and writes nothing`, () => {
+        const f = untypedBinding().run!;
+        const cases = badCalls(phase, T);
+        total += cases.length;
+        for (const c of cases) {
+          const before = snapshot(c.args);
           let error: unknown;
           try {
-            f(...bad);
+            f(...c.args);
           } catch (e) {
             error = e;
           }
-          expect(error).toBeInstanceOf(TypeError);
-          expect((error as Error).message).toMatch(new RegExp(`${spec.name}: expected ${args.length} arguments; received ${bad.length}`));
-          expectUntouched(bad, before);
+          expectRefusal(error, c.type, c.what);
+          expectUntouched(c.args, before, c.what);
         }
       });
 
-      spec.args.forEach(([name, role], index) => {
-        const cases = spoils(spec, name, role, T, validArgs(spec, T)[index]);
-        it(`${label}: argument ${index + 1} '${name}' spoiled ${cases.length} ways throws and writes nothing`, () => {
-          const f = untypedBinding()[spec.name]!;
-          for (const c of cases) {
-            const args = validArgs(spec, T);
-            args[index] = c.value;
-            const before = snapshot(args);
-            let error: unknown;
-            try {
-              f(...args);
-            } catch (e) {
-              error = e;
-            }
-            expect(error, `${name} = ${c.what} did not throw`).toBeDefined();
-            expectNamed(error, c.error, c.blame ?? name);
-            expectUntouched(args, before);
-          }
-        });
-
-        if (spec.async) {
-          it(`${label}Async: argument ${index + 1} '${name}' spoiled rejects and writes nothing`, async () => {
-            const f = untypedBinding()[`${spec.name}Async`]!;
-            for (const c of cases) {
-              const args = validArgs(spec, T);
-              args[index] = c.value;
-              const before = snapshot(args);
-              let promise: unknown;
-              expect(() => (promise = f(...args)), 'async variants reject, never throw').not.toThrow();
-              expect(promise).toBeInstanceOf(Promise);
-              const error = await (promise as Promise<unknown>).then(
-                () => undefined,
-                (e: unknown) => e,
-              );
-              expect(error, `${name} = ${c.what} did not reject`).toBeDefined();
-              expectNamed(error, c.error, c.blame ?? name);
-              expectUntouched(args, before);
-            }
-          });
+      it(`${label}: every spoiled call rejects (never throws) and writes nothing, async`, async () => {
+        const f = untypedBinding().runAsync!;
+        for (const c of badCalls(phase, T)) {
+          const before = snapshot(c.args);
+          let promise: unknown;
+          expect(() => (promise = f(...c.args)), `${c.what}: runAsync threw`).not.toThrow();
+          expect(promise).toBeInstanceOf(Promise);
+          const error = await (promise as Promise<unknown>).then(() => undefined, (e: unknown) => e);
+          expectRefusal(error, c.type, c.what);
+          expectUntouched(c.args, before, c.what);
         }
       });
     }
-
-    it(`train (${T.name}): runningMean and runningVar must come as a pair`, () => {
-      const f = untypedBinding().train!;
-      const spec = SPECS[0]!;
-      for (const nulled of [11, 12]) {
-        const args = validArgs(spec, T);
-        args[nulled] = null;
-        const before = snapshot(args);
-        expect(() => f(...args)).toThrow(TypeError);
-        expect(() => f(...args)).toThrow(/'runningVar'/);
-        expectUntouched(args, before);
-      }
-    });
   }
 
-  it('geometry products that overflow throw RangeError naming the product', () => {
-    const f = untypedBinding().infer!;
-    const p = new Float32Array(1);
-    const big = 2 ** 53 - 1;
-    for (const [outer, channels, inner] of [
-      [2 ** 40, 2 ** 30, 2 ** 20],
-      [big, big, 1],
-      [big, 2, 1],
-      [2 ** 32, 2 ** 32, 2],
-      [1, big, big],
-    ]) {
-      const x = new Float32Array(24);
-      const y = new Float32Array(24);
-      const before = bytesOf(y);
-      expect(() => f(x, outer, channels, inner, p, p, null, null, 1e-5, false, y)).toThrow(RangeError);
-      expect(() => f(x, outer, channels, inner, p, p, null, null, 1e-5, false, y)).toThrow(/outer \* channels \* inner/);
-      expect(sameBits(y, before)).toBe(true);
-    }
+  it('the matrix is large (printed)', () => {
+    console.log(`native binding bad-input matrix: ${total} spoiled calls, each sync and async`);
+    expect(total).toBeGreaterThan(500);
   });
 
   it('a huge geometry with a zero dimension is empty and returns at once', () => {
-    const f = untypedBinding();
     const none = new Float64Array(0);
     const start = performance.now();
     // no element at all: neither outer nor inner may be looped over
-    f.infer!(none, 2 ** 52, 0, 2 ** 52, none, none, null, null, 1e-5, false, none);
-    f.moments!(none, 2 ** 53 - 1, 0, 1, none, none);
-    f.backward!(none, none, 1, 0, 2 ** 53 - 1, none, none, null, null, true, none, none, none);
+    for (const phase of PHASES) {
+      const n = bnNorm(Phase[phase], Float64Array, { outer: 2 ** 52, channels: 0, inner: 2 ** 52 }, {}, { eps: 1e-5 });
+      expect(run(n), phase).toBeGreaterThanOrEqual(0);
+    }
     const mean = new Float64Array(3);
     const variance = new Float64Array(3);
-    f.moments!(none, 0, 3, 2 ** 52, mean, variance);
+    run(bnNorm(Phase.moments, Float64Array, { outer: 0, channels: 3, inner: 2 ** 52 }, { x: none, mean, variance }));
     expect(performance.now() - start).toBeLessThan(1000);
   });
 
@@ -179,6 +125,7 @@ describeNative('native binding: garbage in, errors out', () => {
     expect(() => f.copyBytes!(new DataView(dst.buffer), dst, 1)).toThrow(TypeError);
     expect(() => f.copyBytes!(dst, new Uint8Array(16), -1)).toThrow(RangeError);
     expect(() => f.copyBytes!(dst, new Uint8Array(16))).toThrow(TypeError);
+    expect(() => f.copyBytes!(dst.subarray(0, 8), dst.subarray(4, 12), 1)).toThrow(RangeError);
     expect([...dst]).toEqual(new Array(16).fill(0));
     expect(() => f.readFloats!(new Float64Array(4), 1)).toThrow(TypeError);
     expect(() => f.readFloats!(new Float32Array(4), 0.5)).toThrow(RangeError);
@@ -188,57 +135,56 @@ describeNative('native binding: garbage in, errors out', () => {
 
 describeNative('native binding: what it accepts', () => {
   for (const T of FLOAT_TYPES) {
-    it(`train (${T.name}): gamma, beta and the running pair may be null`, () => {
-      const b = untypedBinding();
-      const args = validArgs(SPECS[0]!, T);
-      args[4] = null;
-      args[5] = null;
-      args[11] = null;
-      args[12] = null;
-      expect(b.train!(...args)).toBe(false); // no running stats, nothing written to them
-      const withRunning = validArgs(SPECS[0]!, T);
-      expect(b.train!(...withRunning)).toBe(true);
+    it(`train (${T.name}): γ, β and the running pair may be null; the result says whether the running stats were written`, () => {
+      const p = bnProblem(T, SHAPE, 3);
+      const n = bnStep('train', T, SHAPE, p, { running: false });
+      n.tensors[4] = null;
+      n.tensors[5] = null;
+      const before = bytesOf(p.runningMean);
+      expect(run(n)).toBe(0);
+      expect(sameBits(p.runningMean, before)).toBe(true);
+      expect(run(bnStep('train', T, SHAPE, p))).toBe(1);
     });
 
-    it(`infer and backward (${T.name}): subarrays (byteOffset) and SharedArrayBuffers give the same bits as plain arrays`, () => {
-      const b = untypedBinding();
-      for (const spec of [SPECS[1]!, SPECS[2]!, SPECS[0]!, SPECS[3]!]) {
-        const plain = validArgs(spec, T);
-        const moved = plain.map((a) => {
-          if (!ArrayBuffer.isView(a)) return a;
+    it(`every phase (${T.name}): views at odd element offsets of SharedArrayBuffers give the bits of plain arrays`, () => {
+      for (const phase of PHASES) {
+        const plain = validCall(phase, T);
+        const moved = plain.map((a, i) => {
+          if (i === 0 || !a) return a;
           const src = a as FloatArray;
-          // an odd element offset inside a larger SharedArrayBuffer
+          // an odd element offset inside a larger SharedArrayBuffer (a Float32Array 4 bytes into
+          // an 8-aligned buffer: aligned for its dtype)
           const sab = new SharedArrayBuffer((src.length + 3) * T.BYTES_PER_ELEMENT);
           const view = new T(sab as unknown as ArrayBuffer, 3 * T.BYTES_PER_ELEMENT, src.length);
           view.set(src);
           return view;
         });
-        const r1 = b[spec.name]!(...plain);
-        const r2 = b[spec.name]!(...moved);
-        expect(r2).toBe(r1);
+        const b = binding();
+        expect(b.run(...(moved as Parameters<typeof b.run>))).toBe(b.run(...(plain as Parameters<typeof b.run>)));
         plain.forEach((a, i) => {
-          if (ArrayBuffer.isView(a)) expect(sameBits(a, moved[i] as FloatArray), `${spec.name} argument ${i + 1}`).toBe(true);
+          if (i > 0 && a) expect(sameBits(a as FloatArray, moved[i] as FloatArray), `${phase} argument ${i + 1}`).toBe(true);
         });
       }
     });
 
-    it(`infer (${T.name}): y may alias x (in place)`, () => {
-      const b = untypedBinding();
-      const args = validArgs(SPECS[1]!, T);
-      const x = args[0] as FloatArray;
-      const y = args[10] as FloatArray;
-      b.infer!(...args);
-      args[10] = x;
-      b.infer!(...args);
-      expect(sameBits(x, y)).toBe(true);
+    it(`infer and backward (${T.name}): y may be exactly x, dx exactly dy (in place)`, () => {
+      const p = bnProblem(T, SHAPE, 4);
+      run(bnStep('infer', T, SHAPE, p));
+      const x = p.x.slice();
+      run(bnStep('infer', T, SHAPE, { ...p, y: x, x }));
+      expect(sameBits(x, p.y)).toBe(true);
+      run(bnStep('backward', T, SHAPE, p));
+      const dy = p.dy.slice();
+      run(bnStep('backward', T, SHAPE, { ...p, dx: dy, dy }));
+      expect(sameBits(dy, p.dx)).toBe(true);
     });
 
-    it(`moments (${T.name}): zero elements with channels > 0 are accepted`, () => {
-      const b = untypedBinding();
+    it(`moments (${T.name}): zero elements with statistics are accepted; empty tensors may be null`, () => {
       const mean = new T(3);
       const variance = new T(3);
-      expect(() => b.moments!(new T(0), 0, 3, 5, mean, variance)).not.toThrow();
-      expect(() => b.moments!(new T(0), 4, 3, 0, mean, variance)).not.toThrow();
+      expect(run(bnNorm(Phase.moments, T, { outer: 0, channels: 3, inner: 5 }, { x: new T(0), mean, variance }))).toBe(0);
+      expect(run(bnNorm(Phase.moments, T, { outer: 4, channels: 3, inner: 0 }, { x: null, mean, variance }))).toBe(0);
+      expect(() => runArgs(bnNorm(Phase.moments, T, SHAPE, { mean, variance }))).not.toThrow();
     });
   }
 

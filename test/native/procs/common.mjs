@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as abi from '../../../native/abi/table.mjs';
 
 export const root = fileURLToPath(new URL('../../../', import.meta.url));
 export const addonPath =
@@ -55,54 +56,79 @@ export const SHAPES = {
   pool: { outer: 4, channels: 8, inner: 4096 },
 };
 
+// The descriptor layout, from the ABI table itself (native/abi/table.mjs).
+const indexOf = (list) => Object.fromEntries(list.map(([name], i) => [name, i]));
+export const Phase = indexOf(abi.phases);
+export const Scalar = indexOf(abi.scalars);
+export const Slot = indexOf(abi.slots);
+export const SLOT_NAMES = abi.slots.map(([name]) => name);
+
 /**
- * The three async operations: positional arguments (native/node/operations.h), which of them are
- * arrays (index -> name) and which of those the call writes.
+ * run's positional arguments for a BatchNorm descriptor (samples 1, stats = channels, γ/β by
+ * channel): [scalars, one tensor per slot]; `tensors` maps slot names to arrays.
  */
+export function bnArgs(phase, T, s, tensors, { eps = 1e-5, relu = false, training = false, factor = 0, varScale = 1 } = {}) {
+  const scalars = new Float64Array(abi.scalars.length);
+  scalars[Scalar.phase] = Phase[phase];
+  scalars[Scalar.dtype] = T === Float64Array ? 1 : 0;
+  scalars[Scalar.samples] = 1;
+  scalars[Scalar.outer] = s.outer;
+  scalars[Scalar.stats] = s.channels;
+  scalars[Scalar.inner] = s.inner;
+  scalars[Scalar.affineGroups] = s.channels;
+  scalars[Scalar.affineSize] = 1;
+  scalars[Scalar.affineRun] = s.inner;
+  scalars[Scalar.flags] = (relu ? 1 : 0) | (training ? 2 : 0);
+  scalars[Scalar.eps] = eps;
+  scalars[Scalar.factor] = factor;
+  scalars[Scalar.varScale] = varScale;
+  return [scalars, ...SLOT_NAMES.map((name) => tensors[name] ?? null)];
+}
+
+/**
+ * Three phases as the async tests use them: run's positional arguments (bnArgs), which of them
+ * are arrays (argument index -> slot name) and which of those the call writes.
+ */
+const specOf = (phase, outputs, build) => {
+  const spec = {
+    args(T, s, seed) {
+      const [tensors, options] = build(T, s, seed);
+      return bnArgs(phase, T, s, tensors, options);
+    },
+  };
+  const probe = spec.args(Float32Array, { outer: 1, channels: 1, inner: 2 }, 1);
+  spec.arrays = Object.fromEntries(probe.flatMap((a, i) => (i > 0 && a ? [[i, SLOT_NAMES[i - 1]]] : [])));
+  spec.outputs = outputs.map((name) => 1 + Slot[name]);
+  return spec;
+};
+
 export const OPS = {
-  train: {
-    arrays: { 0: 'x', 4: 'gamma', 5: 'beta', 8: 'y', 9: 'mean', 10: 'invStd', 11: 'runningMean', 12: 'runningVar' },
-    outputs: [8, 9, 10, 11, 12],
-    args(T, s, seed) {
-      const n = s.outer * s.channels * s.inner, c = s.channels, m = s.outer * s.inner;
-      return [fill(new T(n), seed, 1, 3), s.outer, c, s.inner, fill(new T(c), seed + 1, 0.5, 1),
-        fill(new T(c), seed + 2), 1e-5, true, new T(n), new T(c), new T(c), fill(new T(c), seed + 3),
-        fill(new T(c), seed + 4, 0.5, 1), 0.9, m / (m - 1), false];
-    },
-  },
-  infer: {
-    arrays: { 0: 'x', 4: 'runningMean', 5: 'runningVar', 6: 'gamma', 7: 'beta', 10: 'y' },
-    outputs: [10],
-    args(T, s, seed) {
-      const n = s.outer * s.channels * s.inner, c = s.channels;
-      return [fill(new T(n), seed, 1, 3), s.outer, c, s.inner, fill(new T(c), seed + 1),
-        fill(new T(c), seed + 2, 0.5, 1), fill(new T(c), seed + 3, 0.5, 1), fill(new T(c), seed + 4),
-        1e-5, false, new T(n)];
-    },
-  },
-  backward: {
-    arrays: { 0: 'dy', 1: 'x', 5: 'mean', 6: 'invStd', 7: 'gamma', 8: 'y', 10: 'dx', 11: 'dgamma', 12: 'dbeta' },
-    outputs: [10, 11, 12],
-    args(T, s, seed) {
-      const n = s.outer * s.channels * s.inner, c = s.channels;
-      return [fill(new T(n), seed), fill(new T(n), seed + 1, 1, 3), s.outer, c, s.inner,
-        fill(new T(c), seed + 2, 1, 3), fill(new T(c), seed + 3, 0.5, 1), fill(new T(c), seed + 4, 0.5, 1),
-        fill(new T(n), seed + 5), true, new T(n), new T(c), new T(c)];
-    },
-  },
+  train: specOf('train', ['y', 'mean', 'invStd', 'runningMean', 'runningVar'], (T, s, seed) => {
+    const n = s.outer * s.channels * s.inner, c = s.channels, m = s.outer * s.inner;
+    return [{
+      x: fill(new T(n), seed, 1, 3), gamma: fill(new T(c), seed + 1, 0.5, 1), beta: fill(new T(c), seed + 2),
+      y: new T(n), mean: new T(c), invStd: new T(c), runningMean: fill(new T(c), seed + 3),
+      runningVar: fill(new T(c), seed + 4, 0.5, 1),
+    }, { relu: true, factor: 0.9, varScale: m / (m - 1) }];
+  }),
+  infer: specOf('infer', ['y'], (T, s, seed) => {
+    const n = s.outer * s.channels * s.inner, c = s.channels;
+    return [{
+      x: fill(new T(n), seed, 1, 3), runningMean: fill(new T(c), seed + 1), runningVar: fill(new T(c), seed + 2, 0.5, 1),
+      gamma: fill(new T(c), seed + 3, 0.5, 1), beta: fill(new T(c), seed + 4), y: new T(n),
+    }, {}];
+  }),
+  backward: specOf('backward', ['dx', 'dgamma', 'dbeta'], (T, s, seed) => {
+    const n = s.outer * s.channels * s.inner, c = s.channels;
+    return [{
+      dy: fill(new T(n), seed), x: fill(new T(n), seed + 1, 1, 3), mean: fill(new T(c), seed + 2, 1, 3),
+      invStd: fill(new T(c), seed + 3, 0.5, 1), gamma: fill(new T(c), seed + 4, 0.5, 1), y: fill(new T(n), seed + 5),
+      dx: new T(n), dgamma: new T(c), dbeta: new T(c),
+    }, { relu: true, training: true }];
+  }),
 };
 
 export const arrayIndexes = (op) => Object.keys(OPS[op].arrays).map(Number);
-
-/** Arguments with every array over a SharedArrayBuffer of its own (same values). */
-export function onShared(args) {
-  return args.map((a) => {
-    if (!ArrayBuffer.isView(a)) return a;
-    const v = new a.constructor(new SharedArrayBuffer(a.byteLength));
-    v.set(a);
-    return v;
-  });
-}
 
 export const tick = () => new Promise((r) => setImmediate(r));
 

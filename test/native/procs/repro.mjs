@@ -7,7 +7,7 @@
 // shrunk (it was a SIGSEGV and "free(): invalid pointer"). `raw` calls the binding; `facade` the
 // public API on the native backend (dist/index.js: run `npm run build` first).
 import { pathToFileURL } from 'node:url';
-import { check, gc, loadAddon, root } from './common.mjs';
+import { bnArgs, check, gc, loadAddon, root } from './common.mjs';
 
 const mode = process.argv[2];
 let infer, train, api;
@@ -21,11 +21,12 @@ if (mode === 'facade') {
     api.batchNormTrainAsync({ x, shape, runningMean, runningVar }, {}, { y }).then((r) => r.updated);
 } else {
   const b = loadAddon();
-  infer = (x, [n, c, h, w], runningMean, runningVar, y) =>
-    b.inferAsync(x, n, c, h * w, runningMean, runningVar, null, null, 1e-5, false, y);
-  train = (x, [n, c, h, w], runningMean, runningVar, y) =>
-    b.trainAsync(x, n, c, h * w, null, null, 1e-5, false, y, new Float32Array(c), new Float32Array(c),
-      runningMean, runningVar, 0.9, 1, false);
+  const geometry = ([n, c, h, w]) => ({ outer: n, channels: c, inner: h * w });
+  infer = (x, shape, runningMean, runningVar, y) =>
+    b.runAsync(...bnArgs('infer', Float32Array, geometry(shape), { x, runningMean, runningVar, y }));
+  train = (x, shape, runningMean, runningVar, y) => b.runAsync(...bnArgs('train', Float32Array, geometry(shape), {
+    x, y, mean: new Float32Array(shape[1]), invStd: new Float32Array(shape[1]), runningMean, runningVar,
+  }, { factor: 0.9 })).then((written) => written === 1);
 }
 
 const SENTINEL = 7.25;

@@ -1,5 +1,5 @@
 // node --expose-gc transfer.mjs <op> <inline|pool> [float32|float64]
-// Every array argument of one async op, in turn, loses its memory while the call is in flight:
+// Every tensor of one phase's runAsync call (common.mjs OPS), in turn, loses its memory while the call is in flight:
 //   clone-drop  structuredClone(buffer, { transfer }) with the clone dropped at once, then gc()
 //   clone-keep  the same, the clone kept: after the call it must hold what the call wrote there
 //   port        posted with transfer through a MessageChannel whose ports are closed at once (the
@@ -23,10 +23,10 @@ for (const method of ['clone-drop', 'clone-keep', 'port']) {
   for (const k of arrayIndexes(op)) {
     const name = spec.arrays[k];
     const expected = spec.args(T, s, 7);
-    const expectedResult = b[op](...expected);
+    const expectedResult = b.run(...expected);
     let args = spec.args(T, s, 7);
     const release = size === 'pool' ? await holdThreadPool() : null;
-    const pending = b[`${op}Async`](...args);
+    const pending = b.runAsync(...args);
     let kept = null;
     {
       const buffer = args[k].buffer;
@@ -48,10 +48,11 @@ for (const method of ['clone-drop', 'clone-keep', 'port']) {
     await new Promise((r) => setTimeout(r, 5)); // the port's message is dropped; V8 sweeps
     gc();
     const victims = [];
-    for (let i = 0; i < 8; i++) victims.push(new T(expected[0].length).fill(SENTINEL));
+    const victimLength = Math.max(...arrayIndexes(op).map((j) => expected[j].length));
+    for (let i = 0; i < 8; i++) victims.push(new T(victimLength).fill(SENTINEL));
     await release?.();
     const result = await pending;
-    check(result === expectedResult, `${op} ${name} ${method}: resolved ${result}, the sync call returned ${expectedResult}`);
+    check(result === expectedResult, `${op} ${name} ${method}: resolved ${result}, run returned ${expectedResult}`);
     for (const j of arrayIndexes(op)) {
       if (j === k) continue;
       check(sameBits(held[j], expected[j]), `${op} ${name} ${method}: '${spec.arrays[j]}' differs from the sync call's`);

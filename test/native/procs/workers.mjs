@@ -9,12 +9,12 @@
 //   main-exit-busy    the same while workers are mid-call too.
 // Sync calls run in the workers as well. Each worker's arrays are its own.
 import { Worker } from 'node:worker_threads';
-import { addonPath, check, gc, loadAddon } from './common.mjs';
+import { addonPath, bnArgs, check, gc, loadAddon, Phase, SLOT_NAMES } from './common.mjs';
 
 const [scenario, countText] = process.argv.slice(2);
 
-// A worker's body: load the addon, start `calls` async calls of each op on the pool path (plus
-// one sync call), post 'started', then what `then` says: 'wait' (for termination), 'sync-loop'
+// A worker's body: load the addon, start `calls` runAsync calls of each of infer, backward and
+// train on the pool path (plus one run), post 'started', then what `then` says: 'wait' (for termination), 'sync-loop'
 // (sync calls until terminated), 'exit' (process.exit at once, calls queued) or 'finish' (await
 // them, compare with sync, post result).
 const workerSource = (then, calls) => `
@@ -27,23 +27,27 @@ const make = (seed) => {
   return a;
 };
 const ones = () => new Float32Array(c).fill(1);
+// run's arguments (common.mjs bnArgs): phase, [4, c, inner] float32, tensors by slot
+const SLOTS = ${JSON.stringify(SLOT_NAMES)};
+const call = (phase, t, flags = 0, factor = 0) =>
+  [new Float64Array([phase, 0, 1, 4, c, inner, c, 1, inner, flags, 1e-5, factor, 1]), ...SLOTS.map((s) => t[s] ?? null)];
 const pending = [];
 const expected = [];
 for (let i = 0; i < ${calls}; i++) {
   const x = make(i), y = new Float32Array(n), yRef = new Float32Array(n);
-  const args = (out) => [x, 4, c, inner, new Float32Array(c), ones(), ones(), new Float32Array(c), 1e-5, false, out];
-  pending.push(b.inferAsync(...args(y)).then(() => y));
-  b.infer(...args(yRef));
+  const infer = (out) => call(${Phase.infer}, { x, runningMean: new Float32Array(c), runningVar: ones(), gamma: ones(), beta: new Float32Array(c), y: out });
+  pending.push(b.runAsync(...infer(y)).then(() => y));
+  b.run(...infer(yRef));
   expected.push(yRef);
   const dy = make(i + 1), dx = new Float32Array(n);
-  pending.push(b.backwardAsync(dy, x, 4, c, inner, new Float32Array(c), ones(), ones(), null, true, dx, new Float32Array(c), new Float32Array(c)).then(() => null));
-  pending.push(b.trainAsync(x, 4, c, inner, null, null, 1e-5, false, new Float32Array(n), new Float32Array(c), new Float32Array(c), new Float32Array(c), ones(), 0.9, 1, false).then(() => null));
+  pending.push(b.runAsync(...call(${Phase.backward}, { dy, x, mean: new Float32Array(c), invStd: ones(), gamma: ones(), dx, dgamma: new Float32Array(c), dbeta: new Float32Array(c) }, 2)).then(() => null));
+  pending.push(b.runAsync(...call(${Phase.train}, { x, y: new Float32Array(n), mean: new Float32Array(c), invStd: new Float32Array(c), runningMean: new Float32Array(c), runningVar: ones() }, 0, 0.1)).then(() => null));
 }
 parentPort.postMessage('started');
 ${then === 'exit' ? 'process.exit(0);' : ''}
 ${then === 'sync-loop' ? `{ // terminated in the middle of a sync call (its async calls still queued)
-  const x = make(9), y = new Float32Array(n), c1 = new Float32Array(c), v1 = ones();
-  for (;;) b.infer(x, 4, c, inner, c1, v1, null, null, 1e-5, false, y);
+  const args = call(${Phase.infer}, { x: make(9), runningMean: new Float32Array(c), runningVar: ones(), y: new Float32Array(n) });
+  for (;;) b.run(...args);
 }` : ''}
 ${then === 'finish' ? `Promise.all(pending).then((outs) => {
   const ys = outs.filter(Boolean);
@@ -108,7 +112,8 @@ async function loadAtOnce(count) {
 async function stillWorks() {
   const b = loadAddon();
   const x = new Float32Array(1 << 16).fill(2), y = new Float32Array(1 << 16);
-  await b.inferAsync(x, 1, 1, 1 << 16, new Float32Array(1), new Float32Array(1).fill(3), null, null, 1, false, y);
+  await b.runAsync(...bnArgs('infer', Float32Array, { outer: 1, channels: 1, inner: 1 << 16 },
+    { x, runningMean: new Float32Array(1), runningVar: new Float32Array(1).fill(3), y }, { eps: 1 }));
   check(y[0] === 1 && y[65535] === 1, `the addon gives a wrong result after the workers: ${y[0]}`);
 }
 
@@ -117,7 +122,8 @@ function mainExit() {
   const n = 1 << 20;
   for (let i = 0; i < 16; i++) {
     const x = new Float32Array(n).fill(i), y = new Float32Array(n);
-    b.inferAsync(x, 4, 4, n / 16, new Float32Array(4), new Float32Array(4).fill(1), null, null, 1e-5, false, y);
+    b.runAsync(...bnArgs('infer', Float32Array, { outer: 4, channels: 4, inner: n / 16 },
+      { x, runningMean: new Float32Array(4), runningVar: new Float32Array(4).fill(1), y }));
   }
   console.log('main-exit: exiting with 16 async calls queued');
   process.exit(0);
