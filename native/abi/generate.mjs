@@ -98,6 +98,12 @@ ${phaseNames.map((p) => `    {${aliasRow(p).join(', ')}},  // ${p}`).join('\n')}
 static const char* const sn_phase_names[SN_PHASE_COUNT] = {${phaseNames.map((p) => `"${p}"`).join(', ')}};
 static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {${t.scalars.map(([s]) => `"${s}"`).join(', ')}};
 static const char* const sn_slot_names[SN_SLOT_COUNT] = {${t.slots.map(([s]) => `"${s}"`).join(', ')}};
+// By code: sn_error_names[code] (index 0 unused).
+static const char* const sn_error_names[${Math.max(...t.errors.map((e) => e[1])) + 1}] = {"?", ${t.errors
+    .slice()
+    .sort((a, b) => a[1] - b[1])
+    .map(([e]) => `"${e}"`)
+    .join(', ')}};
 
 // The descriptor: the scalars, typed, and the tensor table.
 typedef struct sn_norm {

@@ -118,6 +118,8 @@ static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
 static const char* const sn_phase_names[SN_PHASE_COUNT] = {"moments", "train", "infer", "backward", "update"};
 static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale"};
 static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta"};
+// By code: sn_error_names[code] (index 0 unused).
+static const char* const sn_error_names[11] = {"?", "badScalar", "tooLarge", "missing", "unexpected", "tooShort", "misaligned", "overlap", "wrongType", "unsupported", "noMemory"};
 
 // The descriptor: the scalars, typed, and the tensor table.
 typedef struct sn_norm {

@@ -5,9 +5,7 @@ namespace simdnorm::node {
 namespace {
 
 const char* errorName(int code) {
-  static const char* const names[] = {"?", "badScalar", "tooLarge", "missing", "unexpected", "tooShort",
-                                      "misaligned", "overlap", "wrongType", "unsupported", "noMemory"};
-  return code >= 1 && code <= SN_ERROR_NO_MEMORY ? names[code] : "?";
+  return code >= 1 && code <= SN_ERROR_NO_MEMORY ? sn_error_names[code] : "?";
 }
 
 const char* phaseName(double phase) {
