@@ -12,6 +12,7 @@
       'native/kernels/forward.cpp',
       'native/kernels/backward.cpp',
       'native/kernels/running.cpp',
+      'native/kernels/general.cpp',
       'native/kernels/entry.cpp',
     ],
   },

@@ -6,7 +6,8 @@
 #   simdnorm_add_native_kernels(<target>)  compiles the kernels into <target>: the per-ISA sources
 #     once for the portable baseline (SIMDNORM_ISA=base) and, on x86-64, once more with
 #     -mavx2 -mfma (SIMDNORM_ISA=avx2), picked at run time by dispatch.cpp.
-#   SIMDNORM_BUILD_CHECKS=ON   adds the executable simdnorm_kernel_check (test/native/kernel_check.cpp)
+#   SIMDNORM_BUILD_CHECKS=ON   adds the executables simdnorm_kernel_check (test/native/kernel_check.cpp)
+#                              and simdnorm_family_check (test/native/family_check.cpp)
 #   SIMDNORM_SANITIZE=ON       ... built with -fsanitize=address,undefined, kernels included.
 # Never -march=native: the binary runs on any x86-64 (and arm64 from the same source).
 
@@ -16,6 +17,7 @@ set(SIMDNORM_KERNEL_ISA_SOURCES
   "${SIMDNORM_KERNEL_DIR}/forward.cpp"
   "${SIMDNORM_KERNEL_DIR}/backward.cpp"
   "${SIMDNORM_KERNEL_DIR}/running.cpp"
+  "${SIMDNORM_KERNEL_DIR}/general.cpp"
   "${SIMDNORM_KERNEL_DIR}/entry.cpp")
 set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
@@ -89,4 +91,14 @@ if(SIMDNORM_BUILD_CHECKS)
   # fuse its a * b + c where the target has FMA, as aarch64 does).
   target_compile_options(simdnorm_kernel_check PRIVATE -O2 -ffp-contract=off ${_simdnorm_check_flags})
   target_link_options(simdnorm_kernel_check PRIVATE ${_simdnorm_check_flags})
+  # The op families through the C ABI (LayerNorm, RMSNorm, GroupNorm, InstanceNorm, ghost
+  # BatchNorm) against a double reference with js.ts's formulas (test/native/family_check.cpp).
+  add_executable(simdnorm_family_check "${SIMDNORM_KERNEL_DIR}/../../test/native/family_check.cpp")
+  set_target_properties(simdnorm_family_check PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+  _simdnorm_kernels(simdnorm_family_check simdnorm_family_check_kernels ${_simdnorm_check_flags})
+  if(SIMDNORM_KERNEL_AVX2)
+    target_compile_definitions(simdnorm_family_check_kernels_base PRIVATE SIMDNORM_WASM_STREAMS)
+  endif()
+  target_compile_options(simdnorm_family_check PRIVATE -O2 -ffp-contract=off ${_simdnorm_check_flags})
+  target_link_options(simdnorm_family_check PRIVATE ${_simdnorm_check_flags})
 endif()

@@ -1,0 +1,539 @@
+// The general kernel of general.h: every phase over any descriptor, statistic by statistic.
+#include "general.h"
+
+#include "lanes.h"
+#include "parallel.h"
+#include "reduce.h"
+#include "running.h"
+#include "scratch.h"
+#include "simd.h"
+
+namespace simdnorm {
+namespace SIMDNORM_ISA {
+
+namespace {
+
+constexpr int64_t kGeneralBlock = 16384;   // elements per block of shifted sums
+constexpr int64_t kTaskElements = 32768;   // elements per task (whole statistics)
+constexpr int64_t kMaxGradTasks = 64;      // backward: partial dgamma/dbeta arrays per call...
+constexpr int64_t kMaxPartialDoubles = int64_t{1} << 22;  // ... and at most this many doubles of them
+
+// The geometry of a descriptor.
+struct Shape {
+  int64_t samples, outer, stats, inner, groups, size, run;
+  int64_t K, M;  // statistics, values per statistic
+  explicit Shape(const sn_norm& n)
+      : samples(n.samples), outer(n.outer), stats(n.stats), inner(n.inner), groups(n.affineGroups),
+        size(n.affineSize), run(n.affineRun), K(n.samples * n.stats), M(n.outer * n.inner) {}
+  // The first element of segment o of statistic k.
+  int64_t segment(int64_t k, int64_t o) const {
+    const int64_t n = k / stats, s = k - n * stats;
+    return ((n * outer + o) * stats + s) * inner;
+  }
+  // The first γ/β index of statistic k.
+  int64_t group(int64_t k) const { return (k % stats) % groups * size; }
+  int64_t affine() const { return groups * size; }
+  // Whether γ/β vary inside a segment (else one entry per statistic: `group`).
+  bool varies() const { return size > 1 && run < inner; }
+  // Whether element j of a segment takes entry group + j (LayerNorm, RMSNorm).
+  bool perElement() const { return run == 1 && size == inner; }
+};
+
+// Tasks of whole statistics: `per` statistics each, `count` of them (by the geometry only).
+struct Tasks {
+  int64_t per, count;
+};
+Tasks statisticTasks(const Shape& sh, int64_t cap) {
+  if (sh.K == 0) return {1, 0};
+  int64_t per = maxOf(1, kTaskElements / maxOf(sh.M, 1));
+  int64_t count = ceilDiv(sh.K, per);
+  if (count > cap) {
+    per = ceilDiv(sh.K, cap);
+    count = ceilDiv(sh.K, per);
+  }
+  return {per, count};
+}
+
+template <typename T>
+const T* tensorOf(const sn_norm& n, int slot) {
+  return static_cast<const T*>(n.tensor[slot]);
+}
+template <typename T>
+T* outputOf(const sn_norm& n, int slot) {
+  return static_cast<T*>(n.tensor[slot]);
+}
+
+// f(start, length) for the spans of block b of a statistic (first element of segment o: base(o)).
+struct Blocks {
+  int64_t pieces, pieceLength, segmentsPerBlock, count;
+  explicit Blocks(const Shape& sh) {
+    if (sh.inner > kGeneralBlock) {
+      pieces = ceilDiv(sh.inner, kGeneralBlock);
+      pieceLength = ceilDiv(sh.inner, pieces);
+      segmentsPerBlock = 1;
+      count = sh.outer * pieces;
+    } else {
+      pieces = 1;
+      pieceLength = sh.inner;
+      segmentsPerBlock = maxOf(1, kGeneralBlock / maxOf(sh.inner, 1));
+      count = ceilDiv(sh.outer, segmentsPerBlock);
+    }
+  }
+  // The first element of block b of statistic k.
+  int64_t first(const Shape& sh, int64_t k, int64_t b) const {
+    return pieces > 1 ? sh.segment(k, b / pieces) + b % pieces * pieceLength : sh.segment(k, b * segmentsPerBlock);
+  }
+  template <typename F>
+  void forEachSpan(const Shape& sh, int64_t k, int64_t b, F f) const {
+    if (pieces > 1) {
+      const int64_t o = b / pieces, j0 = b % pieces * pieceLength;
+      f(sh.segment(k, o) + j0, minOf(sh.inner, j0 + pieceLength) - j0);
+      return;
+    }
+    const int64_t o1 = minOf(sh.outer, (b + 1) * segmentsPerBlock);
+    for (int64_t o = b * segmentsPerBlock; o < o1; o++) f(sh.segment(k, o), sh.inner);
+  }
+};
+
+// js.ts's statistic(), operation for operation (the non-finite case, and M == 0).
+template <typename T>
+void plainStatistic(const T* x, const Shape& sh, int64_t k, bool rms, double& mean, double& variance) {
+  const double count = static_cast<double>(sh.M);
+  auto each = [&](auto f) {
+    for (int64_t o = 0; o < sh.outer; o++) {
+      const T* p = x + sh.segment(k, o);
+      for (int64_t j = 0; j < sh.inner; j++) f(static_cast<double>(p[j]));
+    }
+  };
+  if (rms) {
+    double squares = 0;
+    each([&](double v) { squares += v * v; });
+    mean = 0;
+    variance = squares / count;
+    return;
+  }
+  double sum = 0;
+  each([&](double v) { sum += v; });
+  double m = sum / count, residual = 0, squares = 0;
+  each([&](double v) {
+    const double d = v - m;
+    residual += d;
+    squares += d * d;
+  });
+  if (__builtin_isfinite(residual)) {
+    m += residual / count;
+    squares -= residual * (residual / count);
+  }
+  mean = m;
+  variance = (squares < 0 ? 0 : squares) / count;
+}
+
+// The moments of statistic k (header comment): mean (rms: 0) and biased variance, in double.
+template <typename T>
+void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, bool rms, double& mean,
+               double& variance) {
+  if (sh.M == 0) return plainStatistic(x, sh, k, rms, mean, variance);
+  Moments total{};
+  double squares = 0;
+  for (int64_t b = 0; b < blocks.count; b++) {
+    const double shift = rms ? 0.0 : shiftOf(static_cast<double>(x[blocks.first(sh, k, b)]));
+    Sums sums;
+    double n = 0;
+    blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
+      n += static_cast<double>(length);
+      const T* p = x + start;
+      accumulate(length, 0, [&](int64_t i, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+        const VDouble d = loadDoubleLanes(p + i, lanesK) - shift;
+        return Terms{d, d * d};
+      }, sums);
+    });
+    if (rms) {
+      squares += sums.sumV();
+    } else {
+      merge(total, shiftedMoments(n, shift, sums.sumU(), sums.sumV()));
+    }
+  }
+  const double count = static_cast<double>(sh.M);
+  if (rms) {
+    if (!__builtin_isfinite(squares)) return plainStatistic(x, sh, k, rms, mean, variance);
+    mean = 0;
+    variance = squares / count;
+    return;
+  }
+  if (!finite(total)) return plainStatistic(x, sh, k, rms, mean, variance);
+  mean = total.mean;
+  variance = total.m2 / count;
+}
+
+// ---- forward: y = (x - mean) * coefficient(γ) + β, coefficient(γ) = γ * q (train: q = invStd)
+// or γ / q (inference: q = sqrt(runningVar + eps)), as js.ts, in double ----
+
+template <typename T, bool Relu>
+SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift) {
+  forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    VDouble v = (loadDoubleLanes(x + j, k) - mu) * scale + shift;
+    if (Relu) v = relu(v);
+    storeLanesAs(y + j, v, k);
+  });
+}
+
+template <typename T, bool Relu, bool Divide>
+void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma,
+                    const T* beta) {
+  const int64_t group = sh.group(k);
+  const VDouble mu = splat<VDouble>(mean), vq = splat<VDouble>(q);
+  auto coefficient = [&](double g) { return Divide ? g / q : g * q; };
+  const bool varies = (gamma != nullptr || beta != nullptr) && sh.varies();
+  if (!varies) {
+    const VDouble scale = splat<VDouble>(coefficient(gamma ? static_cast<double>(gamma[group]) : 1.0));
+    const VDouble shift = splat<VDouble>(beta ? static_cast<double>(beta[group]) : 0.0);
+    for (int64_t o = 0; o < sh.outer; o++) {
+      const int64_t base = sh.segment(k, o);
+      writeSpan<T, Relu>(x + base, y + base, sh.inner, mu, scale, shift);
+    }
+    return;
+  }
+  if (sh.perElement()) {
+    const T* g = gamma ? gamma + group : nullptr;
+    const T* b = beta ? beta + group : nullptr;
+    for (int64_t o = 0; o < sh.outer; o++) {
+      const int64_t base = sh.segment(k, o);
+      const T* xs = x + base;
+      T* ys = y + base;
+      forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+        const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
+        const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
+        VDouble v = (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv;
+        if (Relu) v = relu(v);
+        storeLanesAs(ys + j, v, lanesK);
+      });
+    }
+    return;
+  }
+  // Runs of affineRun elements with one γ/β entry each.
+  for (int64_t o = 0; o < sh.outer; o++) {
+    const int64_t base = sh.segment(k, o);
+    for (int64_t j0 = 0, r = 0; j0 < sh.inner; j0 += sh.run, r++) {
+      const int64_t a = group + r % sh.size, length = minOf(sh.run, sh.inner - j0);
+      const double scale = coefficient(gamma ? static_cast<double>(gamma[a]) : 1.0);
+      const double shift = beta ? static_cast<double>(beta[a]) : 0.0;
+      if (length < kDoubleLanes) {
+        for (int64_t j = base + j0, e = j + length; j < e; j++) {
+          const double v = (static_cast<double>(x[j]) - mean) * scale + shift;
+          y[j] = static_cast<T>(Relu && v < 0 ? 0 : v);
+        }
+      } else {
+        writeSpan<T, Relu>(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift));
+      }
+    }
+  }
+}
+
+template <bool Divide, typename T>
+void applyAny(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma, const T* beta,
+              bool relu) {
+  if (relu) applyStatistic<T, true, Divide>(x, y, sh, k, mean, q, gamma, beta);
+  else applyStatistic<T, false, Divide>(x, y, sh, k, mean, q, gamma, beta);
+}
+
+// ---- phases ----
+
+int32_t noMemory() { return snError(SN_ERROR_NO_MEMORY, 0); }
+
+template <typename T>
+int32_t moments(const sn_norm& n) {
+  const Shape sh(n);
+  double* m;
+  double* v;
+  if (!carveScratch([&](Carver& s) {
+        s.take(m, sh.K);
+        s.take(v, sh.K);
+      })) {
+    return noMemory();
+  }
+  statisticMoments<T>(tensorOf<T>(n, SN_SLOT_X), n, (n.flags & SN_FLAG_RMS) != 0, m, v);
+  T* mean = outputOf<T>(n, SN_SLOT_MEAN);
+  T* variance = outputOf<T>(n, SN_SLOT_VARIANCE);
+  for (int64_t k = 0; k < sh.K; k++) {
+    mean[k] = static_cast<T>(m[k]);
+    variance[k] = static_cast<T>(v[k]);
+  }
+  return 0;
+}
+
+template <typename T>
+int32_t train(const sn_norm& n) {
+  const Shape sh(n);
+  const Blocks blocks(sh);
+  const bool rms = (n.flags & SN_FLAG_RMS) != 0, relu = (n.flags & SN_FLAG_RELU) != 0;
+  T* runningMean = outputOf<T>(n, SN_SLOT_RUNNING_MEAN);
+  const bool running = runningMean != nullptr && sh.K * sh.M > 0;
+  double *batchMean, *batchVar, *work;
+  if (!carveScratch([&](Carver& s) {
+        s.take(batchMean, sh.K);
+        s.take(batchVar, sh.K);
+        s.take(work, running ? 2 * sh.stats : 0);
+      })) {
+    return noMemory();
+  }
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* beta = tensorOf<T>(n, SN_SLOT_BETA);
+  T* y = outputOf<T>(n, SN_SLOT_Y);
+  T* mean = outputOf<T>(n, SN_SLOT_MEAN);
+  T* invStd = outputOf<T>(n, SN_SLOT_INV_STD);
+  const double eps = n.eps;
+  const Tasks tasks = statisticTasks(sh, INT64_MAX);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
+    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      double mu, var;
+      statistic(x, sh, blocks, k, rms, mu, var);
+      const double inv = 1 / __builtin_sqrt(var + eps);
+      batchMean[k] = mu;
+      batchVar[k] = var;
+      mean[k] = static_cast<T>(mu);
+      invStd[k] = static_cast<T>(inv);
+      if (sh.M > 0) applyAny<false>(x, y, sh, k, mu, inv, gamma, beta, relu);
+    }
+  });
+  if (!running) return 0;
+  return updateFromStatistics<T, double>(n, batchMean, batchVar, work) ? 1 : 0;
+}
+
+template <typename T>
+int32_t infer(const sn_norm& n) {
+  const Shape sh(n);
+  const bool relu = (n.flags & SN_FLAG_RELU) != 0;
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* beta = tensorOf<T>(n, SN_SLOT_BETA);
+  const T* runningMean = tensorOf<T>(n, SN_SLOT_RUNNING_MEAN);
+  const T* runningVar = tensorOf<T>(n, SN_SLOT_RUNNING_VAR);
+  T* y = outputOf<T>(n, SN_SLOT_Y);
+  if (sh.M == 0) return 0;
+  const Tasks tasks = statisticTasks(sh, INT64_MAX);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
+    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      const int64_t c = k % sh.stats;
+      const double root = __builtin_sqrt(static_cast<double>(runningVar[c]) + n.eps);
+      applyAny<true>(x, y, sh, k, static_cast<double>(runningMean[c]), root, gamma, beta, relu);
+    }
+  });
+  return 0;
+}
+
+// ---- backward (js.ts): g = dy masked by y > 0 (relu, y given), x̂ = (x - mean) * invStd (rms:
+// mean 0), h = g * γ; dbeta = Σg, dgamma = Σg x̂ per γ/β entry; training: dx = invStd / M *
+// (M h - Σh - x̂ Σh x̂) (rms: without Σh), else dx = h * invStd ----
+
+struct GradVectors {
+  VDouble g{}, gx{}, h{}, hx{};
+};
+
+template <typename T, bool Relu>
+SIMDNORM_INLINE VDouble gradOf(const T* dy, const T* y, int64_t i, int64_t k) {
+  const VDouble g = loadDoubleLanes(dy + i, k);
+  if (!Relu) return g;
+  return select(loadDoubleLanes(y + i, k) > VDouble{}, g, VDouble{});
+}
+
+template <typename T, bool Relu>
+void backwardStatistic(const T* dy, const T* x, const T* y, const T* gamma, const Shape& sh, int64_t k, double mu,
+                       double inv, bool training, bool rms, T* dx, double* partG, double* partB) {
+  const int64_t group = sh.group(k);
+  const VDouble vmu = splat<VDouble>(mu), vinv = splat<VDouble>(inv);
+  const bool perElement = sh.varies() && sh.perElement();
+  // Pass 1: sums. Per γ/β entry (partB: Σg, partG: Σg x̂), per statistic Σh, Σh x̂.
+  GradVectors s;
+  // A span of elements with one entry a (γ value ga): its sums.
+  auto constantSpan = [&](int64_t start, int64_t length, double ga, int64_t a) {
+    const VDouble vg = splat<VDouble>(ga);
+    VDouble sg{}, sgx{};
+    forLanes(length, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+      const VDouble g = gradOf<T, Relu>(dy, y, start + j, lanesK);
+      const VDouble xh = (loadDoubleLanes(x + start + j, lanesK) - vmu) * vinv;
+      const VDouble h = g * vg;
+      const VDouble gxh = g * xh, hxh = h * xh;
+      // lanes past lanesK: g = 0 (and x̂ finite or not: masked)
+      if (lanesK < kDoubleLanes) {
+        sg += keepLanes(g, lanesK);
+        sgx += keepLanes(gxh, lanesK);
+        s.h += keepLanes(h, lanesK);
+        s.hx += keepLanes(hxh, lanesK);
+      } else {
+        sg += g;
+        sgx += gxh;
+        s.h += h;
+        s.hx += hxh;
+      }
+    });
+    partB[a] += sumLanes(sg);
+    partG[a] += sumLanes(sgx);
+  };
+  for (int64_t o = 0; o < sh.outer; o++) {
+    const int64_t base = sh.segment(k, o);
+    if (!sh.varies()) {
+      constantSpan(base, sh.inner, gamma ? static_cast<double>(gamma[group]) : 1.0, group);
+    } else if (perElement) {
+      const T* g0 = gamma ? gamma + group : nullptr;
+      double* pb = partB + group;
+      double* pg = partG + group;
+      forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+        const VDouble g = gradOf<T, Relu>(dy, y, base + j, lanesK);
+        const VDouble xh = (loadDoubleLanes(x + base + j, lanesK) - vmu) * vinv;
+        const VDouble h = g0 ? g * loadDoubleLanes(g0 + j, lanesK) : g * splat<VDouble>(1.0);
+        const VDouble gxh = g * xh, hxh = h * xh;
+        storeLanesAs(pb + j, loadDoubleLanes(pb + j, lanesK) + g, lanesK);
+        storeLanesAs(pg + j, loadDoubleLanes(pg + j, lanesK) + gxh, lanesK);
+        if (lanesK < kDoubleLanes) {
+          s.h += keepLanes(h, lanesK);
+          s.hx += keepLanes(hxh, lanesK);
+        } else {
+          s.h += h;
+          s.hx += hxh;
+        }
+      });
+    } else {
+      for (int64_t j0 = 0, r = 0; j0 < sh.inner; j0 += sh.run, r++) {
+        const int64_t a = group + r % sh.size;
+        constantSpan(base + j0, minOf(sh.run, sh.inner - j0), gamma ? static_cast<double>(gamma[a]) : 1.0, a);
+      }
+    }
+  }
+  const double sumH = sumLanes(s.h), sumHX = sumLanes(s.hx);
+  // Pass 2: dx.
+  const double m = static_cast<double>(sh.M), c = inv / m;
+  const VDouble vm = splat<VDouble>(m), vc = splat<VDouble>(c), vsh = splat<VDouble>(rms ? 0.0 : sumH),
+                vshx = splat<VDouble>(sumHX);
+  auto dxOf = [&](VDouble g, VDouble xh, VDouble gv) SIMDNORM_LAMBDA_INLINE {
+    const VDouble h = g * gv;
+    return training ? vc * ((vm * h - vsh) - xh * vshx) : h * vinv;
+  };
+  auto dxSpan = [&](int64_t start, int64_t length, double ga) {
+    const VDouble gv = splat<VDouble>(ga);
+    forLanes(length, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+      const VDouble g = gradOf<T, Relu>(dy, y, start + j, lanesK);
+      const VDouble xh = (loadDoubleLanes(x + start + j, lanesK) - vmu) * vinv;
+      storeLanesAs(dx + start + j, dxOf(g, xh, gv), lanesK);
+    });
+  };
+  for (int64_t o = 0; o < sh.outer; o++) {
+    const int64_t base = sh.segment(k, o);
+    if (!sh.varies()) {
+      dxSpan(base, sh.inner, gamma ? static_cast<double>(gamma[group]) : 1.0);
+    } else if (perElement) {
+      const T* g0 = gamma ? gamma + group : nullptr;
+      forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+        const VDouble g = gradOf<T, Relu>(dy, y, base + j, lanesK);
+        const VDouble xh = (loadDoubleLanes(x + base + j, lanesK) - vmu) * vinv;
+        const VDouble gv = g0 ? loadDoubleLanes(g0 + j, lanesK) : splat<VDouble>(1.0);
+        storeLanesAs(dx + base + j, dxOf(g, xh, gv), lanesK);
+      });
+    } else {
+      for (int64_t j0 = 0, r = 0; j0 < sh.inner; j0 += sh.run, r++) {
+        const int64_t a = group + r % sh.size;
+        dxSpan(base + j0, minOf(sh.run, sh.inner - j0), gamma ? static_cast<double>(gamma[a]) : 1.0);
+      }
+    }
+  }
+}
+
+template <typename T>
+int32_t backward(const sn_norm& n) {
+  const Shape sh(n);
+  const int64_t affine = sh.affine();
+  const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));
+  double* part;
+  if (!carveScratch([&](Carver& s) { s.take(part, 2 * affine * tasks.count); })) return noMemory();
+  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
+  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
+  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
+  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
+    double* partG = part + 2 * affine * t;
+    double* partB = partG + affine;
+    for (int64_t a = 0; a < 2 * affine; a++) partG[a] = 0;
+    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      if (sh.M == 0) continue;
+      const double mu = rms ? 0.0 : static_cast<double>(mean[k]), inv = static_cast<double>(invStd[k]);
+      if (y != nullptr) backwardStatistic<T, true>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      else backwardStatistic<T, false>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+    }
+  });
+  for (int64_t a = 0; a < affine; a++) {
+    double g = 0, b = 0;
+    for (int64_t t = 0; t < tasks.count; t++) {
+      g += part[2 * affine * t + a];
+      b += part[2 * affine * t + affine + a];
+    }
+    dgamma[a] = static_cast<T>(g);
+    dbeta[a] = static_cast<T>(b);
+  }
+  return 0;
+}
+
+template <typename T>
+int32_t update(const sn_norm& n) {
+  double* work;
+  if (!carveScratch([&](Carver& s) { s.take(work, 2 * n.stats); })) return noMemory();
+  return updateFromStatistics<T, T>(n, tensorOf<T>(n, SN_SLOT_MEAN), tensorOf<T>(n, SN_SLOT_VARIANCE), work) ? 1 : 0;
+}
+
+template <typename T>
+int32_t run(const sn_norm& n) {
+  switch (n.phase) {
+    case SN_PHASE_MOMENTS: return moments<T>(n);
+    case SN_PHASE_TRAIN: return train<T>(n);
+    case SN_PHASE_INFER: return infer<T>(n);
+    case SN_PHASE_BACKWARD: return backward<T>(n);
+    case SN_PHASE_UPDATE: return update<T>(n);
+    default: return snError(SN_ERROR_UNSUPPORTED, 0);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void statisticMoments(const T* x, const sn_norm& n, bool rms, double* mean, double* variance) {
+  const Shape sh(n);
+  const Blocks blocks(sh);
+  const Tasks tasks = statisticTasks(sh, INT64_MAX);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
+    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      statistic(x, sh, blocks, k, rms, mean[k], variance[k]);
+    }
+  });
+}
+
+template <typename T, typename S>
+bool updateFromStatistics(const sn_norm& n, const S* mean, const S* variance, double* work) {
+  const int64_t stats = n.stats, K = n.samples * n.stats;
+  double* m = work;
+  double* v = work + stats;
+  const double samples = static_cast<double>(n.samples);
+  for (int64_t c = 0; c < stats; c++) m[c] = v[c] = 0;
+  for (int64_t k = 0; k < K; k++) {
+    m[k % stats] += static_cast<double>(mean[k]) / samples;
+    v[k % stats] += static_cast<double>(variance[k]) / samples;
+  }
+  return updateRunning<T, double>(static_cast<T*>(n.tensor[SN_SLOT_RUNNING_MEAN]),
+                                  static_cast<T*>(n.tensor[SN_SLOT_RUNNING_VAR]), m, v, stats, n.factor,
+                                  n.varScale, (n.flags & SN_FLAG_SKIP_NON_FINITE) != 0);
+}
+
+int32_t executeGeneral(const sn_norm& n) { return n.dtype == SN_DTYPE_F32 ? run<float>(n) : run<double>(n); }
+
+template void statisticMoments<float>(const float*, const sn_norm&, bool, double*, double*);
+template void statisticMoments<double>(const double*, const sn_norm&, bool, double*, double*);
+template bool updateFromStatistics<float, float>(const sn_norm&, const float*, const float*, double*);
+template bool updateFromStatistics<float, double>(const sn_norm&, const double*, const double*, double*);
+template bool updateFromStatistics<double, double>(const sn_norm&, const double*, const double*, double*);
+
+}  // namespace SIMDNORM_ISA
+}  // namespace simdnorm
