@@ -27,6 +27,16 @@ export {
 } from './api.js';
 export type * from './api.js';
 export { BatchNorm, type BatchNormConstructor, type BatchNormOptions, type BatchNormOptionsFor, type BatchNormState } from './layer.js';
+export { GroupNorm, type GroupNormConstructor, type GroupNormLayerOptions, type GroupNormState } from './layers/groupnorm.js';
+export {
+  InstanceNorm,
+  type InstanceNormConstructor,
+  type InstanceNormLayerOptions,
+  type InstanceNormState,
+  type InstanceNormStateOf,
+} from './layers/instancenorm.js';
+export { LayerNorm, type LayerNormConstructor, type LayerNormLayerOptions, type LayerNormState } from './layers/layernorm.js';
+export { RMSNorm, type RMSNormConstructor, type RMSNormLayerOptions, type RMSNormState } from './layers/rmsnorm.js';
 export {
   backends,
   currentBackend,

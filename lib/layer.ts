@@ -11,7 +11,7 @@ import {
   type FloatArray,
   type Layout,
 } from './api.js';
-import { Float64, isArray, typedArrayLength, typedArraySet, typedArrayTag } from './intrinsics.js';
+import { copyState, loadEntries, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
 import {
   allocateFloat,
   checkCount,
@@ -59,17 +59,7 @@ interface Saved {
   training: boolean;
 }
 
-/** The element type name of an array type: 'float32' for Float32Array, 'float64' for Float64Array. */
-export type DTypeOf<T extends FloatArray> = [T] extends [Float64Array]
-  ? [T] extends [Float32Array]
-    ? DType
-    : 'float64'
-  : [T] extends [Float32Array]
-    ? 'float32'
-    : DType;
-
-/** The array type of an element type name. */
-export type ArrayOfDType<D extends DType> = [D] extends ['float64'] ? Float64Array : [D] extends ['float32'] ? Float32Array : FloatArray;
+export type { ArrayOfDType, DTypeOf } from './layers/common.js';
 
 /** {@link BatchNormOptions} for a layer of arrays T: `dtype` must name T's element type. */
 export type BatchNormOptionsFor<T extends FloatArray> = Omit<BatchNormOptions, 'dtype'> & { dtype?: DTypeOf<T> };
@@ -265,21 +255,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     running_mean?: T;
     running_var?: T;
   } {
-    const copy = (a: T | null): T | undefined => {
-      if (!a) return undefined;
-      const c = this.allocate(typedArrayLength(a)) as T;
-      typedArraySet(c, a, 0);
-      return c;
-    };
-    const state = {
-      weight: copy(this.gamma),
-      bias: copy(this.beta),
-      running_mean: copy(this.runningMean),
-      running_var: copy(this.runningVar),
-      num_batches_tracked: this.numBatchesTracked,
-    };
-    for (const key of Object.keys(state) as (keyof typeof state)[]) if (state[key] === undefined) delete state[key];
-    return state;
+    return { ...copyState(entriesOf(this)), num_batches_tracked: this.numBatchesTracked } as ReturnType<BatchNormLayer<T>['state']>;
   }
 
   /**
@@ -292,38 +268,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
    *   a wrong length or count, naming the entry.
    */
   loadState(state: BatchNormState): void {
-    const s = checkObject(state, 'state');
-    const targets = [this.gamma, this.beta, this.runningMean, this.runningVar];
-    // 1. Read every entry once (caller code may run here), in order.
-    const values: unknown[] = [];
-    for (let k = 0; k < STATE_NAMES.length; k++) values.push(targets[k] === null ? undefined : s[STATE_NAMES[k]]);
-    const countValue = this.trackRunningStats ? s.num_batches_tracked : undefined;
-    // 2. Copy and check each (elements read once each).
-    const copies: (Float64Array | null)[] = [];
-    for (let k = 0; k < STATE_NAMES.length; k++) {
-      copies.push(targets[k] === null ? null : readNumbers(values[k], `state.${STATE_NAMES[k]}`, this.numFeatures));
-    }
-    let count = this.numBatchesTracked;
-    if (countValue !== undefined) {
-      count = checkCount(typeof countValue === 'bigint' ? Number(countValue) : countValue, 'state.num_batches_tracked');
-      if (typeof countValue === 'bigint' && BigInt(count) !== countValue) {
-        throw new RangeError(`state.num_batches_tracked must be an integer >= 0 and at most 2^53-1, received ${countValue}`);
-      }
-    }
-    // 3. The layer's own arrays are reachable by the caller (bn.gamma ...): one that a getter above
-    // detached or shrank is refused before anything is written.
-    for (let k = 0; k < STATE_NAMES.length; k++) {
-      const target = targets[k];
-      if (target !== null && typedArrayLength(target) !== this.numFeatures) {
-        throw new TypeError(`the layer's ${LAYER_NAMES[k]} no longer has ${this.numFeatures} elements (detached or resized while the state was read); nothing was loaded`);
-      }
-    }
-    // 4. Write: nothing below can throw.
-    for (let k = 0; k < STATE_NAMES.length; k++) {
-      const target = targets[k];
-      if (target !== null) typedArraySet(target, copies[k]!, 0);
-    }
-    this.numBatchesTracked = count;
+    this.numBatchesTracked = loadEntries(state, entriesOf(this), this.numFeatures, this.trackRunningStats, this.numBatchesTracked);
   }
 }
 
@@ -335,40 +280,12 @@ Object.defineProperty(BatchNormLayer, 'name', { value: 'BatchNorm' });
  */
 export const BatchNorm = BatchNormLayer as BatchNormConstructor;
 
-const STATE_NAMES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
-const LAYER_NAMES = ['gamma', 'beta', 'runningMean', 'runningVar'] as const;
-
-/**
- * A state entry's `n` numbers, read once each into a new Float64Array: a typed array (not a
- * BigInt one; read through intrinsics) or an array / array-like of numbers (its `length` read
- * once, each element once).
- */
-function readNumbers(value: unknown, name: string, n: number): Float64Array {
-  const expected = () => new TypeError(`${name} must be an array of ${n} numbers, received ${describe(value)}`);
-  if (value === undefined || value === null || typeof value !== 'object') throw expected();
-  const tag = typedArrayTag(value);
-  if (tag !== undefined) {
-    if (tag === 'BigInt64Array' || tag === 'BigUint64Array') {
-      throw new TypeError(`${name} must hold numbers, received a ${tag}`);
-    }
-    const view = value as unknown as ArrayLike<number> & ArrayBufferView;
-    const length = typedArrayLength(view);
-    if (length !== n) throw new RangeError(`${name} must have length ${n}, received length ${length}`);
-    const copy = new Float64(n);
-    for (let i = 0; i < n; i++) copy[i] = view[i];
-    return copy;
-  }
-  const source = value as { readonly length?: unknown; readonly [i: number]: unknown };
-  const length = source.length; // read once
-  if (typeof length !== 'number') throw expected();
-  if (length !== n) throw new RangeError(`${name} must have length ${n}, received length ${length}`);
-  const copy = new Float64(n);
-  for (let i = 0; i < n; i++) {
-    const v = source[i]; // read once
-    if (typeof v !== 'number') {
-      throw new TypeError(`${name}[${i}] must be a number, received ${describe(v)}${isArray(value) ? '' : ' (in an array-like)'}`);
-    }
-    copy[i] = v;
-  }
-  return copy;
+/** The layer's state-dict entries: PyTorch's name, the layer's property, the array (null: absent). */
+function entriesOf(bn: BatchNormLayer<FloatArray>): StateEntry[] {
+  return [
+    ['weight', 'gamma', bn.gamma],
+    ['bias', 'beta', bn.beta],
+    ['running_mean', 'runningMean', bn.runningMean],
+    ['running_var', 'runningVar', bn.runningVar],
+  ];
 }
