@@ -2,7 +2,8 @@
  * An RMS-normalisation layer in the shape of PyTorch's nn.RMSNorm: weight (ones) over
  * `normalizedShape`, the last dims of its inputs; state-dict name weight.
  */
-import { rmsDefaultEps, rmsNorm, rmsNormBackward, type Activation, type FloatArray } from '../api.js';
+import { rmsNorm, rmsNormBackward, type Activation, type FloatArray } from '../api.js';
+import { rmsDefaultEps } from '../ops/shapes.js';
 import { readShape, type DType } from '../validate.js';
 import {
   backwardFirst,

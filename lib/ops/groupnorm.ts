@@ -78,7 +78,7 @@ function checkGroups(value: unknown, c: number): number {
   return value;
 }
 
-export function groupDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, p: Samples, groups: number, s: NormScalars): Norm {
+function groupDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, p: Samples, groups: number, s: NormScalars): Norm {
   const k = p.c / groups;
   return p.layout === 'channels-first'
     ? makeNorm(phase, x, { samples: p.n, outer: 1, stats: groups, inner: k * p.s }, { groups, size: k, run: Math.max(1, p.s) }, s)

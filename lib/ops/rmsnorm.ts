@@ -22,7 +22,7 @@ import {
   type DType,
 } from '../validate.js';
 import type { FamilyOptions } from './batchnorm.js';
-import { checkReluOutput, rowsDescriptor, rowsOf } from './shapes.js';
+import { checkReluOutput, rmsDefaultEps, rowsDescriptor, rowsOf } from './shapes.js';
 
 export interface RMSNormInputs<T extends FloatArray = FloatArray> {
   x: T;
@@ -60,11 +60,6 @@ export interface RMSNormBackwardResult<T extends FloatArray = FloatArray> {
   dx: T;
   /** Σ over rows of dy·x·invRms */
   dweight: T;
-}
-
-/** PyTorch's default eps for RMSNorm: the machine epsilon of the dtype. */
-export function rmsDefaultEps(dtype: DType): number {
-  return dtype === 'float32' ? 2 ** -23 : Number.EPSILON;
 }
 
 function zeros(dtype: DType, length: number): FloatArray {

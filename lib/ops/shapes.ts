@@ -65,3 +65,8 @@ export function checkReluOutput(value: unknown, activation: Activation, dtype: D
   }
   return y;
 }
+
+/** PyTorch's default eps for RMSNorm: the machine epsilon of the dtype. */
+export function rmsDefaultEps(dtype: DType): number {
+  return dtype === 'float32' ? 2 ** -23 : Number.EPSILON;
+}
