@@ -488,7 +488,7 @@ const DTYPES: readonly DType[] = ['float32', 'float64'];
 const LAYOUTS: readonly Layout[] = ['channels-first', 'channels-last'];
 const AFFINES: readonly Affine[] = ['both', 'scale', 'none'];
 
-/** LayerNorm's and RMSNorm's shapes (the last entry normalises over zero rows). */
+/** LayerNorm's and RMSNorm's shapes (the last two: zero rows, and rows of zero values: NaN statistics). */
 export const ROWS_SHAPES: readonly [number[], number[]][] = [
   [[2, 3, 4], [4]],
   [[2, 3, 4], [3, 4]],
@@ -496,6 +496,7 @@ export const ROWS_SHAPES: readonly [number[], number[]][] = [
   [[3, 1], [1]],
   [[5, 17], [17]],
   [[0, 8], [8]],
+  [[3, 0], [0]],
 ];
 
 /** GroupNorm's (channels-first shapes; channels-last moves C last). */
@@ -508,12 +509,15 @@ export const GROUP_SHAPES: readonly [number[], number][] = [
   [[1, 4], 2],
   [[1, 4], 4],
   [[0, 6, 3], 3],
+  [[2, 4, 0], 2],
 ];
 
 export const INSTANCE_SHAPES: readonly number[][] = [
   [2, 3, 8],
   [2, 3, 4, 5],
   [1, 2, 3, 3, 3],
+  [0, 3, 4],
+  [2, 3, 0],
 ];
 
 /** A channels-first shape in the layout's order. */
