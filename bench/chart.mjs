@@ -4,7 +4,7 @@
  * summary), the bound as a red line across the group. Bottom: the size sweep, time per call
  * against elements, one line per contender, the bound dashed. Pure string building (browser-safe).
  */
-import { OP_LABEL, caseName, formatCount } from './tasks.mjs';
+import { ALL_OPS, OP_LABEL, caseName, formatCount } from './tasks.mjs';
 import { bestOverModes, byCase, formatTime } from './report.mjs';
 
 const COLORS = {
@@ -68,7 +68,7 @@ function legend(contenders, x, y, width) {
 function casesPanel(results, contenders, top, width) {
   const groups = [];
   for (const tasks of byCase(results.tasks)) {
-    for (const op of ['train', 'infer', 'backward'].filter((o) => tasks.some((t) => t.op === o))) {
+    for (const op of ALL_OPS.filter((o) => tasks.some((t) => t.op === o))) {
       const bars = contenders
         .map((c) => ({ c, best: bestOverModes(tasks, op, c.id) }))
         .filter((b) => b.best?.r.status === 'ok')

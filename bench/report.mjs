@@ -7,7 +7,7 @@
  * @typedef {import('./runner.mjs').TaskResult} TaskResult
  * @typedef {import('./runner.mjs').ContenderResult} ContenderResult
  */
-import { OP_LABEL, caseName, displayRank, formatCount } from './tasks.mjs';
+import { ALL_OPS, OP_LABEL, caseName, displayRank, formatCount } from './tasks.mjs';
 import { fastest } from './runner.mjs';
 
 // ---------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ export function columns(rows, { gap = 2, indent = '' } = {}) {
 
 const MODES = ['sync', 'async', 'either'];
 const MODE_LABEL = { sync: 'sync', async: 'async', either: 'sync (async where only async exists)' };
-const OPS = ['train', 'infer', 'backward'];
+const OPS = ALL_OPS;
 
 /** Tasks grouped by case, in display order (the run goes small to large). */
 export function byCase(tasks) {
@@ -152,6 +152,7 @@ export function caseTables(results) {
  * @property {{ label: string, mode: string, ms: number } | null} simdnorm
  * @property {{ label: string, mode: string, ms: number } | null} peer
  * @property {string} [noPeer]          why there is no peer time
+ * @property {string} [noSimdnorm]      why there is no simdnorm time
  * @property {{ label: string, mode: string, ms: number } | null} baseline
  * @property {number | null} boundMs
  * @property {number | null} vsPeer      peer time / simdnorm time (> 1: simdnorm faster)
@@ -164,6 +165,12 @@ function whyNoPeer(tasks) {
   const peers = tasks.flatMap((t) => t.results.filter((r) => r.kind === 'peer'));
   const wrong = [...new Set(peers.filter((r) => r.status === 'wrong').map((r) => r.label))];
   return wrong.length ? `none correct (${wrong.join(', ')} WRONG)` : 'none timed (n/a or skipped)';
+}
+
+/** Why simdnorm has no time on a case and op: a wrong result, or none ran (errors, skips). */
+function whyNoSimdnorm(tasks) {
+  const own = tasks.flatMap((t) => t.results.filter((r) => r.kind === 'simdnorm'));
+  return own.some((r) => r.status === 'wrong') ? 'none correct' : 'none ran (ERROR or skipped: see the notes)';
 }
 
 /** @returns {SummaryRow[]} */
@@ -185,6 +192,7 @@ export function summaryRows(tasks) {
         case: caseName(group[0].case),
         op,
         simdnorm: s && { label: s.label, mode: s.mode, ms: s.ms },
+        ...(s ? {} : { noSimdnorm: whyNoSimdnorm(group.filter((t) => t.op === op)) }),
         peer: p.missing ? null : { label: p.label, mode: p.mode, ms: p.ms },
         ...(p.missing ? { noPeer: p.missing } : {}),
         baseline: b && { label: b.label, mode: b.mode, ms: b.ms },
@@ -206,7 +214,7 @@ export function summaryTable(tasks) {
   const rows = summaryRows(tasks).map((r) => [
     r.case,
     OP_LABEL[r.op],
-    who(r.simdnorm),
+    who(r.simdnorm, r.noSimdnorm),
     who(r.peer, r.noPeer),
     r.vsPeer ? formatRatio(r.vsPeer) : '—',
     r.vsBaseline ? formatRatio(r.vsBaseline) : '—',
@@ -261,7 +269,8 @@ export function notes(results) {
       if (r.status === 'unavailable') add(groups.unavailable, `${r.label}: ${r.reason}`);
       else if (r.status === 'n/a') add(groups.na, `${r.label}: ${r.reason}`);
       else if (r.status === 'wrong') add(groups.failed, `${r.label} WRONG`, `${where} (${shortReason(r.reason.replace(/^[^:]*: (?=\w+\[)/, ''))})`);
-      else if (r.status !== 'ok') add(groups.failed, `${r.label} ${STATUS_TEXT[r.status]}`, `${where}: ${r.reason}`);
+      // The same reason on many tasks (a backend missing an op) is listed once, with where.
+      else if (r.status !== 'ok') add(groups.failed, `${r.label} ${STATUS_TEXT[r.status]} (${r.reason})`, where);
       if (r.status === 'ok' && r.kind === 'peer') add(groups.chosen, `${r.label}: ${r.formulation}${r.note ? ` (${r.note})` : ''}`, `${caseName(t.case)} ${OP_LABEL[t.op]}`);
       for (const j of r.status === 'ok' ? r.rejected ?? [] : []) {
         if (j.status === 'wrong' || j.status === 'error') add(groups.rejected, `${r.label} "${j.name}" ${STATUS_TEXT[j.status]}`, `${where} (${shortReason(j.reason)})`);
@@ -319,7 +328,7 @@ export function header(results) {
   }
   lines.push(
     `Method: ${results.settings.rounds} interleaved rounds (≥${results.settings.minRounds} for slow contenders), samples of ≥${results.settings.sampleMs} ms, medians with min–max; every contender checked against the float64 reference before timing.`,
-    `Bound: same-run copy time of the tensor (fastest of ${results.copyProbe}) × op bytes / copy bytes (per element: inference 2, train fwd 3, backward 5 accesses; copy 2).`,
+    `Bound: same-run copy time of the tensor (fastest of ${results.copyProbe}) × op bytes / copy bytes (accesses per element — BatchNorm: inference 2, train fwd 3, backward 5; LayerNorm, RMSNorm, GroupNorm, InstanceNorm: forward 2, backward 3; copy 2).`,
   );
   return lines.join('\n');
 }
@@ -369,7 +378,7 @@ function headline(results) {
     ...summary.map((r) => [
       r.case,
       OP_LABEL[r.op],
-      r.simdnorm ? `${r.simdnorm.label} (${r.simdnorm.mode}) ${formatTime(r.simdnorm.ms)}` : 'none correct',
+      r.simdnorm ? `${r.simdnorm.label} (${r.simdnorm.mode}) ${formatTime(r.simdnorm.ms)}` : r.noSimdnorm,
       r.peer ? `${r.peer.label} (${r.peer.mode}) ${formatTime(r.peer.ms)}` : r.noPeer,
       r.vsPeer ? `**${formatRatio(r.vsPeer)}**` : '—',
       r.vsBaseline ? formatRatio(r.vsBaseline) : '—',
@@ -380,8 +389,9 @@ function headline(results) {
     'Per case and op, simdnorm\'s best backend against the best peer and against the bandwidth limit (each side\'s best of',
     'sync and async: onnxruntime only has an async `run`). **peer ÷ simdnorm** > 1: simdnorm is that many times faster than',
     'the fastest *correct* peer. **simdnorm ÷ bound**: time over the same-run copy of the tensor scaled to the bytes the op',
-    'must move (inference 8, training forward 12, backward 20 bytes per float32 element); 1.00 = as fast as memory allows,',
-    'below 1 = the data stayed in cache.',
+    'must move (BatchNorm: inference 8, training forward 12, backward 20 bytes per float32 element; LayerNorm, RMSNorm,',
+    'GroupNorm, InstanceNorm: forward 8 (read x, write y), backward 12 (read dy and x, write dx)); 1.00 = as fast as',
+    'memory allows, below 1 = the data stayed in cache.',
     ...(summary.some((r) => r.vsBaseline !== null && r.vsBaseline < 1)
       ? ['Where **plain JS ÷ simdnorm** is below 1 (tiny tensors), the time is per-call overhead (argument checks, dispatch), not the kernel.']
       : []),
@@ -419,8 +429,8 @@ export function readmeSection(results, { jsonPath, svgPath, resultsPath = 'bench
   return [
     `Generated by \`npm run bench -- --readme\` on ${results.date} (${Math.round(results.seconds / 60)} min) in the repository; every table`,
     `(all contenders, sync and async, the size sweep, what was wrong or not applicable, the formulation each peer was timed with)`,
-    `is in [\`${resultsPath}\`](${resultsPath}), raw data in [\`${jsonPath}\`](${jsonPath}). \`npm run bench -- --quick\` takes under a`,
-    'minute; `npm run bench:browser` runs the wasm/js contenders and the browser peers in Chromium. On an installed package,',
+    `is in [\`${resultsPath}\`](${resultsPath}), raw data in [\`${jsonPath}\`](${jsonPath}). \`npm run bench -- --quick\` takes about`,
+    '2 minutes; `npm run bench:browser` runs the wasm/js contenders and the browser peers in Chromium. On an installed package,',
     '`npx simdnorm bench` times its own backends (no peers, no extra packages).',
     '',
     ...summary(results, svgPath),
@@ -437,8 +447,16 @@ export function resultsDocument(results, { jsonPath, svgPath }) {
   return [
     '# simdnorm benchmark results',
     '',
-    `Generated by \`npm run bench -- --readme\` on ${results.date} (${Math.round(results.seconds / 60)} min); raw data in`,
-    `[\`${jsonPath}\`](${jsonPath}). The README shows the headline table; this file has every table of the run.`,
+    ...(results.quick
+      ? [
+          `Generated by \`npm run bench -- --quick --results-md\` on ${results.date} (${Math.round(results.seconds / 60)} min): a **quick run** (fewer`,
+          'cases and rounds, slow contenders left out of large tensors, no size sweep); `npm run bench -- --readme` replaces it with',
+          `a full run. Raw data in [\`${jsonPath}\`](${jsonPath}). The README's headline table may come from another run.`,
+        ]
+      : [
+          `Generated by \`npm run bench -- --readme\` on ${results.date} (${Math.round(results.seconds / 60)} min); raw data in`,
+          `[\`${jsonPath}\`](${jsonPath}). The README shows the headline table; this file has every table of the run.`,
+        ]),
     '',
     ...summary(results, svgPath),
     '',

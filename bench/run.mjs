@@ -3,11 +3,13 @@
  * `npm run bench` — the Node driver. Loads simdnorm (dist/, after `npm run build`) and every
  * peer it can, runs the suite, prints the table, and writes JSON + SVG.
  *
- *   npm run bench                   full run (~10 min): bench/results/latest.{json,svg}
- *   npm run bench -- --quick        under a minute: 3 cases, fewer rounds, no sweep; results in the OS temp dir
+ *   npm run bench                   full run (BatchNorm and the family; longer): bench/results/latest.{json,svg}
+ *   npm run bench -- --quick        ~2 min on 2 cores: 3 BatchNorm cases and one per family op, fewer rounds, no sweep; results in the OS temp dir
  *   npm run bench -- --readme       full run, then regenerate the README's benchmark section (summary) and bench/RESULTS.md (every table)
  *   npm run bench -- --readme-only  regenerate both from bench/results/latest.json
- *   options: --out DIR  --cases nchw,nhwc,...  --json (print the JSON instead of the table)
+ *   npm run bench -- --quick --results-md   write bench/RESULTS.md (only; README.md untouched) from
+ *                                   this run, its JSON/SVG in bench/results/ (quick.* or latest.*)
+ *   options: --out DIR  --cases nchw,ln-8192x768,...  --json (print the JSON instead of the table)
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,7 +23,9 @@ import { plainJsContender } from './contenders/plainjs.mjs';
 import { initTfjs, tfjsContenders } from './contenders/tfjs.mjs';
 import { machineFacts } from './machine.mjs';
 import { fullReport, readmeSection, resultsDocument } from './report.mjs';
+import { preflightNative } from './preflight.mjs';
 import { PROFILES, runSuite } from './suite.mjs';
+import { CASES, opsOf } from './tasks.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const message = (e) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -31,6 +35,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     readme: { type: 'boolean', default: false },
     'readme-only': { type: 'boolean', default: false },
+    'results-md': { type: 'boolean', default: false },
     out: { type: 'string' },
     cases: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -146,6 +151,14 @@ async function loadPeers(threads) {
 const README_START = '<!-- bench:start -->';
 const README_END = '<!-- bench:end -->';
 
+/** bench/RESULTS.md: every table of the run, linking its JSON and SVG. */
+function writeResultsDocument(results, jsonFile, svgFile) {
+  const resultsFile = join(root, 'bench', 'RESULTS.md');
+  const here = dirname(resultsFile);
+  writeFileSync(resultsFile, resultsDocument(results, { jsonPath: relative(here, jsonFile), svgPath: relative(here, svgFile) }));
+  log(`${relative(root, resultsFile)}: regenerated from ${relative(root, jsonFile)}`);
+}
+
 /** Replaces exactly the README's section between the bench markers. */
 function writeReadme(results, jsonFile, svgFile) {
   const path = join(root, 'README.md');
@@ -188,7 +201,15 @@ async function main() {
   const { api, compare, Random, wasmMemory, load } = await loadSimdnorm();
   const { native, reason: nativeReason } = await loadNativeProbe(load);
   if (!native) log(`bandwidth probes: native addon unavailable (${nativeReason}); using a JS copy`);
-  const contenders = [...simdnormContenders(api, { wasmMemory }), plainJsContender(), ...(await loadPeers(threads))];
+  // A half-built addon can kill the process on an op (no exception to catch): each (case, op)
+  // is tried once on native in a child process first; those that crash are reported, not run.
+  const caseKeys = (args.cases?.split(',') ?? profile.cases).filter((k) => CASES[k]);
+  let crashes = new Map();
+  if (api.backends().some((b) => b.name === 'native' && b.available)) {
+    log('native preflight: each case and op once in a child process…', true);
+    crashes = preflightNative(root, caseKeys.flatMap((key) => opsOf(CASES[key]).map((op) => ({ key, op }))), log);
+  }
+  const contenders = [...simdnormContenders(api, { wasmMemory, crashes }), plainJsContender(), ...(await loadPeers(threads))];
   for (const c of contenders.filter((k) => k.unavailable)) log(`  missing: ${c.label} — ${c.unavailable}`);
 
   const suite = await runSuite(profile, { api, compare, Random, contenders, native, threads, log, only: args.cases?.split(',') });
@@ -207,6 +228,7 @@ async function main() {
     tolerance: compare.TOLERANCE,
     ...(profile.sweepSettings ? { sweepSettings: profile.sweepSettings } : {}),
     nativeProbe: native ? 'native addon' : `JS copy (${nativeReason})`,
+    nativePreflight: [...crashes].map(([task, reason]) => ({ task, reason })),
     contenders: contenders.map(({ id, label, kind, unavailable }) => ({ id, label, kind, ...(unavailable ? { unavailable } : {}) })),
     ...suite,
   };
@@ -215,11 +237,15 @@ async function main() {
   else console.log(`\n${fullReport(results)}\n`);
 
   const partial = Boolean(args.cases);
-  const dir = args.out ?? (args.quick || partial ? join(os.tmpdir(), 'simdnorm-bench') : defaultDir);
+  const dir = args.out ?? (args['results-md'] ? defaultDir : args.quick || partial ? join(os.tmpdir(), 'simdnorm-bench') : defaultDir);
   const { jsonFile, svgFile } = writeResults(results, dir, args.quick ? 'quick' : partial ? 'partial' : 'latest');
   if (args.readme) {
     if (args.quick || partial) log('--readme needs a full run: README not changed');
     else writeReadme(results, jsonFile, svgFile);
+  }
+  if (args['results-md'] && !args.readme) {
+    if (partial) log('--results-md needs every case of the profile: bench/RESULTS.md not changed');
+    else writeResultsDocument(results, jsonFile, svgFile);
   }
 }
 

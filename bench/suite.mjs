@@ -6,16 +6,32 @@
  */
 import { copySubjects, probeBandwidth } from './bandwidth.mjs';
 import { runTask, fastest } from './runner.mjs';
-import { CASES, OPS, OP_LABEL, SWEEP_SHAPE_NOTE, bytesPerElement, elementsOf, makeCaseData, sweepCases } from './tasks.mjs';
+import { CASES, FAMILY_CASES, OP_LABEL, SWEEP_SHAPE_NOTE, bytesPerElement, elementsOf, makeCaseData, opsOf, sweepCases } from './tasks.mjs';
 import { formatRatio, formatTime } from './report.mjs';
 
 /** Contenders of the size sweep (a subset, to keep the full run near ten minutes). */
 const SWEEP_CONTENDERS = ['native-', 'wasm', 'plain-js', 'tfjs-cpu', 'tfjs-wasm', 'onnxruntime-node'];
 
+/**
+ * The family's cases (LayerNorm, RMSNorm, GroupNorm, InstanceNorm; forward and backward) in run
+ * order, smaller first: a formulation's cost on one predicts which calls would be too slow later.
+ */
+const FAMILY_RUN_ORDER = [
+  'ln-64x128', 'rms-64x128', 'gn-2x64x32x32',
+  'ln-8192x768', 'rms-8192x768', 'in-16x3x224x224', 'in-1x64x256x256',
+  'ln-2048x4096', 'rms-2048x4096', 'gn-8x320x64x64', 'gn-nhwc-8x64x64x320',
+];
+if (FAMILY_RUN_ORDER.length !== FAMILY_CASES.length || FAMILY_CASES.some((k) => !FAMILY_RUN_ORDER.includes(k))) {
+  throw new Error('suite.mjs: FAMILY_RUN_ORDER must list every family case of tasks.mjs');
+}
+
+/** --quick (and the browser page's ?quick): each family op once, forward and backward. */
+const FAMILY_QUICK = ['ln-8192x768', 'rms-64x128', 'gn-2x64x32x32', 'in-16x3x224x224'];
+
 export const PROFILES = {
   full: {
     // Smaller cases first: their costs predict which calls would be too slow on the big ones.
-    cases: ['tiny', 'nc', 'small', 'nc64', 'nchw', 'nhwc'],
+    cases: ['tiny', 'nc', 'small', 'nc64', 'nchw', 'nhwc', ...FAMILY_RUN_ORDER],
     modes: ['sync', 'async'],
     sweep: { exponents: [10, 12, 14, 16, 18, 20, 22, 24, 26], ops: ['infer', 'train'] },
     probeBytes: 256 * 2 ** 20,
@@ -23,7 +39,7 @@ export const PROFILES = {
     sweepSettings: { rounds: 5, minRounds: 3, sampleMs: 20, warmupMs: 30, budgetMs: 600, slowCallMs: 1500, skipSlowerThanMs: 10000 },
   },
   quick: {
-    cases: ['tiny', 'nchw', 'nhwc'],
+    cases: ['tiny', 'nchw', 'nhwc', ...FAMILY_QUICK],
     modes: ['either'], // each contender once per op: sync, or async where it has only async
     sweep: null,
     probeBytes: 64 * 2 ** 20,
@@ -32,12 +48,12 @@ export const PROFILES = {
       leaveOut: [
         { ids: ['js'], minElements: 1e6, reason: 'left out of --quick on large tensors (slow); see the full run' },
         { ids: ['tfjs-cpu', 'tfjs-wasm'], ops: ['backward'], minElements: 1e6, reason: 'left out of --quick on large tensors (tf.grads takes seconds); see the full run' },
-        { ids: ['tfjs-cpu'], ops: ['train'], minElements: 1e6, reason: 'left out of --quick on large tensors (tf.moments takes seconds); see the full run' },
+        { ids: ['tfjs-cpu'], ops: ['train', 'forward'], minElements: 1e6, reason: 'left out of --quick on large tensors (tf.moments takes seconds); see the full run' },
       ],
     },
   },
   browser: {
-    cases: ['tiny', 'nc', 'small', 'nchw', 'nhwc'],
+    cases: ['tiny', 'nc', 'small', 'nchw', 'nhwc', 'ln-64x128', 'gn-2x64x32x32', 'ln-8192x768', 'rms-8192x768', 'in-16x3x224x224', 'gn-8x320x64x64'],
     modes: ['either'],
     sweep: null,
     probeBytes: 64 * 2 ** 20,
@@ -45,11 +61,14 @@ export const PROFILES = {
   },
 };
 
+/** The cases of --quick (the browser page's ?quick uses them too). */
+export const QUICK_CASES = PROFILES.quick.cases;
+
 /** One line of progress after a task: best simdnorm, best peer, the bound. */
 function taskLine(t) {
   const s = fastest(t, 'simdnorm');
   const p = fastest(t, 'peer');
-  const parts = [s ? `${s.label} ${formatTime(s.stats.median)}` : 'simdnorm: none correct'];
+  const parts = [s ? `${s.label} ${formatTime(s.stats.median)}` : t.results.some((r) => r.kind === 'simdnorm' && r.status === 'wrong') ? 'simdnorm: none correct' : 'simdnorm: none ran'];
   parts.push(p ? `best peer ${p.label} ${formatTime(p.stats.median)}${s ? ` (${formatRatio(p.stats.median / s.stats.median)})` : ''}` : 'no correct peer');
   if (t.bound && s) parts.push(`bound ${formatTime(t.bound.ms)} (${(s.stats.median / t.bound.ms).toFixed(2)}×)`);
   const bad = t.results.filter((r) => r.status === 'wrong' || r.status === 'error').map((r) => `${r.label} ${r.status.toUpperCase()}`);
@@ -78,7 +97,7 @@ export async function runSuite(profile, env) {
 
   const cases = (env.only ?? profile.cases).map((key) => CASES[key]).filter(Boolean);
   const plan = [];
-  for (const c of cases) for (const op of OPS) for (const mode of profile.modes) plan.push({ c, op, mode, settings: profile.settings, contenders });
+  for (const c of cases) for (const op of opsOf(c)) for (const mode of profile.modes) plan.push({ c, op, mode, settings: profile.settings, contenders });
   if (profile.sweep && !env.only) {
     const subset = contenders.filter((k) => SWEEP_CONTENDERS.some((prefix) => k.id.startsWith(prefix)));
     for (const c of sweepCases(profile.sweep.exponents)) {

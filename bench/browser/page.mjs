@@ -14,7 +14,7 @@ import { plainJsContender } from '../contenders/plainjs.mjs';
 import { backendFacts, simdnormContenders } from '../contenders/simdnorm.mjs';
 import { initTfjs, tfjsContenders } from '../contenders/tfjs.mjs';
 import { fullReport } from '../report.mjs';
-import { PROFILES, runSuite } from '../suite.mjs';
+import { PROFILES, QUICK_CASES, runSuite } from '../suite.mjs';
 
 const $ = (id) => document.getElementById(id);
 const message = (e) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -49,7 +49,7 @@ async function loadContenders(threads) {
 
 async function main() {
   const quick = new URLSearchParams(location.search).has('quick');
-  const profile = quick ? { ...PROFILES.browser, cases: ['tiny', 'nchw', 'nhwc'], settings: PROFILES.quick.settings } : PROFILES.browser;
+  const profile = quick ? { ...PROFILES.browser, cases: QUICK_CASES, settings: PROFILES.quick.settings } : PROFILES.browser;
   const threads = navigator.hardwareConcurrency || 1;
   const facts = await fetch('/__bench/facts.json').then((r) => r.json());
   const contenders = await loadContenders(threads);

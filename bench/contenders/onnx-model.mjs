@@ -69,16 +69,17 @@ class Message {
  * One graph node. `attributes` maps a name to a number (float unless listed in `ints`),
  * an integer given as { int: n }, or an integer list given as an array.
  */
-export function node(opType, inputs, outputs, attributes = {}) {
-  return { opType, inputs, outputs, attributes };
+export function node(opType, inputs, outputs, attributes = {}, domain = '') {
+  return { opType, inputs, outputs, attributes, domain };
 }
 
-function nodeProto({ opType, inputs, outputs, attributes }, index) {
+function nodeProto({ opType, inputs, outputs, attributes, domain = '' }, index) {
   const m = new Message();
   for (const name of inputs) m.string(1, name);
   for (const name of outputs) m.string(2, name);
   m.string(3, `${opType}_${index}`);
   m.string(4, opType);
+  if (domain) m.string(7, domain);
   for (const [name, value] of Object.entries(attributes)) {
     const a = new Message().string(1, name);
     if (Array.isArray(value)) {
@@ -110,21 +111,32 @@ function initializer(name, values, dims) {
   return m.raw(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
 }
 
+/** The lowest IR version an opset needs (onnx/helper.py's VERSION_TABLE); at least 8. */
+function irVersionFor(opset) {
+  if (opset >= 23) return 11;
+  if (opset >= 21) return 10;
+  if (opset >= 19) return 9;
+  return 8; // ONNX 1.10+, accepted by every supported onnxruntime
+}
+
 /**
  * The bytes of a model: `inputs`/`outputs` are { name, dtype, dims }, `initializers` are
  * { name, values: Float32Array | Float64Array, dims } (constants baked into the model).
+ * `opset` is the default (ai.onnx) domain's version; `domains` adds other opset imports, e.g.
+ * { 'com.microsoft': 1 } (a node names its domain in `node`'s 5th argument).
  */
-export function onnxModel({ nodes, inputs, outputs, initializers = [], opset = 15 }) {
+export function onnxModel({ nodes, inputs, outputs, initializers = [], opset = 15, domains = {} }) {
   const graph = new Message();
   nodes.forEach((n, i) => graph.message(1, nodeProto(n, i)));
   graph.string(2, 'simdnorm_bench');
   for (const t of initializers) graph.message(5, initializer(t.name, t.values, t.dims));
   for (const v of inputs) graph.message(11, valueInfo(v.name, v.dtype, v.dims));
   for (const v of outputs) graph.message(12, valueInfo(v.name, v.dtype, v.dims));
-  return new Message()
-    .int(1, 8) // ir_version 8 (ONNX 1.10+), accepted by every supported onnxruntime
+  const model = new Message()
+    .int(1, irVersionFor(opset))
     .string(2, 'simdnorm-bench')
     .message(7, graph)
-    .message(8, new Message().string(1, '').int(2, opset))
-    .finish();
+    .message(8, new Message().string(1, '').int(2, opset));
+  for (const [domain, version] of Object.entries(domains)) model.message(8, new Message().string(1, domain).int(2, version));
+  return model.finish();
 }

@@ -8,7 +8,9 @@
  *   - training forward: BatchNormalization with training_mode = 1 (it also writes the running
  *     statistics);
  *   - backward: not available (no BatchNormalization gradient outside ORT's training builds);
- *   - sync: not available (InferenceSession.run is async only), so ORT appears in async rows.
+ *   - sync: not available (InferenceSession.run is async only), so ORT appears in async rows;
+ *   - the family (LayerNorm, RMSNorm, GroupNorm, InstanceNorm): forward on the ops listed in
+ *     ./family-onnx.mjs; no backward.
  * onnxruntime-node writes into pre-allocated outputs; onnxruntime-web ignores them, so there
  * each run allocates its output.
  *
@@ -16,6 +18,7 @@
  * @typedef {import('../tasks.mjs').Task} Task
  */
 import { EPS, channelsOf, permutations } from '../tasks.mjs';
+import { familyOnnxModels } from './family-onnx.mjs';
 import { node, onnxModel } from './onnx-model.mjs';
 
 /** The model of a formulation: { nodes, initializers, outputs } around input x. */
@@ -90,6 +93,10 @@ export function onnxruntimeContenders(peers) {
     ...(peer.error ? { unavailable: peer.error } : {}),
     formulations(task) {
       if (task.mode === 'sync') return 'InferenceSession.run is async only';
+      if ((task.case.norm ?? 'batchnorm') !== 'batchnorm') {
+        if (task.op === 'backward') return 'no gradient ops (only in ORT training builds)';
+        return familyOnnxModels(task).map(({ name, model }) => ({ name, prepare: () => sessionRunner(peer, task, model) }));
+      }
       if (task.op === 'backward') return 'no BatchNormalization gradient (only in ORT training builds)';
       const transposes = task.case.layout === 'channels-last' && task.case.shape.length > 2 ? ' (in Transposes)' : '';
       if (task.op === 'train') {

@@ -4,10 +4,12 @@
  * right when the mean is far from zero), the per-channel scale and shift hoisted out of the
  * element loop. The tensor is walked as x[outer][C][inner] (channels-last: inner = 1).
  * Not tuned further (no unrolling, no SIMD, no threads): it is the "no library" line.
+ * The family's loops (LayerNorm, RMSNorm, GroupNorm, InstanceNorm) are in ./family-plainjs.mjs.
  *
  * @typedef {import('../runner.mjs').Contender} Contender
  */
 import { EPS, geometry } from '../tasks.mjs';
+import { familyPlainName, familyPlainRunner } from './family-plainjs.mjs';
 
 // Each kernel walks x[outer][C][inner] directly (no callbacks in the element loops, which V8
 // would not always inline): o over outer, c over channels, i over the run of one channel.
@@ -112,6 +114,7 @@ export function plainJsContender() {
     kind: 'baseline',
     formulations(task) {
       if (task.mode === 'async') return 'synchronous code: no async variant';
+      if ((task.case.norm ?? 'batchnorm') !== 'batchnorm') return [{ name: familyPlainName(task.case), prepare: () => familyPlainRunner(task) }];
       return [
         {
           name: 'two-pass loops, float64 sums',

@@ -26,8 +26,96 @@ function wasmStore(wasmMemory) {
   };
 }
 
+/** The arrays a family op (LayerNorm, RMSNorm, GroupNorm, InstanceNorm) reads and writes. */
+function familyArraysOf(task) {
+  const { data, op } = task;
+  const norm = task.case.norm;
+  const n = data.x.length;
+  const P = (data.weight ?? data.gamma).length;
+  if (op === 'forward') {
+    const count = statCount(task.case, n);
+    if (norm === 'rmsnorm') return { inputs: { x: data.x, weight: data.weight }, outputs: { y: n, invRms: count } };
+    const params = norm === 'layernorm' ? { weight: data.weight, bias: data.bias } : { gamma: data.gamma, beta: data.beta };
+    return { inputs: { x: data.x, ...params }, outputs: { y: n, mean: count, invStd: count } };
+  }
+  if (norm === 'rmsnorm') return { inputs: { dy: data.dy, x: data.x, invRms: data.invRms, weight: data.weight }, outputs: { dx: n, dweight: P } };
+  const stat = { mean: data.mean, invStd: data.invStd };
+  if (norm === 'layernorm') return { inputs: { dy: data.dy, x: data.x, ...stat, weight: data.weight }, outputs: { dx: n, dweight: P, dbias: P } };
+  return { inputs: { dy: data.dy, x: data.x, ...stat, gamma: data.gamma }, outputs: { dx: n, dgamma: P, dbeta: P } };
+}
+
+/** Statistics a family forward writes: one per row (LayerNorm, RMSNorm), group (GroupNorm) or instance. */
+function statCount(c, elements) {
+  if (c.norm === 'layernorm' || c.norm === 'rmsnorm') return elements / c.normalizedShape.reduce((a, b) => a * b, 1);
+  const C = c.layout === 'channels-first' ? c.shape[1] : c.shape[c.shape.length - 1];
+  return c.shape[0] * (c.norm === 'groupnorm' ? c.groups : C);
+}
+
+/** One family API call with caller-owned outputs. */
+function familyCall(api, task, a) {
+  const c = task.case;
+  const { shape, layout } = c;
+  const sync = task.mode === 'sync';
+  const pick = (fn) => (sync ? api[fn] : api[`${fn}Async`]);
+  const forward = task.op === 'forward';
+  switch (c.norm) {
+    case 'layernorm': {
+      if (forward) {
+        const fn = pick('layerNorm');
+        const inputs = { x: a.x, shape, normalizedShape: c.normalizedShape, weight: a.weight, bias: a.bias };
+        const out = { y: a.y, mean: a.mean, invStd: a.invStd };
+        return () => fn(inputs, { eps: EPS }, out);
+      }
+      const fn = pick('layerNormBackward');
+      const inputs = { dy: a.dy, x: a.x, shape, normalizedShape: c.normalizedShape, mean: a.mean, invStd: a.invStd, weight: a.weight };
+      const out = { dx: a.dx, dweight: a.dweight, dbias: a.dbias };
+      return () => fn(inputs, {}, out);
+    }
+    case 'rmsnorm': {
+      if (forward) {
+        const fn = pick('rmsNorm');
+        const inputs = { x: a.x, shape, normalizedShape: c.normalizedShape, weight: a.weight };
+        const out = { y: a.y, invRms: a.invRms };
+        return () => fn(inputs, { eps: EPS }, out);
+      }
+      const fn = pick('rmsNormBackward');
+      const inputs = { dy: a.dy, x: a.x, shape, normalizedShape: c.normalizedShape, invRms: a.invRms, weight: a.weight };
+      const out = { dx: a.dx, dweight: a.dweight };
+      return () => fn(inputs, {}, out);
+    }
+    case 'groupnorm': {
+      if (forward) {
+        const fn = pick('groupNorm');
+        const inputs = { x: a.x, shape, groups: c.groups, gamma: a.gamma, beta: a.beta };
+        const out = { y: a.y, mean: a.mean, invStd: a.invStd };
+        return () => fn(inputs, { eps: EPS, layout }, out);
+      }
+      const fn = pick('groupNormBackward');
+      const inputs = { dy: a.dy, x: a.x, shape, groups: c.groups, mean: a.mean, invStd: a.invStd, gamma: a.gamma };
+      const out = { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta };
+      return () => fn(inputs, { layout }, out);
+    }
+    case 'instancenorm': {
+      if (forward) {
+        const fn = pick('instanceNorm');
+        const inputs = { x: a.x, shape, gamma: a.gamma, beta: a.beta };
+        const out = { y: a.y, mean: a.mean, invStd: a.invStd };
+        return () => fn(inputs, { eps: EPS, layout }, out);
+      }
+      const fn = pick('instanceNormBackward');
+      const inputs = { dy: a.dy, x: a.x, shape, mean: a.mean, invStd: a.invStd, gamma: a.gamma };
+      const out = { dx: a.dx, dgamma: a.dgamma, dbeta: a.dbeta };
+      return () => fn(inputs, { layout }, out);
+    }
+  }
+  throw new Error(`no simdnorm call for ${c.norm}`);
+}
+
+const isFamily = (task) => (task.case.norm ?? 'batchnorm') !== 'batchnorm';
+
 /** The arrays an op reads (filled from the case) and writes. */
 function arraysOf(task) {
+  if (isFamily(task)) return familyArraysOf(task);
   const { data, op } = task;
   const n = data.x.length;
   const C = data.gamma.length;
@@ -42,6 +130,7 @@ function arraysOf(task) {
 
 /** One API call with caller-owned outputs, as a closure over its argument objects. */
 function apiCall(api, task, a) {
+  if (isFamily(task)) return familyCall(api, task, a);
   const { shape, layout } = task.case;
   const sync = task.mode === 'sync';
   switch (task.op) {
@@ -107,10 +196,12 @@ function formulation(api, name, threads, label, store) {
 
 /**
  * The simdnorm contenders. `wasmMemory` (from the package, when it exports it) enables the
- * zero-copy wasm formulation.
+ * zero-copy wasm formulation. `crashes` (from ../preflight.mjs, Node only) maps
+ * `${case.id}|${op}` to why a native call killed its process: those tasks are reported as ERROR
+ * for the native contenders, without calling them.
  * @returns {Contender[]}
  */
-export function simdnormContenders(api, { wasmMemory } = {}) {
+export function simdnormContenders(api, { wasmMemory, crashes = new Map() } = {}) {
   const statuses = new Map(api.backends().map((b) => [b.name, b]));
   const why = (name) => {
     const s = statuses.get(name);
@@ -124,7 +215,16 @@ export function simdnormContenders(api, { wasmMemory } = {}) {
       label,
       kind: /** @type {const} */ ('simdnorm'),
       ...(unavailable ? { unavailable: `${name}: ${unavailable}` } : {}),
-      formulations: () => makeFormulations(),
+      formulations(task) {
+        const crash = name === 'native' ? crashes.get(`${task.case.id}|${task.op}`) : undefined;
+        if (!crash) return makeFormulations();
+        return makeFormulations().map((f) => ({
+          name: f.name,
+          prepare() {
+            throw new Error(`not called: ${crash}`);
+          },
+        }));
+      },
     };
   };
   const native = statuses.get('native');

@@ -12,6 +12,8 @@
  *     which the gate is expected to reject (it is the pitfall users hit).
  * Training forward is `tf.moments` + the normalisation; backward is `tf.grads` of that forward
  * (tfjs has no standalone batch-norm backward; the gradient recomputes the forward).
+ * The family (LayerNorm, RMSNorm, GroupNorm, InstanceNorm): moments-based formulations and
+ * tf.grads, in ./family-tfjs.mjs.
  * Inputs are tensors made once, outside the timed loop; a timed call computes the outputs,
  * reads them into typed arrays (`dataSync()`) and frees them. Async rows: not applicable, as
  * these backends compute on the calling thread either way (`await data()` only defers the read).
@@ -20,6 +22,7 @@
  * @typedef {import('../tasks.mjs').Task} Task
  */
 import { EPS, channelsOf, permutations } from '../tasks.mjs';
+import { familyTfjsFormulations } from './family-tfjs.mjs';
 
 /** Shape of a per-channel parameter that broadcasts against x with numpy rules. */
 function broadcastShape(task) {
@@ -149,6 +152,7 @@ export function tfjsContenders(tf, { backends = ['cpu', 'wasm'], errors = {} } =
     formulations(task) {
       if (task.case.dtype !== 'float32') return 'tfjs computes in float32 only';
       if (task.mode === 'async') return 'computes on the calling thread either way (data() only defers the read): see sync';
+      if ((task.case.norm ?? 'batchnorm') !== 'batchnorm') return familyTfjsFormulations(tf, backend, task, tfRunner);
       return formulations(tf, backend, task);
     },
   }));
