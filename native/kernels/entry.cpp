@@ -159,7 +159,8 @@ int32_t runPerSample(const sn_norm& n) {
   T* invStd = tensor<T>(n, SN_SLOT_INV_STD);
   T* y = tensor<T>(n, SN_SLOT_Y);
   const RunningUpdate none{n.factor, n.varScale, false};
-  if (running) statisticMoments<T>(x, n, false, batchMean, batchVar);  // an extra pass over x (see below)
+  // An extra pass over x (see the end); in scratch(), before any kernel call takes it.
+  if (running && !statisticMoments<T>(x, n, false, batchMean, batchVar)) return snError(SN_ERROR_NO_MEMORY, 0);
   if (grad) {
     for (int64_t a = 0; a < groups; a++) sumGamma[a] = sumBeta[a] = 0;
   }

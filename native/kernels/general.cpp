@@ -128,6 +128,23 @@ void plainStatistic(const T* x, const Shape& sh, int64_t k, bool rms, double& me
   variance = (squares < 0 ? 0 : squares) / count;
 }
 
+// mean and variance of statistic k from its merged moments (rms: its sum of squares); where they
+// are not finite, as js.ts computes them.
+template <typename T>
+void finishStatistic(const T* x, const Shape& sh, int64_t k, bool rms, const Moments& total, double squares,
+                     double& mean, double& variance) {
+  const double count = static_cast<double>(sh.M);
+  if (rms) {
+    if (!__builtin_isfinite(squares)) return plainStatistic(x, sh, k, rms, mean, variance);
+    mean = 0;
+    variance = squares / count;
+    return;
+  }
+  if (!finite(total)) return plainStatistic(x, sh, k, rms, mean, variance);
+  mean = total.mean;
+  variance = total.m2 / count;
+}
+
 // The moments of statistic k (header comment): mean (rms: 0) and biased variance, in double.
 template <typename T>
 void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, bool rms, double& mean,
@@ -153,16 +170,126 @@ void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, boo
       merge(total, shiftedMoments(n, shift, sums.sumU(), sums.sumV()));
     }
   }
-  const double count = static_cast<double>(sh.M);
-  if (rms) {
-    if (!__builtin_isfinite(squares)) return plainStatistic(x, sh, k, rms, mean, variance);
-    mean = 0;
-    variance = squares / count;
-    return;
+  finishStatistic(x, sh, k, rms, total, squares, mean, variance);
+}
+
+// ---- the columns path: short segments (inner < kColumnsMaxInner, GroupNorm channels-last) ----
+// Sample n is a matrix [outer][W = stats * inner] whose column p = s * inner + j belongs to
+// statistic s. A task is a block of `rows` rows of one sample (by the geometry): per-column shifted
+// sums (shift: the column's value in the block's first row) or gradient sums, vectorised across
+// the row; a statistic merges its columns' blocks in (row block, column) order; y and dx go row by
+// row with per-column coefficients.
+
+constexpr int64_t kColumnsMaxInner = 16;
+
+struct Columns {
+  int64_t W, rows, blocks, tasks;
+  explicit Columns(const Shape& sh) : W(sh.stats * sh.inner) {
+    rows = maxOf(16, kGeneralBlock / maxOf(W, 1));
+    blocks = ceilDiv(sh.outer, rows);
+    tasks = sh.samples * blocks;
   }
-  if (!finite(total)) return plainStatistic(x, sh, k, rms, mean, variance);
-  mean = total.mean;
-  variance = total.m2 / count;
+  int64_t sample(int64_t t) const { return t / blocks; }
+  int64_t firstRow(int64_t t) const { return t % blocks * rows; }
+  int64_t endRow(const Shape& sh, int64_t t) const { return minOf(sh.outer, firstRow(t) + rows); }
+  int64_t rowStart(const Shape& sh, int64_t n, int64_t r) const { return (n * sh.outer + r) * W; }
+};
+
+bool useColumns(const Shape& sh) { return sh.inner < kColumnsMaxInner && sh.outer >= 16 && sh.K > 0 && sh.M > 0; }
+
+// Task t's per-column shifted sums, to shift/s1/s2[t * W + p].
+template <typename T>
+void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool rms, double* shift, double* s1,
+                double* s2) {
+  const int64_t n = c.sample(t), r0 = c.firstRow(t), r1 = c.endRow(sh, t), W = c.W;
+  double* sh0 = shift + t * W;
+  const T* first = x + c.rowStart(sh, n, r0);
+  for (int64_t p = 0; p < W; p++) sh0[p] = rms ? 0.0 : shiftOf(static_cast<double>(first[p]));
+  forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble base = loadDoubleLanes(sh0 + p, k);
+    VDouble a1{}, a2{}, b1{}, b2{};
+    const T* at = first + p;
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2, at += 2 * W) {
+      const VDouble d = loadDoubleLanes(at, k) - base, e = loadDoubleLanes(at + W, k) - base;
+      a1 += d;
+      a2 += d * d;
+      b1 += e;
+      b2 += e * e;
+    }
+    if (r < r1) {
+      const VDouble d = loadDoubleLanes(at, k) - base;
+      a1 += d;
+      a2 += d * d;
+    }
+    storeLanesAs(s1 + t * W + p, a1 + b1, k);
+    storeLanesAs(s2 + t * W + p, a2 + b2, k);
+  });
+}
+
+// Every statistic's moments on the columns path; work: 3 * tasks * W doubles.
+template <typename T>
+void columnMoments(const T* x, const Shape& sh, bool rms, double* mean, double* variance, double* work) {
+  const Columns c(sh);
+  double* shift = work;
+  double* s1 = work + c.tasks * c.W;
+  double* s2 = s1 + c.tasks * c.W;
+  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) { columnSums(x, sh, c, t, rms, shift, s1, s2); });
+  const Tasks tasks = statisticTasks(sh, INT64_MAX);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t task) {
+    for (int64_t k = task * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      const int64_t n = k / sh.stats, s = k % sh.stats;
+      Moments total{};
+      double squares = 0;
+      for (int64_t rb = 0; rb < c.blocks; rb++) {
+        const int64_t t = n * c.blocks + rb;
+        const double rows = static_cast<double>(c.endRow(sh, t) - c.firstRow(t));
+        for (int64_t j = 0; j < sh.inner; j++) {
+          const int64_t i = t * c.W + s * sh.inner + j;
+          if (rms) squares += s2[i];
+          else merge(total, shiftedMoments(rows, shift[i], s1[i], s2[i]));
+        }
+      }
+      finishStatistic(x, sh, k, rms, total, squares, mean[k], variance[k]);
+    }
+  });
+}
+
+int64_t columnMomentsWork(const Shape& sh) { return useColumns(sh) ? 3 * Columns(sh).tasks * Columns(sh).W : 0; }
+
+// The γ/β index of column p of statistic k's sample.
+inline int64_t columnAffine(const Shape& sh, int64_t p) {
+  const int64_t s = p / sh.inner, j = p - s * sh.inner;
+  return s % sh.groups * sh.size + (j / sh.run) % sh.size;
+}
+
+// y over task t's rows with per-column coefficients of its sample (mean, scale, shift at [n * W + p]).
+template <typename T, bool Relu>
+void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                 const double* cScale, const double* cShift) {
+  const int64_t n = c.sample(t), W = c.W;
+  const double *m = cMean + n * W, *sc = cScale + n * W, *sf = cShift + n * W;
+  for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
+    const int64_t start = c.rowStart(sh, n, r);
+    const T* xs = x + start;
+    T* ys = y + start;
+    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
+                  loadDoubleLanes(sf + p, k);
+      if (Relu) v = relu(v);
+      storeLanesAs(ys + p, v, k);
+    });
+  }
+}
+
+template <typename T>
+void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* cMean, const double* cScale,
+                    const double* cShift) {
+  const Columns c(sh);
+  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
+    if (relu) columnApply<T, true>(x, y, sh, c, t, cMean, cScale, cShift);
+    else columnApply<T, false>(x, y, sh, c, t, cMean, cScale, cShift);
+  });
 }
 
 // ---- forward: y = (x - mean) * coefficient(γ) + β, coefficient(γ) = γ * q (train: q = invStd)
@@ -236,6 +363,19 @@ void applyAny(const T* x, T* y, const Shape& sh, int64_t k, double mean, double 
   else applyStatistic<T, false, Divide>(x, y, sh, k, mean, q, gamma, beta);
 }
 
+// Every statistic's moments (columns path or statistic by statistic); work: columnMomentsWork.
+template <typename T>
+void momentsAll(const T* x, const Shape& sh, bool rms, double* mean, double* variance, double* work) {
+  if (useColumns(sh)) return columnMoments(x, sh, rms, mean, variance, work);
+  const Blocks blocks(sh);
+  const Tasks tasks = statisticTasks(sh, INT64_MAX);
+  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
+    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
+      statistic(x, sh, blocks, k, rms, mean[k], variance[k]);
+    }
+  });
+}
+
 // ---- phases ----
 
 int32_t noMemory() { return snError(SN_ERROR_NO_MEMORY, 0); }
@@ -243,15 +383,15 @@ int32_t noMemory() { return snError(SN_ERROR_NO_MEMORY, 0); }
 template <typename T>
 int32_t moments(const sn_norm& n) {
   const Shape sh(n);
-  double* m;
-  double* v;
+  double *m, *v, *work;
   if (!carveScratch([&](Carver& s) {
         s.take(m, sh.K);
         s.take(v, sh.K);
+        s.take(work, columnMomentsWork(sh));
       })) {
     return noMemory();
   }
-  statisticMoments<T>(tensorOf<T>(n, SN_SLOT_X), n, (n.flags & SN_FLAG_RMS) != 0, m, v);
+  momentsAll(tensorOf<T>(n, SN_SLOT_X), sh, (n.flags & SN_FLAG_RMS) != 0, m, v, work);
   T* mean = outputOf<T>(n, SN_SLOT_MEAN);
   T* variance = outputOf<T>(n, SN_SLOT_VARIANCE);
   for (int64_t k = 0; k < sh.K; k++) {
@@ -268,11 +408,17 @@ int32_t train(const sn_norm& n) {
   const bool rms = (n.flags & SN_FLAG_RMS) != 0, relu = (n.flags & SN_FLAG_RELU) != 0;
   T* runningMean = outputOf<T>(n, SN_SLOT_RUNNING_MEAN);
   const bool running = runningMean != nullptr && sh.K * sh.M > 0;
-  double *batchMean, *batchVar, *work;
+  const bool columns = useColumns(sh);
+  const int64_t SW = columns ? sh.samples * sh.stats * sh.inner : 0;
+  double *batchMean, *batchVar, *work, *columnWork, *cMean, *cScale, *cShift;
   if (!carveScratch([&](Carver& s) {
         s.take(batchMean, sh.K);
         s.take(batchVar, sh.K);
         s.take(work, running ? 2 * sh.stats : 0);
+        s.take(columnWork, columnMomentsWork(sh));
+        s.take(cMean, SW);
+        s.take(cScale, SW);
+        s.take(cShift, SW);
       })) {
     return noMemory();
   }
@@ -283,6 +429,23 @@ int32_t train(const sn_norm& n) {
   T* mean = outputOf<T>(n, SN_SLOT_MEAN);
   T* invStd = outputOf<T>(n, SN_SLOT_INV_STD);
   const double eps = n.eps;
+  if (columns) {
+    momentsAll(x, sh, rms, batchMean, batchVar, columnWork);
+    const int64_t W = sh.stats * sh.inner;
+    for (int64_t k = 0; k < sh.K; k++) {
+      const double inv = 1 / __builtin_sqrt(batchVar[k] + eps);
+      mean[k] = static_cast<T>(batchMean[k]);
+      invStd[k] = static_cast<T>(inv);
+      const int64_t nn = k / sh.stats, s = k % sh.stats;
+      for (int64_t j = 0; j < sh.inner; j++) {
+        const int64_t p = s * sh.inner + j, a = columnAffine(sh, p), i = nn * W + p;
+        cMean[i] = batchMean[k];
+        cScale[i] = (gamma ? static_cast<double>(gamma[a]) : 1.0) * inv;
+        cShift[i] = beta ? static_cast<double>(beta[a]) : 0.0;
+      }
+    }
+    columnApplyAll(x, y, sh, relu, cMean, cScale, cShift);
+  } else {
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
@@ -296,6 +459,7 @@ int32_t train(const sn_norm& n) {
       if (sh.M > 0) applyAny<false>(x, y, sh, k, mu, inv, gamma, beta, relu);
     }
   });
+  }
   if (!running) return 0;
   return updateFromStatistics<T, double>(n, batchMean, batchVar, work) ? 1 : 0;
 }
@@ -311,6 +475,26 @@ int32_t infer(const sn_norm& n) {
   const T* runningVar = tensorOf<T>(n, SN_SLOT_RUNNING_VAR);
   T* y = outputOf<T>(n, SN_SLOT_Y);
   if (sh.M == 0) return 0;
+  if (useColumns(sh)) {
+    const int64_t W = sh.stats * sh.inner, SW = sh.samples * W;
+    double *cMean, *cScale, *cShift;
+    if (!carveScratch([&](Carver& s) {
+          s.take(cMean, SW);
+          s.take(cScale, SW);
+          s.take(cShift, SW);
+        })) {
+      return noMemory();
+    }
+    for (int64_t i = 0; i < SW; i++) {
+      const int64_t p = i % W, c = p / sh.inner, a = columnAffine(sh, p);
+      const double root = __builtin_sqrt(static_cast<double>(runningVar[c]) + n.eps);
+      cMean[i] = static_cast<double>(runningMean[c]);
+      cScale[i] = (gamma ? static_cast<double>(gamma[a]) : 1.0) / root;
+      cShift[i] = beta ? static_cast<double>(beta[a]) : 0.0;
+    }
+    columnApplyAll(x, y, sh, relu, cMean, cScale, cShift);
+    return 0;
+  }
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
@@ -438,8 +622,131 @@ void backwardStatistic(const T* dy, const T* x, const T* y, const T* gamma, cons
   }
 }
 
+// Columns path of backward: per task and column Σg, Σg x̂, Σh, Σh x̂ (g, x̂, h as backwardStatistic).
+template <typename T, bool Relu>
+void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t,
+                    const double* cMean, const double* cInv, const double* cGamma, double* sums) {
+  const int64_t n = c.sample(t), W = c.W, r0 = c.firstRow(t), r1 = c.endRow(sh, t);
+  const int64_t first = c.rowStart(sh, n, r0);
+  double* out = sums + 4 * t * W;
+  forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble mu = loadDoubleLanes(cMean + n * W + p, k), inv = loadDoubleLanes(cInv + n * W + p, k);
+    const VDouble gm = loadDoubleLanes(cGamma + n * W + p, k);
+    VDouble sg{}, sgx{}, sh_{}, shx{};
+    for (int64_t r = r0, i = first + p; r < r1; r++, i += W) {
+      const VDouble g = gradOf<T, Relu>(dy, y, i, k);
+      const VDouble xh = (loadDoubleLanes(x + i, k) - mu) * inv;
+      const VDouble h = g * gm;
+      sg += g;
+      sgx += g * xh;
+      sh_ += h;
+      shx += h * xh;
+    }
+    storeLanesAs(out + p, sg, k);
+    storeLanesAs(out + W + p, sgx, k);
+    storeLanesAs(out + 2 * W + p, sh_, k);
+    storeLanesAs(out + 3 * W + p, shx, k);
+  });
+}
+
+template <typename T, bool Relu>
+void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t, bool training,
+                const double* cMean, const double* cInv, const double* cGamma, const double* cSumH,
+                const double* cSumHX, const double* cC, T* dx) {
+  const int64_t n = c.sample(t), W = c.W;
+  const VDouble vm = splat<VDouble>(static_cast<double>(sh.M));
+  const double *mu = cMean + n * W, *inv = cInv + n * W, *gm = cGamma + n * W, *sH = cSumH + n * W,
+               *sHX = cSumHX + n * W, *cc = cC + n * W;
+  for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
+    const int64_t start = c.rowStart(sh, n, r);
+    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const VDouble g = gradOf<T, Relu>(dy, y, start + p, k);
+      const VDouble vinv = loadDoubleLanes(inv + p, k);
+      const VDouble xh = (loadDoubleLanes(x + start + p, k) - loadDoubleLanes(mu + p, k)) * vinv;
+      const VDouble h = g * loadDoubleLanes(gm + p, k);
+      const VDouble v = training ? loadDoubleLanes(cc + p, k) *
+                                       ((vm * h - loadDoubleLanes(sH + p, k)) - xh * loadDoubleLanes(sHX + p, k))
+                                 : h * vinv;
+      storeLanesAs(dx + start + p, v, k);
+    });
+  }
+}
+
+template <typename T>
+int32_t columnBackward(const sn_norm& n) {
+  const Shape sh(n);
+  const Columns c(sh);
+  const int64_t affine = sh.affine(), W = c.W, SW = sh.samples * W;
+  double *cMean, *cInv, *cGamma, *cSumH, *cSumHX, *cC, *sums, *sumH, *sumHX, *acc;
+  if (!carveScratch([&](Carver& s) {
+        s.take(cMean, SW);
+        s.take(cInv, SW);
+        s.take(cGamma, SW);
+        s.take(cSumH, SW);
+        s.take(cSumHX, SW);
+        s.take(cC, SW);
+        s.take(sums, 4 * c.tasks * W);
+        s.take(sumH, sh.K);
+        s.take(sumHX, sh.K);
+        s.take(acc, 2 * affine);
+      })) {
+    return noMemory();
+  }
+  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
+  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
+  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  const double m = static_cast<double>(sh.M);
+  for (int64_t i = 0; i < SW; i++) {
+    const int64_t k = i / W * sh.stats + i % W / sh.inner, a = columnAffine(sh, i % W);
+    cMean[i] = rms ? 0.0 : static_cast<double>(mean[k]);
+    cInv[i] = static_cast<double>(invStd[k]);
+    cGamma[i] = gamma ? static_cast<double>(gamma[a]) : 1.0;
+    cC[i] = cInv[i] / m;
+  }
+  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
+    if (y) columnGradSums<T, true>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
+    else columnGradSums<T, false>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
+  });
+  // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
+  for (int64_t k = 0; k < sh.K; k++) sumH[k] = sumHX[k] = 0;
+  for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
+  for (int64_t t = 0; t < c.tasks; t++) {
+    const double* ts = sums + 4 * t * W;
+    const int64_t k0 = c.sample(t) * sh.stats;
+    for (int64_t p = 0; p < W; p++) {
+      const int64_t k = k0 + p / sh.inner, a = columnAffine(sh, p);
+      acc[affine + a] += ts[p];
+      acc[a] += ts[W + p];
+      sumH[k] += ts[2 * W + p];
+      sumHX[k] += ts[3 * W + p];
+    }
+  }
+  for (int64_t i = 0; i < SW; i++) {
+    const int64_t k = i / W * sh.stats + i % W / sh.inner;
+    cSumH[i] = rms ? 0.0 : sumH[k];
+    cSumHX[i] = sumHX[k];
+  }
+  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
+    if (y) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx);
+    else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx);
+  });
+  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
+  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  for (int64_t a = 0; a < affine; a++) {
+    dgamma[a] = static_cast<T>(acc[a]);
+    dbeta[a] = static_cast<T>(acc[affine + a]);
+  }
+  return 0;
+}
+
 template <typename T>
 int32_t backward(const sn_norm& n) {
+  if (useColumns(Shape(n))) return columnBackward<T>(n);
   const Shape sh(n);
   const int64_t affine = sh.affine();
   const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));
@@ -500,15 +807,12 @@ int32_t run(const sn_norm& n) {
 }  // namespace
 
 template <typename T>
-void statisticMoments(const T* x, const sn_norm& n, bool rms, double* mean, double* variance) {
+bool statisticMoments(const T* x, const sn_norm& n, bool rms, double* mean, double* variance) {
   const Shape sh(n);
-  const Blocks blocks(sh);
-  const Tasks tasks = statisticTasks(sh, INT64_MAX);
-  parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
-    for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
-      statistic(x, sh, blocks, k, rms, mean[k], variance[k]);
-    }
-  });
+  double* work;
+  if (!carveScratch([&](Carver& s) { s.take(work, columnMomentsWork(sh)); })) return false;
+  momentsAll(x, sh, rms, mean, variance, work);
+  return true;
 }
 
 template <typename T, typename S>
@@ -529,8 +833,8 @@ bool updateFromStatistics(const sn_norm& n, const S* mean, const S* variance, do
 
 int32_t executeGeneral(const sn_norm& n) { return n.dtype == SN_DTYPE_F32 ? run<float>(n) : run<double>(n); }
 
-template void statisticMoments<float>(const float*, const sn_norm&, bool, double*, double*);
-template void statisticMoments<double>(const double*, const sn_norm&, bool, double*, double*);
+template bool statisticMoments<float>(const float*, const sn_norm&, bool, double*, double*);
+template bool statisticMoments<double>(const double*, const sn_norm&, bool, double*, double*);
 template bool updateFromStatistics<float, float>(const sn_norm&, const float*, const float*, double*);
 template bool updateFromStatistics<float, double>(const sn_norm&, const double*, const double*, double*);
 template bool updateFromStatistics<double, double>(const sn_norm&, const double*, const double*, double*);

@@ -32,9 +32,10 @@ namespace SIMDNORM_ISA {
 int32_t executeGeneral(const sn_norm& n);
 
 // mean and biased variance of every statistic of n's geometry in double (rms: 0 and the mean of
-// square), as the general kernel computes them; mean, variance: samples * stats entries. No scratch.
+// square), as the general kernel computes them; mean, variance: samples * stats entries. Uses the
+// calling thread's scratch(); false (nothing written) when it cannot be had.
 template <typename T>
-void statisticMoments(const T* x, const sn_norm& n, bool rms, double* mean, double* variance);
+bool statisticMoments(const T* x, const sn_norm& n, bool rms, double* mean, double* variance);
 
 // The running update of n (runningMean/runningVar slots) from per-statistic batch means and
 // variances (samples * stats entries each) averaged over samples as js.ts does (in k order, each

@@ -6,6 +6,7 @@
 // 3 threads, data far from zero, constant statistics, NaN/Inf inputs, a failed scratch
 // allocation (nothing written). On x86-64 it runs for AVX2 and then the portable kernels.
 // Last line: "N passed, N failed"; exit code 1 on failure.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -624,6 +625,11 @@ std::vector<Desc> descriptors() {
   v.push_back({"periodic run 1 size 4 inner 12", 2, 3, 3, 12, 3, 4, 1});
   v.push_back({"periodic run 3 size 2 inner 13", 1, 2, 4, 13, 2, 2, 3});
   v.push_back({"rms GroupNorm N.C", 2, 5, 2, 4, 2, 4, 1, SN_FLAG_RMS});
+  // the columns path (short segments, many of them)
+  v.push_back({"rms GroupNorm N.C outer 20", 2, 20, 2, 4, 2, 4, 1, SN_FLAG_RMS});
+  v.push_back({"columns run 3 size 2 inner 6", 2, 17, 3, 6, 3, 2, 3});
+  v.push_back({"columns rms inner 1", 3, 40, 5, 1, 5, 1, 1, SN_FLAG_RMS});
+  v.push_back({"columns LayerNorm-like inner 15", 1, 300, 2, 15, 1, 15, 1});
   return v;
 }
 
@@ -663,9 +669,53 @@ void runChecks() {
   std::printf("largest error / tolerance: float %.3g, double %.3g\n", worstRatio[0], worstRatio[1]);
 }
 
+// Milliseconds of the best of `reps` calls of f.
+template <typename F>
+double bestMs(int reps, F f) {
+  double best = 1e30;
+  for (int i = 0; i < reps; i++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (ms < best) best = ms;
+  }
+  return best;
+}
+
+// --bench: float train / infer / backward of a few family shapes, against a copy of x.
+int bench() {
+  std::printf("simd %s, threads %d\n", simdnorm::simdLevel(), simdnorm::getThreads());
+  for (const Desc& d : {layerNorm(8192, 1024), layerNorm(8192, 1024, true), groupNormFirst(32, 64, 3136, 32),
+                        groupNormLast(32, 64, 3136, 32), instanceFirst(32, 64, 3136), instanceLast(32, 64, 3136),
+                        ghost(32, 8, 64, 3136, false), layerNorm(64, 100000)}) {
+    Tensors<float> t;
+    t.x = randomVector<float>(d.elements(), -1, 1);
+    t.gamma = randomVector<float>(d.affine(), 0.5, 1.5);
+    t.beta = randomVector<float>(d.affine(), -1, 1);
+    t.runningMean = randomVector<float>(d.stats, -0.5, 0.5);
+    t.runningVar = randomVector<float>(d.stats, 0.5, 2);
+    t.dy = randomVector<float>(d.elements(), -1, 1);
+    std::vector<float> copy(d.elements());
+    const double c = bestMs(5, [&] { simdnorm::copyBytes(copy.data(), t.x.data(), d.elements() * 4, 0); });
+    const double tr = bestMs(5, [&] {
+      call<float>(d, SN_PHASE_TRAIN, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_BETA, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR});
+    });
+    const double in = bestMs(5, [&] {
+      call<float>(d, SN_PHASE_INFER, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR, SN_SLOT_GAMMA, SN_SLOT_BETA});
+    });
+    const double bw = bestMs(5, [&] {
+      call<float>(d, SN_PHASE_BACKWARD, t, {SN_SLOT_DY, SN_SLOT_X, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_DX, SN_SLOT_DGAMMA, SN_SLOT_DBETA}, SN_FLAG_TRAINING);
+    });
+    std::printf("%-40s copy %7.2f ms  train %7.2f (%.2fx)  infer %7.2f (%.2fx)  backward %7.2f (%.2fx)\n", d.name.c_str(), c,
+                tr, tr / c, in, in / c, bw, bw / c);
+  }
+  return 0;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
   const std::string dispatched = simdnorm::simdLevel();
   runChecks();
   if (dispatched == "avx2-fma") {
