@@ -176,8 +176,10 @@ function backward(n: Norm, w: Walk): number {
   const m = w.count;
   const grad = (i: number): number => (y && !(y[i] > 0) ? 0 : dy[i]);
   const gammaOf = (a: number): number => (gamma ? gamma[a] : 1);
+  // dgamma, dbeta summed in float64 and rounded once at the end.
   const affine = w.groups * w.size;
-  for (let a = 0; a < affine; a++) dgamma[a] = dbeta[a] = 0;
+  const sumDgamma = new Float64Array(affine);
+  const sumDbeta = new Float64Array(affine);
   for (let k = 0; k < w.samples * w.stats; k++) {
     const mu = rms ? 0 : mean[k];
     const inv = invStd[k];
@@ -191,16 +193,16 @@ function backward(n: Norm, w: Walk): number {
       sumG += g;
       sumGX += g * (x[i] - mu) * inv;
       if (!perStatistic) {
-        dbeta[a] += g;
-        dgamma[a] += g * xhat;
+        sumDbeta[a] += g;
+        sumDgamma[a] += g * xhat;
         sumH += g * gammaOf(a);
         sumHX += g * gammaOf(a) * xhat;
       }
     });
     if (perStatistic) {
       const a = (k % w.stats) % w.groups;
-      dbeta[a] += sumG;
-      dgamma[a] += sumGX;
+      sumDbeta[a] += sumG;
+      sumDgamma[a] += sumGX;
       const gm = gammaOf(a);
       w.each(k, (i) => {
         const xhat = (x[i] - mu) * inv;
@@ -213,6 +215,10 @@ function backward(n: Norm, w: Walk): number {
         dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
       });
     }
+  }
+  for (let a = 0; a < affine; a++) {
+    dgamma[a] = sumDgamma[a];
+    dbeta[a] = sumDbeta[a];
   }
   return 0;
 }

@@ -1,5 +1,7 @@
-// simdnorm kernels: the public C++ API shared by the N-API binding (native/node) and the
-// WASM C ABI (wasm/). Portable C++17; no Node or emscripten include.
+// simdnorm kernels: the geometry of the BatchNorm-shaped kernels and the run-time controls
+// (threads, scratch, ISA, bandwidth probes) shared by the N-API binding (native/node) and the
+// WASM exports (wasm/); the kernels are called through norm.h. Portable C++17; no Node or
+// emscripten include.
 //
 // Every tensor is seen as x[outer][channels][inner] (row-major, contiguous):
 //   channels-first NC..., rank r: outer = N, inner = product of the spatial dims;
@@ -28,55 +30,18 @@ struct Geometry {
   int64_t elements() const { return outer * channels * inner; }
 };
 
-// Per-channel mean and biased variance: mean = sum(x)/M, variance = sum((x-mean)^2)/M.
-// M == 0 gives NaN for both.
-template <typename T>
-void channelMoments(const T* x, Geometry g, T* mean, T* variance);
-
-// The running-statistics update (README "API", updateRunningStats):
+// How a training step folds the batch statistics into the running ones (README "API"):
 //   runningMean = (1 - factor) * runningMean + factor * batchMean
 //   runningVar  = (1 - factor) * runningVar  + factor * batchVar * varScale
-// where factor is the weight of the new batch (1 - momentum, or 1/numBatchesTracked) and
-// varScale is M/(M-1) for the unbiased running variance, else 1. Computed in double.
-// With skipNonFinite, a batch whose mean or variance has a non-finite value in any channel
-// leaves both running arrays untouched. Returns whether the running stats were written.
-template <typename T>
-bool updateRunningStats(T* runningMean, T* runningVar, const T* batchMean, const double* batchVar,
-                        int64_t channels, double factor, double varScale, bool skipNonFinite);
-
+// factor: the weight of the new batch (1 - momentum, or 1/numBatchesTracked); varScale: M/(M-1) for
+// the unbiased running variance, else 1. With skipNonFinite, a batch whose mean or variance has a
+// non-finite value in any channel leaves both running arrays untouched. The kernels themselves
+// (one per phase and ISA) are in phases.h; callers reach them through norm.h's sn_execute.
 struct RunningUpdate {
   double factor;       // weight of the new batch
   double varScale;     // M/(M-1) or 1
   bool skipNonFinite;
 };
-
-// Fused training forward:
-//   mean, var = channel moments of x;  invStd = 1/sqrt(var + eps)
-//   y = (x - mean) * (gamma * invStd) + beta, then max(y, 0) when relu
-// gamma == nullptr means 1, beta == nullptr means 0. y may equal x (in place).
-// When runningMean/runningVar are non-null they are updated as updateRunningStats says,
-// from the double-precision batch variance; the return value is whether they were written
-// (false when they are null). Reads x at most twice and writes y once.
-template <typename T>
-bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
-                  T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update);
-
-// Inference forward: y = (x - runningMean) * (gamma / sqrt(runningVar + eps)) + beta,
-// then relu if asked. One read of x, one write of y; y may equal x.
-template <typename T>
-void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar,
-                  const T* gamma, const T* beta, double eps, bool relu, T* y);
-
-// Backward. With xhat = (x - mean) * invStd and g = dy masked by (y > 0) when y != nullptr
-// (the fused ReLU's forward output):
-//   dbeta = sum(g), dgamma = sum(g * xhat)                       (both modes)
-//   training: dx = gamma * invStd / M * (M * g - dbeta - xhat * dgamma)
-//   eval:     dx = g * gamma * invStd
-// gamma == nullptr means 1. dx may equal dy. One fused reduction pass, one dx pass.
-// M == 0 gives dgamma = dbeta = 0.
-template <typename T>
-void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma,
-              const T* y, bool training, T* dx, T* dgamma, T* dbeta);
 
 // Out of memory: a kernel needs O(channels + tasks) bytes of per-thread scratch memory, grown
 // as needed and kept. When it cannot be allocated the kernel returns before writing anything,

@@ -1,34 +1,9 @@
-// The public API of batchnorm.h: each kernel forwards to simdnorm::avx2 (built with -mavx2 -mfma
-// when SIMDNORM_HAVE_AVX2 is defined) on a CPU with AVX2 and FMA, else to simdnorm::base.
-// Also the bandwidth probes of the benchmarks.
+// Which ISA runs: simdnorm::avx2 (built with -mavx2 -mfma when SIMDNORM_HAVE_AVX2 is defined) on a
+// CPU with AVX2 and FMA, else simdnorm::base (core.cpp's sn_execute asks useAvx2()). Also the SIMD
+// level's name and the bandwidth probes of the benchmarks.
 #include "batchnorm.h"
 #include "parallel.h"
 #include "simd.h"  // the base ISA's helpers, for the probes
-
-// The kernels each ISA namespace defines (stats.cpp, forward.cpp, backward.cpp, running.cpp).
-#define SIMDNORM_DECLARE_KERNELS(isa)                                                           \
-  namespace simdnorm {                                                                          \
-  namespace isa {                                                                               \
-  template <typename T>                                                                         \
-  void channelMoments(const T*, Geometry, T*, T*);                                              \
-  template <typename T>                                                                         \
-  bool updateRunningStats(T*, T*, const T*, const double*, int64_t, double, double, bool);      \
-  template <typename T>                                                                         \
-  bool trainForward(const T*, Geometry, const T*, const T*, double, bool, T*, T*, T*, T*, T*,   \
-                    RunningUpdate);                                                             \
-  template <typename T>                                                                         \
-  void inferForward(const T*, Geometry, const T*, const T*, const T*, const T*, double, bool,   \
-                    T*);                                                                        \
-  template <typename T>                                                                         \
-  void backward(const T*, const T*, Geometry, const T*, const T*, const T*, const T*, bool, T*, \
-                T*, T*);                                                                        \
-  }                                                                                             \
-  }
-
-SIMDNORM_DECLARE_KERNELS(base)
-#ifdef SIMDNORM_HAVE_AVX2
-SIMDNORM_DECLARE_KERNELS(avx2)
-#endif
 
 namespace simdnorm {
 
@@ -50,61 +25,6 @@ bool useAvx2() {
   return false;
 #endif
 }
-
-#ifdef SIMDNORM_HAVE_AVX2
-#define SIMDNORM_DISPATCH(call) \
-  clearScratchFailure();        \
-  return useAvx2() ? avx2::call : base::call
-#else
-#define SIMDNORM_DISPATCH(call) \
-  clearScratchFailure();        \
-  return base::call
-#endif
-
-template <typename T>
-void channelMoments(const T* x, Geometry g, T* mean, T* variance) {
-  SIMDNORM_DISPATCH(channelMoments(x, g, mean, variance));
-}
-
-template <typename T>
-bool updateRunningStats(T* runningMean, T* runningVar, const T* batchMean, const double* batchVar,
-                        int64_t channels, double factor, double varScale, bool skipNonFinite) {
-  SIMDNORM_DISPATCH(updateRunningStats(runningMean, runningVar, batchMean, batchVar, channels,
-                                       factor, varScale, skipNonFinite));
-}
-
-template <typename T>
-bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
-                  T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update) {
-  SIMDNORM_DISPATCH(trainForward(x, g, gamma, beta, eps, relu, y, mean, invStd, runningMean,
-                                 runningVar, update));
-}
-
-template <typename T>
-void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar,
-                  const T* gamma, const T* beta, double eps, bool relu, T* y) {
-  SIMDNORM_DISPATCH(inferForward(x, g, runningMean, runningVar, gamma, beta, eps, relu, y));
-}
-
-template <typename T>
-void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma,
-              const T* y, bool training, T* dx, T* dgamma, T* dbeta) {
-  SIMDNORM_DISPATCH(backward(dy, x, g, mean, invStd, gamma, y, training, dx, dgamma, dbeta));
-}
-
-#define SIMDNORM_INSTANTIATE(T)                                                                \
-  template void channelMoments<T>(const T*, Geometry, T*, T*);                                \
-  template bool updateRunningStats<T>(T*, T*, const T*, const double*, int64_t, double, double, \
-                                      bool);                                                   \
-  template bool trainForward<T>(const T*, Geometry, const T*, const T*, double, bool, T*, T*, T*, \
-                                T*, T*, RunningUpdate);                                        \
-  template void inferForward<T>(const T*, Geometry, const T*, const T*, const T*, const T*,     \
-                                double, bool, T*);                                             \
-  template void backward<T>(const T*, const T*, Geometry, const T*, const T*, const T*, const T*, \
-                            bool, T*, T*, T*);
-SIMDNORM_INSTANTIATE(float)
-SIMDNORM_INSTANTIATE(double)
-#undef SIMDNORM_INSTANTIATE
 
 void usePortableKernels(bool portable) { portableOnly = portable; }
 
