@@ -1,7 +1,6 @@
-// The WASM C ABI over native/kernels (defined in wasm/abi.cpp, exported from the .wasm modules;
-// also linked natively by the sanitizer replay and the fuzzer under test/). Pointers are module
-// addresses of arrays inside live sn_alloc blocks; (o, c, i) is the geometry (outer, channels,
-// inner). Each kernel returns 0, or -(code << 8 | argument) and writes nothing.
+// The WASM C ABI (defined in wasm/abi.cpp, exported from the .wasm modules as
+// native/abi/table.mjs's wasmExports say; also linked natively by the sanitizer replay and the
+// fuzzer under test/). Pointers are module addresses inside live sn_alloc blocks.
 #pragma once
 
 #include <cstdint>
@@ -12,28 +11,13 @@ int32_t sn_free(uintptr_t p);
 int32_t sn_in_block(uintptr_t p, uint32_t bytes, uint32_t align);
 void sn_set_scratch_limit(uint32_t bytes);  // testing only
 
-int32_t sn_moments_f32(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean, uintptr_t var);
-int32_t sn_moments_f64(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean, uintptr_t var);
-int32_t sn_train_f32(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t gamma, uintptr_t beta,
-                     double eps, int32_t relu, uintptr_t y, uintptr_t mean, uintptr_t invStd,
-                     uintptr_t rMean, uintptr_t rVar, double factor, double varScale, int32_t skip);
-int32_t sn_train_f64(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t gamma, uintptr_t beta,
-                     double eps, int32_t relu, uintptr_t y, uintptr_t mean, uintptr_t invStd,
-                     uintptr_t rMean, uintptr_t rVar, double factor, double varScale, int32_t skip);
-int32_t sn_infer_f32(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t rMean, uintptr_t rVar,
-                     uintptr_t gamma, uintptr_t beta, double eps, int32_t relu, uintptr_t y);
-int32_t sn_infer_f64(uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t rMean, uintptr_t rVar,
-                     uintptr_t gamma, uintptr_t beta, double eps, int32_t relu, uintptr_t y);
-int32_t sn_backward_f32(uintptr_t dy, uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean,
-                        uintptr_t invStd, uintptr_t gamma, uintptr_t y, int32_t training,
-                        uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta);
-int32_t sn_backward_f64(uintptr_t dy, uintptr_t x, int32_t o, int32_t c, int32_t i, uintptr_t mean,
-                        uintptr_t invStd, uintptr_t gamma, uintptr_t y, int32_t training,
-                        uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta);
-int32_t sn_update_running_f32(uintptr_t rMean, uintptr_t rVar, uintptr_t bMean, uintptr_t bVar,
-                              int32_t c, double factor, double varScale, int32_t skip);
-int32_t sn_update_running_f64(uintptr_t rMean, uintptr_t rVar, uintptr_t bMean, uintptr_t bVar,
-                              int32_t c, double factor, double varScale, int32_t skip);
+// One normalization call: `scalars` holds SN_SCALAR_COUNT doubles (8-aligned) and `tensors`
+// SN_SLOT_COUNT uintptr_t pointers (uint32 in wasm32; aligned to their size), each table inside
+// one live block. A non-zero pointer must lie in a live block (else tooShort for its slot); its
+// bytes are those to the end of that block. Then sn_prepare + sn_execute (native/kernels/norm.h):
+// returns >= 0, or -(code << 8 | argument) and writes nothing (argument 0 for a table outside
+// every block: badScalar for the scalars, missing for the pointers).
+int32_t sn_run(uintptr_t scalars, uintptr_t tensors);
 
 const char* sn_simd_level();
 int32_t sn_abi_version();

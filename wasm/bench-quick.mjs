@@ -3,10 +3,13 @@
 //   NCHW [32, 64, 56, 56] and NHWC [32, 56, 56, 64], train forward / infer / backward,
 // each as the median of several runs, next to a same-run baseline: one Float32Array.prototype.set
 // copy of the tensor (read 4 + write 4 bytes per element). "copying" = plain JS arrays (copied
-// into module memory and back), "zero-copy" = arrays from backend.memory.alloc.
+// into module memory and back), "zero-copy" = arrays from backend.memory.alloc. Each call is a
+// BatchNorm descriptor (dist/core/descriptor.js) run with backend.run.
 //
 //   npm run build && node wasm/bench-quick.mjs [--reps 9] [--variant simd128|scalar]
 import { loadWasmBackendSync } from '../dist/backends/wasm-node.js';
+import { Phase, Slot } from '../dist/core/abi.js';
+import { makeNorm } from '../dist/core/descriptor.js';
 
 const argv = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -61,18 +64,23 @@ for (const variant of variants) {
       runningMean: new Float32Array(C), runningVar: new Float32Array(C).fill(1),
     });
     const p = params();
+    // BatchNorm's descriptor: samples 1, outer N, stats C, inner spatial, γ/β by channel.
+    const norm = (phase, scalars, tensors) => {
+      const d = makeNorm(phase, tensors.x, { samples: 1, outer: g.outer, stats: C, inner: g.inner },
+        { groups: C, size: 1, run: Math.max(1, g.inner) }, scalars);
+      for (const [slot, a] of Object.entries(tensors)) d.tensors[Slot[slot]] = a;
+      return backend.run(d);
+    };
     const ops = (t) => ({
-      train: () => backend.train({
-        x: t.x, geometry: g, gamma: p.gamma, beta: p.beta, eps: 1e-5, relu: false, y: t.y, mean: p.mean, invStd: p.invStd,
-        running: { runningMean: p.runningMean, runningVar: p.runningVar, factor: 0.1, varScale: 1, skipNonFinite: false },
+      train: () => norm(Phase.train, { eps: 1e-5, factor: 0.1, varScale: 1 }, {
+        x: t.x, gamma: p.gamma, beta: p.beta, y: t.y, mean: p.mean, invStd: p.invStd,
+        runningMean: p.runningMean, runningVar: p.runningVar,
       }),
-      infer: () => backend.infer({
-        x: t.x, geometry: g, runningMean: p.runningMean, runningVar: p.runningVar, gamma: p.gamma, beta: p.beta,
-        eps: 1e-5, relu: false, y: t.y,
+      infer: () => norm(Phase.infer, { eps: 1e-5 }, {
+        x: t.x, runningMean: p.runningMean, runningVar: p.runningVar, gamma: p.gamma, beta: p.beta, y: t.y,
       }),
-      backward: () => backend.backward({
-        dy: t.dy, x: t.x, geometry: g, mean: p.mean, invStd: p.invStd, gamma: p.gamma, y: null, training: true,
-        dx: t.dx, dgamma: p.dgamma, dbeta: p.dbeta,
+      backward: () => norm(Phase.backward, { training: true }, {
+        dy: t.dy, x: t.x, mean: p.mean, invStd: p.invStd, gamma: p.gamma, dx: t.dx, dgamma: p.dgamma, dbeta: p.dbeta,
       }),
     });
     const copying = ops(js);

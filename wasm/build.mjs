@@ -2,7 +2,7 @@
 // Builds the wasm backend's two artifacts from native/kernels through the top-level
 // CMakeLists.txt (emcmake cmake; it includes wasm/wasm.cmake) and checks them:
 //   - the SIMD128 build contains f32x4 instructions and the scalar one no v128 instruction,
-//   - both import only the two functions lib/backends/wasm.ts provides and export the C ABI.
+//   - both import only the two functions lib/backends/wasm/ provides and export the C ABI.
 //
 //   node wasm/build.mjs          build into wasm/bin/ (npm run build:wasm)
 //   node wasm/build.mjs --check  build into a temporary directory and fail when the committed
@@ -20,11 +20,9 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const binDir = join(root, 'wasm', 'bin');
 const ARTIFACTS = { 'simdnorm-simd': 'simd128', 'simdnorm-scalar': 'scalar' };
 const ALLOWED_IMPORTS = new Set(['env.emscripten_notify_memory_growth', 'wasi_snapshot_preview1.proc_exit']);
-const REQUIRED_EXPORTS = [
-  'memory', 'sn_abi_version', 'sn_simd_level', 'sn_alloc', 'sn_free', 'sn_in_block',
-  'sn_train_f32', 'sn_train_f64', 'sn_infer_f32', 'sn_infer_f64', 'sn_backward_f32', 'sn_backward_f64',
-  'sn_moments_f32', 'sn_moments_f64', 'sn_update_running_f32', 'sn_update_running_f64',
-];
+// The C ABI as native/abi/table.mjs states it (wasm/exports.cmake is generated from the same list).
+const { wasmExports } = await import(new URL('../native/abi/table.mjs', import.meta.url).href);
+const REQUIRED_EXPORTS = ['memory', ...wasmExports];
 
 const args = new Set(process.argv.slice(2));
 const mode = args.has('--check') ? 'check' : args.has('--verify') ? 'verify' : 'build';
@@ -76,7 +74,7 @@ function verify(path, variant) {
   const imports = [...headers.matchAll(/<- ([\w.]+)/g)].map((m) => m[1]);
   const exports = new Set([...headers.matchAll(/-> "(\w+)"/g)].map((m) => m[1]));
   const unexpected = imports.filter((i) => !ALLOWED_IMPORTS.has(i));
-  if (unexpected.length) fail(`${path} imports ${unexpected.join(', ')}; lib/backends/wasm.ts provides only ${[...ALLOWED_IMPORTS].join(', ')}`);
+  if (unexpected.length) fail(`${path} imports ${unexpected.join(', ')}; lib/backends/wasm/ provides only ${[...ALLOWED_IMPORTS].join(', ')}`);
   const missing = REQUIRED_EXPORTS.filter((e) => !exports.has(e));
   if (missing.length) fail(`${path} does not export ${missing.join(', ')}`);
   return { f32x4, vector, imports };

@@ -5,7 +5,7 @@
 # __wasm_simd128__, scalar otherwise; the pool runs serially without pthreads).
 #
 # Output: simdnorm-simd.wasm (-msimd128) and simdnorm-scalar.wasm, standalone modules without
-# emscripten JS glue; lib/backends/wasm.ts instantiates them with its own two stub imports.
+# emscripten JS glue; lib/backends/wasm/ instantiates them with its own two stub imports.
 
 set(SIMDNORM_ROOT "${CMAKE_CURRENT_LIST_DIR}/..")
 get_filename_component(SIMDNORM_ROOT "${SIMDNORM_ROOT}" ABSOLUTE)
@@ -21,11 +21,8 @@ set(SIMDNORM_WASM_SOURCES
   "${SIMDNORM_ROOT}/wasm/abi.cpp")
 set_source_files_properties(${SIMDNORM_WASM_ISA_SOURCES} PROPERTIES COMPILE_DEFINITIONS "SIMDNORM_ISA=base")
 
-set(SIMDNORM_WASM_EXPORTS
-  _sn_abi_version _sn_simd_level _sn_alloc _sn_free _sn_in_block _sn_set_scratch_limit
-  _sn_train_f32 _sn_train_f64 _sn_infer_f32 _sn_infer_f64
-  _sn_backward_f32 _sn_backward_f64 _sn_moments_f32 _sn_moments_f64
-  _sn_update_running_f32 _sn_update_running_f64)
+# The export list, generated from native/abi/table.mjs's wasmExports (native/abi/generate.mjs).
+include("${SIMDNORM_ROOT}/wasm/exports.cmake")
 list(JOIN SIMDNORM_WASM_EXPORTS "," SIMDNORM_WASM_EXPORT_LIST)
 
 # Deterministic bytes (CI compares a fresh build with the committed files): fixed flags, no

@@ -5,19 +5,20 @@
  *
  *   facadeBadCalls()   the public functions and the BatchNorm layer (run on every backend by
  *                      test/reliability/bad-inputs.test.ts, sync and async);
- *   abiBadCalls()      the raw WASM C ABI of wasm/abi.cpp (run by bad-inputs.test.ts on both
- *                      wasm variants).
+ *   abiBadCalls()      the raw WASM C ABI of wasm/abi.cpp, sn_run with spoiled scalars and
+ *                      pointer tables (run by bad-inputs.test.ts on both wasm variants).
  *
  * Every façade and binding case expects the typed error README "Errors" promises (TypeError for a wrong type,
  * RangeError for a wrong value) whose message names the argument; every ABI case expects a
- * negative return code naming the argument's position. The runners check on top that nothing
- * was written: every array of the call, bit for bit (and for the ABI, all module memory).
+ * negative return code (a known error code; which one is sn_prepare's business). The runners
+ * check on top that nothing was written: every array of the call, bit for bit (and for the ABI, all module memory).
  * Framework-free: the runners bring the assertions.
  */
 
 export type ErrorClass = typeof TypeError | typeof RangeError;
 export type FloatArray = Float32Array | Float64Array;
 import { randomArray, type FloatCtor } from './bits.js';
+import { Flag, PHASE_NAMES, ROLES, SCALAR_COUNT, SLOT_COUNT, SLOT_NAMES, SLOT_SIZE, Scalar, type PhaseName } from '../../lib/core/abi.js';
 
 export type { FloatCtor };
 export type DType = 'float32' | 'float64';
@@ -744,92 +745,44 @@ export function facadeBadCalls(): FacadeCase[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The raw WASM C ABI (wasm/abi.cpp)
+// The raw WASM C ABI (wasm/abi.cpp): sn_run(scalars, tensors), a descriptor's scalars
+// (native/abi/table.mjs) and its tensor-pointer table, each in a block of module memory
 
-/** SnError of wasm/abi.cpp. */
-export const ABI_ERROR = {
-  nullPointer: 1,
-  negativeDim: 2,
-  tooLarge: 3,
-  outOfBlock: 4,
-  misaligned: 5,
-  badScalar: 6,
-} as const;
+/** The geometry of every valid ABI call: x[samples][outer][stats][inner]. */
+export const ABI_GEOMETRY = { samples: 1, outer: 2, stats: 3, inner: 4 } as const;
 
-export type AbiRole =
-  | 'tensor'
-  | 'channel'
-  | 'optionalTensor'
-  | 'optionalChannel'
-  | 'pairedChannel' // train's runningMean/runningVar: both 0 or both arrays
-  | 'outer'
-  | 'channels'
-  | 'inner'
-  | 'count' // updateRunning's channels
-  | 'eps'
-  | 'flag'
-  | 'factor'
-  | 'varScale';
-
-export interface AbiKernelSpec {
-  /** the export without its type suffix: sn_train -> sn_train_f32 / sn_train_f64 */
-  name: string;
-  args: readonly (readonly [string, AbiRole])[];
+/** A slot's length in the valid call (SLOT_SIZE: 0 elements, 1 statistics, 2 channels, 3 affine). */
+export function abiLength(slot: number): number {
+  const g = ABI_GEOMETRY;
+  return [g.samples * g.outer * g.stats * g.inner, g.samples * g.stats, g.stats, g.stats][SLOT_SIZE[slot]!]!;
 }
 
-export const ABI_SPECS: readonly AbiKernelSpec[] = [
-  {
-    name: 'sn_train',
-    args: [
-      ['x', 'tensor'], ['outer', 'outer'], ['channels', 'channels'], ['inner', 'inner'], ['gamma', 'optionalChannel'],
-      ['beta', 'optionalChannel'], ['eps', 'eps'], ['relu', 'flag'], ['y', 'tensor'], ['mean', 'channel'],
-      ['invStd', 'channel'], ['runningMean', 'pairedChannel'], ['runningVar', 'pairedChannel'], ['factor', 'factor'],
-      ['varScale', 'varScale'], ['skipNonFinite', 'flag'],
-    ],
-  },
-  {
-    name: 'sn_infer',
-    args: [
-      ['x', 'tensor'], ['outer', 'outer'], ['channels', 'channels'], ['inner', 'inner'], ['runningMean', 'channel'],
-      ['runningVar', 'channel'], ['gamma', 'optionalChannel'], ['beta', 'optionalChannel'], ['eps', 'eps'],
-      ['relu', 'flag'], ['y', 'tensor'],
-    ],
-  },
-  {
-    name: 'sn_backward',
-    args: [
-      ['dy', 'tensor'], ['x', 'tensor'], ['outer', 'outer'], ['channels', 'channels'], ['inner', 'inner'],
-      ['mean', 'channel'], ['invStd', 'channel'], ['gamma', 'optionalChannel'], ['y', 'optionalTensor'],
-      ['training', 'flag'], ['dx', 'tensor'], ['dgamma', 'channel'], ['dbeta', 'channel'],
-    ],
-  },
-  {
-    name: 'sn_moments',
-    args: [['x', 'tensor'], ['outer', 'outer'], ['channels', 'channels'], ['inner', 'inner'], ['mean', 'channel'], ['variance', 'channel']],
-  },
-  {
-    name: 'sn_update_running',
-    args: [
-      ['runningMean', 'channel'], ['runningVar', 'channel'], ['batchMean', 'channel'], ['batchVar', 'channel'],
-      ['channels', 'count'], ['factor', 'factor'], ['varScale', 'varScale'], ['skipNonFinite', 'flag'],
-    ],
-  },
-];
-
-export const ABI_OUTER = 2;
-export const ABI_CHANNELS = 3;
-export const ABI_INNER = 4;
-const ABI_ELEMENTS = ABI_OUTER * ABI_CHANNELS * ABI_INNER;
-
-export function abiLength(role: AbiRole): number {
-  return role === 'tensor' || role === 'optionalTensor' ? ABI_ELEMENTS : ABI_CHANNELS;
+/** The valid descriptor of a phase: BatchNorm-shaped (γ/β by statistic), every scalar in range. */
+export function abiValidScalars(phase: number, f64: boolean): number[] {
+  const s = new Array<number>(SCALAR_COUNT).fill(0);
+  const g = ABI_GEOMETRY;
+  s[Scalar.phase] = phase;
+  s[Scalar.dtype] = f64 ? 1 : 0;
+  s[Scalar.samples] = g.samples;
+  s[Scalar.outer] = g.outer;
+  s[Scalar.stats] = g.stats;
+  s[Scalar.inner] = g.inner;
+  s[Scalar.affineGroups] = g.stats;
+  s[Scalar.affineSize] = 1;
+  s[Scalar.affineRun] = g.inner;
+  s[Scalar.flags] = 0;
+  s[Scalar.eps] = 1e-5;
+  s[Scalar.factor] = 0.1;
+  s[Scalar.varScale] = 24 / 23;
+  return s;
 }
 
-export function isAbiArrayRole(role: AbiRole): boolean {
-  return role === 'tensor' || role === 'channel' || role === 'optionalTensor' || role === 'optionalChannel' || role === 'pairedChannel';
+/** Whether the valid call of a phase gives the slot (every slot it uses, optional ones too). */
+export function abiUses(phase: number, slot: number): boolean {
+  return (ROLES[phase]?.[slot] ?? 0) !== 0;
 }
 
-/** The module's allocator and facts a case needs to build its arguments. */
+/** The module's allocator and facts a case needs to build its call. */
 export interface AbiHeap {
   alloc(bytes: number): number;
   free(p: number): void;
@@ -837,105 +790,151 @@ export interface AbiHeap {
   readonly memoryBytes: number;
 }
 
-/** A valid argument for each position, given the array blocks the runner allocated. */
+/** One sn_run call: the scalars and pointers to write, and where to write them / what to pass. */
 export interface AbiCall {
-  args: number[];
-  /** the block (pointer) of each array argument, by position */
-  blocks: (number | undefined)[];
+  scalars: number[];
+  /** module addresses by slot (0: null) */
+  tensors: number[];
+  /** the block of each given slot in the valid call */
+  readonly blocks: readonly number[];
+  /** sn_run's arguments: the scalars' and the table's addresses (the runner's blocks unless spoiled) */
+  scalarsAt: number;
+  tensorsAt: number;
 }
 
 export interface AbiCase {
-  spec: AbiKernelSpec;
-  kernel: string; // sn_train_f32 ...
+  phase: PhaseName;
+  dtype: 'f32' | 'f64';
+  /** what is spoiled: a scalar, a slot or the call */
   argument: string;
-  /** 1-based position the return code must name */
-  position: number;
   what: string;
-  code: number;
   /** turns the valid call into the spoiled one; may allocate (released by the returned function) */
   spoil(call: AbiCall, heap: AbiHeap, elementSize: number): (() => void) | void;
 }
 
-/** Every spoiled C ABI call: each kernel, f32 and f64, each argument, each way. */
+/** The first bit no flag of native/abi/table.mjs uses. */
+const NO_FLAG = 2 * Math.max(...Object.values(Flag));
+const FORWARD = new Set<PhaseName>(['train', 'infer']);
+const RUNNING = new Set<PhaseName>(['train', 'update']);
+const USES_ELEMENTS = new Set<PhaseName>(['moments', 'train', 'infer', 'backward']);
+const USES_AFFINE = new Set<PhaseName>(['train', 'infer', 'backward']);
+
+/**
+ * Every spoiled sn_run call: each phase, f32 and f64, each scalar and each slot, each way; and
+ * the call's own two pointers. Every case must return a negative result (a known error code)
+ * and write nothing; the runners do not check which code (sn_prepare's order is its own).
+ */
 export function abiBadCalls(): AbiCase[] {
   const cases: AbiCase[] = [];
-  for (const spec of ABI_SPECS) {
-    for (const suffix of ['f32', 'f64']) {
-      const kernel = `${spec.name}_${suffix}`;
-      const firstTensor = spec.args.findIndex(([, r]) => r === 'tensor' || r === 'channel') + 1;
-      const outerPosition = spec.args.findIndex(([, r]) => r === 'outer') + 1;
-      spec.args.forEach(([name, role], i) => {
-        const position = i + 1;
-        const add = (what: string, code: number, spoil: AbiCase['spoil'], blamed = position) =>
-          cases.push({ spec, kernel, argument: name, position: blamed, what, code, spoil });
-        const set = (value: number) => (call: AbiCall) => {
-          call.args[i] = value;
-        };
-        if (isAbiArrayRole(role)) {
-          const n = abiLength(role);
-          const optional = role === 'optionalChannel' || role === 'optionalTensor';
-          if (!optional) add('a null pointer', ABI_ERROR.nullPointer, set(0));
-          add('misaligned by one byte', ABI_ERROR.misaligned, (call) => void (call.args[i] += 1));
-          add('misaligned by half an element', ABI_ERROR.misaligned, (call, _h, size) => void (call.args[i] += size / 2));
-          add('one element past its block', ABI_ERROR.outOfBlock, (call, _h, size) => void (call.args[i] += size));
-          add('in a block one element too small', ABI_ERROR.outOfBlock, (call, heap, size) => {
-            const p = heap.alloc((n - 1) * size);
-            call.args[i] = p;
-            return () => heap.free(p);
-          });
-          add('in a freed block', ABI_ERROR.outOfBlock, (call, heap, size) => {
-            const p = heap.alloc(n * size);
-            heap.free(p);
-            call.args[i] = p;
-          });
-          add('into static memory (address 1024)', ABI_ERROR.outOfBlock, set(1024));
-          add('at the end of module memory', ABI_ERROR.outOfBlock, (call, heap) => void (call.args[i] = heap.memoryBytes));
-          add('beyond module memory (2^31)', ABI_ERROR.outOfBlock, set(2 ** 31));
-          add('negative (-8, i.e. 2^32 - 8)', ABI_ERROR.outOfBlock, set(-8));
-          add('just before its block (straddling its start)', ABI_ERROR.outOfBlock, (call, _h, size) => void (call.args[i] -= 2 * size));
-          return;
+  for (const phase of PHASE_NAMES) {
+    const p = PHASE_NAMES.indexOf(phase);
+    for (const dtype of ['f32', 'f64'] as const) {
+      const add = (argument: string, what: string, spoil: AbiCase['spoil']) => cases.push({ phase, dtype, argument, what, spoil });
+      const scalar = (name: keyof typeof Scalar, values: readonly (readonly [string, number])[]) => {
+        for (const [what, v] of values) add(name, what, (call) => void (call.scalars[Scalar[name]] = v));
+      };
+      // Scalars.
+      scalar('phase', [['-1', -1], ['5 (no such phase)', 5], ['0.5', p + 0.5], ['NaN', NaN], ['Infinity', Infinity]]);
+      scalar('dtype', [['2', 2], ['-1', -1], ['0.5', 0.5], ['NaN', NaN]]);
+      const counts = [['-1', -1], ['0.5', 0.5], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity], ['2^53 + 2', 2 ** 53 + 2], ['2^64', 2 ** 64]] as const;
+      for (const name of ['samples', 'outer', 'stats', 'inner', 'affineGroups', 'affineSize', 'affineRun'] as const) {
+        const shapes = name === 'samples' || name === 'stats' || ((name === 'outer' || name === 'inner') && USES_ELEMENTS.has(phase));
+        if (shapes) {
+          scalar(name, counts);
+          // The arrays no longer hold what the geometry says.
+          add(name, 'one more (the arrays are too small)', (call) => void (call.scalars[Scalar[name]] += 1));
+          add(name, '2^31 (the arrays are far too small)', (call) => void (call.scalars[Scalar[name]] = 2 ** 31));
+          add(name, '2^40 (the size overflows wasm32)', (call) => void (call.scalars[Scalar[name]] = 2 ** 40));
+        } else if (name === 'outer' || name === 'inner') {
+          scalar(name, counts); // unused by the phase's tensors, but still a count
+        } else {
+          scalar(name, counts);
+          add(name, '0 (with statistics to index)', (call) => void (call.scalars[Scalar[name]] = 0));
+          if (name !== 'affineRun' && USES_AFFINE.has(phase)) {
+            add(name, 'one more (γ/β are too small)', (call) => void (call.scalars[Scalar[name]] += 1));
+          }
         }
-        switch (role) {
-          case 'outer':
-          case 'channels':
-          case 'inner':
-            add('-1', ABI_ERROR.negativeDim, set(-1));
-            add('-2^31', ABI_ERROR.negativeDim, set(-(2 ** 31)));
-            // 2^31 - 1 times the other dims overflows 32 bits: blamed on the geometry (outer)
-            add('2^31 - 1 (the size overflows)', ABI_ERROR.tooLarge, set(2 ** 31 - 1), outerPosition);
-            add('65536 with another dim at 65536 (the size overflows)', ABI_ERROR.tooLarge, (call) => {
-              call.args[i] = 65536;
-              call.args[role === 'outer' ? outerPosition : outerPosition - 1] = 65536;
-            }, outerPosition);
-            // the arrays no longer hold outer * channels * inner values: the first one is blamed
-            add('one more (the arrays are too small)', ABI_ERROR.outOfBlock, (call) => void (call.args[i] += 1), firstTensor);
-            add('4096 (the arrays are far too small)', ABI_ERROR.outOfBlock, set(4096), firstTensor);
-            break;
-          case 'count':
-            add('-1', ABI_ERROR.negativeDim, set(-1));
-            add('-2^31', ABI_ERROR.negativeDim, set(-(2 ** 31)));
-            add('one more (the arrays are too small)', ABI_ERROR.outOfBlock, (call) => void (call.args[i] += 1), 1);
-            add('2^28', ABI_ERROR.outOfBlock, set(2 ** 28), 1);
-            break;
-          case 'eps':
-            for (const [w, v] of [['0', 0], ['-0', -0], ['negative', -1e-5], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]] as const) {
-              add(w, ABI_ERROR.badScalar, set(v));
-            }
-            break;
-          case 'factor':
-            for (const [w, v] of [['-0.1', -0.1], ['1.1', 1.1], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]] as const) {
-              add(w, ABI_ERROR.badScalar, set(v));
-            }
-            break;
-          case 'varScale':
-            for (const [w, v] of [['-1', -1], ['NaN', NaN], ['-Infinity', -Infinity]] as const) add(w, ABI_ERROR.badScalar, set(v));
-            break;
-          default:
-            break; // flags: every int32 is a valid flag
+      }
+      scalar('flags', [[`${NO_FLAG} (no such flag)`, NO_FLAG], ['-1', -1], ['0.5', 0.5], ['NaN', NaN], ['2^32 + 1', 2 ** 32 + 1]]);
+      if (FORWARD.has(phase)) {
+        scalar('eps', [['0', 0], ['-0', -0], ['negative', -1e-5], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]]);
+      }
+      if (RUNNING.has(phase)) {
+        scalar('factor', [['-0.1', -0.1], ['1.1', 1.1], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]]);
+        scalar('varScale', [['-1', -1], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]]);
+      }
+      // Slots.
+      for (let slot = 0; slot < SLOT_COUNT; slot++) {
+        const name = SLOT_NAMES[slot]!;
+        const role = ROLES[p]![slot]!;
+        const set = (value: number) => (call: AbiCall) => void (call.tensors[slot] = value);
+        if (role === 0) {
+          add(name, 'given though the phase does not use it', (call, heap, size) => {
+            const q = heap.alloc(abiLength(slot) * size);
+            call.tensors[slot] = q;
+            return () => heap.free(q);
+          });
+          add(name, 'a garbage pointer though the phase does not use it', set(1024));
+          continue;
         }
-      });
-      // (train's runningMean/runningVar are 'pairedChannel': one null while the other is given is
-      // the 'a null pointer' case; both null is valid, no running update.)
+        const n = abiLength(slot);
+        if (role === 1 || role === 3 || role === 4) add(name, 'a null pointer', set(0));
+        if (role === 5) add(name, 'null while the other half of the pair is given', set(0));
+        add(name, 'misaligned by one byte', (call) => void (call.tensors[slot] += 1));
+        add(name, 'misaligned by half an element', (call, _h, size) => void (call.tensors[slot] += size / 2));
+        add(name, 'one element past its start (its block is one element short)', (call, _h, size) => void (call.tensors[slot] += size));
+        add(name, 'in a block one element too small', (call, heap, size) => {
+          const q = heap.alloc((n - 1) * size);
+          call.tensors[slot] = q;
+          return () => heap.free(q);
+        });
+        add(name, 'in a freed block', (call, heap, size) => {
+          const q = heap.alloc(n * size);
+          heap.free(q);
+          call.tensors[slot] = q;
+        });
+        add(name, 'into static memory (address 1024)', set(1024));
+        add(name, 'at the end of module memory', (call, heap) => void (call.tensors[slot] = heap.memoryBytes));
+        add(name, 'beyond module memory (2^31)', set(2 ** 31));
+        add(name, 'negative (-8, i.e. 2^32 - 8)', set(2 ** 32 - 8));
+        add(name, 'just before its block (straddling its start)', (call, _h, size) => void (call.tensors[slot] -= 2 * size));
+        if (role === 3 || role === 4 || role === 5) {
+          // An output over another tensor of the call (not an allowed exact alias).
+          for (let other = 0; other < SLOT_COUNT; other++) {
+            if (other === slot || !abiUses(p, other) || abiLength(other) < n) continue;
+            const allowed = (phase === 'train' || phase === 'infer') ? slot === 1 && other === 0 : phase === 'backward' && slot === 3 && other === 2;
+            if (allowed) continue;
+            add(name, `over ${SLOT_NAMES[other]}`, (call) => void (call.tensors[slot] = call.blocks[other]!));
+          }
+        }
+      }
+      // The call's own pointers.
+      const at = (which: 'scalarsAt' | 'tensorsAt', what: string, value: (call: AbiCall, heap: AbiHeap) => number | [number, () => void]) =>
+        add(which === 'scalarsAt' ? 'the scalars' : 'the pointer table', what, (call, heap) => {
+          const v = value(call, heap);
+          if (typeof v === 'number') call[which] = v;
+          else {
+            call[which] = v[0];
+            return v[1];
+          }
+        });
+      for (const which of ['scalarsAt', 'tensorsAt'] as const) {
+        const bytes = which === 'scalarsAt' ? SCALAR_COUNT * 8 : SLOT_COUNT * 4;
+        at(which, '0', () => 0);
+        at(which, 'misaligned', (call) => call[which] + (which === 'scalarsAt' ? 4 : 2));
+        at(which, 'into static memory (address 1024)', () => 1024);
+        at(which, 'at the end of module memory', (_c, heap) => heap.memoryBytes);
+        at(which, 'negative (2^32 - 8)', () => 2 ** 32 - 8);
+        at(which, 'in a freed block', (_c, heap) => {
+          const q = heap.alloc(bytes);
+          heap.free(q);
+          return q;
+        });
+        at(which, 'in a block one entry too small', (call, heap) => {
+          const q = heap.alloc(bytes - 8);
+          return [q, () => heap.free(q)];
+        });
+      }
     }
   }
   return cases;

@@ -1,11 +1,15 @@
-// Replays property cases through the C ABI of wasm/abi.cpp built natively (not with emscripten)
-// together with native/kernels, under AddressSanitizer and UndefinedBehaviorSanitizer
-// (test/sanitize/sanitize.cmake). The cases come from test/sanitize/replay.test.ts: fast-check's
-// generators of test/reliability, with the float64 reference's outputs.
+// Replays property cases through the C ABI of wasm/abi.cpp (sn_run over the descriptor of
+// native/kernels/norm.h) built natively (not with emscripten) together with native/kernels, under
+// AddressSanitizer and UndefinedBehaviorSanitizer (test/sanitize/sanitize.cmake). The cases come
+// from test/sanitize/replay.test.ts: fast-check's generators of test/reliability, with the
+// float64 reference's outputs, each a BatchNorm call with its arrays in the order below (kSlots),
+// turned here into a BatchNorm descriptor (samples 1, outer N, stats C, inner spatial, γ/β by
+// channel) whose scalars and pointer table live in blocks of their own.
 //
 //   simdnorm_abi_replay <cases.bin>        (SIMDNORM_REPLAY_TRACE=1: each case's label on stderr)
 //
-// Every array gets a block of its exact size from sn_alloc (so ASan sees one element too far),
+// Every array gets a block of its exact size from sn_alloc (so ASan sees one element too far, and
+// sn_run's bytes to the end of the block are the array's bytes),
 // the kernel's return code must be the expected one, and every output must be within
 // lib/compare.ts's tolerance of the reference (same NaN/Inf pattern). Last line:
 // "replayed N cases (E elements compared), F failures"; exit code 1 on any failure.
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "abi.h"
+#include "abi_table.h"
 
 namespace {
 
@@ -158,27 +163,51 @@ std::vector<double> readBack(uintptr_t block, uint32_t length) {
   return std::vector<double>(p, p + length);
 }
 
-uintptr_t ptr(const Case& c, size_t i) { return c.arrays[i].present ? c.arrays[i].data : 0; }
+uintptr_t ptr(const Case& c, size_t i) { return i < c.arrays.size() && c.arrays[i].present ? c.arrays[i].data : 0; }
 
-template <bool F64>
+// The slot of each array of a case, by op, in the case file's order.
+const std::vector<int> kSlots[] = {
+    /* train */ {SN_SLOT_X, SN_SLOT_GAMMA, SN_SLOT_BETA, SN_SLOT_Y, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_RUNNING_MEAN,
+                 SN_SLOT_RUNNING_VAR},
+    /* infer */ {SN_SLOT_X, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR, SN_SLOT_GAMMA, SN_SLOT_BETA, SN_SLOT_Y},
+    /* backward */ {SN_SLOT_DY, SN_SLOT_X, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_Y, SN_SLOT_DX,
+                    SN_SLOT_DGAMMA, SN_SLOT_DBETA},
+    /* moments */ {SN_SLOT_X, SN_SLOT_MEAN, SN_SLOT_VARIANCE},
+    /* update */ {SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR, SN_SLOT_MEAN, SN_SLOT_VARIANCE},
+};
+const int kPhases[] = {SN_PHASE_TRAIN, SN_PHASE_INFER, SN_PHASE_BACKWARD, SN_PHASE_MOMENTS, SN_PHASE_UPDATE};
+
+// The case as one sn_run: its descriptor's scalars and pointer table, each in a block of its own.
 int32_t call(const Case& c) {
-  const int32_t o = c.outer, ch = c.channels, in = c.inner;
-  switch (c.op) {
-    case kTrain:
-      return (F64 ? sn_train_f64 : sn_train_f32)(ptr(c, 0), o, ch, in, ptr(c, 1), ptr(c, 2), c.eps, c.relu, ptr(c, 3),
-                                                 ptr(c, 4), ptr(c, 5), ptr(c, 6), ptr(c, 7), c.factor, c.varScale, c.skip);
-    case kInfer:
-      return (F64 ? sn_infer_f64 : sn_infer_f32)(ptr(c, 0), o, ch, in, ptr(c, 1), ptr(c, 2), ptr(c, 3), ptr(c, 4), c.eps,
-                                                 c.relu, ptr(c, 5));
-    case kBackward:
-      return (F64 ? sn_backward_f64 : sn_backward_f32)(ptr(c, 0), ptr(c, 1), o, ch, in, ptr(c, 2), ptr(c, 3), ptr(c, 4),
-                                                       ptr(c, 5), c.training, ptr(c, 6), ptr(c, 7), ptr(c, 8));
-    case kMoments:
-      return (F64 ? sn_moments_f64 : sn_moments_f32)(ptr(c, 0), o, ch, in, ptr(c, 1), ptr(c, 2));
-    default:
-      return (F64 ? sn_update_running_f64 : sn_update_running_f32)(ptr(c, 0), ptr(c, 1), ptr(c, 2), ptr(c, 3), ch,
-                                                                   c.factor, c.varScale, c.skip);
-  }
+  if (c.op > kUpdate) return -1;
+  const uintptr_t scalarBlock = sn_alloc(SN_SCALAR_COUNT * sizeof(double));
+  const uintptr_t tableBlock = sn_alloc(SN_SLOT_COUNT * sizeof(uintptr_t));
+  if (scalarBlock == 0 || tableBlock == 0) return -1;
+  double* s = reinterpret_cast<double*>(scalarBlock);
+  uintptr_t* table = reinterpret_cast<uintptr_t*>(tableBlock);
+  const bool backward = c.op == kBackward;
+  s[SN_SCALAR_PHASE] = kPhases[c.op];
+  s[SN_SCALAR_DTYPE] = c.size == 8 ? SN_DTYPE_F64 : SN_DTYPE_F32;
+  s[SN_SCALAR_SAMPLES] = 1;
+  s[SN_SCALAR_OUTER] = c.outer;
+  s[SN_SCALAR_STATS] = c.channels;
+  s[SN_SCALAR_INNER] = c.inner;
+  s[SN_SCALAR_AFFINE_GROUPS] = c.channels;
+  s[SN_SCALAR_AFFINE_SIZE] = 1;
+  s[SN_SCALAR_AFFINE_RUN] = c.inner > 0 ? c.inner : 1;
+  // Backward masks dy by y > 0 exactly when y is given (the fused ReLU's forward output).
+  const bool relu = backward ? ptr(c, 5) != 0 : c.relu != 0;
+  s[SN_SCALAR_FLAGS] = (relu ? SN_FLAG_RELU : 0) | (backward && c.training ? SN_FLAG_TRAINING : 0) |
+                       (c.skip ? SN_FLAG_SKIP_NON_FINITE : 0);
+  s[SN_SCALAR_EPS] = c.eps;
+  s[SN_SCALAR_FACTOR] = c.factor;
+  s[SN_SCALAR_VAR_SCALE] = c.varScale;
+  for (int slot = 0; slot < SN_SLOT_COUNT; slot++) table[slot] = 0;
+  const std::vector<int>& slots = kSlots[c.op];
+  for (size_t i = 0; i < slots.size(); i++) table[slots[i]] = ptr(c, i);
+  const int32_t rc = sn_run(scalarBlock, tableBlock);
+  if (sn_free(tableBlock) != 0 || sn_free(scalarBlock) != 0) return -1;
+  return rc;
 }
 
 // Runs one case; returns the failure text or "". Counts the compared elements.
@@ -204,7 +233,7 @@ std::string run(Case& c, size_t& compared, bool atEnd) {
     if (element == 8) fill<double>(a.data, a.initial);
     else fill<float>(a.data, a.initial);
   }
-  int32_t rc = element == 8 ? call<true>(c) : call<false>(c);
+  int32_t rc = call(c);
   std::string failure;
   if (rc != c.expectedRc) {
     failure = "returned " + std::to_string(rc) + ", expected " + std::to_string(c.expectedRc);

@@ -2,7 +2,7 @@
  * The property cases under AddressSanitizer and UBSan: fast-check's generators of
  * test/reliability (random shapes, layouts, dtypes, options; ordinary data and data with NaN,
  * ±Inf, denormals, huge and tiny values) are written to a case file with the float64
- * reference's outputs, and replayed through the C ABI of wasm/abi.cpp built natively with the
+ * reference's outputs, and replayed through the C ABI of wasm/abi.cpp (sn_run) built natively with the
  * kernels under both sanitizers (test/sanitize/abi_replay.cpp; one build with run-time
  * dispatch, one with the portable kernels only). Every case must return the expected code and
  * give the reference's outputs within lib/compare.ts's tolerance (the same NaN/Inf pattern);
@@ -56,7 +56,7 @@ interface AbiArray {
 
 const OPS = { train: 0, infer: 1, backward: 2, moments: 3, update: 4 } as const;
 
-/** One case in the C ABI's argument order, with the reference's outputs. */
+/** One case: its arrays in abi_replay.cpp's order (kSlots: the old per-op argument order), with the reference's outputs. */
 function encode(w: Writer, c: SpecialCase, inPlace: boolean): void {
   const data = specialData(c);
   const run = runSpecial('js', c); // .expected: the float64 reference on the same values

@@ -1,12 +1,13 @@
 /**
  * The committed artifacts: the SIMD128 one really contains SIMD instructions (wabt's
  * wasm-objdump, as wasm/build.mjs checks at build time), the scalar one none, and each imports
- * only what lib/backends/wasm.ts provides.
+ * only what lib/backends/wasm/ provides and exports native/abi/table.mjs's wasmExports.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { wasmImports } from '../../lib/backends/wasm.js';
+import { WASM_EXPORTS } from '../../lib/core/abi.js';
 import { wasmPath } from '../../lib/backends/wasm-node.js';
 
 function hasObjdump(): boolean {
@@ -64,7 +65,9 @@ describe('committed wasm artifacts', () => {
       }
       const exports = WebAssembly.Module.exports(module).map((e) => e.name);
       expect(exports).toContain('memory');
-      expect(exports).toContain('sn_train_f32');
+      for (const name of WASM_EXPORTS) expect(exports, `${variant} exports ${name}`).toContain(name);
+      // The C ABI is sn_run alone: no per-op export is left.
+      expect(exports.filter((e) => e.startsWith('sn_') && !WASM_EXPORTS.includes(e))).toEqual([]);
     }
   });
 });

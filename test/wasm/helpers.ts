@@ -1,6 +1,12 @@
-/** Shared by the wasm tests: random tensors, argument builders and float64-reference checks. */
+/**
+ * Shared by the wasm tests: random tensors, argument builders, float64-reference checks, and
+ * `ops(backend)`: the BatchNorm calls of lib/reference.ts (the same argument objects) as
+ * descriptors run through Backend.run, so the backend is tested below the façade.
+ */
 import type { Backend, FloatArray, Geometry } from '../../lib/backend.js';
-import * as reference from '../../lib/reference.js';
+import { Phase, Slot } from '../../lib/core/abi.js';
+import { makeNorm, type Norm, type PhaseCode } from '../../lib/core/descriptor.js';
+import type { BackwardArgs, InferArgs, MomentsArgs, TrainArgs, UpdateRunningArgs } from '../../lib/reference.js';
 
 export type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 
@@ -51,8 +57,65 @@ export interface TrainCase {
   running: boolean;
 }
 
+/** BatchNorm's descriptor: samples 1, outer N, stats C, inner spatial; γ/β by channel (run >= 1: sn_prepare wants it). */
+export function batchNormNorm(phase: PhaseCode, x: FloatArray, g: Geometry, s: Parameters<typeof makeNorm>[4] = {}): Norm {
+  return makeNorm(phase, x, { samples: 1, outer: g.outer, stats: g.channels, inner: g.inner }, { groups: g.channels, size: 1, run: Math.max(1, g.inner) }, s);
+}
+
+/** The old per-op calls (lib/reference.ts's argument objects) as descriptors through backend.run. */
+export interface Ops {
+  train(a: TrainArgs): boolean;
+  infer(a: InferArgs): void;
+  backward(a: BackwardArgs): void;
+  moments(a: MomentsArgs): void;
+  updateRunningStats(a: UpdateRunningArgs): boolean;
+}
+
+export function ops(backend: Backend): Ops {
+  return {
+    train(a) {
+      const r = a.running;
+      const n = batchNormNorm(Phase.train, a.x, a.geometry, {
+        eps: a.eps, relu: a.relu, factor: r?.factor ?? 0, varScale: r?.varScale ?? 1, skipNonFinite: r?.skipNonFinite ?? false,
+      });
+      const t = n.tensors;
+      t[Slot.x] = a.x; t[Slot.gamma] = a.gamma; t[Slot.beta] = a.beta; t[Slot.y] = a.y; t[Slot.mean] = a.mean; t[Slot.invStd] = a.invStd;
+      t[Slot.runningMean] = r?.runningMean ?? null; t[Slot.runningVar] = r?.runningVar ?? null;
+      return backend.run(n) === 1;
+    },
+    infer(a) {
+      const n = batchNormNorm(Phase.infer, a.x, a.geometry, { eps: a.eps, relu: a.relu });
+      const t = n.tensors;
+      t[Slot.x] = a.x; t[Slot.runningMean] = a.runningMean; t[Slot.runningVar] = a.runningVar;
+      t[Slot.gamma] = a.gamma; t[Slot.beta] = a.beta; t[Slot.y] = a.y;
+      backend.run(n);
+    },
+    backward(a) {
+      const n = batchNormNorm(Phase.backward, a.x, a.geometry, { relu: a.y !== null, training: a.training });
+      const t = n.tensors;
+      t[Slot.dy] = a.dy; t[Slot.x] = a.x; t[Slot.mean] = a.mean; t[Slot.invStd] = a.invStd; t[Slot.gamma] = a.gamma;
+      t[Slot.y] = a.y; t[Slot.dx] = a.dx; t[Slot.dgamma] = a.dgamma; t[Slot.dbeta] = a.dbeta;
+      backend.run(n);
+    },
+    moments(a) {
+      const n = batchNormNorm(Phase.moments, a.x, a.geometry);
+      n.tensors[Slot.x] = a.x; n.tensors[Slot.mean] = a.mean; n.tensors[Slot.variance] = a.variance;
+      backend.run(n);
+    },
+    updateRunningStats(a) {
+      const C = a.runningMean.length;
+      const n = batchNormNorm(Phase.update, a.runningMean, { outer: 1, channels: C, inner: 1 }, {
+        factor: a.factor, varScale: a.varScale, skipNonFinite: a.skipNonFinite,
+      });
+      const t = n.tensors;
+      t[Slot.runningMean] = a.runningMean; t[Slot.runningVar] = a.runningVar; t[Slot.mean] = a.batchMean; t[Slot.variance] = a.batchVar;
+      return backend.run(n) === 1;
+    },
+  };
+}
+
 /** Runs train, infer and backward of one case on a backend; returns every output by name. */
-export function runAll(backend: Backend, c: TrainCase, seed: number): Record<string, FloatArray> {
+export function runAll(target: Backend, c: TrainCase, seed: number): Record<string, FloatArray> {
   const rand = random(seed);
   const n = elements(c.g);
   const C = c.g.channels;
@@ -65,6 +128,7 @@ export function runAll(backend: Backend, c: TrainCase, seed: number): Record<str
   const mean = new c.type(C);
   const invStd = new c.type(C);
   const M = c.g.outer * c.g.inner;
+  const backend = ops(target);
   backend.train({
     x, geometry: c.g, gamma, beta, eps: 1e-5, relu: c.relu, y, mean, invStd,
     running: c.running ? { runningMean, runningVar, factor: 0.1, varScale: M / (M - 1), skipNonFinite: false } : null,

@@ -1,7 +1,7 @@
 /**
  * Out of memory in the wasm backend: a kernel's scratch request that the module cannot serve
- * returns the C ABI's kNoMemory before anything is written, and the backend throws a RangeError
- * naming the call, with the caller's outputs (copied or zero-copy) and running statistics as they
+ * makes sn_run return noMemory before anything is written, and Backend.run throws abiError's
+ * RangeError naming the phase, with the caller's outputs (copied or zero-copy) and running statistics as they
  * were. Module memory cannot be made to run out from a test, so the ABI's testing hook
  * sn_set_scratch_limit makes every scratch request above a size fail, as the native addon's
  * setScratchLimit does (test/native/out-of-memory.test.ts).
@@ -10,13 +10,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Backend, FloatArray } from '../../lib/backend.js';
 import type { WasmBackend, WasmVariant } from '../../lib/backends/wasm.js';
 import { loadWasmBackendSync } from '../../lib/backends/wasm-node.js';
-import { random, randomArray } from './helpers.js';
+import { ops, random, randomArray } from './helpers.js';
 
 const variants: WasmVariant[] = ['simd128', 'scalar'];
 
 /** The raw export behind the hook (the backend keeps its exports private). */
 function setScratchLimit(backend: WasmBackend, bytes: number): void {
-  const abi = (backend as unknown as { abi: { sn_set_scratch_limit?(bytes: number): void } }).abi;
+  const abi = backend.abi.exports;
   if (!abi.sn_set_scratch_limit) throw new Error('the wasm module does not export sn_set_scratch_limit');
   abi.sn_set_scratch_limit(bytes);
 }
@@ -27,6 +27,8 @@ type Make = (n: number) => () => FloatArray;
 
 interface Call {
   name: string;
+  /** the phase abiError names */
+  phase: string;
   outputs: (() => FloatArray)[];
   run: (b: Backend) => unknown;
 }
@@ -56,27 +58,31 @@ function calls(make: Make, rand: () => number): Call[] {
   return [
     {
       name: 'train',
+      phase: 'train',
       outputs: [y, meanOut, invStdOut, runningMean, runningVar],
-      run: (b) => b.train({ x: x(), geometry, gamma: gamma(), beta: beta(), eps: 1e-5, relu: true, y: y(), mean: meanOut(),
+      run: (b) => ops(b).train({ x: x(), geometry, gamma: gamma(), beta: beta(), eps: 1e-5, relu: true, y: y(), mean: meanOut(),
         invStd: invStdOut(), running: { runningMean: runningMean(), runningVar: runningVar(), factor: 0.1, varScale: 1,
           skipNonFinite: false } }),
     },
     {
       name: 'infer',
+      phase: 'infer',
       outputs: [y],
-      run: (b) => b.infer({ x: x(), geometry, runningMean: runningMean(), runningVar: runningVar(), gamma: gamma(),
+      run: (b) => ops(b).infer({ x: x(), geometry, runningMean: runningMean(), runningVar: runningVar(), gamma: gamma(),
         beta: beta(), eps: 1e-5, relu: false, y: y() }),
     },
     {
       name: 'backward',
+      phase: 'backward',
       outputs: [dx, dgamma, dbeta],
-      run: (b) => b.backward({ dy: dy(), x: x(), geometry, mean: mean(), invStd: invStd(), gamma: gamma(), y: null,
+      run: (b) => ops(b).backward({ dy: dy(), x: x(), geometry, mean: mean(), invStd: invStd(), gamma: gamma(), y: null,
         training: true, dx: dx(), dgamma: dgamma(), dbeta: dbeta() }),
     },
     {
       name: 'moments',
+      phase: 'moments',
       outputs: [meanOut, varianceOut],
-      run: (b) => b.moments({ x: x(), geometry, mean: meanOut(), variance: varianceOut() }),
+      run: (b) => ops(b).moments({ x: x(), geometry, mean: meanOut(), variance: varianceOut() }),
     },
   ];
 }
@@ -96,12 +102,12 @@ describe.each(variants)('out of memory (%s)', (variant) => {
     }],
   ];
   for (const [label, make] of makers) {
-    it(`every kernel throws a RangeError naming the call and writes nothing (${label}); the next call works`, () => {
+    it(`every phase throws a RangeError naming the call and writes nothing (${label}); the next call works`, () => {
       for (const call of calls(make, random(11))) {
         const before = call.outputs.map((a) => Array.from(a()));
         setScratchLimit(backend, 1);
         expect(() => call.run(backend), call.name).toThrow(
-          new RangeError(`simdnorm wasm ${call.name}: the call was refused: module memory is exhausted (nothing was written)`),
+          new RangeError(`${call.phase}: out of memory: the kernels' scratch memory could not be allocated; nothing was written`),
         );
         setScratchLimit(backend, 0);
         call.outputs.forEach((a, i) => expect(Array.from(a()), `${call.name}: output ${i} was written`).toEqual(before[i]));

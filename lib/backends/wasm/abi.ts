@@ -1,0 +1,114 @@
+/**
+ * The wasm module's C ABI (wasm/abi.cpp): its raw exports, the imports it needs, and the one
+ * call, sn_run, with the descriptor's scalars and tensor-pointer table written into a block
+ * reserved for them. The export list is native/abi/table.mjs's wasmExports (lib/core/abi.ts's
+ * WASM_EXPORTS); the module's ABI version must be ABI_VERSION.
+ */
+import { ABI_VERSION, SCALAR_COUNT, SLOT_COUNT } from '../../core/abi.js';
+import { typedArrayBuffer, typedArraySet } from '../../intrinsics.js';
+
+export type WasmVariant = 'simd128' | 'scalar';
+
+/** The artifact of each variant, in wasm/bin/ of the package. */
+export const WASM_FILES: Readonly<Record<WasmVariant, string>> = Object.freeze({
+  simd128: 'simdnorm-simd.wasm',
+  scalar: 'simdnorm-scalar.wasm',
+});
+
+/** A byte address in module memory. */
+export type Ptr = number;
+
+export interface AbiExports {
+  readonly memory: WebAssembly.Memory;
+  _initialize?(): void;
+  sn_abi_version(): number;
+  sn_simd_level(): Ptr;
+  sn_alloc(bytes: number): Ptr;
+  sn_free(p: Ptr): number;
+  sn_in_block(p: Ptr, bytes: number, align: number): number;
+  /** testing only: kernel scratch requests above `bytes` fail (0: no limit) */
+  sn_set_scratch_limit?(bytes: number): void;
+  /** scalars: SCALAR_COUNT float64s; tensors: SLOT_COUNT uint32 pointers; >= 0 or -(code << 8 | argument) */
+  sn_run(scalars: Ptr, tensors: Ptr): number;
+}
+
+/**
+ * The imports the standalone module may ask for: emscripten's growth notification (a no-op:
+ * views are re-created by comparing buffers) and WASI's proc_exit, reached only by abort().
+ * wasm/build.mjs refuses to commit an artifact that imports anything else.
+ */
+export function wasmImports(): WebAssembly.Imports {
+  return {
+    env: { emscripten_notify_memory_growth: () => {} },
+    wasi_snapshot_preview1: {
+      proc_exit: (code: number) => {
+        throw new WebAssembly.RuntimeError(`simdnorm wasm: the module aborted (exit code ${code})`);
+      },
+    },
+  };
+}
+
+const SCALAR_BYTES = SCALAR_COUNT * 8;
+const CALL_BYTES = SCALAR_BYTES + SLOT_COUNT * 4;
+
+/** One instance's exports, checked, with the block the sn_run calls' descriptor is written to. */
+export class WasmAbi {
+  readonly exports: AbiExports;
+  /** "simd128" or "scalar" */
+  readonly simdLevel: string;
+  private readonly callBlock: Ptr;
+  private heap64 = new Float64Array(0);
+  private heapU32 = new Uint32Array(0);
+
+  constructor(instance: WebAssembly.Instance, file: string) {
+    const exports = instance.exports as unknown as AbiExports;
+    if (typeof exports.sn_abi_version !== 'function' || exports.sn_abi_version() !== ABI_VERSION || typeof exports.sn_run !== 'function') {
+      throw new Error(`simdnorm wasm: ${file} does not have C ABI version ${ABI_VERSION}; rebuild with npm run build:wasm`);
+    }
+    this.exports = exports;
+    exports._initialize?.();
+    this.simdLevel = this.readCString(exports.sn_simd_level());
+    // Never freed: the instance lives as long as its backend.
+    this.callBlock = exports.sn_alloc(CALL_BYTES) >>> 0;
+    if (this.callBlock === 0) throw new Error('simdnorm wasm: cannot allocate the call block');
+  }
+
+  get buffer(): ArrayBuffer {
+    return this.exports.memory.buffer;
+  }
+
+  alloc(bytes: number): Ptr {
+    return this.exports.sn_alloc(bytes) >>> 0;
+  }
+
+  free(p: Ptr): void {
+    this.exports.sn_free(p);
+  }
+
+  /** Whether [p, p + bytes) lies inside one live block, aligned to align (1, 4 or 8). */
+  inBlock(p: Ptr, bytes: number, align: number): boolean {
+    return this.exports.sn_in_block(p, bytes, align) === 1;
+  }
+
+  /**
+   * sn_run with `scalars` (a descriptor's, SCALAR_COUNT float64s) and `pointers` (SLOT_COUNT
+   * module addresses, 0 for null); returns its result.
+   */
+  run(scalars: Float64Array, pointers: Uint32Array): number {
+    const buffer = this.exports.memory.buffer;
+    if (typedArrayBuffer(this.heap64) !== buffer) {
+      this.heap64 = new Float64Array(buffer);
+      this.heapU32 = new Uint32Array(buffer);
+    }
+    typedArraySet(this.heap64, scalars, this.callBlock / 8);
+    typedArraySet(this.heapU32, pointers, (this.callBlock + SCALAR_BYTES) / 4);
+    return this.exports.sn_run(this.callBlock, this.callBlock + SCALAR_BYTES);
+  }
+
+  private readCString(p: Ptr): string {
+    const bytes = new Uint8Array(this.exports.memory.buffer, p >>> 0);
+    let end = 0;
+    while (end < 64 && bytes[end] !== 0) end++;
+    return String.fromCharCode(...bytes.subarray(0, end));
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Loading: the variant (SIMD128 where the engine validates it, else scalar), instantiation, and
+ * the browser provider (fetch + instantiateStreaming, the .wasm found next to the package by
+ * URL). lib/backends/wasm-node.ts is the Node provider (fs, synchronous).
+ */
+import type { Backend, BackendProvider } from '../../backend.js';
+import { WASM_FILES, wasmImports, type WasmVariant } from './abi.js';
+import { WasmBackend } from './backend.js';
+import { adoptWasmBackend, loadedWasmBackend } from './memory.js';
+
+// (module (func (result v128) i32.const 0 i8x16.splat i8x16.popcnt)): popcnt came late into
+// the SIMD proposal, so engines that only had a pre-standard SIMD reject it too.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15,
+  253, 98, 11,
+]);
+
+/** Whether this engine runs WebAssembly SIMD128 (validates a tiny module using it). */
+export function simdSupported(): boolean {
+  try {
+    return WebAssembly.validate(SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/** The variant this engine should load: SIMD128 where it validates, else scalar. */
+export function pickVariant(): WasmVariant {
+  return simdSupported() ? 'simd128' : 'scalar';
+}
+
+/** Instantiates a compiled module of the given variant into a new backend. */
+export function instantiateWasmBackend(module: WebAssembly.Module, variant: WasmVariant): WasmBackend {
+  return new WasmBackend(new WebAssembly.Instance(module, wasmImports()), variant);
+}
+
+type LocationResolver = (file: string, variant: WasmVariant) => string | URL;
+let location: LocationResolver | null = null;
+
+/**
+ * Where the browser provider fetches the .wasm files from: a directory URL (relative URLs are
+ * resolved against the page) holding simdnorm-simd.wasm and simdnorm-scalar.wasm, or a function
+ * from file name and variant to URL; null restores the default (wasm/bin/ of the package,
+ * found with `new URL(..., import.meta.url)`, which bundlers such as Vite rewrite). Call it
+ * before `ready()`.
+ */
+export function setWasmLocation(where: string | URL | LocationResolver | null): void {
+  if (where === null || typeof where === 'function') {
+    location = where;
+    return;
+  }
+  const base = String(where).endsWith('/') ? String(where) : `${String(where)}/`;
+  location = (file) => new URL(file, new URL(base, pageUrl()));
+}
+
+function pageUrl(): string {
+  const here = (globalThis as { location?: { href?: string } }).location?.href;
+  return here ?? import.meta.url;
+}
+
+/**
+ * The default URL of each variant (from lib/backends/wasm/ or dist/backends/wasm/); string
+ * literals so that bundlers see and emit both files.
+ */
+function defaultUrl(variant: WasmVariant): URL {
+  return variant === 'simd128'
+    ? new URL('../../../wasm/bin/simdnorm-simd.wasm', import.meta.url)
+    : new URL('../../../wasm/bin/simdnorm-scalar.wasm', import.meta.url);
+}
+
+/** The URL the browser provider loads the given variant from. */
+export function wasmUrl(variant: WasmVariant): URL {
+  if (!location) return defaultUrl(variant);
+  return new URL(String(location(WASM_FILES[variant], variant)), pageUrl());
+}
+
+/** Fetches, compiles and instantiates a variant; a new backend each time. */
+export async function fetchWasmBackend(variant: WasmVariant = pickVariant()): Promise<WasmBackend> {
+  const url = wasmUrl(variant);
+  const response = await fetch(url);
+  if (!response.ok) {
+    throw new Error(`simdnorm wasm: fetching ${url.href} failed: HTTP ${response.status} ${response.statusText}`);
+  }
+  let instance: WebAssembly.Instance;
+  try {
+    // Streaming compilation needs the server to send Content-Type: application/wasm.
+    ({ instance } = await WebAssembly.instantiateStreaming(response.clone(), wasmImports()));
+  } catch (e) {
+    if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) throw e;
+    ({ instance } = await WebAssembly.instantiate(await response.arrayBuffer(), wasmImports()));
+  }
+  return new WasmBackend(instance, variant);
+}
+
+let browserLoading: Promise<WasmBackend> | undefined;
+
+/** The browser provider: asynchronous only (browsers refuse large synchronous compiles). */
+export const wasmBrowserProvider: BackendProvider = {
+  name: 'wasm',
+  priority: 20,
+  load(): Promise<Backend> {
+    const current = loadedWasmBackend();
+    if (current) return Promise.resolve(current);
+    browserLoading ??= fetchWasmBackend().then(adoptWasmBackend, (e: unknown) => {
+      browserLoading = undefined; // a later call may try again (e.g. after setWasmLocation)
+      throw e;
+    });
+    return browserLoading;
+  },
+};

@@ -1,0 +1,215 @@
+/**
+ * Marshalling one descriptor (lib/core/descriptor.ts) into module memory for sn_run.
+ *
+ * Arrays the caller keeps in ordinary JS memory are copied into one reusable area of the module
+ * memory (the scratch area: grown geometrically on demand, then reused, so a training loop
+ * allocates nothing after the first step) and the outputs copied back. Arrays that are views
+ * inside a live `wasmMemory.alloc` block are passed by pointer without any copy; a view of module
+ * memory outside every live block (freed, or never from alloc) is refused: copying it is unsafe
+ * (growing the scratch area detaches it mid-call, and it may lie over the scratch area or the
+ * allocator's own bytes).
+ *
+ * Which slots are copied in and which back comes from the phase's roles (lib/core/abi.ts's ROLES):
+ * in/in? are copied in, out back, inout/pair? both. Every read of a caller's array is an intrinsic
+ * (lib/intrinsics.ts): no caller code runs during a call, and what the façade checked is what is
+ * copied. On an error result nothing is copied back (the kernels wrote nothing either).
+ */
+import { ROLES, SLOT_COUNT, SLOT_NAMES, Scalar, Slot } from '../../core/abi.js';
+import { abiError, type FloatArray, type Norm } from '../../core/descriptor.js';
+import {
+  elementBytes,
+  Float32,
+  Float64,
+  typedArrayBuffer,
+  typedArrayByteLength,
+  typedArrayByteOffset,
+  typedArrayLength,
+  typedArraySet,
+} from '../../intrinsics.js';
+import type { Ptr, WasmAbi } from './abi.js';
+import { inLiveBlock, MAX_BLOCK, tooLarge } from './memory.js';
+
+const COPY_IN = 1;
+const COPY_OUT = 2;
+/** By role (0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair?): what is copied. An unused slot that
+ * is given anyway is only copied in (sn_run refuses it). */
+const COPY_BY_ROLE = [COPY_IN, COPY_IN, COPY_IN, COPY_OUT, COPY_IN | COPY_OUT, COPY_IN | COPY_OUT];
+const ROLE_OUT = 3;
+/**
+ * The output each phase lets be exactly one input (native/abi/table.mjs's aliases: y over x, dx
+ * over dy), by phase code; lib/core/abi.ts does not carry the alias table.
+ */
+const ALIAS: readonly (readonly [output: number, input: number] | undefined)[] = [
+  undefined,
+  [Slot.y, Slot.x],
+  [Slot.y, Slot.x],
+  [Slot.dx, Slot.dy],
+  undefined,
+];
+const SCRATCH_ALIGN = 16;
+
+export class Marshal {
+  private scratch: Ptr = 0;
+  /** bytes of the scratch area (tests read it) */
+  scratchBytes = 0;
+  // Per-call state, reused across calls.
+  private readonly arrays: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
+  private readonly offsets: number[] = new Array<number>(SLOT_COUNT).fill(-1); // in scratch, -1: by pointer or null
+  private readonly flags: number[] = new Array<number>(SLOT_COUNT).fill(0);
+  private readonly placed: number[] = []; // the slots placed so far in this call, in order
+  private readonly pointers = new Uint32Array(SLOT_COUNT);
+  // Views of the whole module memory, replaced when it grows.
+  private heap32 = new Float32Array(0);
+  private heap64 = new Float64Array(0);
+  private callBuffer: ArrayBufferLike = this.heap32.buffer; // the memory's buffer when the call began
+
+  constructor(private readonly abi: WasmAbi) {}
+
+  /** Runs a descriptor: copies in, sn_run, copies back; returns the result or throws abiError. */
+  run(n: Norm): number {
+    const phase = n.scalars[Scalar.phase];
+    const roles: readonly number[] | undefined = ROLES[phase];
+    const alias = ALIAS[phase];
+    this.callBuffer = this.abi.buffer;
+    this.placed.length = 0;
+    let used = 0;
+    try {
+      // Inputs first, so that an output knows every reader of the copy it may share.
+      for (let pass = 0; pass < 2; pass++) {
+        for (let slot = 0; slot < SLOT_COUNT; slot++) {
+          const role = roles?.[slot] ?? 0;
+          if ((role === ROLE_OUT) !== (pass === 1)) continue;
+          used = this.place(slot, n.tensors[slot] ?? null, COPY_BY_ROLE[role] ?? COPY_IN, used, alias);
+        }
+      }
+      this.ensureScratch(used);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+    // After ensureScratch: the memory may have grown, so the heap views are taken only now.
+    this.refreshHeap();
+    for (const slot of this.placed) {
+      const offset = this.offsets[slot];
+      const array = this.arrays[slot];
+      if (offset < 0 || array === null) continue;
+      const p = this.scratch + offset;
+      this.pointers[slot] = p;
+      if (this.flags[slot] & COPY_IN) {
+        if (elementBytes(array) === 8) typedArraySet(this.heap64, array, p / 8);
+        else typedArraySet(this.heap32, array, p / 4);
+      }
+    }
+    const result = this.abi.run(n.scalars, this.pointers);
+    if (result < 0) {
+      this.release();
+      throw abiError(result, n);
+    }
+    this.copyBack();
+    this.release();
+    return result;
+  }
+
+  /** Lays out one slot; returns the scratch bytes used after it. */
+  private place(slot: number, array: FloatArray | null, copy: number, used: number, alias: readonly [number, number] | undefined): number {
+    this.placed.push(slot);
+    this.arrays[slot] = array;
+    this.flags[slot] = copy;
+    this.offsets[slot] = -1;
+    this.pointers[slot] = 0;
+    if (array === null) return used;
+    if (typedArrayBuffer(array) === this.callBuffer) {
+      if (inLiveBlock(this.abi, array)) {
+        this.pointers[slot] = typedArrayByteOffset(array);
+        return used;
+      }
+      throw new RangeError(
+        `simdnorm wasm: ${SLOT_NAMES[slot]} is a view of the wasm module memory outside every live wasmMemory.alloc block (freed, or not from alloc); pass a block's .array or an ordinary array`,
+      );
+    }
+    // The very same array as an earlier slot (y = x in place, dx = dy, runningMean = x) shares
+    // its copy. (Identity only: two objects viewing the same memory get two copies, which gives
+    // the same result, since every input is copied in before the call and outputs out after it.)
+    for (const j of this.placed) {
+      if (j !== slot && this.arrays[j] === array && this.offsets[j] >= 0) {
+        this.offsets[slot] = this.offsets[j];
+        this.flags[j] |= copy & COPY_IN; // copy in once, through the first slot
+        this.flags[slot] = copy & COPY_OUT;
+        return used;
+      }
+    }
+    // An output over its alias input (y over x, dx over dy), both copied: it shares the input's
+    // copy when no other slot reads that copy, so the scratch area holds one tensor less.
+    if (alias !== undefined && alias[0] === slot) {
+      const input = alias[1];
+      const inputArray = this.arrays[input];
+      const offset = this.offsets[input];
+      if (inputArray !== null && offset >= 0 && this.placed.includes(input) &&
+          typedArrayByteLength(inputArray) === typedArrayByteLength(array) &&
+          elementBytes(inputArray) === elementBytes(array) &&
+          !this.placed.some((j) => j !== input && j !== slot && this.offsets[j] === offset)) {
+        this.offsets[slot] = offset;
+        return used;
+      }
+    }
+    this.offsets[slot] = used;
+    return used + Math.ceil(typedArrayByteLength(array) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+  }
+
+  /** Copies every output slot's copy back into the caller's array (never the caller's `set`). */
+  private copyBack(): void {
+    this.refreshHeap(); // the kernels' workspace may have grown the memory
+    for (const slot of this.placed) {
+      const offset = this.offsets[slot];
+      const array = this.arrays[slot];
+      if (offset < 0 || array === null || !(this.flags[slot] & COPY_OUT)) continue;
+      const f64 = elementBytes(array) === 8;
+      const heap = f64 ? this.heap64 : this.heap32;
+      const byteStart = this.scratch + offset;
+      const first = byteStart / (f64 ? 8 : 4);
+      const count = typedArrayLength(array);
+      // A loop beats creating a view for the short per-statistic arrays.
+      if (count < 64) for (let k = 0; k < count; k++) array[k] = heap[first + k];
+      else typedArraySet(array, f64 ? new Float64(this.callBuffer, byteStart, count) : new Float32(this.callBuffer, byteStart, count), 0);
+    }
+  }
+
+  /** Drops the references to the caller's arrays (keeps none alive between calls). */
+  private release(): void {
+    for (let i = 0; i < SLOT_COUNT; i++) this.arrays[i] = null;
+    this.placed.length = 0;
+  }
+
+  /** Re-creates the whole-memory views when the memory has grown (the old buffer is detached). */
+  private refreshHeap(): void {
+    const buffer = this.abi.buffer;
+    if (typedArrayBuffer(this.heap32) !== buffer) {
+      this.heap32 = new Float32(buffer);
+      this.heap64 = new Float64(buffer);
+    }
+    this.callBuffer = buffer;
+  }
+
+  private ensureScratch(bytes: number): void {
+    // Never 0, so that empty arrays still get a valid, non-null pointer.
+    const need = Math.max(bytes, 64);
+    if (need <= this.scratchBytes) return;
+    if (need > MAX_BLOCK) throw tooLarge(need, this.abi.buffer.byteLength);
+    // Grow by half again each time, in 64 KiB steps (a wasm page), so that a loop over growing
+    // sizes reallocates O(log n) times.
+    const size = Math.min(Math.ceil(Math.max(need, this.scratchBytes * 1.5) / 65536) * 65536, MAX_BLOCK);
+    this.releaseScratch();
+    let got = size;
+    let p = this.abi.alloc(size);
+    if (p === 0 && size > need) p = this.abi.alloc((got = need));
+    if (p === 0) throw tooLarge(need, this.abi.buffer.byteLength);
+    this.scratch = p;
+    this.scratchBytes = got;
+  }
+
+  releaseScratch(): void {
+    if (this.scratch !== 0) this.abi.free(this.scratch);
+    this.scratch = 0;
+    this.scratchBytes = 0;
+  }
+}
