@@ -1,10 +1,12 @@
 // Standalone check of native/kernels against a straightforward double-precision reference
-// (no framework): every kernel on many geometries, float and double, with and without
-// gamma/beta, relu, in place, running updates, 1 vs 2 vs 3 threads bitwise, and the
-// far-from-zero numerics of README "Numerics". Each ISA's run ends with its largest error /
-// tolerance (float, double: NEON's against SSE2's, say). Last line: "N passed, N failed"; exit
-// code 1 on failure. On x86-64 it checks AVX2+FMA, then the portable SSE2 kernels; built with
-// cmake/aarch64-linux-gnu.cmake, the NEON kernels (run under qemu-aarch64: .ci/run).
+// (no framework), through the kernels' one C ABI (native/kernels/norm.h: sn_prepare, then
+// sn_execute, with BatchNorm descriptors): every phase on many geometries, float and double, with
+// and without gamma/beta, relu, in place, running updates, 1 vs 2 vs 3 threads bitwise, and the
+// far-from-zero numerics of README "Numerics"; then sn_prepare's refusals of bad descriptors.
+// Each ISA's run ends with its largest error / tolerance (float, double: NEON's against SSE2's,
+// say). Last line: "N passed, N failed"; exit code 1 on failure. On x86-64 it checks AVX2+FMA,
+// then the portable SSE2 kernels; built with cmake/aarch64-linux-gnu.cmake, the NEON kernels (run
+// under qemu-aarch64: .ci/run).
 //
 //   kernel_check            run the checks
 //   kernel_check --bench    time train/infer/backward on float32 NCHW [32,64,56,56] and
@@ -12,33 +14,58 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "batchnorm.h"
+#include "batchnorm.h"  // threads, scratch limit, ISA choice and the probes (not the kernels)
+#include "norm.h"       // the kernels: sn_prepare, sn_execute
 
 #if !defined(__EMSCRIPTEN__) || defined(__EMSCRIPTEN_PTHREADS__)
 #include <thread>
 #define SIMDNORM_CHECK_THREADS 1
 #endif
 
-using simdnorm::Geometry;
-
 namespace {
+
+// A BatchNorm tensor seen as x[outer][channels][inner] (row-major, contiguous):
+//   channels-first NC..., rank r: outer = N, inner = product of the spatial dims;
+//   channels-last  N...C:         outer = N * product of the spatial dims, inner = 1.
+struct Geometry {
+  int64_t outer;
+  int64_t channels;
+  int64_t inner;
+  int64_t perChannel() const { return outer * inner; }
+  int64_t elements() const { return outer * channels * inner; }
+};
+
+// The running update of a training forward: factor (weight of the new batch), varScale (M/(M-1)
+// or 1), skipNonFinite (SN_FLAG_SKIP_NON_FINITE).
+struct Running {
+  double factor;
+  double varScale;
+  bool skipNonFinite;
+};
 
 int passed = 0, failed = 0;
 std::mt19937_64 rng(12345);
+
+void fail(const std::string& what) {
+  failed++;
+  if (failed <= 40) std::printf("FAIL %s\n", what.c_str());
+}
 
 void report(bool ok, const std::string& what) {
   if (ok) {
     passed++;
   } else {
-    failed++;
-    if (failed <= 40) std::printf("FAIL %s\n", what.c_str());
+    fail(what);
   }
 }
 
@@ -108,6 +135,194 @@ double tolerance() {
 }
 
 int64_t index(Geometry g, int64_t o, int64_t c, int64_t i) { return (o * g.channels + c) * g.inner + i; }
+
+// ---- the C ABI (native/kernels/norm.h) ------------------------------------------------------
+
+// A call's result as text: the value, or "error <code> (<the scalar or slot it names>)".
+std::string resultText(int32_t r) {
+  if (r >= 0) return std::to_string(r);
+  const int code = (-r) >> 8, argument = (-r) & 255;
+  std::string text = "error " + std::to_string(code);
+  if (argument == 0) return text;
+  const bool scalar = code == SN_ERROR_BAD_SCALAR || code == SN_ERROR_TOO_LARGE;
+  const int count = scalar ? static_cast<int>(SN_SCALAR_COUNT) : static_cast<int>(SN_SLOT_COUNT);
+  const char* name = argument <= count ? (scalar ? sn_scalar_names : sn_slot_names)[argument - 1] : "?";
+  return text + " (" + name + ")";
+}
+
+// While set (checkOutOfMemory), an sn_execute error is what the check expects, not a failure.
+bool executeMayFail = false;
+
+// One call through the C ABI as the N-API addon and the wasm module make it: the scalars on the
+// wire (float64 each), the tensor table, and the bytes behind each tensor. batchNorm<T>() fills in
+// BatchNorm's descriptor (samples 1, outer, stats = channels, inner, affineGroups = channels,
+// affineSize 1, affineRun 1, eps 1e-5, factor 0, varScale 1, no flags, no tensors); tensor()
+// gives a slot a pointer (nullptr: none) with the bytes the slot's length needs on the scalars
+// set so far (so set the geometry first); the rest override single values.
+struct Call {
+  double scalars[SN_SCALAR_COUNT] = {};
+  void* tensors[SN_SLOT_COUNT] = {};
+  uint64_t bytes[SN_SLOT_COUNT] = {};
+  std::string what;  // for failure lines
+
+  template <typename T>
+  static Call batchNorm(int phase, Geometry g) {
+    Call c;
+    c.scalars[SN_SCALAR_PHASE] = phase;
+    c.scalars[SN_SCALAR_DTYPE] = sizeof(T) == 4 ? SN_DTYPE_F32 : SN_DTYPE_F64;
+    c.scalars[SN_SCALAR_SAMPLES] = 1;
+    c.scalars[SN_SCALAR_OUTER] = static_cast<double>(g.outer);
+    c.scalars[SN_SCALAR_STATS] = static_cast<double>(g.channels);
+    c.scalars[SN_SCALAR_INNER] = static_cast<double>(g.inner);
+    c.scalars[SN_SCALAR_AFFINE_GROUPS] = static_cast<double>(g.channels);
+    c.scalars[SN_SCALAR_AFFINE_SIZE] = 1;
+    c.scalars[SN_SCALAR_AFFINE_RUN] = 1;
+    c.scalars[SN_SCALAR_FLAGS] = 0;
+    c.scalars[SN_SCALAR_EPS] = 1e-5;
+    c.scalars[SN_SCALAR_FACTOR] = 0;
+    c.scalars[SN_SCALAR_VAR_SCALE] = 1;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s [%lld,%lld,%lld] %s", sizeof(T) == 4 ? "float" : "double",
+                  (long long)g.outer, (long long)g.channels, (long long)g.inner, sn_phase_names[phase]);
+    c.what = buf;
+    return c;
+  }
+
+  // The slot's length in elements (as abi_table.h's sn_slot_size says) by the current scalars.
+  uint64_t length(int slot) const {
+    auto count = [&](int scalar) { return static_cast<uint64_t>(scalars[scalar]); };
+    switch (sn_slot_size[slot]) {
+      case SN_SIZE_ELEMENTS:
+        return count(SN_SCALAR_SAMPLES) * count(SN_SCALAR_OUTER) * count(SN_SCALAR_STATS) * count(SN_SCALAR_INNER);
+      case SN_SIZE_STATISTICS: return count(SN_SCALAR_SAMPLES) * count(SN_SCALAR_STATS);
+      case SN_SIZE_CHANNELS: return count(SN_SCALAR_STATS);
+      default: return count(SN_SCALAR_AFFINE_GROUPS) * count(SN_SCALAR_AFFINE_SIZE);
+    }
+  }
+  Call& tensor(int slot, const void* p) {
+    tensors[slot] = const_cast<void*>(p);
+    bytes[slot] = p == nullptr ? 0 : length(slot) * (scalars[SN_SCALAR_DTYPE] == SN_DTYPE_F32 ? 4 : 8);
+    return *this;
+  }
+  Call& byteCount(int slot, uint64_t n) {
+    bytes[slot] = n;
+    return *this;
+  }
+  Call& set(int scalar, double value) {
+    scalars[scalar] = value;
+    return *this;
+  }
+  Call& flag(int f, bool on = true) {
+    if (on) scalars[SN_SCALAR_FLAGS] = static_cast<double>(static_cast<uint32_t>(scalars[SN_SCALAR_FLAGS]) | f);
+    return *this;
+  }
+  Call& running(Running r) {
+    return set(SN_SCALAR_FACTOR, r.factor)
+        .set(SN_SCALAR_VAR_SCALE, r.varScale)
+        .flag(SN_FLAG_SKIP_NON_FINITE, r.skipNonFinite);
+  }
+
+  int32_t prepare(sn_norm* out) const { return sn_prepare(scalars, tensors, bytes, out); }
+
+  // sn_prepare (a failure unless it accepts: every call of the checks is valid) then sn_execute
+  // (a failure when it errs, but where executeMayFail); sn_execute's result.
+  int32_t run() const {
+    sn_norm norm;
+    const int32_t prepared = prepare(&norm);
+    if (prepared != 0) {
+      fail(what + ": sn_prepare returned " + resultText(prepared));
+      return prepared;
+    }
+    const int32_t result = sn_execute(&norm);
+    if (result < 0 && !executeMayFail) fail(what + ": sn_execute returned " + resultText(result));
+    return result;
+  }
+};
+
+const int32_t kNoMemory = -(SN_ERROR_NO_MEMORY << 8);
+
+// The phases of a BatchNorm call, with the arguments the old C++ kernels took (nullptr: a tensor
+// not given); each returns sn_execute's result (train, update: 1 when the running stats were
+// written).
+namespace abi {
+
+template <typename T>
+int32_t moments(const T* x, Geometry g, T* mean, T* variance) {
+  return Call::batchNorm<T>(SN_PHASE_MOMENTS, g)
+      .tensor(SN_SLOT_X, x)
+      .tensor(SN_SLOT_MEAN, mean)
+      .tensor(SN_SLOT_VARIANCE, variance)
+      .run();
+}
+
+// y may be x (in place).
+template <typename T>
+int32_t train(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu, T* y, T* mean,
+              T* invStd, T* runningMean, T* runningVar, Running update) {
+  return Call::batchNorm<T>(SN_PHASE_TRAIN, g)
+      .set(SN_SCALAR_EPS, eps)
+      .flag(SN_FLAG_RELU, relu)
+      .running(update)
+      .tensor(SN_SLOT_X, x)
+      .tensor(SN_SLOT_GAMMA, gamma)
+      .tensor(SN_SLOT_BETA, beta)
+      .tensor(SN_SLOT_Y, y)
+      .tensor(SN_SLOT_MEAN, mean)
+      .tensor(SN_SLOT_INV_STD, invStd)
+      .tensor(SN_SLOT_RUNNING_MEAN, runningMean)
+      .tensor(SN_SLOT_RUNNING_VAR, runningVar)
+      .run();
+}
+
+// y may be x (in place).
+template <typename T>
+int32_t infer(const T* x, Geometry g, const T* runningMean, const T* runningVar, const T* gamma, const T* beta,
+              double eps, bool relu, T* y) {
+  return Call::batchNorm<T>(SN_PHASE_INFER, g)
+      .set(SN_SCALAR_EPS, eps)
+      .flag(SN_FLAG_RELU, relu)
+      .tensor(SN_SLOT_X, x)
+      .tensor(SN_SLOT_RUNNING_MEAN, runningMean)
+      .tensor(SN_SLOT_RUNNING_VAR, runningVar)
+      .tensor(SN_SLOT_GAMMA, gamma)
+      .tensor(SN_SLOT_BETA, beta)
+      .tensor(SN_SLOT_Y, y)
+      .run();
+}
+
+// y: the fused ReLU's forward output (dy masked by y > 0), or nullptr for none. dx may be dy.
+template <typename T>
+int32_t backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma, const T* y,
+                 bool training, T* dx, T* dgamma, T* dbeta) {
+  return Call::batchNorm<T>(SN_PHASE_BACKWARD, g)
+      .flag(SN_FLAG_RELU, y != nullptr)
+      .flag(SN_FLAG_TRAINING, training)
+      .tensor(SN_SLOT_DY, dy)
+      .tensor(SN_SLOT_X, x)
+      .tensor(SN_SLOT_MEAN, mean)
+      .tensor(SN_SLOT_INV_STD, invStd)
+      .tensor(SN_SLOT_GAMMA, gamma)
+      .tensor(SN_SLOT_Y, y)
+      .tensor(SN_SLOT_DX, dx)
+      .tensor(SN_SLOT_DGAMMA, dgamma)
+      .tensor(SN_SLOT_DBETA, dbeta)
+      .run();
+}
+
+// The running update alone, from a batch mean and biased variance of `channels` values.
+template <typename T>
+int32_t update(T* runningMean, T* runningVar, const T* batchMean, const T* batchVar, int64_t channels,
+               Running r) {
+  return Call::batchNorm<T>(SN_PHASE_UPDATE, Geometry{1, channels, 1})
+      .running(r)
+      .tensor(SN_SLOT_MEAN, batchMean)
+      .tensor(SN_SLOT_VARIANCE, batchVar)
+      .tensor(SN_SLOT_RUNNING_MEAN, runningMean)
+      .tensor(SN_SLOT_RUNNING_VAR, runningVar)
+      .run();
+}
+
+}  // namespace abi
 
 // ---- the float64 reference ------------------------------------------------------------------
 
@@ -208,7 +423,7 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
 
   // moments
   std::vector<T> mean(C), var(C);
-  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  abi::moments(x.data(), g, mean.data(), var.data());
   if (m > 0) {
     expectClose(mean.data(), refMean, tol, 1, where + " moments mean");
     expectClose(var.data(), refVar, tol, 1, where + " moments var");
@@ -220,9 +435,8 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
   const double factor = 0.1, varScale = m > 1 ? m / (m - 1) : 1;
   std::vector<T> y(n, T(-7)), saveMean(C), invStd(C);
   if (inPlace) y = x;
-  bool wrote = simdnorm::trainForward(inPlace ? y.data() : x.data(), g, gp, bp, eps, relu, y.data(),
-                                      saveMean.data(), invStd.data(), runMean.data(), runVar.data(),
-                                      {factor, varScale, true});
+  const bool wrote = abi::train(inPlace ? y.data() : x.data(), g, gp, bp, eps, relu, y.data(), saveMean.data(),
+                                invStd.data(), runMean.data(), runVar.data(), {factor, varScale, true}) == 1;
   if (n == 0) {
     bool nan = true;
     for (size_t c = 0; c < C; c++) nan = nan && std::isnan(saveMean[c]) && std::isnan(invStd[c]);
@@ -247,8 +461,8 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
   {
     std::vector<T> yi(n, T(-7));
     if (inPlace) yi = x;
-    simdnorm::inferForward(inPlace ? yi.data() : x.data(), g, runMean.data(), runVar.data(), gp, bp, eps,
-                           relu, yi.data());
+    abi::infer(inPlace ? yi.data() : x.data(), g, runMean.data(), runVar.data(), gp, bp, eps,
+               relu, yi.data());
     std::vector<double> rm(C), ri(C);
     for (size_t c = 0; c < C; c++) {
       rm[c] = runMean[c];
@@ -261,8 +475,8 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
   for (bool training : {true, false}) {
     if (n == 0) {
       std::vector<T> dgamma(C, T(5)), dbeta(C, T(5)), dx(n);
-      simdnorm::backward<T>(x.data(), x.data(), g, mean.data(), mean.data(), gp, nullptr, training,
-                         dx.data(), dgamma.data(), dbeta.data());
+      abi::backward<T>(x.data(), x.data(), g, mean.data(), mean.data(), gp, nullptr, training,
+                       dx.data(), dgamma.data(), dbeta.data());
       bool zero = true;
       for (size_t c = 0; c < C; c++) zero = zero && dgamma[c] == 0 && dbeta[c] == 0;
       report(zero, where + " backward M == 0");
@@ -270,8 +484,8 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
     }
     std::vector<T> dy = randomVector<T>(n), dx(n, T(-7)), dgamma(C), dbeta(C);
     if (inPlace) dx = dy;
-    simdnorm::backward(inPlace ? dx.data() : dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp,
-                       relu ? y.data() : nullptr, training, dx.data(), dgamma.data(), dbeta.data());
+    abi::backward(inPlace ? dx.data() : dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp,
+                  relu ? y.data() : nullptr, training, dx.data(), dgamma.data(), dbeta.data());
     // dx's terms can be much larger than dx (invStd is large when a channel barely varies).
     // dbeta and dgamma are sums of M terms: judged at the root-sum-square of their terms (the
     // size of a sum's rounding; lib/verify.ts's gradientSumScales), or at their own size if larger.
@@ -308,7 +522,7 @@ void checkGeometry(Geometry g, bool affine, bool relu, bool inPlace) {
 }
 
 // The reductions' float runs where a run's float sums are refused and it is summed again in
-// double (blocking.h's accumulate and sumColumnsFloat, with one stream and with several in
+// double (reduce.h's accumulate and sumColumnsFloat, with one stream and with several in
 // lockstep): squares that underflow float (1e-25) or whose sums overflow it (3e18; the variance
 // itself stays a float), and blocks shifted by an outlier (a value of 1e4 among N(0,1): the
 // float sums would cancel).
@@ -388,18 +602,18 @@ void checkSubnormal(Geometry g, double scale, bool pattern, bool affine, bool re
   for (size_t c = 0; c < C; c++) refInv[c] = 1 / std::sqrt(refVar[c] + eps);
 
   std::vector<T> mean(C), var(C), y(n), saveMean(C), invStd(C);
-  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  abi::moments(x.data(), g, mean.data(), var.data());
   expectWithinSpacing(mean.data(), refMean, nullptr, where + " moments mean");
   expectWithinSpacing(var.data(), refVar, nullptr, where + " moments var");
-  simdnorm::trainForward(x.data(), g, gp, bp, eps, relu, y.data(), saveMean.data(), invStd.data(), (T*)nullptr,
-                         (T*)nullptr, {0.1, 1, false});
+  abi::train(x.data(), g, gp, bp, eps, relu, y.data(), saveMean.data(), invStd.data(), (T*)nullptr,
+             (T*)nullptr, {0.1, 1, false});
   expectWithinSpacing(saveMean.data(), refMean, nullptr, where + " train mean");
   expectWithinSpacing(invStd.data(), refInv, nullptr, where + " train invStd");
   expectWithinSpacing(y.data(), referenceNormalize(x, g, refMean, refInv, gp, bp, relu), nullptr, where + " train y");
 
   // Inference from the saved statistics (a running variance of 0).
   std::vector<T> yi(n), zero(C, T(0));
-  simdnorm::inferForward(x.data(), g, saveMean.data(), zero.data(), gp, bp, eps, relu, yi.data());
+  abi::infer(x.data(), g, saveMean.data(), zero.data(), gp, bp, eps, relu, yi.data());
   std::vector<double> rm(C), ri(C);
   for (size_t c = 0; c < C; c++) rm[c] = saveMean[c], ri[c] = 1 / std::sqrt(eps);
   expectWithinSpacing(yi.data(), referenceNormalize(x, g, rm, ri, gp, bp, relu), nullptr, where + " infer y");
@@ -408,8 +622,8 @@ void checkSubnormal(Geometry g, double scale, bool pattern, bool affine, bool re
   for (double dyScale : {1.0, scale}) {
     for (bool training : {true, false}) {
       std::vector<T> dy = randomVector<T>(n, 0, dyScale), dx(n), dgamma(C), dbeta(C);
-      simdnorm::backward(dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp, relu ? y.data() : nullptr,
-                         training, dx.data(), dgamma.data(), dbeta.data());
+      abi::backward(dy.data(), x.data(), g, saveMean.data(), invStd.data(), gp, relu ? y.data() : nullptr,
+                    training, dx.data(), dgamma.data(), dbeta.data());
       auto gradAt = [&](int64_t j) { return relu && !(y[j] > 0) ? 0.0 : static_cast<double>(dy[j]); };
       std::vector<double> refDgamma(C, 0), refDbeta(C, 0), refDx(n), gScale(C, 0), gxScale(C, 0), terms(n);
       for (int64_t c = 0; c < g.channels; c++) {
@@ -459,13 +673,13 @@ void checkThreads(Geometry g) {
     Outputs o{std::vector<T>(C), std::vector<T>(C), std::vector<T>(n), std::vector<T>(C),
               std::vector<T>(C), std::vector<T>(C, T(0.5)), std::vector<T>(C, T(2)), std::vector<T>(n),
               std::vector<T>(n), std::vector<T>(C), std::vector<T>(C)};
-    simdnorm::channelMoments(x.data(), g, o.mean.data(), o.var.data());
-    simdnorm::trainForward(x.data(), g, gamma.data(), beta.data(), 1e-5, true, o.y.data(), o.saveMean.data(),
-                           o.invStd.data(), o.runMean.data(), o.runVar.data(), {0.1, 1.0, false});
-    simdnorm::inferForward(x.data(), g, o.runMean.data(), o.runVar.data(), gamma.data(), beta.data(), 1e-5,
-                           false, o.yi.data());
-    simdnorm::backward(dy.data(), x.data(), g, o.saveMean.data(), o.invStd.data(), gamma.data(), o.y.data(),
-                       true, o.dx.data(), o.dgamma.data(), o.dbeta.data());
+    abi::moments(x.data(), g, o.mean.data(), o.var.data());
+    abi::train(x.data(), g, gamma.data(), beta.data(), 1e-5, true, o.y.data(), o.saveMean.data(),
+               o.invStd.data(), o.runMean.data(), o.runVar.data(), {0.1, 1.0, false});
+    abi::infer(x.data(), g, o.runMean.data(), o.runVar.data(), gamma.data(), beta.data(), 1e-5,
+               false, o.yi.data());
+    abi::backward(dy.data(), x.data(), g, o.saveMean.data(), o.invStd.data(), gamma.data(), o.y.data(),
+                  true, o.dx.data(), o.dgamma.data(), o.dbeta.data());
     return o;
   };
   Outputs one = run(1);
@@ -504,14 +718,14 @@ void checkStackGarbage(Geometry g) {
   auto run = [&](double garbage) {
     std::vector<T> y(n), mean(C), invStd(C), runMean(C, T(0.5)), runVar(C, T(2)), yi(n), dx(n), dgamma(C), dbeta(C);
     dirtyStack(garbage);
-    simdnorm::trainForward(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), mean.data(), invStd.data(),
-                           runMean.data(), runVar.data(), {0.1, 1.0, false});
+    abi::train(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), mean.data(), invStd.data(),
+               runMean.data(), runVar.data(), {0.1, 1.0, false});
     dirtyStack(garbage);
-    simdnorm::inferForward(x.data(), g, runMean.data(), runVar.data(), gamma.data(), beta.data(), 1e-5, false,
-                           yi.data());
+    abi::infer(x.data(), g, runMean.data(), runVar.data(), gamma.data(), beta.data(), 1e-5, false,
+               yi.data());
     dirtyStack(garbage);
-    simdnorm::backward(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), static_cast<const T*>(nullptr), true, dx.data(),
-                       dgamma.data(), dbeta.data());
+    abi::backward(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), static_cast<const T*>(nullptr), true, dx.data(),
+                  dgamma.data(), dbeta.data());
     std::vector<T> all;
     for (const auto* v : {&y, &mean, &invStd, &runMean, &runVar, &yi, &dx, &dgamma, &dbeta}) all.insert(all.end(), v->begin(), v->end());
     return all;
@@ -526,28 +740,42 @@ void checkStackGarbage(Geometry g) {
 }
 
 // Calls from several threads at once (as node's libuv workers make them) share the pool: each
-// must get the result it gets alone.
+// must get the result it gets alone. Prepared on this thread, executed on the callers (as the
+// addon does).
 void checkConcurrentCalls() {
 #ifdef SIMDNORM_CHECK_THREADS
   const Geometry shapes[4] = {{8, 16, 3000}, {30000, 8, 1}, {4, 3, 50000}, {3000, 40, 3}};
-  std::vector<float> x[4], expected[4], got[4];
+  std::vector<float> x[4], expected[4], got[4], mean[4], invStd[4];
   for (int i = 0; i < 4; i++) {
     x[i] = channelData<float>(shapes[i]);
     expected[i].resize(x[i].size());
     got[i].resize(x[i].size());
+    mean[i].resize(shapes[i].channels);
+    invStd[i].resize(shapes[i].channels);
   }
-  auto run = [&](int i, std::vector<float>& y) {
-    std::vector<float> mean(shapes[i].channels), invStd(shapes[i].channels);
-    simdnorm::trainForward<float>(x[i].data(), shapes[i], nullptr, nullptr, 1e-5, false, y.data(), mean.data(),
-                                  invStd.data(), nullptr, nullptr, {0.1, 1, false});
-  };
-  for (int i = 0; i < 4; i++) run(i, expected[i]);
   bool same = true;
+  auto prepare = [&](int i, std::vector<float>& y, sn_norm* norm) {
+    const Call call = Call::batchNorm<float>(SN_PHASE_TRAIN, shapes[i])
+                          .tensor(SN_SLOT_X, x[i].data())
+                          .tensor(SN_SLOT_Y, y.data())
+                          .tensor(SN_SLOT_MEAN, mean[i].data())
+                          .tensor(SN_SLOT_INV_STD, invStd[i].data());
+    const int32_t prepared = call.prepare(norm);
+    if (prepared != 0) fail(call.what + ": sn_prepare returned " + resultText(prepared));
+    same = same && prepared == 0;
+  };
+  sn_norm calls[4];
+  for (int i = 0; i < 4; i++) {
+    prepare(i, expected[i], &calls[i]);
+    same = same && sn_execute(&calls[i]) == 0;
+    prepare(i, got[i], &calls[i]);
+  }
   for (int round = 0; round < 20 && same; round++) {
+    int32_t results[4] = {-1, -1, -1, -1};
     std::vector<std::thread> callers;
-    for (int i = 0; i < 4; i++) callers.emplace_back([&, i] { run(i, got[i]); });
+    for (int i = 0; i < 4; i++) callers.emplace_back([&, i] { results[i] = sn_execute(&calls[i]); });
     for (auto& t : callers) t.join();
-    for (int i = 0; i < 4; i++) same = same && sameBits(got[i], expected[i]);
+    for (int i = 0; i < 4; i++) same = same && results[i] == 0 && sameBits(got[i], expected[i]);
   }
   report(same, "concurrent calls from 4 threads");
 #endif
@@ -565,9 +793,9 @@ void checkLargeOffset(Geometry g) {
   std::vector<double> refMean, refVar;
   referenceMoments(x, g, refMean, refVar);
   std::vector<float> mean(C), var(C), y(n), saveMean(C), invStd(C);
-  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
-  simdnorm::trainForward<float>(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), saveMean.data(),
-                         invStd.data(), nullptr, nullptr, {0.1, 1, false});
+  abi::moments(x.data(), g, mean.data(), var.data());
+  abi::train<float>(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), saveMean.data(),
+                    invStd.data(), nullptr, nullptr, {0.1, 1, false});
   const std::string w = describe("float", g, "1e4 + N(0,1), channel 0 = 1e7");
   double worstMean = 0, worstVar = 0;
   for (size_t c = 0; c < C; c++) {
@@ -599,35 +827,35 @@ template <typename T>
 void checkRunning() {
   const int64_t C = 5;
   std::vector<T> rm = randomVector<T>(C), rv = randomVector<T>(C, 2, 0.1), bm = randomVector<T>(C);
-  std::vector<double> bv = {1, 2, 3, 4, 5};
+  std::vector<T> bv = {1, 2, 3, 4, 5};
   const std::vector<T> rm0 = rm, rv0 = rv;
-  bool wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, true);
+  bool wrote = abi::update(rm.data(), rv.data(), bm.data(), bv.data(), C, {0.25, 1.5, true}) == 1;
   std::vector<double> refM(C), refV(C);
   for (int64_t c = 0; c < C; c++) {
     refM[c] = 0.75 * rm0[c] + 0.25 * bm[c];
     refV[c] = 0.75 * rv0[c] + 0.25 * bv[c] * 1.5;
   }
-  report(wrote, std::string(typeName<T>()) + " updateRunningStats returns true");
-  expectClose(rm.data(), refM, tolerance<T>(), 1, std::string(typeName<T>()) + " updateRunningStats mean");
-  expectClose(rv.data(), refV, tolerance<T>(), 1, std::string(typeName<T>()) + " updateRunningStats var");
+  report(wrote, std::string(typeName<T>()) + " update returns 1");
+  expectClose(rm.data(), refM, tolerance<T>(), 1, std::string(typeName<T>()) + " update mean");
+  expectClose(rv.data(), refV, tolerance<T>(), 1, std::string(typeName<T>()) + " update var");
   // A non-finite batch value: skipped with skipNonFinite, written without.
   const std::vector<T> rm1 = rm, rv1 = rv;
   bv[3] = NAN;
-  wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, true);
+  wrote = abi::update(rm.data(), rv.data(), bm.data(), bv.data(), C, {0.25, 1.5, true}) == 1;
   report(!wrote && sameBits(rm, rm1) && sameBits(rv, rv1), std::string(typeName<T>()) + " skipNonFinite skips");
-  wrote = simdnorm::updateRunningStats(rm.data(), rv.data(), bm.data(), bv.data(), C, 0.25, 1.5, false);
+  wrote = abi::update(rm.data(), rv.data(), bm.data(), bv.data(), C, {0.25, 1.5, false}) == 1;
   report(wrote && std::isnan(rv[3]) && !std::isnan(rv[2]), std::string(typeName<T>()) + " non-finite written");
 
-  // Through trainForward: a NaN in channel 1 of x.
+  // Through the training forward: a NaN in channel 1 of x.
   Geometry g{4, 3, 100};
   std::vector<T> x = channelData<T>(g), y(x.size()), mean(3), inv(3), r1(3, T(1)), r2(3, T(1));
   x[index(g, 2, 1, 17)] = NAN;
-  wrote = simdnorm::trainForward(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(),
-                                 mean.data(), inv.data(), r1.data(), r2.data(), {0.1, 1, true});
+  wrote = abi::train(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(), mean.data(),
+                     inv.data(), r1.data(), r2.data(), {0.1, 1, true}) == 1;
   report(!wrote && r1[0] == 1 && r1[1] == 1 && r2[1] == 1 && std::isnan(mean[1]) && !std::isnan(mean[0]),
          std::string(typeName<T>()) + " train skipNonFinite");
-  wrote = simdnorm::trainForward(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(),
-                                 mean.data(), inv.data(), r1.data(), r2.data(), {0.1, 1, false});
+  wrote = abi::train(x.data(), g, (const T*)nullptr, (const T*)nullptr, 1e-5, false, y.data(), mean.data(),
+                     inv.data(), r1.data(), r2.data(), {0.1, 1, false}) == 1;
   report(wrote && std::isnan(r1[1]) && r1[0] != 1, std::string(typeName<T>()) + " train non-finite written");
 }
 
@@ -637,7 +865,7 @@ template <typename T>
 void checkInfinity(Geometry g) {
   std::vector<T> x = channelData<T>(g), mean(g.channels), var(g.channels);
   x[index(g, g.outer - 1, 1, g.inner - 1)] = INFINITY;
-  simdnorm::channelMoments(x.data(), g, mean.data(), var.data());
+  abi::moments(x.data(), g, mean.data(), var.data());
   std::vector<double> refMean, refVar;
   referenceMoments(x, g, refMean, refVar);
   bool ok = mean[1] == INFINITY && std::isnan(var[1]);
@@ -647,28 +875,34 @@ void checkInfinity(Geometry g) {
   report(ok, describe(typeName<T>(), g, "an Inf in channel 1"));
 }
 
-// A failed scratch allocation (simulated with setScratchLimit): every kernel returns having
-// written nothing, scratchFailed() says so, and the next call (memory back) works and clears it.
+// A failed scratch allocation (simulated with setScratchLimit): sn_execute returns
+// SN_ERROR_NO_MEMORY for every phase having written nothing, scratchFailed() says so, and the next
+// call (memory back) works and clears it.
 template <typename T>
 void checkOutOfMemory(Geometry g) {
   const size_t n = static_cast<size_t>(g.elements()), c = static_cast<size_t>(g.channels);
   std::vector<T> x = channelData<T>(g), out(n, T(7)), a(c, T(7)), b(c, T(7)), rm(c, T(1)), rv(c, T(2));
+  // gamma and beta as the running stats, in tensors of their own (an output overlaps no input).
+  const std::vector<T> gamma = rm, beta = rv;
   const std::vector<T> out0 = out, a0 = a, rm0 = rm, rv0 = rv;
   auto untouched = [&] { return out == out0 && a == a0 && b == a0 && rm == rm0 && rv == rv0; };
   bool ok = true;
   simdnorm::setScratchLimit(1);
-  simdnorm::channelMoments(x.data(), g, a.data(), b.data());
-  ok = ok && simdnorm::scratchFailed() && untouched();
-  bool written = simdnorm::trainForward(x.data(), g, rm.data(), rv.data(), 1e-5, false, out.data(), a.data(), b.data(),
-                                        rm.data(), rv.data(), simdnorm::RunningUpdate{0.1, 1, false});
-  ok = ok && !written && simdnorm::scratchFailed() && untouched();
-  simdnorm::inferForward(x.data(), g, rm.data(), rv.data(), rm.data(), rv.data(), 1e-5, false, out.data());
-  ok = ok && simdnorm::scratchFailed() && untouched();
-  simdnorm::backward<T>(x.data(), x.data(), g, rm.data(), rv.data(), nullptr, nullptr, true, out.data(), a.data(), b.data());
-  ok = ok && simdnorm::scratchFailed() && untouched();
+  executeMayFail = true;
+  int32_t r = abi::moments(x.data(), g, a.data(), b.data());
+  ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched();
+  r = abi::train(x.data(), g, gamma.data(), beta.data(), 1e-5, false, out.data(), a.data(), b.data(), rm.data(),
+                 rv.data(), {0.1, 1, false});
+  ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched();
+  r = abi::infer(x.data(), g, rm.data(), rv.data(), gamma.data(), beta.data(), 1e-5, false, out.data());
+  ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched();
+  r = abi::backward<T>(x.data(), x.data(), g, rm.data(), rv.data(), nullptr, nullptr, true, out.data(), a.data(),
+                       b.data());
+  ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched();
+  executeMayFail = false;
   simdnorm::setScratchLimit(0);
-  simdnorm::channelMoments(x.data(), g, a.data(), b.data());
-  ok = ok && !simdnorm::scratchFailed() && a != a0;
+  r = abi::moments(x.data(), g, a.data(), b.data());
+  ok = ok && r == 0 && !simdnorm::scratchFailed() && a != a0;
   report(ok, describe(typeName<T>(), g, "a failed scratch allocation"));
 }
 
@@ -690,6 +924,191 @@ void checkProbes() {
     double got = simdnorm::readFloats(v.data() + 1, static_cast<int64_t>(v.size()) - 1, threads);
     report(std::fabs(got - (s - v[0])) <= 1e-5 * a, "readFloats threads " + std::to_string(threads));
   }
+}
+
+// ---- sn_prepare's refusals ------------------------------------------------------------------
+
+// sn_prepare refuses a bad call with the code abi_table.h's sn_error documents, one of
+// `expected`, and leaves *out as it was (it "writes nothing on error": norm.h).
+void expectRefusal(const Call& call, std::initializer_list<int32_t> expected, const std::string& what) {
+  alignas(sn_norm) unsigned char before[sizeof(sn_norm)], after[sizeof(sn_norm)];
+  std::memset(before, 0xA5, sizeof before);
+  std::memcpy(after, before, sizeof after);
+  const int32_t got = call.prepare(reinterpret_cast<sn_norm*>(after));
+  bool ok = false;
+  for (int32_t e : expected) ok = ok || got == e;
+  std::string wanted;
+  for (int32_t e : expected) wanted += (wanted.empty() ? "" : " or ") + resultText(e);
+  report(ok && std::memcmp(before, after, sizeof before) == 0,
+         "sn_prepare refuses " + what + ": " + resultText(got) + " (expected " + wanted + ")");
+}
+
+int32_t snError(int code, int argument) { return -((code << 8) | argument); }
+
+// Bad descriptors, each a valid call (accepted, and run once) with one thing wrong. Cheap: it
+// runs under the sanitizers in CI. The float tensors live in one arena, at offsets apart enough
+// not to overlap (but where a case makes them).
+void checkRefusals() {
+  const Geometry g{2, 3, 4};  // 24 elements, 3 channels
+  std::vector<float> arena(512);
+  for (size_t i = 0; i < arena.size(); i++) arena[i] = 0.25f + static_cast<float>(i % 7);
+  std::vector<double> wide(128, 0.5);
+  float* f = arena.data();
+  enum : int { X = 0, Y = 32, DY = 64, DX = 96, GAMMA = 128, BETA = 132, MEAN = 136, INV_STD = 140, VARIANCE = 144,
+               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160 };
+  const Call moments = Call::batchNorm<float>(SN_PHASE_MOMENTS, g)
+                           .tensor(SN_SLOT_X, f + X)
+                           .tensor(SN_SLOT_MEAN, f + MEAN)
+                           .tensor(SN_SLOT_VARIANCE, f + VARIANCE);
+  const Call train = Call::batchNorm<float>(SN_PHASE_TRAIN, g)
+                         .running({0.1, 1.5, false})
+                         .tensor(SN_SLOT_X, f + X)
+                         .tensor(SN_SLOT_GAMMA, f + GAMMA)
+                         .tensor(SN_SLOT_BETA, f + BETA)
+                         .tensor(SN_SLOT_Y, f + Y)
+                         .tensor(SN_SLOT_MEAN, f + MEAN)
+                         .tensor(SN_SLOT_INV_STD, f + INV_STD)
+                         .tensor(SN_SLOT_RUNNING_MEAN, f + RUNNING_MEAN)
+                         .tensor(SN_SLOT_RUNNING_VAR, f + RUNNING_VAR);
+  const Call infer = Call::batchNorm<float>(SN_PHASE_INFER, g)
+                         .tensor(SN_SLOT_X, f + X)
+                         .tensor(SN_SLOT_RUNNING_MEAN, f + RUNNING_MEAN)
+                         .tensor(SN_SLOT_RUNNING_VAR, f + RUNNING_VAR)
+                         .tensor(SN_SLOT_Y, f + Y);
+  const Call backward = Call::batchNorm<float>(SN_PHASE_BACKWARD, g)
+                            .flag(SN_FLAG_TRAINING)
+                            .tensor(SN_SLOT_DY, f + DY)
+                            .tensor(SN_SLOT_X, f + X)
+                            .tensor(SN_SLOT_MEAN, f + MEAN)
+                            .tensor(SN_SLOT_INV_STD, f + INV_STD)
+                            .tensor(SN_SLOT_GAMMA, f + GAMMA)
+                            .tensor(SN_SLOT_DX, f + DX)
+                            .tensor(SN_SLOT_DGAMMA, f + DGAMMA)
+                            .tensor(SN_SLOT_DBETA, f + DBETA);
+  const Call update = Call::batchNorm<float>(SN_PHASE_UPDATE, g)
+                          .running({0.1, 1.5, false})
+                          .tensor(SN_SLOT_MEAN, f + MEAN)
+                          .tensor(SN_SLOT_VARIANCE, f + VARIANCE)
+                          .tensor(SN_SLOT_RUNNING_MEAN, f + RUNNING_MEAN)
+                          .tensor(SN_SLOT_RUNNING_VAR, f + RUNNING_VAR);
+  const Call momentsDouble = Call::batchNorm<double>(SN_PHASE_MOMENTS, g)
+                                 .tensor(SN_SLOT_X, wide.data())
+                                 .tensor(SN_SLOT_MEAN, wide.data() + 64)
+                                 .tensor(SN_SLOT_VARIANCE, wide.data() + 72);
+  // The valid calls: accepted, and they run (under the sanitizers: within the bytes they claim).
+  for (const Call* call : {&moments, &train, &infer, &backward, &update, &momentsDouble}) {
+    sn_norm norm;
+    const int32_t prepared = call->prepare(&norm);
+    const int32_t executed = prepared == 0 ? sn_execute(&norm) : prepared;
+    report(prepared == 0 && executed >= 0, call->what + " (the refusals' valid call): sn_prepare " +
+                                               resultText(prepared) + ", sn_execute " + resultText(executed));
+  }
+  const std::vector<float> arena0 = arena;
+  const std::vector<double> wide0 = wide;
+  auto scalar = [](int code, int s) { return snError(code, s + 1); };
+  auto slot = [](int code, int t) { return snError(code, t + 1); };
+  auto with = [](Call call, int s, double value) { return call.set(s, value); };
+  auto tensor = [](Call call, int t, const void* p) { return call.tensor(t, p); };
+
+  // Null arguments, a null descriptor.
+  {
+    const Call& c = train;
+    alignas(sn_norm) unsigned char before[sizeof(sn_norm)], after[sizeof(sn_norm)];
+    std::memset(before, 0xA5, sizeof before);
+    std::memcpy(after, before, sizeof after);
+    sn_norm* out = reinterpret_cast<sn_norm*>(after);
+    const int32_t missing = snError(SN_ERROR_MISSING, 0);
+    bool ok = sn_prepare(nullptr, c.tensors, c.bytes, out) == missing &&
+              sn_prepare(c.scalars, nullptr, c.bytes, out) == missing &&
+              sn_prepare(c.scalars, c.tensors, nullptr, out) == missing &&
+              sn_prepare(c.scalars, c.tensors, c.bytes, nullptr) == missing;
+    report(ok && std::memcmp(before, after, sizeof before) == 0, "sn_prepare refuses null arguments");
+    report(sn_execute(nullptr) == missing, "sn_execute refuses a null descriptor");
+  }
+  // A null required tensor (in, out, inout; one of length 0 may be null).
+  expectRefusal(tensor(train, SN_SLOT_X, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_X)}, "train without x");
+  expectRefusal(tensor(train, SN_SLOT_INV_STD, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_INV_STD)},
+                "train without invStd");
+  expectRefusal(tensor(backward, SN_SLOT_DY, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_DY)}, "backward without dy");
+  expectRefusal(tensor(infer, SN_SLOT_RUNNING_VAR, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_VAR)},
+                "infer without runningVar");
+  expectRefusal(tensor(update, SN_SLOT_RUNNING_MEAN, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_MEAN)},
+                "update without runningMean");
+  // Too few bytes, for a required and an optional tensor.
+  expectRefusal(Call(train).byteCount(SN_SLOT_X, 24 * 4 - 1), {slot(SN_ERROR_TOO_SHORT, SN_SLOT_X)},
+                "x one byte short");
+  expectRefusal(Call(train).byteCount(SN_SLOT_GAMMA, 2 * 4), {slot(SN_ERROR_TOO_SHORT, SN_SLOT_GAMMA)},
+                "gamma one element short");
+  expectRefusal(Call(backward).byteCount(SN_SLOT_DBETA, 0), {slot(SN_ERROR_TOO_SHORT, SN_SLOT_DBETA)},
+                "dbeta of 0 bytes");
+  // Misaligned to the element size.
+  expectRefusal(tensor(train, SN_SLOT_X, reinterpret_cast<char*>(f + X) + 2), {slot(SN_ERROR_MISALIGNED, SN_SLOT_X)},
+                "float x at 2 bytes past alignment");
+  expectRefusal(tensor(momentsDouble, SN_SLOT_MEAN, reinterpret_cast<char*>(wide.data() + 64) + 4),
+                {slot(SN_ERROR_MISALIGNED, SN_SLOT_MEAN)},
+                "double mean at 4 bytes past alignment");
+  // An output overlapping another tensor (but for the allowed exact alias y = x, dx = dy).
+  expectRefusal(tensor(train, SN_SLOT_Y, f + X + 1), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)}, "y overlapping x");
+  expectRefusal(tensor(train, SN_SLOT_INV_STD, f + MEAN), {slot(SN_ERROR_OVERLAP, SN_SLOT_MEAN)}, "invStd = mean");
+  expectRefusal(tensor(train, SN_SLOT_GAMMA, f + Y + 22), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)},
+                "y overlapping gamma");
+  expectRefusal(tensor(backward, SN_SLOT_DX, f + X), {slot(SN_ERROR_OVERLAP, SN_SLOT_DX)}, "dx = x");
+  expectRefusal(tensor(backward, SN_SLOT_DGAMMA, f + GAMMA), {slot(SN_ERROR_OVERLAP, SN_SLOT_DGAMMA)},
+                "dgamma = gamma");
+  expectRefusal(tensor(update, SN_SLOT_RUNNING_VAR, f + RUNNING_MEAN + 2),
+                {slot(SN_ERROR_OVERLAP, SN_SLOT_RUNNING_MEAN)}, "runningVar overlapping runningMean");
+  // A tensor the phase does not use.
+  expectRefusal(tensor(moments, SN_SLOT_Y, f + Y), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_Y)}, "moments with y");
+  expectRefusal(tensor(infer, SN_SLOT_MEAN, f + MEAN), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_MEAN)}, "infer with mean");
+  expectRefusal(tensor(update, SN_SLOT_X, f + X), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_X)}, "update with x");
+  expectRefusal(tensor(train, SN_SLOT_VARIANCE, f + VARIANCE), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_VARIANCE)},
+                "train with variance");
+  // Half a running pair. table.mjs documents "unexpected" (the given half); core.cpp answers
+  // "missing" (the absent half): either is a refusal that writes nothing.
+  expectRefusal(tensor(train, SN_SLOT_RUNNING_VAR, nullptr),
+                {slot(SN_ERROR_UNEXPECTED, SN_SLOT_RUNNING_MEAN), slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_VAR)},
+                "train with runningMean alone");
+  expectRefusal(tensor(train, SN_SLOT_RUNNING_MEAN, nullptr),
+                {slot(SN_ERROR_UNEXPECTED, SN_SLOT_RUNNING_VAR), slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_MEAN)},
+                "train with runningVar alone");
+  // Counts: negative, fractional, not a number, past 2^53, and a geometry past the address space.
+  expectRefusal(with(train, SN_SCALAR_OUTER, -1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_OUTER)}, "outer -1");
+  expectRefusal(with(train, SN_SCALAR_INNER, 2.5), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_INNER)}, "inner 2.5");
+  expectRefusal(with(moments, SN_SCALAR_STATS, NAN), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_STATS)}, "stats NaN");
+  expectRefusal(with(moments, SN_SCALAR_SAMPLES, INFINITY), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_SAMPLES)},
+                "samples Infinity");
+  expectRefusal(with(train, SN_SCALAR_AFFINE_RUN, -0.5), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_AFFINE_RUN)},
+                "affineRun -0.5");
+  expectRefusal(with(backward, SN_SCALAR_OUTER, 0x1p53 + 2), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_OUTER)},
+                "outer 2^53 + 2");
+  expectRefusal(with(with(train, SN_SCALAR_OUTER, 0x1p52), SN_SCALAR_STATS, 1024),
+                {scalar(SN_ERROR_TOO_LARGE, SN_SCALAR_STATS)}, "float elements 2^52 * 1024 * 4");
+  expectRefusal(with(with(moments, SN_SCALAR_AFFINE_GROUPS, 0x1p40), SN_SCALAR_AFFINE_SIZE, 0x1p30),
+                {scalar(SN_ERROR_TOO_LARGE, SN_SCALAR_AFFINE_GROUPS)}, "affine 2^40 * 2^30");
+  expectRefusal(with(train, SN_SCALAR_AFFINE_GROUPS, 0), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_AFFINE_GROUPS)},
+                "affineGroups 0 with 3 statistics");
+  // Phase, dtype, flags.
+  expectRefusal(with(train, SN_SCALAR_PHASE, SN_PHASE_COUNT), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_PHASE)},
+                "phase past the last");
+  expectRefusal(with(train, SN_SCALAR_DTYPE, 1.5), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_DTYPE)}, "dtype 1.5");
+  expectRefusal(with(train, SN_SCALAR_FLAGS, 1 << 20), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)},
+                "an unknown flag (2^20)");
+  expectRefusal(with(train, SN_SCALAR_FLAGS, 1.5), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "flags 1.5");
+  expectRefusal(with(train, SN_SCALAR_FLAGS, -1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "flags -1");
+  // eps <= 0 (or not finite) where it is used, factor out of [0, 1], varScale < 0.
+  for (double eps : {0.0, -1e-5, -0.0, double(NAN), double(INFINITY)}) {
+    expectRefusal(with(train, SN_SCALAR_EPS, eps), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_EPS)},
+                  "train eps " + std::to_string(eps));
+  }
+  expectRefusal(with(infer, SN_SCALAR_EPS, 0), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_EPS)}, "infer eps 0");
+  for (double factor : {1.5, 1 + 0x1p-52, -0.1, double(NAN)}) {
+    expectRefusal(with(train, SN_SCALAR_FACTOR, factor), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FACTOR)},
+                  "train factor " + std::to_string(factor));
+  }
+  expectRefusal(with(update, SN_SCALAR_FACTOR, 2), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FACTOR)}, "update factor 2");
+  expectRefusal(with(update, SN_SCALAR_VAR_SCALE, -1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_VAR_SCALE)},
+                "update varScale -1");
+  report(sameBits(arena, arena0) && sameBits(wide, wide0), "sn_prepare's refusals leave the tensors as they were");
 }
 
 // ---- the benchmark ------------------------------------------------------------------------
@@ -739,22 +1158,59 @@ int bench() {
         std::printf("%-6s %-8s %3d %9.3f %8.1f %8.2f\n", layout.name, op, threads, t.first * 1e3,
                     bytesPerElement * n / t.first / 1e9, t.first / (t.second * bytesPerElement / 8));
       };
+      // Each op prepared once; sn_execute is what is timed.
+      auto prepared = [](const Call& call) {
+        sn_norm norm;
+        const int32_t r = call.prepare(&norm);
+        if (r != 0) {
+          std::printf("%s: sn_prepare returned %s\n", call.what.c_str(), resultText(r).c_str());
+          std::exit(1);
+        }
+        return norm;
+      };
+      const sn_norm train = prepared(Call::batchNorm<float>(SN_PHASE_TRAIN, g)
+                                         .running({0.1, 1.0, false})
+                                         .tensor(SN_SLOT_X, x.data())
+                                         .tensor(SN_SLOT_GAMMA, gamma.data())
+                                         .tensor(SN_SLOT_BETA, beta.data())
+                                         .tensor(SN_SLOT_Y, y.data())
+                                         .tensor(SN_SLOT_MEAN, mean.data())
+                                         .tensor(SN_SLOT_INV_STD, invStd.data())
+                                         .tensor(SN_SLOT_RUNNING_MEAN, rm.data())
+                                         .tensor(SN_SLOT_RUNNING_VAR, rv.data()));
+      const sn_norm infer = prepared(Call::batchNorm<float>(SN_PHASE_INFER, g)
+                                         .tensor(SN_SLOT_X, x.data())
+                                         .tensor(SN_SLOT_RUNNING_MEAN, rm.data())
+                                         .tensor(SN_SLOT_RUNNING_VAR, rv.data())
+                                         .tensor(SN_SLOT_GAMMA, gamma.data())
+                                         .tensor(SN_SLOT_BETA, beta.data())
+                                         .tensor(SN_SLOT_Y, y.data()));
+      const sn_norm moments = prepared(Call::batchNorm<float>(SN_PHASE_MOMENTS, g)
+                                           .tensor(SN_SLOT_X, x.data())
+                                           .tensor(SN_SLOT_MEAN, mean.data())
+                                           .tensor(SN_SLOT_VARIANCE, invStd.data()));
+      const sn_norm backward = prepared(Call::batchNorm<float>(SN_PHASE_BACKWARD, g)
+                                            .flag(SN_FLAG_TRAINING)
+                                            .tensor(SN_SLOT_DY, dy.data())
+                                            .tensor(SN_SLOT_X, x.data())
+                                            .tensor(SN_SLOT_MEAN, mean.data())
+                                            .tensor(SN_SLOT_INV_STD, invStd.data())
+                                            .tensor(SN_SLOT_GAMMA, gamma.data())
+                                            .tensor(SN_SLOT_DX, dx.data())
+                                            .tensor(SN_SLOT_DGAMMA, dgamma.data())
+                                            .tensor(SN_SLOT_DBETA, dbeta.data()));
       row("copy", 8, medianSeconds(copy, copy));
-      row("train", 12, medianSeconds([&] {
-            simdnorm::trainForward<float>(x.data(), g, gamma.data(), beta.data(), 1e-5, false, y.data(), mean.data(),
-                                          invStd.data(), rm.data(), rv.data(), {0.1, 1.0, false});
-          }, copy));
-      row("infer", 8, medianSeconds([&] {
-            simdnorm::inferForward<float>(x.data(), g, rm.data(), rv.data(), gamma.data(), beta.data(), 1e-5, false,
-                                          y.data());
-          }, copy));
-      row("moments", 4, medianSeconds([&] {
-            simdnorm::channelMoments<float>(x.data(), g, mean.data(), invStd.data());
-          }, copy));
-      row("backward", 20, medianSeconds([&] {
-            simdnorm::backward<float>(dy.data(), x.data(), g, mean.data(), invStd.data(), gamma.data(), nullptr, true,
-                                      dx.data(), dgamma.data(), dbeta.data());
-          }, copy));
+      auto execute = [](const sn_norm& norm) {
+        const int32_t r = sn_execute(&norm);
+        if (r < 0) {
+          std::printf("%s: sn_execute returned %s\n", sn_phase_names[norm.phase], resultText(r).c_str());
+          std::exit(1);
+        }
+      };
+      row("train", 12, medianSeconds([&] { execute(train); }, copy));
+      row("infer", 8, medianSeconds([&] { execute(infer); }, copy));
+      row("moments", 4, medianSeconds([&] { execute(moments); }, copy));
+      row("backward", 20, medianSeconds([&] { execute(backward); }, copy));
     }
   }
   simdnorm::setThreads(0);
@@ -843,6 +1299,7 @@ static void runChecks() {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
   const std::string dispatched = simdnorm::simdLevel();
+  checkRefusals();
   runChecks();
   if (dispatched == "avx2-fma") {
     // The portable kernels too (the build WASM has, with its row streams: kernels.cmake).
