@@ -132,9 +132,10 @@ const single = (ms) => ({ median: ms, min: ms, max: ms, samples: [ms], reps: 1 }
 
 /**
  * Validates each formulation of a contender, keeps the fastest correct one warmed up for the
- * rounds. A call slower than `slowCallMs` (its checked first call, and a second one, as first
- * calls can carry one-off costs) is not repeated further: the faster of the two is its one sample
- * (`stats` set here), and the contender's other formulations are not tried.
+ * rounds. A call slower than `slowCallMs` (its checked first call, and a second one when the
+ * first was under 4 × slowCallMs, as first calls can carry one-off costs) is not repeated
+ * further: the faster is its one sample (`stats` set here), and the contender's other
+ * formulations are not tried.
  * @returns {Promise<{ result: ContenderResult, runner?: Runner, perCallMs?: number }>}
  */
 async function prepareContender(contender, task, settings, compare) {
@@ -160,9 +161,10 @@ async function prepareContender(contender, task, settings, compare) {
       continue;
     }
     const v = await validate(f, task, reference, compare);
-    if (v.runner && v.firstCallMs > settings.slowCallMs) {
+    if (v.runner && v.firstCallMs > settings.slowCallMs && v.firstCallMs <= 4 * settings.slowCallMs) {
       // A first call can carry one-off costs (a peer's thread pool starting, lazy kernels):
-      // a slow one is timed again before the formulation is judged too slow to repeat.
+      // one a little over the limit is timed again before the formulation is judged too slow
+      // to repeat (far over it, the call is slow for real: not repeated).
       const t0 = performance.now();
       try {
         await v.runner.run();
@@ -185,7 +187,7 @@ async function prepareContender(contender, task, settings, compare) {
     }
   }
   if (slow && !correct.length) {
-    const note = `one sample (the faster of 2 calls): slower than ${seconds(settings.slowCallMs)}`;
+    const note = `one sample: slower than ${seconds(settings.slowCallMs)}`;
     return { result: { ...base, status: 'ok', formulation: slow.name, note, stats: single(slow.ms), ...(rejected.length ? { rejected } : {}) } };
   }
   if (correct.length === 0) {
