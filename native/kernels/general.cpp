@@ -744,9 +744,222 @@ int32_t columnBackward(const sn_norm& n) {
   return 0;
 }
 
+// ---- the rows path of backward: LayerNorm / RMSNorm (one segment per statistic, γ/β by the
+// element, one γ/β group). Rows are cut into blocks of at most kRowBlock rows, the block's rows
+// staying in cache: per row Σh, Σh x̂ (one read of the row), then a sweep down the block's columns
+// writing dx and keeping Σg, Σg x̂ per column in registers over the block's rows, added once per
+// block to the task's per-column partials. Tasks are runs of whole rows by the geometry; their
+// partials are merged per column in task order. Rows longer than kRowsMaxInner (the wide path):
+// Σh, Σh x̂ per (row, piece) merged in piece order, then tasks of column strips sweep every row
+// block, each owning its columns' dgamma/dbeta. ----
+
+constexpr int64_t kRowBlockElements = 16384;  // elements of a row block (rows stay in cache)
+constexpr int64_t kRowBlock = 64;             // rows of a block at most
+constexpr int64_t kRowsMaxInner = 16384;      // longer rows: the wide path
+constexpr int64_t kRowsTaskElements = 65536;  // elements per task...
+constexpr int64_t kRowsMaxTasks = 64;         // ... and at most this many tasks (partial arrays)
+constexpr int64_t kWideStrip = 2048;          // columns per task of the wide path's sweep
+constexpr int64_t kSweepChunk = 512;          // columns of a row block's sweep at a time (partials in L1)
+
+bool useRows(const Shape& sh) {
+  return sh.outer == 1 && sh.groups == 1 && sh.size > 1 && sh.perElement() && sh.K > 0 && sh.M > 0;
+}
+
+// Per-row coefficients of rows from `first` on (row r at [r - first]): mean (rms 0), invStd,
+// invStd / M, Σh (rms 0), Σh x̂.
+struct RowCoefficients {
+  const double *mu, *inv, *c, *sumH, *sumHX;
+  int64_t first;
+};
+
+template <typename T, bool Relu>
+SIMDNORM_INLINE void rowSums(const T* dy, const T* x, const T* y, const T* gamma, int64_t base, int64_t D, double mu,
+                             double inv, double& sumH, double& sumHX) {
+  const VDouble vmu = splat<VDouble>(mu), vinv = splat<VDouble>(inv);
+  VDouble a1{}, a2{}, b1{}, b2{};
+  auto terms = [&](int64_t j, int64_t k, VDouble& s1, VDouble& s2) SIMDNORM_LAMBDA_INLINE {
+    const VDouble g = gradOf<T, Relu>(dy, y, base + j, k);
+    const VDouble xh = (loadDoubleLanes(x + base + j, k) - vmu) * vinv;
+    const VDouble h = gamma ? g * loadDoubleLanes(gamma + j, k) : g;
+    const VDouble hx = h * xh;
+    if (k < kDoubleLanes) {
+      s1 += keepLanes(h, k);
+      s2 += keepLanes(hx, k);
+    } else {
+      s1 += h;
+      s2 += hx;
+    }
+  };
+  int64_t j = 0;
+  for (; j + 2 * kDoubleLanes <= D; j += 2 * kDoubleLanes) {
+    terms(j, kDoubleLanes, a1, a2);
+    terms(j + kDoubleLanes, kDoubleLanes, b1, b2);
+  }
+  for (; j + kDoubleLanes <= D; j += kDoubleLanes) terms(j, kDoubleLanes, a1, a2);
+  if (j < D) terms(j, D - j, b1, b2);
+  sumH = sumLanes(a1 + b1);
+  sumHX = sumLanes(a2 + b2);
+}
+
+// dx of rows [r0, r1) and columns [j0, j1); Σg, Σg x̂ of each column over those rows added to
+// pb[j], pg[j] in row order. Row-major over chunks of `chunk` columns (the chunk's partials stay
+// in L1 while every row passes; each row's piece is contiguous for the prefetcher).
+template <typename T, bool Relu, bool Training>
+void sweepRows(const T* dy, const T* x, const T* y, const T* gamma, int64_t D, int64_t r0, int64_t r1, int64_t j0,
+               int64_t j1, int64_t chunk, const RowCoefficients& rc, T* dx, double* pg, double* pb) {
+  const VDouble vm = splat<VDouble>(static_cast<double>(D));
+  for (int64_t c0 = j0; c0 < j1; c0 += chunk) {
+    const int64_t c1 = minOf(j1, c0 + chunk);
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t q = r - rc.first, base = r * D;
+      const VDouble vinv = splat<VDouble>(rc.inv[q]), vmu = splat<VDouble>(rc.mu[q]), vc = splat<VDouble>(rc.c[q]),
+                    vsh = splat<VDouble>(rc.sumH[q]), vshx = splat<VDouble>(rc.sumHX[q]);
+      auto at = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        const int64_t i = base + j;
+        const VDouble g = gradOf<T, Relu>(dy, y, i, k);
+        const VDouble xh = (loadDoubleLanes(x + i, k) - vmu) * vinv;
+        const VDouble h = gamma ? g * loadDoubleLanes(gamma + j, k) : g;
+        const VDouble v = Training ? vc * ((vm * h - vsh) - xh * vshx) : h * vinv;
+        storeLanesAs(dx + i, v, k);
+        if (k == kDoubleLanes) {
+          store(pb + j, load<VDouble>(pb + j) + g);
+          store(pg + j, load<VDouble>(pg + j) + g * xh);
+        } else {
+          storeLanesAs(pb + j, loadDoubleLanes(pb + j, k) + g, k);
+          storeLanesAs(pg + j, loadDoubleLanes(pg + j, k) + g * xh, k);
+        }
+      };
+      int64_t j = c0;
+      for (; j + kDoubleLanes <= c1; j += kDoubleLanes) at(j, kDoubleLanes);
+      if (j < c1) at(j, c1 - j);
+    }
+  }
+}
+
+template <typename T>
+int32_t rowsBackward(const sn_norm& n) {
+  const Shape sh(n);
+  const int64_t K = sh.K, D = sh.inner;
+  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
+  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
+  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
+  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  const double m = static_cast<double>(D);
+  auto sweep = [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t chunk, const RowCoefficients& rc,
+                   double* pg, double* pb) {
+    if (y != nullptr) {
+      if (training) sweepRows<T, true, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+      else sweepRows<T, true, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+    } else {
+      if (training) sweepRows<T, false, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+      else sweepRows<T, false, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+    }
+  };
+  auto sums = [&](int64_t r, int64_t j0, int64_t j1, double mu, double inv, double& sH, double& sHX) {
+    const T* g = gamma ? gamma + j0 : nullptr;
+    if (y != nullptr) rowSums<T, true>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
+    else rowSums<T, false>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
+  };
+  if (D > kRowsMaxInner) {
+    // The wide path.
+    const int64_t pieces = ceilDiv(D, kRowsMaxInner), pieceLength = ceilDiv(D, pieces);
+    const int64_t strips = ceilDiv(D, kWideStrip);
+    double *mu, *inv, *c, *sumH, *sumHX, *pieceH, *pieceHX, *pg, *pb;
+    if (!carveScratch([&](Carver& s) {
+          s.take(mu, K);
+          s.take(inv, K);
+          s.take(c, K);
+          s.take(sumH, K);
+          s.take(sumHX, K);
+          s.take(pieceH, training ? K * pieces : 0);
+          s.take(pieceHX, training ? K * pieces : 0);
+          s.take(pg, D);
+          s.take(pb, D);
+        })) {
+      return noMemory();
+    }
+    for (int64_t r = 0; r < K; r++) {
+      mu[r] = rms ? 0.0 : static_cast<double>(mean[r]);
+      inv[r] = static_cast<double>(invStd[r]);
+      c[r] = inv[r] / m;
+    }
+    if (training) {
+      parallelFor(K * pieces, K * D, [&](int64_t t) {
+        const int64_t r = t / pieces, j0 = t % pieces * pieceLength;
+        sums(r, j0, minOf(D, j0 + pieceLength), mu[r], inv[r], pieceH[t], pieceHX[t]);
+      });
+      for (int64_t r = 0; r < K; r++) {
+        double a = 0, b = 0;
+        for (int64_t p = 0; p < pieces; p++) {
+          a += pieceH[r * pieces + p];
+          b += pieceHX[r * pieces + p];
+        }
+        sumH[r] = rms ? 0.0 : a;
+        sumHX[r] = b;
+      }
+    }
+    const RowCoefficients rc{mu, inv, c, sumH, sumHX, 0};
+    parallelFor(strips, K * D, [&](int64_t t) {
+      const int64_t j0 = t * kWideStrip, j1 = minOf(D, j0 + kWideStrip);
+      for (int64_t j = j0; j < j1; j++) pg[j] = pb[j] = 0;
+      sweep(0, K, j0, j1, kWideStrip, rc, pg, pb);
+      for (int64_t j = j0; j < j1; j++) {
+        dgamma[j] = static_cast<T>(pg[j]);
+        dbeta[j] = static_cast<T>(pb[j]);
+      }
+    });
+    return 0;
+  }
+  const int64_t count0 = minOf(K, minOf(kRowsMaxTasks, maxOf(1, K * D / kRowsTaskElements)));
+  const int64_t per = ceilDiv(K, count0), count = ceilDiv(K, per);
+  const int64_t block = maxOf(1, minOf(kRowBlock, kRowBlockElements / D));
+  double* part;
+  if (!carveScratch([&](Carver& s) { s.take(part, 2 * D * count); })) return noMemory();
+  parallelFor(count, K * D, [&](int64_t t) {
+    double* pg = part + 2 * D * t;
+    double* pb = pg + D;
+    for (int64_t j = 0; j < 2 * D; j++) pg[j] = 0;
+    double mu[kRowBlock], inv[kRowBlock], c[kRowBlock], sumH[kRowBlock], sumHX[kRowBlock];
+    for (int64_t r0 = t * per, end = minOf(K, r0 + per); r0 < end; r0 += block) {
+      const int64_t r1 = minOf(end, r0 + block);
+      for (int64_t r = r0; r < r1; r++) {
+        const int64_t i = r - r0;
+        mu[i] = rms ? 0.0 : static_cast<double>(mean[r]);
+        inv[i] = static_cast<double>(invStd[r]);
+        c[i] = inv[i] / m;
+        if (training) {
+          sums(r, 0, D, mu[i], inv[i], sumH[i], sumHX[i]);
+          if (rms) sumH[i] = 0;
+        }
+      }
+      const RowCoefficients rc{mu, inv, c, sumH, sumHX, r0};
+      sweep(r0, r1, 0, D, kSweepChunk, rc, pg, pb);
+    }
+  });
+  parallelFor(ceilDiv(D, 1024), count * D, [&](int64_t t) {
+    for (int64_t j = t * 1024, e = minOf(D, j + 1024); j < e; j++) {
+      double g = 0, b = 0;
+      for (int64_t u = 0; u < count; u++) {
+        g += part[2 * D * u + j];
+        b += part[2 * D * u + D + j];
+      }
+      dgamma[j] = static_cast<T>(g);
+      dbeta[j] = static_cast<T>(b);
+    }
+  });
+  return 0;
+}
+
 template <typename T>
 int32_t backward(const sn_norm& n) {
   if (useColumns(Shape(n))) return columnBackward<T>(n);
+  if (useRows(Shape(n))) return rowsBackward<T>(n);
   const Shape sh(n);
   const int64_t affine = sh.affine();
   const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));

@@ -6,6 +6,7 @@
 // 3 threads, data far from zero, constant statistics, NaN/Inf inputs, a failed scratch
 // allocation (nothing written). On x86-64 it runs for AVX2 and then the portable kernels.
 // Last line: "N passed, N failed"; exit code 1 on failure.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -630,6 +631,12 @@ std::vector<Desc> descriptors() {
   v.push_back({"columns run 3 size 2 inner 6", 2, 17, 3, 6, 3, 2, 3});
   v.push_back({"columns rms inner 1", 3, 40, 5, 1, 5, 1, 1, SN_FLAG_RMS});
   v.push_back({"columns LayerNorm-like inner 15", 1, 300, 2, 15, 1, 15, 1});
+  // backward's rows path: several row blocks, blocks across tasks; the wide path (rows longer
+  // than one piece: Σh in pieces, column strips)
+  v.push_back(layerNorm(150, 37));
+  v.push_back(layerNorm(70, 300, true));
+  v.push_back(layerNorm(2, 20000));
+  v.push_back(layerNorm(3, 16390, true));
   return v;
 }
 
@@ -657,7 +664,7 @@ void runChecks() {
   // Determinism over sizes where the pool splits the work.
   for (const Desc& d : {layerNorm(300, 1000), layerNorm(64, 4096, true), layerNorm(3, 70000), groupNormFirst(4, 64, 1024, 8),
                         groupNormLast(4, 64, 1024, 16), instanceFirst(8, 32, 1024), ghost(32, 4, 16, 256, false),
-                        layerNorm(20000, 7)}) {
+                        layerNorm(20000, 7), layerNorm(5000, 96), layerNorm(6, 40000, true), layerNorm(700, 1030)}) {
     checkThreads<float>(d, false);
     checkThreads<double>(d, true);
   }
@@ -669,25 +676,31 @@ void runChecks() {
   std::printf("largest error / tolerance: float %.3g, double %.3g\n", worstRatio[0], worstRatio[1]);
 }
 
-// Milliseconds of the best of `reps` calls of f.
+// Milliseconds: the median of `reps` calls of f (after one warm-up call).
 template <typename F>
-double bestMs(int reps, F f) {
-  double best = 1e30;
+double medianMs(int reps, F f) {
+  f();
+  std::vector<double> times;
   for (int i = 0; i < reps; i++) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (ms < best) best = ms;
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  return best;
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
-// --bench: float train / infer / backward of a few family shapes, against a copy of x.
-int bench() {
+// --bench [filter]: float train / infer / backward of the family's shapes, as multiples of a
+// same-run copy of x (medians; each case interleaves copy and op per round so noise hits both).
+int bench(const char* filter) {
   std::printf("simd %s, threads %d\n", simdnorm::simdLevel(), simdnorm::getThreads());
-  for (const Desc& d : {layerNorm(8192, 1024), layerNorm(8192, 1024, true), groupNormFirst(32, 64, 3136, 32),
-                        groupNormLast(32, 64, 3136, 32), instanceFirst(32, 64, 3136), instanceLast(32, 64, 3136),
-                        ghost(32, 8, 64, 3136, false), layerNorm(64, 100000)}) {
+  for (const Desc& d : {layerNorm(8192, 768), layerNorm(8192, 768, true), layerNorm(2048, 4096), layerNorm(2048, 4096, true),
+                        layerNorm(64, 128), layerNorm(64, 128, true), layerNorm(8192, 1024), layerNorm(64, 100000),
+                        groupNormFirst(8, 320, 4096, 32), groupNormLast(8, 320, 4096, 32), groupNormFirst(2, 64, 1024, 8),
+                        groupNormLast(2, 64, 1024, 8), groupNormFirst(32, 64, 3136, 32), groupNormLast(32, 64, 3136, 32),
+                        instanceFirst(1, 64, 65536), instanceFirst(16, 3, 50176), instanceLast(16, 3, 50176),
+                        ghost(32, 8, 64, 3136, false)}) {
+    if (filter != nullptr && d.name.find(filter) == std::string::npos) continue;
     Tensors<float> t;
     t.x = randomVector<float>(d.elements(), -1, 1);
     t.gamma = randomVector<float>(d.affine(), 0.5, 1.5);
@@ -696,18 +709,30 @@ int bench() {
     t.runningVar = randomVector<float>(d.stats, 0.5, 2);
     t.dy = randomVector<float>(d.elements(), -1, 1);
     std::vector<float> copy(d.elements());
-    const double c = bestMs(5, [&] { simdnorm::copyBytes(copy.data(), t.x.data(), d.elements() * 4, 0); });
-    const double tr = bestMs(5, [&] {
-      call<float>(d, SN_PHASE_TRAIN, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_BETA, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR});
-    });
-    const double in = bestMs(5, [&] {
-      call<float>(d, SN_PHASE_INFER, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR, SN_SLOT_GAMMA, SN_SLOT_BETA});
-    });
-    const double bw = bestMs(5, [&] {
-      call<float>(d, SN_PHASE_BACKWARD, t, {SN_SLOT_DY, SN_SLOT_X, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_DX, SN_SLOT_DGAMMA, SN_SLOT_DBETA}, SN_FLAG_TRAINING);
-    });
-    std::printf("%-40s copy %7.2f ms  train %7.2f (%.2fx)  infer %7.2f (%.2fx)  backward %7.2f (%.2fx)\n", d.name.c_str(), c,
-                tr, tr / c, in, in / c, bw, bw / c);
+    const int reps = d.elements() < (1 << 16) ? 201 : d.elements() < (1 << 22) ? 31 : 11;
+    std::vector<double> c, tr, in, bw, trMs, inMs, bwMs;
+    for (int round = 0; round < 3; round++) {
+      c.push_back(medianMs(reps, [&] { simdnorm::copyBytes(copy.data(), t.x.data(), d.elements() * 4, 0); }));
+      tr.push_back(medianMs(reps, [&] {
+        call<float>(d, SN_PHASE_TRAIN, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_BETA, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR});
+      }));
+      trMs.push_back(tr.back());
+      tr.back() /= c.back();
+      in.push_back(medianMs(reps, [&] {
+        call<float>(d, SN_PHASE_INFER, t, {SN_SLOT_X, SN_SLOT_Y, SN_SLOT_RUNNING_MEAN, SN_SLOT_RUNNING_VAR, SN_SLOT_GAMMA, SN_SLOT_BETA});
+      }));
+      inMs.push_back(in.back());
+      in.back() /= c.back();
+      bw.push_back(medianMs(reps, [&] {
+        call<float>(d, SN_PHASE_BACKWARD, t, {SN_SLOT_DY, SN_SLOT_X, SN_SLOT_MEAN, SN_SLOT_INV_STD, SN_SLOT_GAMMA, SN_SLOT_DX, SN_SLOT_DGAMMA, SN_SLOT_DBETA}, SN_FLAG_TRAINING);
+      }));
+      bwMs.push_back(bw.back());
+      bw.back() /= c.back();
+    }
+    for (auto* v : {&c, &tr, &in, &bw, &trMs, &inMs, &bwMs}) std::sort(v->begin(), v->end());
+    std::printf("%-34s copy %7.3f ms  train %5.2fx %7.3f  infer %5.2fx %7.3f  backward %5.2fx %7.3f\n", d.name.c_str(),
+                c[1], tr[1], trMs[1], in[1], inMs[1], bw[1], bwMs[1]);
+    std::fflush(stdout);
   }
   return 0;
 }
@@ -715,7 +740,7 @@ int bench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench();
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? argv[2] : nullptr);
   const std::string dispatched = simdnorm::simdLevel();
   runChecks();
   if (dispatched == "avx2-fma") {
