@@ -4,7 +4,8 @@
 //     kernels of phases.h, as they are (run);
 //  2. γ/β one per statistic otherwise (samples > 1: InstanceNorm, ghost BatchNorm; or
 //     affineGroups != stats), no rms: the same kernels sample by sample (runPerSample), γ/β tiled
-//     to the statistics, the running update once from the double statistics averaged over samples,
+//     to the statistics, the running update once from the double statistics (trainForward's
+//     batchMeanOut/batchVarOut, no pass of its own) averaged over samples,
 //     dgamma/dbeta summed over samples and tiles in a fixed order;
 //  3. everything else (γ/β varying inside a statistic: LayerNorm, GroupNorm; every rms
 //     descriptor): the general kernel (general.h).
@@ -159,8 +160,6 @@ int32_t runPerSample(const sn_norm& n) {
   T* invStd = tensor<T>(n, SN_SLOT_INV_STD);
   T* y = tensor<T>(n, SN_SLOT_Y);
   const RunningUpdate none{n.factor, n.varScale, false};
-  // An extra pass over x (see the end); in scratch(), before any kernel call takes it.
-  if (running && !statisticMoments<T>(x, n, false, batchMean, batchVar)) return snError(SN_ERROR_NO_MEMORY, 0);
   if (grad) {
     for (int64_t a = 0; a < groups; a++) sumGamma[a] = sumBeta[a] = 0;
   }
@@ -172,7 +171,8 @@ int32_t runPerSample(const sn_norm& n) {
         break;
       case SN_PHASE_TRAIN:
         SIMDNORM_ISA::trainForward<T>(x + at, g, gamma, beta, n.eps, relu, y + at, mean + st, invStd + st, nullptr,
-                                      nullptr, none);
+                                      nullptr, none, running ? batchMean + st : nullptr,
+                                      running ? batchVar + st : nullptr);
         break;
       case SN_PHASE_INFER:
         SIMDNORM_ISA::inferForward<T>(x + at, g, tensor<T>(n, SN_SLOT_RUNNING_MEAN), tensor<T>(n, SN_SLOT_RUNNING_VAR),
@@ -200,8 +200,8 @@ int32_t runPerSample(const sn_norm& n) {
       dbeta[a] = static_cast<T>(sumBeta[a]);
     }
   }
-  // The running update from the statistics in double (trainForward keeps its double variance to
-  // itself: statisticMoments above took them in a pass of its own).
+  // The running update from the statistics in double, as trainForward handed them over (its
+  // batchMeanOut/batchVarOut) sample by sample.
   if (running) return updateFromStatistics<T, double>(n, batchMean, batchVar, work) ? 1 : 0;
   return 0;
 }

@@ -284,7 +284,8 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
 
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
-                  T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update) {
+                  T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update,
+                  double* batchMeanOut, double* batchVarOut) {
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) mean[c] = invStd[c] = static_cast<T>(__builtin_nan(""));
@@ -336,6 +337,9 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
       updateChunk(ca, n, meanOut, bv);
       if (perChannel) {
         for (int64_t j = 0; j < n; j++) batchMean[ca + j] = meanOut[j], batchVar[ca + j] = bv[j];
+      }
+      if (batchMeanOut != nullptr) {
+        for (int64_t j = 0; j < n; j++) batchMeanOut[ca + j] = meanOut[j], batchVarOut[ca + j] = bv[j];
       }
       return any;
     });
@@ -398,6 +402,9 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
     if (anyWide) finishWide(plan, wide, batchMean, scale, beta, relu, y);
   }
+  if (batchMeanOut != nullptr && !plan.fusedRows) {  // perChannel: batchMean/batchVar hold them all
+    for (int64_t c = 0; c < channels; c++) batchMeanOut[c] = batchMean[c], batchVarOut[c] = batchVar[c];
+  }
   if (!running) return false;
   if (updateInChunks) return true;
   return updateRunning(runningMean, runningVar, batchMean, batchVar, channels, update.factor, update.varScale,
@@ -448,7 +455,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
 
 #define SIMDNORM_INSTANTIATE(T)                                                                \
   template bool trainForward<T>(const T*, Geometry, const T*, const T*, double, bool, T*, T*, T*, \
-                                T*, T*, RunningUpdate);                                        \
+                                T*, T*, RunningUpdate, double*, double*);                      \
   template void inferForward<T>(const T*, Geometry, const T*, const T*, const T*, const T*,     \
                                 double, bool, T*);
 SIMDNORM_INSTANTIATE(float)

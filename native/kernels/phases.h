@@ -15,10 +15,13 @@ template <typename T>
 void channelMoments(const T* x, Geometry g, T* mean, T* variance);
 
 // Statistics, y (relu when asked), and the running update when runningMean/runningVar are given;
-// returns whether the running stats were written.
+// returns whether the running stats were written. batchMeanOut/batchVarOut (both or neither; when
+// given, `channels` doubles each): the batch mean and biased variance in double as the running
+// update takes them (only when g has elements); null changes nothing.
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu, T* y, T* mean,
-                  T* invStd, T* runningMean, T* runningVar, RunningUpdate update);
+                  T* invStd, T* runningMean, T* runningVar, RunningUpdate update, double* batchMeanOut = nullptr,
+                  double* batchVarOut = nullptr);
 
 template <typename T>
 void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar, const T* gamma,
