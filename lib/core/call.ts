@@ -3,6 +3,8 @@
  * are allocated, the running-update scalars, and the async rules (lib/ops/*.ts).
  */
 import type { Backend } from '../backend.js';
+import { getBackend } from '../registry.js';
+import { Slot, type SlotName } from './abi.js';
 import type { FloatArray, Norm } from './descriptor.js';
 import { allocateFloat, checkFloatArray, checkNotResizable, checkObject, type DType } from '../validate.js';
 
@@ -55,4 +57,40 @@ export function product(dims: readonly number[], from = 0, to = dims.length): nu
   let p = 1;
   for (let i = from; i < to; i++) p *= dims[i];
   return p;
+}
+
+/**
+ * A call read and checked: the descriptor to run (null: nothing to compute, e.g. no elements)
+ * and the result, which `settle` may complete from what the run returned.
+ */
+export interface Prepared<R> {
+  norm: Norm | null;
+  result: R;
+  settle?: (ran: number) => void;
+}
+
+type Prepare<R> = (inputs: unknown, options: unknown, out: unknown, async: boolean) => Prepared<R>;
+
+/** An op's sync function: choose the backend, read and check (prepare), run, return. */
+export function callSync<R>(prepare: Prepare<R>, inputs: unknown, options: unknown, out: unknown): R {
+  const b = getBackend();
+  const p = prepare(inputs, options, out, false);
+  const ran = p.norm ? b.run(p.norm) : 0;
+  p.settle?.(ran);
+  return p.result;
+}
+
+/** An op's async function: the same, the run off the calling thread where the backend can. */
+export async function callAsync<R>(prepare: Prepare<R>, inputs: unknown, options: unknown, out: unknown): Promise<R> {
+  const b = getBackend();
+  const p = prepare(inputs, options, out, true);
+  const ran = p.norm ? await runAsync(b, p.norm) : 0;
+  p.settle?.(ran);
+  return p.result;
+}
+
+/** Puts each named tensor into the descriptor's table (null: absent). */
+export function bind(n: Norm, tensors: Partial<Record<SlotName, FloatArray | null>>): Norm {
+  for (const name in tensors) n.tensors[Slot[name as SlotName]] = tensors[name as SlotName] ?? null;
+  return n;
 }

@@ -7,11 +7,10 @@
  *   channels-first: samples N, outer 1, stats G, inner K·S; γ/β groups G, size K, run S;
  *   channels-last:  samples N, outer S, stats G, inner K;   γ/β groups G, size K, run 1.
  */
-import { Phase, Slot } from '../core/abi.js';
-import { checkAllFixed, checkOut, output, run, runAsync } from '../core/call.js';
+import { Phase } from '../core/abi.js';
+import { bind, callAsync, callSync, checkAllFixed, checkOut, output, type Prepared } from '../core/call.js';
 import { makeNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill } from '../intrinsics.js';
-import { getBackend } from '../registry.js';
 import {
   checkFloatArray,
   checkNoOverlap,
@@ -88,7 +87,7 @@ function groupDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArra
 const FORWARD_NAMES = ['out.y', 'out.mean', 'out.invStd', 'x', 'gamma', 'beta'] as const;
 const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y'] as const;
 
-function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; result: GroupNormResult } {
+function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<GroupNormResult> {
   const opts = parseOptions(options, ['eps', 'layout', 'activation'], 'groupNorm');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -120,17 +119,11 @@ function prepareForward(inputs: unknown, options: unknown, outArg: unknown, asyn
     return { norm: null, result };
   }
   const norm = groupDescriptor(Phase.train, x, p, groups, { eps: opts.eps, relu: opts.activation === 'relu' });
-  const t = norm.tensors;
-  t[Slot.x] = x;
-  t[Slot.gamma] = gamma;
-  t[Slot.beta] = beta;
-  t[Slot.y] = y;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
+  bind(norm, { x, gamma, beta, y, mean, invStd });
   return { norm, result };
 }
 
-function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; result: GroupNormBackwardResult } {
+function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<GroupNormBackwardResult> {
   const opts = parseOptions(options, ['layout', 'activation'], 'groupNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -168,16 +161,7 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
     return { norm: null, result };
   }
   const norm = groupDescriptor(Phase.backward, x, p, groups, { relu: opts.activation === 'relu', training: true });
-  const t = norm.tensors;
-  t[Slot.dy] = dy;
-  t[Slot.x] = x;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
-  t[Slot.gamma] = gamma;
-  t[Slot.y] = y;
-  t[Slot.dx] = dx;
-  t[Slot.dgamma] = dgamma;
-  t[Slot.dbeta] = dbeta;
+  bind(norm, { dy, x, mean, invStd, gamma, y, dx, dgamma, dbeta });
   return { norm, result };
 }
 
@@ -190,22 +174,16 @@ export function groupNorm<T extends FloatArray>(
   options?: GroupNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): GroupNormResult<T> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as GroupNormResult<T>;
+  return callSync(prepareForward, inputs, options, out) as GroupNormResult<T>;
 }
 
 /** {@link groupNorm} off the calling thread where the backend can (native). */
-export async function groupNormAsync<T extends FloatArray>(
+export function groupNormAsync<T extends FloatArray>(
   inputs: GroupNormInputs<T>,
   options?: GroupNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): Promise<GroupNormResult<T>> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as GroupNormResult<T>;
+  return callAsync(prepareForward, inputs, options, out) as Promise<GroupNormResult<T>>;
 }
 
 /**
@@ -217,20 +195,14 @@ export function groupNormBackward<T extends FloatArray>(
   options?: { layout?: Layout; activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dgamma?: T; dbeta?: T },
 ): GroupNormBackwardResult<T> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as GroupNormBackwardResult<T>;
+  return callSync(prepareBackward, inputs, options, out) as GroupNormBackwardResult<T>;
 }
 
 /** {@link groupNormBackward} off the calling thread where the backend can (native). */
-export async function groupNormBackwardAsync<T extends FloatArray>(
+export function groupNormBackwardAsync<T extends FloatArray>(
   inputs: GroupNormBackwardInputs<T>,
   options?: { layout?: Layout; activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dgamma?: T; dbeta?: T },
 ): Promise<GroupNormBackwardResult<T>> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as GroupNormBackwardResult<T>;
+  return callAsync(prepareBackward, inputs, options, out) as Promise<GroupNormBackwardResult<T>>;
 }

@@ -7,11 +7,10 @@
  * Descriptor (S = product of the spatial dims): samples N, stats C, γ/β one per channel
  * (groups C, size 1); channels-first outer 1, inner S; channels-last outer S, inner 1.
  */
-import { Phase, Slot } from '../core/abi.js';
-import { checkAllFixed, checkOut, momentumFactor, nextCount, output, run, runAsync, unbiasedScale } from '../core/call.js';
+import { Phase } from '../core/abi.js';
+import { bind, callAsync, callSync, checkAllFixed, checkOut, momentumFactor, nextCount, output, type Prepared, unbiasedScale } from '../core/call.js';
 import { makeNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill } from '../intrinsics.js';
-import { getBackend } from '../registry.js';
 import {
   checkCount,
   checkFloatArray,
@@ -88,15 +87,7 @@ const FORWARD_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runnin
 const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y'] as const;
 const FORWARD_OPTIONS = ['eps', 'momentum', 'layout', 'activation', 'useInputStats', 'unbiasedRunningVar', 'skipNonFiniteUpdate'] as const;
 
-interface Prepared {
-  norm: Norm | null;
-  y: FloatArray;
-  mean: FloatArray;
-  invStd: FloatArray;
-  numBatchesTracked: number;
-}
-
-function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared {
+function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<InstanceNormResult> {
   const opts = parseOptions(options, FORWARD_OPTIONS, 'instanceNorm');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -138,7 +129,8 @@ function prepareForward(inputs: unknown, options: unknown, outArg: unknown, asyn
   const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
   checkNoOverlap(FORWARD_NAMES, arrays, 5, 0, 5);
   if (async) checkAllFixed(FORWARD_NAMES, arrays);
-  const prepared: Prepared = { norm: null, y, mean, invStd, numBatchesTracked };
+  const result: InstanceNormResult = { y, mean, invStd, numBatchesTracked, updated: false };
+  const prepared: Prepared<InstanceNormResult> = { norm: null, result };
   const relu = opts.activation === 'relu';
   if (!opts.useInputStats) {
     // The statistics used, per (n, c), for backward (training: false).
@@ -151,13 +143,7 @@ function prepareForward(inputs: unknown, options: unknown, outArg: unknown, asyn
     }
     if (p.elements === 0) return prepared;
     const norm = instanceDescriptor(Phase.infer, x, p, { eps: opts.eps, relu });
-    const t = norm.tensors;
-    t[Slot.x] = x;
-    t[Slot.runningMean] = runningMean;
-    t[Slot.runningVar] = runningVar;
-    t[Slot.gamma] = gamma;
-    t[Slot.beta] = beta;
-    t[Slot.y] = y;
+    bind(norm, { x, runningMean, runningVar, gamma, beta, y });
     prepared.norm = norm;
     return prepared;
   }
@@ -174,27 +160,20 @@ function prepareForward(inputs: unknown, options: unknown, outArg: unknown, asyn
     varScale: running ? unbiasedScale(opts.unbiasedRunningVar, p.s) : 1,
     skipNonFinite: opts.skipNonFiniteUpdate,
   });
-  const t = norm.tensors;
-  t[Slot.x] = x;
-  t[Slot.gamma] = gamma;
-  t[Slot.beta] = beta;
-  t[Slot.y] = y;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
+  bind(norm, { x, gamma, beta, y, mean, invStd });
   if (running) {
-    t[Slot.runningMean] = runningMean;
-    t[Slot.runningVar] = runningVar;
+    bind(norm, { runningMean, runningVar });
+    // the train phase returns 1 when it wrote the running statistics
+    prepared.settle = (ran) => {
+      result.updated = ran === 1;
+      result.numBatchesTracked = nextCount(numBatchesTracked, ran === 1);
+    };
   }
   prepared.norm = norm;
   return prepared;
 }
 
-function result(p: Prepared, ran: number): InstanceNormResult {
-  const updated = p.norm !== null && p.norm.tensors[Slot.runningMean] !== null && ran === 1 && p.norm.tensors[Slot.invStd] !== null;
-  return { y: p.y, mean: p.mean, invStd: p.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
-}
-
-function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; result: InstanceNormBackwardResult } {
+function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<InstanceNormBackwardResult> {
   const opts = parseOptions(options, ['layout', 'activation', 'training'], 'instanceNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -230,16 +209,7 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
     return { norm: null, result: res };
   }
   const norm = instanceDescriptor(Phase.backward, x, p, { relu: opts.activation === 'relu', training: opts.training });
-  const t = norm.tensors;
-  t[Slot.dy] = dy;
-  t[Slot.x] = x;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
-  t[Slot.gamma] = gamma;
-  t[Slot.y] = y;
-  t[Slot.dx] = dx;
-  t[Slot.dgamma] = dgamma;
-  t[Slot.dbeta] = dbeta;
+  bind(norm, { dy, x, mean, invStd, gamma, y, dx, dgamma, dbeta });
   return { norm, result: res };
 }
 
@@ -254,20 +224,16 @@ export function instanceNorm<T extends FloatArray>(
   options?: InstanceNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): InstanceNormResult<T> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, false);
-  return result(p, p.norm ? run(b, p.norm) : 0) as InstanceNormResult<T>;
+  return callSync(prepareForward, inputs, options, out) as InstanceNormResult<T>;
 }
 
 /** {@link instanceNorm} off the calling thread where the backend can (native). */
-export async function instanceNormAsync<T extends FloatArray>(
+export function instanceNormAsync<T extends FloatArray>(
   inputs: InstanceNormInputs<T>,
   options?: InstanceNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): Promise<InstanceNormResult<T>> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, true);
-  return result(p, p.norm ? await runAsync(b, p.norm) : 0) as InstanceNormResult<T>;
+  return callAsync(prepareForward, inputs, options, out) as Promise<InstanceNormResult<T>>;
 }
 
 /**
@@ -280,20 +246,14 @@ export function instanceNormBackward<T extends FloatArray>(
   options?: { layout?: Layout; activation?: Activation; training?: boolean } & FamilyOptions,
   out?: { dx?: T; dgamma?: T; dbeta?: T },
 ): InstanceNormBackwardResult<T> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as InstanceNormBackwardResult<T>;
+  return callSync(prepareBackward, inputs, options, out) as InstanceNormBackwardResult<T>;
 }
 
 /** {@link instanceNormBackward} off the calling thread where the backend can (native). */
-export async function instanceNormBackwardAsync<T extends FloatArray>(
+export function instanceNormBackwardAsync<T extends FloatArray>(
   inputs: InstanceNormBackwardInputs<T>,
   options?: { layout?: Layout; activation?: Activation; training?: boolean } & FamilyOptions,
   out?: { dx?: T; dgamma?: T; dbeta?: T },
 ): Promise<InstanceNormBackwardResult<T>> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as InstanceNormBackwardResult<T>;
+  return callAsync(prepareBackward, inputs, options, out) as Promise<InstanceNormBackwardResult<T>>;
 }

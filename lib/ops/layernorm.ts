@@ -7,11 +7,10 @@
  * position in the row (affine groups 1, size D, run 1). RMSNorm (lib/ops/rmsnorm.ts) is the same
  * descriptor with the rms flag.
  */
-import { Phase, Slot } from '../core/abi.js';
-import { checkAllFixed, checkOut, output, run, runAsync } from '../core/call.js';
-import type { FloatArray, Norm } from '../core/descriptor.js';
+import { Phase } from '../core/abi.js';
+import { bind, callAsync, callSync, checkAllFixed, checkOut, output, type Prepared } from '../core/call.js';
+import type { FloatArray } from '../core/descriptor.js';
 import { typedArrayFill } from '../intrinsics.js';
-import { getBackend } from '../registry.js';
 import {
   checkFloatArray,
   checkNoOverlap,
@@ -77,10 +76,6 @@ export interface LayerNormBackwardResult<T extends FloatArray = FloatArray> {
 const FORWARD_NAMES = ['out.y', 'out.mean', 'out.invStd', 'x', 'weight', 'bias'] as const;
 const BACKWARD_NAMES = ['out.dx', 'out.dweight', 'out.dbias', 'dy', 'x', 'mean', 'invStd', 'weight', 'y'] as const;
 
-interface Prepared<R> {
-  norm: Norm | null;
-  result: R;
-}
 
 function prepareForward(
   inputs: unknown,
@@ -119,13 +114,7 @@ function prepareForward(
     return { norm: null, result };
   }
   const norm = rowsDescriptor(Phase.train, x, r, { eps: opts.eps, relu: opts.activation === 'relu' });
-  const t = norm.tensors;
-  t[Slot.x] = x;
-  t[Slot.gamma] = weight;
-  t[Slot.beta] = bias;
-  t[Slot.y] = y;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
+  bind(norm, { x, gamma: weight, beta: bias, y, mean, invStd });
   return { norm, result };
 }
 
@@ -171,16 +160,7 @@ function prepareBackward(
     return { norm: null, result };
   }
   const norm = rowsDescriptor(Phase.backward, x, r, { relu: opts.activation === 'relu', training: true });
-  const t = norm.tensors;
-  t[Slot.dy] = dy;
-  t[Slot.x] = x;
-  t[Slot.mean] = mean;
-  t[Slot.invStd] = invStd;
-  t[Slot.gamma] = weight;
-  t[Slot.y] = y;
-  t[Slot.dx] = dx;
-  t[Slot.dgamma] = dweight;
-  t[Slot.dbeta] = dbias;
+  bind(norm, { dy, x, mean, invStd, gamma: weight, y, dx, dgamma: dweight, dbeta: dbias });
   return { norm, result };
 }
 
@@ -196,22 +176,16 @@ export function layerNorm<T extends FloatArray>(
   options?: LayerNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): LayerNormResult<T> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as LayerNormResult<T>;
+  return callSync(prepareForward, inputs, options, out) as LayerNormResult<T>;
 }
 
 /** {@link layerNorm} off the calling thread where the backend can (native). */
-export async function layerNormAsync<T extends FloatArray>(
+export function layerNormAsync<T extends FloatArray>(
   inputs: LayerNormInputs<T>,
   options?: LayerNormOptions & FamilyOptions,
   out?: { y?: T; mean?: T; invStd?: T },
 ): Promise<LayerNormResult<T>> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as LayerNormResult<T>;
+  return callAsync(prepareForward, inputs, options, out) as Promise<LayerNormResult<T>>;
 }
 
 /**
@@ -223,20 +197,14 @@ export function layerNormBackward<T extends FloatArray>(
   options?: { activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dweight?: T; dbias?: T },
 ): LayerNormBackwardResult<T> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as LayerNormBackwardResult<T>;
+  return callSync(prepareBackward, inputs, options, out) as LayerNormBackwardResult<T>;
 }
 
 /** {@link layerNormBackward} off the calling thread where the backend can (native). */
-export async function layerNormBackwardAsync<T extends FloatArray>(
+export function layerNormBackwardAsync<T extends FloatArray>(
   inputs: LayerNormBackwardInputs<T>,
   options?: { activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dweight?: T; dbias?: T },
 ): Promise<LayerNormBackwardResult<T>> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as LayerNormBackwardResult<T>;
+  return callAsync(prepareBackward, inputs, options, out) as Promise<LayerNormBackwardResult<T>>;
 }

@@ -5,11 +5,10 @@
  * Descriptor: LayerNorm's (lib/ops/layernorm.ts) with the rms flag (statistics about zero); its
  * mean slot holds zeros, kept internally.
  */
-import { Phase, Slot } from '../core/abi.js';
-import { checkAllFixed, checkOut, output, run, runAsync } from '../core/call.js';
-import type { FloatArray, Norm } from '../core/descriptor.js';
+import { Phase } from '../core/abi.js';
+import { bind, callAsync, callSync, checkAllFixed, checkOut, output, type Prepared } from '../core/call.js';
+import type { FloatArray } from '../core/descriptor.js';
 import { Float32, Float64, typedArrayFill } from '../intrinsics.js';
-import { getBackend } from '../registry.js';
 import {
   checkFloatArray,
   checkNoOverlap,
@@ -69,7 +68,7 @@ function zeros(dtype: DType, length: number): FloatArray {
 const FORWARD_NAMES = ['out.y', 'out.invRms', 'x', 'weight'] as const;
 const BACKWARD_NAMES = ['out.dx', 'out.dweight', 'dy', 'x', 'invRms', 'weight', 'y'] as const;
 
-function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; result: RMSNormResult } {
+function prepareForward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<RMSNormResult> {
   const opts = parseOptions(options, ['eps', 'activation'], 'rmsNorm');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -96,16 +95,11 @@ function prepareForward(inputs: unknown, options: unknown, outArg: unknown, asyn
   }
   const eps = opts.epsGiven ? opts.eps : rmsDefaultEps(dtype);
   const norm = rowsDescriptor(Phase.train, x, r, { eps, relu: opts.activation === 'relu', rms: true });
-  const t = norm.tensors;
-  t[Slot.x] = x;
-  t[Slot.gamma] = weight;
-  t[Slot.y] = y;
-  t[Slot.mean] = zeros(dtype, r.rows);
-  t[Slot.invStd] = invRms;
+  bind(norm, { x, gamma: weight, y, mean: zeros(dtype, r.rows), invStd: invRms });
   return { norm, result };
 }
 
-function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; result: RMSNormBackwardResult } {
+function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, async: boolean): Prepared<RMSNormBackwardResult> {
   const opts = parseOptions(options, ['activation'], 'rmsNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -137,16 +131,7 @@ function prepareBackward(inputs: unknown, options: unknown, outArg: unknown, asy
     return { norm: null, result };
   }
   const norm = rowsDescriptor(Phase.backward, x, r, { relu: opts.activation === 'relu', training: true, rms: true });
-  const t = norm.tensors;
-  t[Slot.dy] = dy;
-  t[Slot.x] = x;
-  t[Slot.mean] = zeros(dtype, r.rows);
-  t[Slot.invStd] = invRms;
-  t[Slot.gamma] = weight;
-  t[Slot.y] = y;
-  t[Slot.dx] = dx;
-  t[Slot.dgamma] = dweight;
-  t[Slot.dbeta] = zeros(dtype, r.size);
+  bind(norm, { dy, x, mean: zeros(dtype, r.rows), invStd: invRms, gamma: weight, y, dx, dgamma: dweight, dbeta: zeros(dtype, r.size) });
   return { norm, result };
 }
 
@@ -159,22 +144,16 @@ export function rmsNorm<T extends FloatArray>(
   options?: RMSNormOptions & FamilyOptions,
   out?: { y?: T; invRms?: T },
 ): RMSNormResult<T> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as RMSNormResult<T>;
+  return callSync(prepareForward, inputs, options, out) as RMSNormResult<T>;
 }
 
 /** {@link rmsNorm} off the calling thread where the backend can (native). */
-export async function rmsNormAsync<T extends FloatArray>(
+export function rmsNormAsync<T extends FloatArray>(
   inputs: RMSNormInputs<T>,
   options?: RMSNormOptions & FamilyOptions,
   out?: { y?: T; invRms?: T },
 ): Promise<RMSNormResult<T>> {
-  const b = getBackend();
-  const p = prepareForward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as RMSNormResult<T>;
+  return callAsync(prepareForward, inputs, options, out) as Promise<RMSNormResult<T>>;
 }
 
 /**
@@ -186,20 +165,14 @@ export function rmsNormBackward<T extends FloatArray>(
   options?: { activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dweight?: T },
 ): RMSNormBackwardResult<T> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, false);
-  if (p.norm) run(b, p.norm);
-  return p.result as RMSNormBackwardResult<T>;
+  return callSync(prepareBackward, inputs, options, out) as RMSNormBackwardResult<T>;
 }
 
 /** {@link rmsNormBackward} off the calling thread where the backend can (native). */
-export async function rmsNormBackwardAsync<T extends FloatArray>(
+export function rmsNormBackwardAsync<T extends FloatArray>(
   inputs: RMSNormBackwardInputs<T>,
   options?: { activation?: Activation } & FamilyOptions,
   out?: { dx?: T; dweight?: T },
 ): Promise<RMSNormBackwardResult<T>> {
-  const b = getBackend();
-  const p = prepareBackward(inputs, options, out, true);
-  if (p.norm) await runAsync(b, p.norm);
-  return p.result as RMSNormBackwardResult<T>;
+  return callAsync(prepareBackward, inputs, options, out) as Promise<RMSNormBackwardResult<T>>;
 }
