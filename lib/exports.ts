@@ -49,3 +49,14 @@ export {
 } from './registry.js';
 export { verify, type BackendVerdict, type VerifyOptions, type VerifyReport } from './verify.js';
 export type { Backend, BackendDetails, BackendName, BackendProvider } from './backend.js';
+export { foldBatchNorm, batchNormScaleShift, type FoldLayer, type BatchNormParameters, type ScaleShift, type WeightLayout } from './ops/fold.js';
+export {
+  recomputeRunningStats,
+  recomputeRunningStatsSync,
+  type RecomputeBatch,
+  type RecomputeMode,
+  type RecomputeOptions,
+  type RecomputeSummary,
+  type RecomputeTarget,
+} from './ops/recompute.js';
+export type { RenormClip } from './layer.js';

@@ -11,9 +11,10 @@ import {
   type FloatArray,
   type Layout,
 } from './api.js';
-import { copyState, loadEntries, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
+import { copyState, loadEntries, reuse, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
 import {
   allocateFloat,
+  checkRenorm,
   checkCount,
   checkFloatArray,
   checkObject,
@@ -37,8 +38,22 @@ export interface BatchNormOptions {
   layout?: Layout;
   activation?: Activation;
   skipNonFiniteUpdate?: boolean;
+  /**
+   * Batch Renormalization in training (needs trackRunningStats): a fixed `{ rmax, dmax }`, or a
+   * schedule `(step) => ({ rmax, dmax })` called once per training forward with step =
+   * numBatchesTracked before the call (the paper ramps rmax 1 → 3 and dmax 0 → 5); null: off
+   */
+  renorm?: RenormClip | ((step: number) => RenormClip) | null;
+  /** ghost BatchNorm in training: statistics per chunk of this many samples (must divide N); null: off */
+  virtualBatchSize?: number | null;
   /** element type of parameters and inputs (default 'float32') */
   dtype?: DType;
+}
+
+/** Batch Renormalization's limits: r in [1/rmax, rmax], d in [−dmax, dmax]. */
+export interface RenormClip {
+  rmax: number;
+  dmax: number;
 }
 
 /** PyTorch's state-dict names; numbers may be typed arrays, plain arrays or (the count) a number/bigint. */
@@ -57,6 +72,9 @@ interface Saved {
   mean: FloatArray;
   invStd: FloatArray;
   training: boolean;
+  r: FloatArray | null;
+  d: FloatArray | null;
+  virtualBatchSize: number | null;
 }
 
 export type { ArrayOfDType, DTypeOf } from './layers/common.js';
@@ -95,6 +113,13 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   readonly layout: Layout;
   readonly activation: Activation;
   readonly skipNonFiniteUpdate: boolean;
+  /** Batch Renormalization's fixed limits or schedule (null: off) */
+  readonly renorm: RenormClip | ((step: number) => RenormClip) | null;
+  /** ghost BatchNorm's samples per virtual batch in training (null: the whole batch) */
+  readonly virtualBatchSize: number | null;
+  /** r and d of the last training forward with renorm (null otherwise) */
+  r: T | null = null;
+  d: T | null = null;
 
   /** scale (PyTorch's weight), ones at first; null without affine */
   readonly gamma: T | null;
@@ -115,7 +140,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     this.numFeatures = checkCount(numFeatures, 'numFeatures', 1);
     const o = checkObject(options, 'options');
-    const { affine = true, trackRunningStats = true, dtype = 'float32', ...rest } = o;
+    const { affine = true, trackRunningStats = true, dtype = 'float32', renorm = null, ...rest } = o;
     for (const [name, value] of Object.entries({ affine, trackRunningStats })) {
       if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean, received ${describe(value)}`);
     }
@@ -124,11 +149,21 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     }
     const parsed = parseOptions(
       rest,
-      ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate'],
+      ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate', 'virtualBatchSize'],
       'BatchNorm',
       false,
-      ['affine', 'trackRunningStats', 'dtype'],
+      ['affine', 'trackRunningStats', 'dtype', 'renorm'],
     );
+    const schedule = typeof renorm === 'function' ? (renorm as (step: number) => RenormClip) : null;
+    const fixed = schedule === null && renorm !== null && renorm !== undefined ? checkRenorm(renorm, 'options.renorm') : null;
+    if ((schedule !== null || fixed !== null) && trackRunningStats === false) {
+      throw new RangeError('options.renorm needs the running statistics: it cannot be combined with trackRunningStats: false');
+    }
+    if ((schedule !== null || fixed !== null) && parsed.virtualBatchSize !== null) {
+      throw new RangeError('options.renorm and options.virtualBatchSize cannot be combined: give one of them (the other null)');
+    }
+    this.renorm = schedule ?? fixed;
+    this.virtualBatchSize = parsed.virtualBatchSize;
     this.dtype = dtype;
     this.affine = affine as boolean;
     this.trackRunningStats = trackRunningStats as boolean;
@@ -185,6 +220,10 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     const useBatchStats = this.training || !this.trackRunningStats;
     let saved: Saved;
     if (useBatchStats) {
+      // The variants apply in training only (eval without running statistics: plain batch statistics).
+      const virtualBatchSize = this.training ? this.virtualBatchSize : null;
+      const renorm = this.training && this.renorm !== null ? this.renormAt(this.numBatchesTracked) : null;
+      const statistics = virtualBatchSize === null ? C : (dims[0] / virtualBatchSize) * C;
       const r = batchNormTrain(
         {
           x,
@@ -200,11 +239,16 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
           momentum: this.momentum,
           unbiasedRunningVar: this.unbiasedRunningVar,
           skipNonFiniteUpdate: this.skipNonFiniteUpdate,
+          renorm,
+          virtualBatchSize,
         },
-        { y: yOut, mean: this.saved?.mean as T, invStd: this.saved?.invStd as T },
+        // N can differ from call to call, and with it the length of ghost statistics
+        { y: yOut, mean: reuse<T>(this.saved?.mean, statistics), invStd: reuse<T>(this.saved?.invStd, statistics) },
       );
       this.numBatchesTracked = r.numBatchesTracked;
-      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true };
+      this.r = (r.r ?? null) as T | null;
+      this.d = (r.d ?? null) as T | null;
+      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true, r: r.r ?? null, d: r.d ?? null, virtualBatchSize };
     } else {
       const { y } = batchNormInfer(
         { x, shape: dims, runningMean: this.runningMean!, runningVar: this.runningVar!, gamma: this.gamma, beta: this.beta },
@@ -218,7 +262,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         mean[c] = this.runningMean![c];
         invStd[c] = 1 / Math.sqrt(this.runningVar![c] + this.eps);
       }
-      saved = { x, shape: dims, y, mean, invStd, training: false };
+      saved = { x, shape: dims, y, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null };
     }
     this.saved = saved;
     return saved.y as T;
@@ -241,11 +285,19 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         invStd: s.invStd,
         gamma: this.gamma,
         y: this.activation === 'relu' ? s.y : null,
+        r: s.r,
+        d: s.d,
       },
-      { layout: this.layout, activation: this.activation, training: s.training },
+      { layout: this.layout, activation: this.activation, training: s.training, virtualBatchSize: s.virtualBatchSize },
       { dx: dxOut, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
     );
     return dx as T;
+  }
+
+  /** The renorm limits for a training step: the fixed ones, or the schedule's (its result read once and checked). */
+  private renormAt(step: number): RenormClip {
+    const renorm = this.renorm!;
+    return typeof renorm === 'function' ? checkRenorm(renorm(step), 'options.renorm(step)') : renorm;
   }
 
   /** The layer's numbers under PyTorch's state-dict names (copies). */

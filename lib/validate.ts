@@ -236,6 +236,16 @@ export interface ParsedOptions {
   useInputStats: boolean;
   /** whether the caller gave eps (RMSNorm's default depends on the dtype) */
   epsGiven: boolean;
+  /** Batch Renormalization's clipping (BatchNorm training), null: plain BatchNorm */
+  renorm: RenormClip | null;
+  /** ghost BatchNorm: samples per virtual batch (BatchNorm training and backward), null: the whole batch */
+  virtualBatchSize: number | null;
+}
+
+/** Batch Renormalization's limits: r in [1/rmax, rmax], d in [−dmax, dmax]. */
+export interface RenormClip {
+  readonly rmax: number;
+  readonly dmax: number;
 }
 
 export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
@@ -248,6 +258,8 @@ export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
   training: true,
   useInputStats: true,
   epsGiven: false,
+  renorm: null,
+  virtualBatchSize: null,
 });
 
 type OptionName = Exclude<keyof ParsedOptions, 'epsGiven'>;
@@ -267,6 +279,8 @@ export const FAMILY_OPTIONS: readonly OptionName[] = Object.freeze([
   'skipNonFiniteUpdate',
   'training',
   'useInputStats',
+  'renorm',
+  'virtualBatchSize',
 ]);
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps), case-insensitive. */
@@ -386,6 +400,18 @@ export function parseOptions(
         }
         parsed[key as 'training'] = value;
         break;
+      case 'renorm':
+        parsed.renorm = value === null ? null : checkRenorm(value, 'options.renorm');
+        break;
+      case 'virtualBatchSize':
+        if (value !== null && typeof value !== 'number') {
+          throw new TypeError(`options.virtualBatchSize must be a number or null, received ${describe(value)}`);
+        }
+        if (value !== null && (!Number.isSafeInteger(value) || value < 1)) {
+          throw new RangeError(`options.virtualBatchSize must be an integer >= 1 (samples per virtual batch) or null, received ${value}`);
+        }
+        parsed.virtualBatchSize = value;
+        break;
     }
   }
   // Options of the family this function does not use were checked above and are ignored: the
@@ -396,6 +422,24 @@ export function parseOptions(
   }
   if (!allowed.includes('eps')) parsed.epsGiven = false;
   return parsed;
+}
+
+/**
+ * Batch Renormalization's `{ rmax, dmax }`, each read once: rmax >= 1 and dmax >= 0 (Infinity:
+ * no clipping), named `name.rmax` / `name.dmax` in errors.
+ */
+export function checkRenorm(value: unknown, name: string): RenormClip {
+  if (value === null || typeof value !== 'object' || isArray(value) || isView(value)) {
+    throw new TypeError(`${name} must be an object { rmax, dmax } or null, received ${describe(value)}`);
+  }
+  const record = value as Record<string, unknown>;
+  const rmax = record.rmax;
+  const dmax = record.dmax;
+  if (typeof rmax !== 'number') throw new TypeError(`${name}.rmax must be a number, received ${describe(rmax)}`);
+  if (typeof dmax !== 'number') throw new TypeError(`${name}.dmax must be a number, received ${describe(dmax)}`);
+  if (!(rmax >= 1)) throw new RangeError(`${name}.rmax must be >= 1 (r is clipped to [1/rmax, rmax]), received ${rmax}`);
+  if (!(dmax >= 0)) throw new RangeError(`${name}.dmax must be >= 0 (d is clipped to [-dmax, dmax]), received ${dmax}`);
+  return { rmax, dmax };
 }
 
 /** numBatchesTracked: a non-negative safe integer (default 0). */

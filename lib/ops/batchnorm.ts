@@ -13,7 +13,9 @@ import { checkAllFixed, checkOut, momentumFactor, nextCount, output, unbiasedSca
 import { makeNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
 import { getBackend } from '../registry.js';
+import { renormCoefficients, renormDgamma, renormScale } from './renorm.js';
 import {
+  allocateFloat,
   checkCount,
   checkFloatArray,
   checkNoOverlap,
@@ -64,6 +66,13 @@ export interface TrainOptions {
   activation?: Activation;
   /** leave the running statistics untouched when the batch statistics are not finite */
   skipNonFiniteUpdate?: boolean;
+  /**
+   * Batch Renormalization (needs the running statistics): r = clip(σ_B/σ, 1/rmax, rmax),
+   * d = clip((μ_B − runningMean)/σ, −dmax, dmax), y = γ·((x − μ_B)/σ_B·r + d) + β; null: off
+   */
+  renorm?: { rmax: number; dmax: number } | null;
+  /** ghost BatchNorm: statistics per chunk of this many samples (must divide N); null: the whole batch */
+  virtualBatchSize?: number | null;
 }
 
 export interface TrainOut<T extends FloatArray = FloatArray> {
@@ -75,10 +84,14 @@ export interface TrainOut<T extends FloatArray = FloatArray> {
 
 export interface TrainResult<T extends FloatArray = FloatArray> {
   y: T;
-  /** batch mean per channel (what backward needs) */
+  /** batch mean per channel (what backward needs); with virtualBatchSize v, per (chunk, channel) at chunk·C + c */
   mean: T;
-  /** 1/sqrt(batch variance + eps) per channel (what backward needs) */
+  /** 1/sqrt(batch variance + eps) per channel (what backward needs); per (chunk, channel) as mean */
   invStd: T;
+  /** with renorm: r per channel (backward takes it back) */
+  r?: T;
+  /** with renorm: d per channel (backward takes it back) */
+  d?: T;
   /** numBatchesTracked after this call: one more when the running statistics were updated */
   numBatchesTracked: number;
   /** whether the running statistics were written */
@@ -112,6 +125,9 @@ export interface BackwardInputs<T extends FloatArray = FloatArray> {
   gamma?: T | null;
   /** the forward output, required with activation 'relu' (the gradient is masked by y > 0) */
   y?: T | null;
+  /** Batch Renormalization's r and d of the forward call (constants of the gradient); both or neither */
+  r?: T | null;
+  d?: T | null;
 }
 
 export interface BackwardOptions {
@@ -119,6 +135,8 @@ export interface BackwardOptions {
   activation?: Activation;
   /** true (default): the statistics were the batch's own; false: they were constants (eval mode) */
   training?: boolean;
+  /** ghost BatchNorm: the forward call's virtualBatchSize (mean, invStd per (chunk, channel)) */
+  virtualBatchSize?: number | null;
 }
 
 export interface BackwardOut<T extends FloatArray = FloatArray> {
@@ -195,22 +213,43 @@ export interface UpdateRunningStatsResult {
 // The backend is chosen before step 1 (the first choice reads the environment): a call runs on
 // the backend current when it began, even if a getter calls useBackend meanwhile.
 
-/** BatchNorm's descriptor for `shape` (outer × channels × inner), γ/β one per channel. */
-function batchNormDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, shape: Shape, scalars: NormScalars): Norm {
+/**
+ * BatchNorm's descriptor for `shape` (outer × channels × inner), γ/β one per channel; with
+ * `chunks` > 1 (ghost BatchNorm) the samples are split into that many virtual batches of
+ * N/chunks samples: samples = chunks, outer = outer/chunks (channels-first: N/chunks;
+ * channels-last: N/chunks·spatial), statistics at chunk·C + c.
+ */
+function batchNormDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, shape: Shape, scalars: NormScalars, chunks = 1): Norm {
   const g = shape.geometry;
-  return makeNorm(phase, x, { samples: 1, outer: g.outer, stats: g.channels, inner: g.inner }, { groups: g.channels, size: 1, run: 1 }, scalars);
+  const outer = chunks === 1 ? g.outer : chunks === 0 ? 0 : g.outer / chunks;
+  return makeNorm(phase, x, { samples: chunks, outer, stats: g.channels, inner: g.inner }, { groups: g.channels, size: 1, run: 1 }, scalars);
+}
+
+/**
+ * The number of virtual batches (1 without virtualBatchSize): virtualBatchSize must divide N
+ * (`dims[0]`). RangeError naming options.virtualBatchSize.
+ */
+function virtualBatches(virtualBatchSize: number | null, dims: readonly number[]): number {
+  if (virtualBatchSize === null) return 1;
+  const N = dims[0];
+  if (N % virtualBatchSize !== 0) {
+    throw new RangeError(
+      `options.virtualBatchSize must divide the batch size N = ${N} of shape [${dims.join(', ')}], received ${virtualBatchSize}`,
+    );
+  }
+  return N / virtualBatchSize;
 }
 
 // Names of each call's arrays for the overlap check: outputs first.
 const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta'] as const;
 const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta'] as const;
-const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y'] as const;
+const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
 const MOMENTS_NAMES = ['out.mean', 'out.variance', 'x'] as const;
 const UPDATE_NAMES = ['runningMean', 'runningVar', 'mean', 'variance'] as const;
 
-const TRAIN_OPTIONS = ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate'] as const;
+const TRAIN_OPTIONS = ['eps', 'momentum', 'unbiasedRunningVar', 'layout', 'activation', 'skipNonFiniteUpdate', 'renorm', 'virtualBatchSize'] as const;
 const INFER_OPTIONS = ['eps', 'layout', 'activation'] as const;
-const BACKWARD_OPTIONS = ['layout', 'activation', 'training'] as const;
+const BACKWARD_OPTIONS = ['layout', 'activation', 'training', 'virtualBatchSize'] as const;
 const MOMENTS_OPTIONS = ['layout'] as const;
 const UPDATE_OPTIONS = ['momentum', 'unbiasedRunningVar', 'skipNonFiniteUpdate'] as const;
 
@@ -224,6 +263,8 @@ interface PreparedTrain {
   invStd: FloatArray;
   numBatchesTracked: number;
   empty: boolean;
+  /** Batch Renormalization: the moments descriptor to run first, then `complete()` sets γ', β' */
+  renorm: { moments: Norm; complete(): void; r: FloatArray; d: FloatArray } | null;
 }
 
 function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async: boolean): PreparedTrain {
@@ -255,15 +296,26 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
       `runningMean and runningVar must be given together, received runningMean ${describe(runningMeanValue)} and runningVar ${describe(runningVarValue)}`,
     );
   }
-  const M = shape.perChannel;
+  if (opts.renorm !== null && runningMean === null) {
+    throw new TypeError('runningMean and runningVar are required with options.renorm (r and d compare the batch with them), received undefined');
+  }
+  if (opts.renorm !== null && opts.virtualBatchSize !== null) {
+    throw new RangeError('options.renorm and options.virtualBatchSize cannot be combined: give one of them (the other null)');
+  }
+  const chunks = virtualBatches(opts.virtualBatchSize, shape.dims);
+  const M = chunks === 1 ? shape.perChannel : chunks === 0 ? 0 : shape.perChannel / chunks;
   if (M === 1 && shape.elements > 0) {
     throw new RangeError(
-      `x must have more than 1 value per channel when training, received shape [${shape.dims.join(', ')}] with 1 value per channel`,
+      chunks === 1
+        ? `x must have more than 1 value per channel when training, received shape [${shape.dims.join(', ')}] with 1 value per channel`
+        : `x must have more than 1 value per channel in each virtual batch when training, received shape [${shape.dims.join(', ')}] with options.virtualBatchSize ${opts.virtualBatchSize} (1 value per channel per virtual batch)`,
     );
   }
+  const statistics = chunks * C;
+  const per = chunks === 1 ? 'its channel dim' : 'N / virtualBatchSize · C';
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
-  const mean = output(meanValue, 'out.mean', dtype, C, shape.dims, 'its channel dim');
-  const invStd = output(invStdValue, 'out.invStd', dtype, C, shape.dims, 'its channel dim');
+  const mean = output(meanValue, 'out.mean', dtype, statistics, shape.dims, per);
+  const invStd = output(invStdValue, 'out.invStd', dtype, statistics, shape.dims, per);
   const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
   checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5);
   if (async) checkAllFixed(TRAIN_NAMES, arrays);
@@ -279,7 +331,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     factor: running ? momentumFactor(opts.momentum, numBatchesTracked) : 0,
     varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
     skipNonFinite: opts.skipNonFiniteUpdate,
-  });
+  }, chunks);
   const t = norm.tensors;
   t[Slot.x] = x;
   t[Slot.gamma] = gamma;
@@ -291,11 +343,38 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     t[Slot.runningMean] = runningMean;
     t[Slot.runningVar] = runningVar;
   }
-  return { norm, y, mean, invStd, numBatchesTracked, empty };
+  let renorm: PreparedTrain['renorm'] = null;
+  if (opts.renorm !== null) {
+    const clip = opts.renorm;
+    const r = allocateFloat(dtype, C, 'r', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    const d = allocateFloat(dtype, C, 'd', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    if (empty) {
+      typedArrayFill(r, NaN);
+      typedArrayFill(d, NaN);
+    }
+    const batchMean = allocateFloat(dtype, C, 'the batch mean', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    const batchVar = allocateFloat(dtype, C, 'the batch variance', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    const moments = batchNormDescriptor(Phase.moments, x, shape, {});
+    moments.tensors[Slot.x] = x;
+    moments.tensors[Slot.mean] = batchMean;
+    moments.tensors[Slot.variance] = batchVar;
+    const complete = (): void => {
+      const k = renormCoefficients(x, shape.geometry, dtype, batchMean, batchVar, runningMean!, runningVar!, gamma, beta, opts.eps, clip, r, d);
+      t[Slot.gamma] = k.gamma;
+      t[Slot.beta] = k.beta;
+    };
+    renorm = { moments, complete, r, d };
+  }
+  return { norm, y, mean, invStd, numBatchesTracked, empty, renorm };
 }
 
 function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
-  return { y: p.y, mean: p.mean, invStd: p.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
+  const result: TrainResult = { y: p.y, mean: p.mean, invStd: p.invStd, updated, numBatchesTracked: nextCount(p.numBatchesTracked, updated) };
+  if (p.renorm) {
+    result.r = p.renorm.r;
+    result.d = p.renorm.d;
+  }
+  return result;
 }
 
 /**
@@ -306,6 +385,12 @@ function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
  *   momentum null: the cumulative average, the new batch weighted 1/(numBatchesTracked+1).
  * Shapes: x has `shape` (rank >= 2); every parameter has length C. Returns y with the saved
  * mean and invStd that {@link batchNormBackward} needs.
+ * Variants (README "BatchNorm variants"): `renorm: { rmax, dmax }` (Batch Renormalization, needs
+ * the running statistics): y = γ·((x−μ)·invStd·r + d) + β with r = clip(σ_B/σ, 1/rmax, rmax),
+ * d = clip((μ − runningMean)/σ, −dmax, dmax), σ = sqrt(runningVar + eps) before the update; the
+ * result adds r and d. `virtualBatchSize: v` (ghost BatchNorm, v divides N): statistics per chunk
+ * of v samples, mean/invStd of length N/v·C at chunk·C + c, the running statistics updated once
+ * with the chunks' mean statistics (each chunk's variance unbiased over its own v·spatial values).
  * @throws TypeError for wrong types; RangeError for wrong lengths, shapes or options, and for
  *   M = 1 (one value per channel cannot be normalised with batch statistics).
  */
@@ -316,7 +401,12 @@ export function batchNormTrain<T extends FloatArray>(
 ): TrainResult<T> {
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, false);
-  return trainResult(p, p.empty ? false : b.run(p.norm) === 1) as TrainResult<T>;
+  if (p.empty) return trainResult(p, false) as TrainResult<T>;
+  if (p.renorm) {
+    b.run(p.renorm.moments);
+    p.renorm.complete();
+  }
+  return trainResult(p, b.run(p.norm) === 1) as TrainResult<T>;
 }
 
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
@@ -328,6 +418,10 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, true);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
+  if (p.renorm) {
+    await (b.runAsync ? b.runAsync(p.renorm.moments) : b.run(p.renorm.moments));
+    p.renorm.complete();
+  }
   const updated = b.runAsync ? await b.runAsync(p.norm) : b.run(p.norm);
   return trainResult(p, updated === 1) as TrainResult<T>;
 }
@@ -409,7 +503,7 @@ function prepareBackward(
   options: unknown,
   outArg: unknown,
   async: boolean,
-): { norm: Norm | null; result: BackwardResult } {
+): { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null } {
   const opts = parseOptions(options, BACKWARD_OPTIONS, 'batchNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -419,6 +513,8 @@ function prepareBackward(
   const invStdValue = input.invStd;
   const gammaValue = input.gamma;
   const yValue = input.y;
+  const rValue = input.r;
+  const dValue = input.d;
   const dims = readShape(shapeValue);
   const out = checkOut(outArg);
   const dxValue = out?.dx;
@@ -429,9 +525,18 @@ function prepareBackward(
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const dy = checkFloatArray(dyValue, 'dy', dtype, shape.elements);
   const C = shape.geometry.channels;
-  const mean = checkFloatArray(meanValue, 'mean', dtype, C);
-  const invStd = checkFloatArray(invStdValue, 'invStd', dtype, C);
+  const chunks = virtualBatches(opts.virtualBatchSize, shape.dims);
+  const mean = checkFloatArray(meanValue, 'mean', dtype, chunks * C);
+  const invStd = checkFloatArray(invStdValue, 'invStd', dtype, chunks * C);
   const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
+  const r = checkOptionalFloatArray(rValue, 'r', dtype, C);
+  const d = checkOptionalFloatArray(dValue, 'd', dtype, C);
+  if ((r === null) !== (d === null)) {
+    throw new TypeError(`r and d (Batch Renormalization) must be given together, received r ${describe(rValue)} and d ${describe(dValue)}`);
+  }
+  if (r !== null && chunks !== 1) {
+    throw new RangeError('r and d (Batch Renormalization) cannot be combined with options.virtualBatchSize');
+  }
   const y = checkOptionalFloatArray(yValue, 'y', dtype, shape.elements);
   if (opts.activation === 'relu' && y === null) {
     throw new TypeError(`y (the forward output) is required with activation 'relu', received ${describe(yValue)}`);
@@ -442,27 +547,27 @@ function prepareBackward(
   const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape.dims, 'its product');
   const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape.dims, 'its channel dim');
   const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape.dims, 'its channel dim');
-  const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y];
+  const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y, r, d];
   checkNoOverlap(BACKWARD_NAMES, arrays, 3, 0, 3);
   if (async) checkAllFixed(BACKWARD_NAMES, arrays);
   const result = { dx, dgamma, dbeta };
   if (shape.elements === 0) {
     typedArrayFill(dgamma, 0);
     typedArrayFill(dbeta, 0);
-    return { norm: null, result };
+    return { norm: null, result, renorm: null };
   }
-  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training });
+  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training }, chunks);
   const t = norm.tensors;
   t[Slot.dy] = dy;
   t[Slot.x] = x;
   t[Slot.mean] = mean;
   t[Slot.invStd] = invStd;
-  t[Slot.gamma] = gamma;
+  t[Slot.gamma] = r === null ? gamma : renormScale(gamma, r, dtype);
   t[Slot.y] = y;
   t[Slot.dx] = dx;
   t[Slot.dgamma] = dgamma;
   t[Slot.dbeta] = dbeta;
-  return { norm, result };
+  return { norm, result, renorm: r === null ? null : { r, d: d! } };
 }
 
 /**
@@ -471,6 +576,9 @@ function prepareBackward(
  *   dbeta = Σdy, dgamma = Σdy·x̂,
  *   training (default): dx = gamma·invStd/M · (M·dy − dbeta − x̂·dgamma);
  *   training: false (the statistics were constants): dx = dy·gamma·invStd.
+ * Batch Renormalization (inputs `r`, `d` from the forward result, constants): dx as above with
+ * gamma·r for gamma, dgamma = Σdy·(x̂·r + d). Ghost BatchNorm (`virtualBatchSize` as in the
+ * forward call): mean/invStd per (chunk, channel), dx per chunk, dgamma/dbeta summed over chunks.
  * @throws TypeError / RangeError as {@link batchNormTrain}; `y` is required exactly with 'relu'.
  */
 export function batchNormBackward<T extends FloatArray>(
@@ -481,6 +589,7 @@ export function batchNormBackward<T extends FloatArray>(
   const b = getBackend();
   const p = prepareBackward(inputs, options, out, false);
   if (p.norm) b.run(p.norm);
+  if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
   return p.result as BackwardResult<T>;
 }
 
@@ -493,6 +602,7 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
   const b = getBackend();
   const p = prepareBackward(inputs, options, out, true);
   if (p.norm) await (b.runAsync ? b.runAsync(p.norm) : b.run(p.norm));
+  if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
   return p.result as BackwardResult<T>;
 }
 
