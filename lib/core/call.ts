@@ -5,7 +5,7 @@
 import type { Backend } from '../backend.js';
 import { getBackend } from '../registry.js';
 import { Slot, type SlotName } from './abi.js';
-import type { FloatArray, Norm } from './descriptor.js';
+import { releaseNorm, type FloatArray, type Norm } from './descriptor.js';
 import { allocateFloat, checkFloatArray, checkNotResizable, checkObject, type DType } from '../validate.js';
 
 /**
@@ -75,7 +75,11 @@ type Prepare<R> = (inputs: unknown, options: unknown, out: unknown, async: boole
 export function callSync<R>(prepare: Prepare<R>, inputs: unknown, options: unknown, out: unknown): R {
   const b = getBackend();
   const p = prepare(inputs, options, out, false);
-  const ran = p.norm ? b.run(p.norm) : 0;
+  let ran = 0;
+  if (p.norm) {
+    ran = b.run(p.norm);
+    releaseNorm(p.norm);
+  }
   p.settle?.(ran);
   return p.result;
 }
@@ -84,7 +88,11 @@ export function callSync<R>(prepare: Prepare<R>, inputs: unknown, options: unkno
 export async function callAsync<R>(prepare: Prepare<R>, inputs: unknown, options: unknown, out: unknown): Promise<R> {
   const b = getBackend();
   const p = prepare(inputs, options, out, true);
-  const ran = p.norm ? await runAsync(b, p.norm) : 0;
+  let ran = 0;
+  if (p.norm) {
+    ran = await runAsync(b, p.norm);
+    releaseNorm(p.norm);
+  }
   p.settle?.(ran);
   return p.result;
 }

@@ -44,7 +44,7 @@ export interface NormScalars {
   readonly varScale?: number;
 }
 
-/** A descriptor with every tensor null; set them with `n.tensors[Slot.x] = x`. */
+/** A descriptor with every tensor null (set them with bind or `n.tensors[Slot.x] = x`); new or reused (releaseNorm). */
 export function makeNorm(
   phase: PhaseCode,
   dtype: FloatArray,
@@ -52,7 +52,8 @@ export function makeNorm(
   affine: AffineMap,
   s: NormScalars = {},
 ): Norm {
-  const scalars = new Float64Array(SCALAR_COUNT);
+  const n = spares.pop() ?? { scalars: new Float64Array(SCALAR_COUNT), tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
+  const scalars = n.scalars;
   scalars[Scalar.phase] = phase;
   scalars[Scalar.dtype] = dtype instanceof Float64Array ? DType.f64 : DType.f32;
   scalars[Scalar.samples] = g.samples;
@@ -67,7 +68,19 @@ export function makeNorm(
   scalars[Scalar.eps] = s.eps ?? 0;
   scalars[Scalar.factor] = s.factor ?? 0;
   scalars[Scalar.varScale] = s.varScale ?? 1;
-  return { scalars, tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
+  return n;
+}
+
+// Descriptors whose call has returned, reused by makeNorm: a call allocates none in the steady state.
+const spares: Norm[] = [];
+
+/**
+ * Hands back a descriptor whose run has returned (or settled): its tensors are cleared (no caller
+ * array is kept alive) and makeNorm reuses it. A descriptor must not be used after this.
+ */
+export function releaseNorm(n: Norm): void {
+  n.tensors.fill(null);
+  if (spares.length < 8) spares.push(n);
 }
 
 /** Elements of x: samples · outer · stats · inner. */

@@ -109,8 +109,8 @@ export const aliases = {
 export const errors = [
   ['badScalar', 1, 'a scalar is out of its range (argument: the scalar)'],
   ['tooLarge', 2, 'the geometry overflows the address space (argument: the scalar)'],
-  ['missing', 3, 'a required tensor is null (argument: the slot)'],
-  ['unexpected', 4, 'a tensor the phase does not use is given, or half of a pair (argument: the slot)'],
+  ['missing', 3, 'a required tensor is null, or one of a pair given without the other (argument: the null one)'],
+  ['unexpected', 4, 'a tensor the phase does not use is given (argument: the slot)'],
   ['tooShort', 5, 'a tensor holds fewer bytes than its length needs (argument: the slot)'],
   ['misaligned', 6, 'a tensor is not aligned to its element size (argument: the slot)'],
   ['overlap', 7, 'an output overlaps another tensor but for an allowed alias (argument: the slot)'],

@@ -86,8 +86,8 @@ enum sn_role {
 enum sn_error {
   SN_ERROR_BAD_SCALAR = 1,  // a scalar is out of its range (argument: the scalar)
   SN_ERROR_TOO_LARGE = 2,  // the geometry overflows the address space (argument: the scalar)
-  SN_ERROR_MISSING = 3,  // a required tensor is null (argument: the slot)
-  SN_ERROR_UNEXPECTED = 4,  // a tensor the phase does not use is given, or half of a pair (argument: the slot)
+  SN_ERROR_MISSING = 3,  // a required tensor is null, or one of a pair given without the other (argument: the null one)
+  SN_ERROR_UNEXPECTED = 4,  // a tensor the phase does not use is given (argument: the slot)
   SN_ERROR_TOO_SHORT = 5,  // a tensor holds fewer bytes than its length needs (argument: the slot)
   SN_ERROR_MISALIGNED = 6,  // a tensor is not aligned to its element size (argument: the slot)
   SN_ERROR_OVERLAP = 7,  // an output overlaps another tensor but for an allowed alias (argument: the slot)

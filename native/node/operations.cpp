@@ -54,10 +54,13 @@ NormCall readCall(const Args& args, const char* function) {
     call.arrays[slot] = nullptr;
     call.bytes[slot] = 0;
     pointers[slot] = nullptr;
-    if (args.isNullish(1 + slot)) continue;
     ByteView view;
-    if (!typedArrayBytes(args.env(), args[1 + slot], view) ||
-        (view.type != napi_float32_array && view.type != napi_float64_array) || (dtypeKnown && view.type != want)) {
+    // A typed array first (the common case: one N-API call), else null/undefined for an absent slot.
+    if (!typedArrayBytes(args.env(), args[1 + slot], view)) {
+      if (args.isNullish(1 + slot)) continue;
+      throw abiError(snError(SN_ERROR_WRONG_TYPE, slot + 1), phase);
+    }
+    if ((view.type != napi_float32_array && view.type != napi_float64_array) || (dtypeKnown && view.type != want)) {
       throw abiError(snError(SN_ERROR_WRONG_TYPE, slot + 1), phase);
     }
     call.arrays[slot] = args[1 + slot];
