@@ -82,6 +82,8 @@ export interface CaseSpec {
   /** groupNorm: the group count (divides C); layerNorm/rmsNorm: how many trailing dims are normalised */
   groups?: number;
   normalizedRank?: number;
+  /** train/backward: a BatchNorm variant (README "BatchNorm variants") */
+  variant?: 'renorm' | 'ghost';
 }
 
 /** The functions a case needs, passed in so a bundle (a browser page) can supply its own. */
@@ -110,6 +112,8 @@ export function describeSpec(s: CaseSpec): string {
     s.op === 'train' ? `momentum ${s.momentum} ${s.unbiasedRunningVar ? 'unbiased' : 'biased'}` : '',
     s.groups !== undefined ? `groups ${s.groups}` : '',
     s.normalizedRank !== undefined ? `normalizing the last ${s.normalizedRank} dims` : '',
+    s.variant === 'renorm' ? `renorm ${JSON.stringify(RENORM)}` : '',
+    s.variant === 'ghost' ? `virtualBatchSize ${ghostSize(s.dims, s.layout)}` : '',
   ].filter(Boolean);
   return `${s.op} ${s.dtype} ${s.layout} [${s.dims.join(',')}] eps ${s.eps}${flags.length ? ' ' + flags.join(' ') : ''}`;
 }
@@ -134,14 +138,17 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
   const c = (a: Float64Array): FloatArray => (as64 || s.dtype === 'float64' ? a.slice() : new Float32Array(a));
   const params = s.affine ? { gamma: c(gamma), beta: c(beta) } : {};
   const { layout, activation, eps } = s;
+  const variant = s.variant === 'renorm' ? { renorm: RENORM } : s.variant === 'ghost' ? { virtualBatchSize: ghostSize(s.dims, s.layout) } : {};
+  const chunks = s.variant === 'ghost' ? s.dims[0] / ghostSize(s.dims, s.layout) : 1;
   switch (s.op) {
     case 'train': {
       const running = { runningMean: c(runningMean), runningVar: c(runningVar) };
       const r = api.batchNormTrain(
         { x: c(x), shape: s.dims, ...params, ...running, numBatchesTracked: 3 },
-        { layout, activation, eps, momentum: s.momentum, unbiasedRunningVar: s.unbiasedRunningVar },
+        { layout, activation, eps, momentum: s.momentum, unbiasedRunningVar: s.unbiasedRunningVar, ...variant },
       );
-      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running }, scales: meanScales(x, n / C) };
+      const rd: Outputs = r.r && r.d ? { r: r.r, d: r.d } : {};
+      return { outputs: { y: r.y, mean: r.mean, invStd: r.invStd, ...running, ...rd }, scales: { ...meanScales(x, n / C / chunks), d: 1 } };
     }
     case 'infer': {
       const r = api.batchNormInfer({ x: c(x), shape: s.dims, runningMean: c(runningMean), runningVar: c(runningVar), ...params }, { layout, activation, eps });
@@ -151,13 +158,23 @@ export function runSpec(api: OpsApi, s: CaseSpec, as64: boolean): SpecRun {
       // The saved statistics (and y) are inputs here: both sides get the same rounded values
       // from the reference, so backward alone is judged.
       const fwd = api.withBackend('js', () =>
-        api.batchNormTrain({ x: round(x).slice(), shape: s.dims, gamma: s.affine ? gamma : null, beta: s.affine ? beta : null }, { layout, activation, eps }),
+        api.batchNormTrain(
+          { x: round(x).slice(), shape: s.dims, gamma: s.affine ? gamma : null, beta: s.affine ? beta : null, runningMean: runningMean.slice(), runningVar: runningVar.slice() },
+          { layout, activation, eps, ...variant },
+        ),
       );
       const [mean, invStd, y] = [fwd.mean, fwd.invStd, fwd.y].map((a) => round(a as Float64Array));
+      const rd = fwd.r && fwd.d ? { r: c(round(fwd.r as Float64Array)), d: c(round(fwd.d as Float64Array)) } : {};
       const r = api.batchNormBackward(
-        { dy: c(dy), x: c(x), shape: s.dims, mean: c(mean), invStd: c(invStd), gamma: params.gamma, y: activation === 'relu' ? c(y) : null },
-        { layout, activation, training: s.training },
+        { dy: c(dy), x: c(x), shape: s.dims, mean: c(mean), invStd: c(invStd), gamma: params.gamma, y: activation === 'relu' ? c(y) : null, ...rd },
+        { layout, activation, training: s.training, virtualBatchSize: s.variant === 'ghost' ? ghostSize(s.dims, s.layout) : null },
       );
+      if (s.variant !== undefined) {
+        // r ≤ 1.5 and |d| ≤ 0.5 (renorm), statistics per chunk (ghost): the plain scales, widened
+        const inv = rms(invStd) * 1.5;
+        const sums = rms(dy) * Math.sqrt(n / Math.max(C, 1));
+        return { outputs: { ...r }, scales: { dx: rms(dy) * (s.affine ? rms(gamma) : 1) * inv, dbeta: sums, dgamma: sums * 2 } };
+      }
       // Training dx is a difference of terms of size gamma·invStd·dy: judge it at that scale.
       const terms = dy.map((v, i) => v * (s.affine ? gamma[channelOf(s, i)] : 1) * invStd[channelOf(s, i)]);
       return { outputs: { ...r }, scales: { dx: rms(terms), ...gradientSumScales(dy, x, mean, invStd, (i) => channelOf(s, i)) } };
@@ -308,6 +325,21 @@ export function checkSpec(api: OpsApi, backend: BackendName, s: CaseSpec): strin
   }
 }
 
+/** Batch Renormalization's limits in the random cases. */
+const RENORM = { rmax: 1.5, dmax: 0.5 } as const;
+
+/**
+ * Ghost BatchNorm's virtual batch size in the random cases: the smallest divisor v > 1 of N (else
+ * N) leaving more than one value per channel in each chunk.
+ */
+function ghostSize(dims: readonly number[], layout: Layout): number {
+  const N = dims[0];
+  const C = dims[layout === 'channels-first' ? 1 : dims.length - 1];
+  const perSample = dims.slice(1).reduce((a, b) => a * b, 1) / Math.max(C, 1);
+  for (let v = 2; v < N; v++) if (N % v === 0 && v * perSample > 1) return v;
+  return N;
+}
+
 /** A random spec: every op, layout, dtype and option; now and then past the threading threshold. */
 export function randomSpec(rng: Random): CaseSpec {
   const layout = rng.pick<Layout>(['channels-first', 'channels-last']);
@@ -330,7 +362,7 @@ export function randomSpec(rng: Random): CaseSpec {
     const spatial = layout === 'channels-first' ? dims.slice(2) : dims.slice(1, rank - 1);
     if (spatial.reduce((a, b) => a * b, 1) < 2) dims.splice(layout === 'channels-first' ? 2 : 1, 0, rng.int(2, 9));
   }
-  return {
+  const spec: CaseSpec = {
     op,
     groups: op === 'groupNorm' ? rng.pick(divisors) : undefined,
     normalizedRank: op === 'layerNorm' || op === 'rmsNorm' ? rng.int(1, Math.min(rank, 3)) : undefined,
@@ -347,6 +379,18 @@ export function randomSpec(rng: Random): CaseSpec {
     training: rng.next() < 0.8,
     seed: rng.int(0, 2 ** 31),
   };
+  const variant = variantFor(spec);
+  return variant === undefined ? spec : { ...spec, variant };
+}
+
+/**
+ * train and backward: now and then (40%) a BatchNorm variant, drawn from the case's own seed so
+ * the sequence of cases is what it was before the variants existed.
+ */
+function variantFor(s: CaseSpec): CaseSpec['variant'] {
+  if (s.op !== 'train' && s.op !== 'backward') return undefined;
+  const u = new Random(s.seed ^ 0x9e3779b9).next();
+  return u < 0.2 ? 'renorm' : u < 0.4 ? 'ghost' : undefined;
 }
 
 const localApi: OpsApi = {
