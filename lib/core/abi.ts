@@ -67,6 +67,9 @@ export const SLOT_NAMES: readonly SlotName[] = ["x","y","dy","dx","gamma","beta"
 /** Each slot's length: 0 elements, 1 statistics, 2 channels, 3 affine (see sizeOf in descriptor.ts). */
 export const SLOT_SIZE: readonly number[] = [0,0,0,0,3,3,1,1,1,2,2,3,3];
 
+/** Per phase: the output that may be exactly one input, as [output slot, input slot] (none: undefined). */
+export const ALIASES: readonly (readonly [output: number, input: number] | undefined)[] = [undefined, [1, 0], [1, 0], [3, 2], undefined];
+
 /** Per phase and slot: 0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair? (native/abi/table.mjs). */
 export const ROLES: readonly (readonly number[])[] = [[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]];
 

@@ -144,6 +144,14 @@ export const SLOT_NAMES: readonly SlotName[] = ${JSON.stringify(t.slots.map(([s]
 /** Each slot's length: 0 elements, 1 statistics, 2 channels, 3 affine (see sizeOf in descriptor.ts). */
 export const SLOT_SIZE: readonly number[] = ${JSON.stringify(t.slots.map(([, size]) => sizeIndex[size]))};
 
+/** Per phase: the output that may be exactly one input, as [output slot, input slot] (none: undefined). */
+export const ALIASES: readonly (readonly [output: number, input: number] | undefined)[] = [${phaseNames
+    .map((p) => {
+      const a = (t.aliases[p] ?? [])[0];
+      return a ? `[${slotIndex[a[0]]}, ${slotIndex[a[1]]}]` : 'undefined';
+    })
+    .join(', ')}];
+
 /** Per phase and slot: 0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair? (native/abi/table.mjs). */
 export const ROLES: readonly (readonly number[])[] = ${JSON.stringify(phaseNames.map(roleRow))};
 

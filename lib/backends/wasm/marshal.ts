@@ -14,7 +14,7 @@
  * (lib/intrinsics.ts): no caller code runs during a call, and what the façade checked is what is
  * copied. On an error result nothing is copied back (the kernels wrote nothing either).
  */
-import { ROLES, SLOT_COUNT, SLOT_NAMES, Scalar, Slot } from '../../core/abi.js';
+import { ALIASES, ROLES, SLOT_COUNT, SLOT_NAMES, Scalar } from '../../core/abi.js';
 import { abiError, type FloatArray, type Norm } from '../../core/descriptor.js';
 import {
   elementBytes,
@@ -35,17 +35,8 @@ const COPY_OUT = 2;
  * is given anyway is only copied in (sn_run refuses it). */
 const COPY_BY_ROLE = [COPY_IN, COPY_IN, COPY_IN, COPY_OUT, COPY_IN | COPY_OUT, COPY_IN | COPY_OUT];
 const ROLE_OUT = 3;
-/**
- * The output each phase lets be exactly one input (native/abi/table.mjs's aliases: y over x, dx
- * over dy), by phase code; lib/core/abi.ts does not carry the alias table.
- */
-const ALIAS: readonly (readonly [output: number, input: number] | undefined)[] = [
-  undefined,
-  [Slot.y, Slot.x],
-  [Slot.y, Slot.x],
-  [Slot.dx, Slot.dy],
-  undefined,
-];
+/** The output each phase lets be exactly one input (y over x, dx over dy), by phase code. */
+const ALIAS = ALIASES;
 const SCRATCH_ALIGN = 16;
 
 export class Marshal {
