@@ -137,8 +137,38 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
   return 0;
 }
 
+namespace {
+
+// A descriptor with no elements: what every kernel would write, without walking a geometry that
+// may be huge in its other dims (outer 2^31 with inner 0): statistics of no values are NaN (the
+// mean 0 with rms), gradients of γ/β are 0, the running stats are not updated.
+template <typename T>
+int32_t executeEmpty(const sn_norm& n) {
+  const int64_t statistics = n.samples * n.stats;
+  const T nan = static_cast<T>(__builtin_nan(""));
+  const bool rms = (n.flags & SN_FLAG_RMS) != 0;
+  T* mean = static_cast<T*>(n.tensor[SN_SLOT_MEAN]);
+  T* second = static_cast<T*>(n.tensor[n.phase == SN_PHASE_MOMENTS ? SN_SLOT_VARIANCE : SN_SLOT_INV_STD]);
+  if (n.phase == SN_PHASE_MOMENTS || n.phase == SN_PHASE_TRAIN) {
+    for (int64_t k = 0; k < statistics; k++) {
+      mean[k] = rms ? T(0) : nan;
+      second[k] = nan;
+    }
+  } else if (n.phase == SN_PHASE_BACKWARD) {
+    T* dgamma = static_cast<T*>(n.tensor[SN_SLOT_DGAMMA]);
+    T* dbeta = static_cast<T*>(n.tensor[SN_SLOT_DBETA]);
+    for (int64_t a = 0, affine = n.affineGroups * n.affineSize; a < affine; a++) dgamma[a] = dbeta[a] = T(0);
+  }
+  return 0;
+}
+
+}  // namespace
+
 extern "C" int32_t sn_execute(const sn_norm* n) {
   if (n == nullptr) return snError(SN_ERROR_MISSING, 0);
+  if (n->phase != SN_PHASE_UPDATE && simdnorm::slotLength(*n, SN_SLOT_X) == 0) {
+    return n->dtype == SN_DTYPE_F32 ? executeEmpty<float>(*n) : executeEmpty<double>(*n);
+  }
   simdnorm::clearScratchFailure();
 #ifdef SIMDNORM_HAVE_AVX2
   if (simdnorm::useAvx2()) return simdnorm::avx2::execute(*n);
