@@ -7,6 +7,9 @@
 #include "running.h"
 #include "scratch.h"
 #include "simd.h"
+#include "tuning.h"
+
+#include <type_traits>
 
 namespace simdnorm {
 namespace SIMDNORM_ISA {
@@ -52,6 +55,46 @@ Tasks statisticTasks(const Shape& sh, int64_t cap) {
     count = ceilDiv(sh.K, per);
   }
   return {per, count};
+}
+
+// Streaming (non-temporal) stores for outputs of at least kStreamBytes, as the BatchNorm kernels
+// (parallelRun fences them): only for runs of whole 64-byte lines (64-byte aligned start, length
+// a multiple of 64 bytes), so every vector of the run is whole and no line is written both ways;
+// AVX2 only (the 128-bit float store of four double lanes).
+#if defined(__AVX2__) && defined(__FMA__)
+constexpr bool kStreamLanes = true;
+#else
+constexpr bool kStreamLanes = false;
+#endif
+
+template <typename T>
+bool streamsOutput(const T* out, int64_t elements) {
+  return kStreamLanes && elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
+         reinterpret_cast<uintptr_t>(out) % 64 == 0;
+}
+// Whether a run of n elements at p can take streaming stores (given the output streams).
+template <typename T>
+inline bool wholeLines(const T* p, int64_t n) {
+  return reinterpret_cast<uintptr_t>(p) % 64 == 0 && (n * static_cast<int64_t>(sizeof(T))) % 64 == 0;
+}
+// storeLanesAs, or with Stream a streaming store of a whole vector (k == kDoubleLanes).
+template <bool Stream, typename T>
+SIMDNORM_INLINE void putLanes(T* p, VDouble v, int64_t k) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (Stream) {
+    const typename HalfOf<T>::V t = toLanesOf<T>(v);
+    if constexpr (sizeof(T) == 4) _mm_stream_ps(reinterpret_cast<float*>(p), (__m128)t);
+    else _mm256_stream_pd(reinterpret_cast<double*>(p), (__m256d)t);
+    return;
+  }
+#endif
+  storeLanesAs(p, v, k);
+}
+// f(std::bool_constant<stream>).
+template <typename F>
+SIMDNORM_INLINE void withStream(bool stream, F f) {
+  if (stream) f(std::true_type{});
+  else f(std::false_type{});
 }
 
 template <typename T>
@@ -273,18 +316,20 @@ inline int64_t columnAffine(const Shape& sh, int64_t p) {
 // y over task t's rows with per-column coefficients of its sample (mean, scale, shift at [n * W + p]).
 template <typename T, bool Relu>
 void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
-                 const double* cScale, const double* cShift) {
+                 const double* cScale, const double* cShift, bool stream) {
   const int64_t n = c.sample(t), W = c.W;
   const double *m = cMean + n * W, *sc = cScale + n * W, *sf = cShift + n * W;
   for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
     const int64_t start = c.rowStart(sh, n, r);
     const T* xs = x + start;
     T* ys = y + start;
-    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
-                  loadDoubleLanes(sf + p, k);
-      if (Relu) v = relu(v);
-      storeLanesAs(ys + p, v, k);
+    withStream(stream && wholeLines(ys, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+      forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
+                    loadDoubleLanes(sf + p, k);
+        if (Relu) v = relu(v);
+        putLanes<decltype(S)::value>(ys + p, v, k);
+      });
     });
   }
 }
@@ -293,9 +338,10 @@ template <typename T>
 void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* cMean, const double* cScale,
                     const double* cShift) {
   const Columns c(sh);
+  const bool stream = streamsOutput(y, sh.K * sh.M);
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (relu) columnApply<T, true>(x, y, sh, c, t, cMean, cScale, cShift);
-    else columnApply<T, false>(x, y, sh, c, t, cMean, cScale, cShift);
+    if (relu) columnApply<T, true>(x, y, sh, c, t, cMean, cScale, cShift, stream);
+    else columnApply<T, false>(x, y, sh, c, t, cMean, cScale, cShift, stream);
   });
 }
 
@@ -303,17 +349,20 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
 // or γ / q (inference: q = sqrt(runningVar + eps)), as js.ts, in double ----
 
 template <typename T, bool Relu>
-SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift) {
-  forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-    VDouble v = (loadDoubleLanes(x + j, k) - mu) * scale + shift;
-    if (Relu) v = relu(v);
-    storeLanesAs(y + j, v, k);
+SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift,
+                               bool stream) {
+  withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+    forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VDouble v = (loadDoubleLanes(x + j, k) - mu) * scale + shift;
+      if (Relu) v = relu(v);
+      putLanes<decltype(S)::value>(y + j, v, k);
+    });
   });
 }
 
 template <typename T, bool Relu, bool Divide>
 void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma,
-                    const T* beta) {
+                    const T* beta, bool stream) {
   const int64_t group = sh.group(k);
   const VDouble mu = splat<VDouble>(mean), vq = splat<VDouble>(q);
   auto coefficient = [&](double g) { return Divide ? g / q : g * q; };
@@ -323,7 +372,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
     const VDouble shift = splat<VDouble>(beta ? static_cast<double>(beta[group]) : 0.0);
     for (int64_t o = 0; o < sh.outer; o++) {
       const int64_t base = sh.segment(k, o);
-      writeSpan<T, Relu>(x + base, y + base, sh.inner, mu, scale, shift);
+      writeSpan<T, Relu>(x + base, y + base, sh.inner, mu, scale, shift, stream);
     }
     return;
   }
@@ -334,12 +383,14 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
       const int64_t base = sh.segment(k, o);
       const T* xs = x + base;
       T* ys = y + base;
-      forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
-        const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
-        const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
-        VDouble v = (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv;
-        if (Relu) v = relu(v);
-        storeLanesAs(ys + j, v, lanesK);
+      withStream(stream && wholeLines(ys, sh.inner), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+        forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+          const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
+          const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
+          VDouble v = (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv;
+          if (Relu) v = relu(v);
+          putLanes<decltype(S)::value>(ys + j, v, lanesK);
+        });
       });
     }
     return;
@@ -357,7 +408,8 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
           y[j] = static_cast<T>(Relu && v < 0 ? 0 : v);
         }
       } else {
-        writeSpan<T, Relu>(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift));
+        writeSpan<T, Relu>(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift),
+                           stream);
       }
     }
   }
@@ -365,9 +417,9 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
 
 template <bool Divide, typename T>
 void applyAny(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma, const T* beta,
-              bool relu) {
-  if (relu) applyStatistic<T, true, Divide>(x, y, sh, k, mean, q, gamma, beta);
-  else applyStatistic<T, false, Divide>(x, y, sh, k, mean, q, gamma, beta);
+              bool relu, bool stream) {
+  if (relu) applyStatistic<T, true, Divide>(x, y, sh, k, mean, q, gamma, beta, stream);
+  else applyStatistic<T, false, Divide>(x, y, sh, k, mean, q, gamma, beta, stream);
 }
 
 // Every statistic's moments (columns path or statistic by statistic); work: columnMomentsWork.
@@ -453,6 +505,7 @@ int32_t train(const sn_norm& n) {
     }
     columnApplyAll(x, y, sh, relu, cMean, cScale, cShift);
   } else {
+  const bool stream = streamsOutput(y, sh.K * sh.M);
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
@@ -463,7 +516,7 @@ int32_t train(const sn_norm& n) {
       batchVar[k] = var;
       mean[k] = static_cast<T>(mu);
       invStd[k] = static_cast<T>(inv);
-      if (sh.M > 0) applyAny<false>(x, y, sh, k, mu, inv, gamma, beta, relu);
+      if (sh.M > 0) applyAny<false>(x, y, sh, k, mu, inv, gamma, beta, relu, stream);
     }
   });
   }
@@ -502,12 +555,13 @@ int32_t infer(const sn_norm& n) {
     columnApplyAll(x, y, sh, relu, cMean, cScale, cShift);
     return 0;
   }
+  const bool stream = streamsOutput(y, sh.K * sh.M);
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
       const int64_t c = k % sh.stats;
       const double root = __builtin_sqrt(static_cast<double>(runningVar[c]) + n.eps);
-      applyAny<true>(x, y, sh, k, static_cast<double>(runningMean[c]), root, gamma, beta, relu);
+      applyAny<true>(x, y, sh, k, static_cast<double>(runningMean[c]), root, gamma, beta, relu, stream);
     }
   });
   return 0;
@@ -666,13 +720,14 @@ void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const 
 template <typename T, bool Relu>
 void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t, bool training,
                 const double* cMean, const double* cInv, const double* cGamma, const double* cSumH,
-                const double* cSumHX, const double* cC, T* dx) {
+                const double* cSumHX, const double* cC, T* dx, bool stream) {
   const int64_t n = c.sample(t), W = c.W;
   const VDouble vm = splat<VDouble>(static_cast<double>(sh.M));
   const double *mu = cMean + n * W, *inv = cInv + n * W, *gm = cGamma + n * W, *sH = cSumH + n * W,
                *sHX = cSumHX + n * W, *cc = cC + n * W;
   for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
     const int64_t start = c.rowStart(sh, n, r);
+    withStream(stream && wholeLines(dx + start, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
     forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
       const VDouble g = gradOf<T, Relu>(dy, y, start + p, k);
       const VDouble vinv = loadDoubleLanes(inv + p, k);
@@ -681,7 +736,8 @@ void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Colu
       const VDouble v = training ? loadDoubleLanes(cc + p, k) *
                                        ((vm * h - loadDoubleLanes(sH + p, k)) - xh * loadDoubleLanes(sHX + p, k))
                                  : h * vinv;
-      storeLanesAs(dx + start + p, v, k);
+      putLanes<decltype(S)::value>(dx + start + p, v, k);
+    });
     });
   }
 }
@@ -745,9 +801,10 @@ int32_t columnBackward(const sn_norm& n) {
     cSumHX[i] = sumHX[k];
   }
   T* dx = outputOf<T>(n, SN_SLOT_DX);
+  const bool stream = streamsOutput(dx, sh.K * sh.M);
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (y) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx);
-    else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx);
+    if (y) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
+    else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
   });
   T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
   T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
@@ -758,25 +815,19 @@ int32_t columnBackward(const sn_norm& n) {
   return 0;
 }
 
-// ---- the rows path of backward: LayerNorm / RMSNorm (one segment per statistic, γ/β by the
-// element, one γ/β group). Rows are cut into blocks of at most kRowBlock rows, the block's rows
-// staying in cache: per row Σh, Σh x̂ (one read of the row), then a sweep down the block's columns
-// writing dx and keeping Σg, Σg x̂ per column in registers over the block's rows, added once per
-// block to the task's per-column partials. Tasks are runs of whole rows by the geometry; their
-// partials are merged per column in task order. Rows longer than kRowsMaxInner (the wide path):
-// Σh, Σh x̂ per (row, piece) merged in piece order, then tasks of column strips sweep every row
-// block, each owning its columns' dgamma/dbeta. ----
+// ---- the wide rows path of backward: LayerNorm / RMSNorm rows longer than kRowsMaxInner (one
+// segment per statistic, γ/β by the element, one γ/β group), where a row and the per-task partial
+// arrays no longer stay in cache. Σh, Σh x̂ per (row, piece) merged per row in piece order; then
+// tasks of column strips sweep every row (row-major within the strip), writing dx and adding
+// Σg, Σg x̂ to their own columns' dgamma/dbeta in row order: no partial arrays to merge. ----
 
-constexpr int64_t kRowBlockElements = 16384;  // elements of a row block (rows stay in cache)
-constexpr int64_t kRowBlock = 64;             // rows of a block at most
-constexpr int64_t kRowsMaxInner = 16384;      // longer rows: the wide path
-constexpr int64_t kRowsTaskElements = 65536;  // elements per task...
-constexpr int64_t kRowsMaxTasks = 64;         // ... and at most this many tasks (partial arrays)
+constexpr int64_t kRowsMaxInner = 16384;      // longer rows: the wide path (Σh pieces this long)
 constexpr int64_t kWideStrip = 2048;          // columns per task of the wide path's sweep
-constexpr int64_t kSweepChunk = 512;          // columns of a row block's sweep at a time (partials in L1)
 
+// The rows path; rows of at most kRowsMaxInner stay with backwardStatistic (row by row: both
+// passes read the row from L1, the task's partials stay in L1 too), which measured as fast.
 bool useRows(const Shape& sh) {
-  return sh.outer == 1 && sh.groups == 1 && sh.size > 1 && sh.perElement() && sh.K > 0 && sh.M > 0;
+  return sh.outer == 1 && sh.groups == 1 && sh.size > 1 && sh.perElement() && sh.K > 0 && sh.inner > kRowsMaxInner;
 }
 
 // Per-row coefficients of rows from `first` on (row r at [r - first]): mean (rms 0), invStd,
@@ -820,7 +871,7 @@ SIMDNORM_INLINE void rowSums(const T* dy, const T* x, const T* y, const T* gamma
 // in L1 while every row passes; each row's piece is contiguous for the prefetcher).
 template <typename T, bool Relu, bool Training>
 void sweepRows(const T* dy, const T* x, const T* y, const T* gamma, int64_t D, int64_t r0, int64_t r1, int64_t j0,
-               int64_t j1, int64_t chunk, const RowCoefficients& rc, T* dx, double* pg, double* pb) {
+               int64_t j1, int64_t chunk, const RowCoefficients& rc, T* dx, double* pg, double* pb, bool stream) {
   const VDouble vm = splat<VDouble>(static_cast<double>(D));
   for (int64_t c0 = j0; c0 < j1; c0 += chunk) {
     const int64_t c1 = minOf(j1, c0 + chunk);
@@ -828,13 +879,13 @@ void sweepRows(const T* dy, const T* x, const T* y, const T* gamma, int64_t D, i
       const int64_t q = r - rc.first, base = r * D;
       const VDouble vinv = splat<VDouble>(rc.inv[q]), vmu = splat<VDouble>(rc.mu[q]), vc = splat<VDouble>(rc.c[q]),
                     vsh = splat<VDouble>(rc.sumH[q]), vshx = splat<VDouble>(rc.sumHX[q]);
-      auto at = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      auto at = [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
         const int64_t i = base + j;
         const VDouble g = gradOf<T, Relu>(dy, y, i, k);
         const VDouble xh = (loadDoubleLanes(x + i, k) - vmu) * vinv;
         const VDouble h = gamma ? g * loadDoubleLanes(gamma + j, k) : g;
         const VDouble v = Training ? vc * ((vm * h - vsh) - xh * vshx) : h * vinv;
-        storeLanesAs(dx + i, v, k);
+        putLanes<decltype(S)::value>(dx + i, v, k);
         if (k == kDoubleLanes) {
           store(pb + j, load<VDouble>(pb + j) + g);
           store(pg + j, load<VDouble>(pg + j) + g * xh);
@@ -843,9 +894,11 @@ void sweepRows(const T* dy, const T* x, const T* y, const T* gamma, int64_t D, i
           storeLanesAs(pg + j, loadDoubleLanes(pg + j, k) + g * xh, k);
         }
       };
-      int64_t j = c0;
-      for (; j + kDoubleLanes <= c1; j += kDoubleLanes) at(j, kDoubleLanes);
-      if (j < c1) at(j, c1 - j);
+      withStream(stream && wholeLines(dx + base + c0, c1 - c0), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+        int64_t j = c0;
+        for (; j + kDoubleLanes <= c1; j += kDoubleLanes) at(j, kDoubleLanes, S);
+        if (j < c1) at(j, c1 - j, S);
+      });
     }
   }
 }
@@ -865,14 +918,15 @@ int32_t rowsBackward(const sn_norm& n) {
   T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
   T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
   const double m = static_cast<double>(D);
+  const bool stream = streamsOutput(dx, K * D);
   auto sweep = [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t chunk, const RowCoefficients& rc,
                    double* pg, double* pb) {
     if (y != nullptr) {
-      if (training) sweepRows<T, true, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
-      else sweepRows<T, true, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+      if (training) sweepRows<T, true, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
+      else sweepRows<T, true, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
     } else {
-      if (training) sweepRows<T, false, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
-      else sweepRows<T, false, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb);
+      if (training) sweepRows<T, false, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
+      else sweepRows<T, false, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
     }
   };
   auto sums = [&](int64_t r, int64_t j0, int64_t j1, double mu, double inv, double& sH, double& sHX) {
@@ -880,8 +934,7 @@ int32_t rowsBackward(const sn_norm& n) {
     if (y != nullptr) rowSums<T, true>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
     else rowSums<T, false>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
   };
-  if (D > kRowsMaxInner) {
-    // The wide path.
+  {
     const int64_t pieces = ceilDiv(D, kRowsMaxInner), pieceLength = ceilDiv(D, pieces);
     const int64_t strips = ceilDiv(D, kWideStrip);
     double *mu, *inv, *c, *sumH, *sumHX, *pieceH, *pieceHX, *pg, *pb;
@@ -930,43 +983,6 @@ int32_t rowsBackward(const sn_norm& n) {
     });
     return 0;
   }
-  const int64_t count0 = minOf(K, minOf(kRowsMaxTasks, maxOf(1, K * D / kRowsTaskElements)));
-  const int64_t per = ceilDiv(K, count0), count = ceilDiv(K, per);
-  const int64_t block = maxOf(1, minOf(kRowBlock, kRowBlockElements / D));
-  double* part;
-  if (!carveScratch([&](Carver& s) { s.take(part, 2 * D * count); })) return noMemory();
-  parallelFor(count, K * D, [&](int64_t t) {
-    double* pg = part + 2 * D * t;
-    double* pb = pg + D;
-    for (int64_t j = 0; j < 2 * D; j++) pg[j] = 0;
-    double mu[kRowBlock], inv[kRowBlock], c[kRowBlock], sumH[kRowBlock], sumHX[kRowBlock];
-    for (int64_t r0 = t * per, end = minOf(K, r0 + per); r0 < end; r0 += block) {
-      const int64_t r1 = minOf(end, r0 + block);
-      for (int64_t r = r0; r < r1; r++) {
-        const int64_t i = r - r0;
-        mu[i] = rms ? 0.0 : static_cast<double>(mean[r]);
-        inv[i] = static_cast<double>(invStd[r]);
-        c[i] = inv[i] / m;
-        if (training) {
-          sums(r, 0, D, mu[i], inv[i], sumH[i], sumHX[i]);
-          if (rms) sumH[i] = 0;
-        }
-      }
-      const RowCoefficients rc{mu, inv, c, sumH, sumHX, r0};
-      sweep(r0, r1, 0, D, kSweepChunk, rc, pg, pb);
-    }
-  });
-  parallelFor(ceilDiv(D, 1024), count * D, [&](int64_t t) {
-    for (int64_t j = t * 1024, e = minOf(D, j + 1024); j < e; j++) {
-      double g = 0, b = 0;
-      for (int64_t u = 0; u < count; u++) {
-        g += part[2 * D * u + j];
-        b += part[2 * D * u + D + j];
-      }
-      dgamma[j] = static_cast<T>(g);
-      dbeta[j] = static_cast<T>(b);
-    }
-  });
   return 0;
 }
 

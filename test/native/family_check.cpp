@@ -638,6 +638,9 @@ std::vector<Desc> descriptors() {
   v.push_back(layerNorm(70, 300, true));
   v.push_back(layerNorm(2, 20000));
   v.push_back(layerNorm(3, 16390, true));
+  // outputs of at least 8 MB in float: streaming stores (rows of whole 64-byte lines)
+  v.push_back(layerNorm(2100, 1024));
+  v.push_back(groupNormLast(2, 64, 16400, 8));
   return v;
 }
 
@@ -665,7 +668,8 @@ void runChecks() {
   // Determinism over sizes where the pool splits the work.
   for (const Desc& d : {layerNorm(300, 1000), layerNorm(64, 4096, true), layerNorm(3, 70000), groupNormFirst(4, 64, 1024, 8),
                         groupNormLast(4, 64, 1024, 16), instanceFirst(8, 32, 1024), ghost(32, 4, 16, 256, false),
-                        layerNorm(20000, 7), layerNorm(5000, 96), layerNorm(6, 40000, true), layerNorm(700, 1030)}) {
+                        layerNorm(20000, 7), layerNorm(5000, 96), layerNorm(6, 40000, true), layerNorm(700, 1030),
+                        layerNorm(106, 20000, true), groupNormFirst(2, 64, 16400, 8)}) {
     checkThreads<float>(d, false);
     checkThreads<double>(d, true);
   }
