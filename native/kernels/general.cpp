@@ -360,6 +360,36 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
   });
 }
 
+// The training y of a LayerNorm-shaped segment (γ/β by the element) for float data in float
+// lanes, twice as many per vector: y = ((x - hi) - lo) * (γ * q) + β with the mean split into
+// float hi + lo (as the BatchNorm kernels split it: x - hi is exact for x near the mean) and q =
+// invStd in float; a few float roundings, far inside float's tolerance. Only for a finite split
+// and q (else the double path keeps js.ts's IEEE results).
+template <bool Relu>
+SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, const float* g, const float* b,
+                                        float hi, float lo, float fq, bool stream) {
+  using VF = Vec<float>;
+  constexpr int64_t L = lanes<float>();
+  const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vq = splat<VF>(fq);
+  withStream(stream && wholeLines(ys, n), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+    auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      const VF gv = g ? loadLanes(g + j, k) : splat<VF>(1.0f);
+      const VF bv = b ? loadLanes(b + j, k) : VF{};
+      VF v = ((loadLanes(xs + j, k) - vhi) - vlo) * (gv * vq) + bv;
+      if (Relu) v = relu(v);
+      if (k == L) {
+        if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + j, v);
+        else store(ys + j, v);
+      } else {
+        storePartial(ys + j, v, k);
+      }
+    };
+    int64_t j = 0;
+    for (; j + L <= n; j += L) body(j, L);
+    if (j < n) body(j, n - j);
+  });
+}
+
 template <typename T, bool Relu, bool Divide>
 void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma,
                     const T* beta, bool stream) {
@@ -379,6 +409,17 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
   if (sh.perElement()) {
     const T* g = gamma ? gamma + group : nullptr;
     const T* b = beta ? beta + group : nullptr;
+    if constexpr (sizeof(T) == 4 && !Divide) {
+      const float hi = static_cast<float>(mean), fq = static_cast<float>(q);
+      const float lo = static_cast<float>(mean - static_cast<double>(hi));
+      if (__builtin_isfinite(hi) && __builtin_isfinite(lo) && __builtin_isfinite(fq)) {
+        for (int64_t o = 0; o < sh.outer; o++) {
+          const int64_t base = sh.segment(k, o);
+          writeElementsFloat<Relu>(x + base, y + base, sh.inner, g, b, hi, lo, fq, stream);
+        }
+        return;
+      }
+    }
     for (int64_t o = 0; o < sh.outer; o++) {
       const int64_t base = sh.segment(k, o);
       const T* xs = x + base;
