@@ -360,11 +360,11 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
   });
 }
 
-// The training y of a LayerNorm-shaped segment (γ/β by the element) for float data in float
-// lanes, twice as many per vector: y = ((x - hi) - lo) * (γ * q) + β with the mean split into
-// float hi + lo (as the BatchNorm kernels split it: x - hi is exact for x near the mean) and q =
-// invStd in float; a few float roundings, far inside float's tolerance. Only for a finite split
-// and q (else the double path keeps js.ts's IEEE results).
+// y of a LayerNorm-shaped segment (γ/β by the element) for float data in float lanes, twice as
+// many per vector: y = ((x - hi) - lo) * (γ * q) + β with the mean split into float hi + lo (as
+// the BatchNorm kernels split it: x - hi is exact for x near the mean) and q = invStd (inference:
+// 1 / sqrt(runningVar + eps)) in float; a few float roundings, far inside float's tolerance. Only
+// for a finite split and q (else the double path keeps js.ts's IEEE results).
 template <bool Relu>
 SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, const float* g, const float* b,
                                         float hi, float lo, float fq, bool stream) {
@@ -409,8 +409,9 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
   if (sh.perElement()) {
     const T* g = gamma ? gamma + group : nullptr;
     const T* b = beta ? beta + group : nullptr;
-    if constexpr (sizeof(T) == 4 && !Divide) {
-      const float hi = static_cast<float>(mean), fq = static_cast<float>(q);
+    if constexpr (sizeof(T) == 4) {
+      // inference: γ * (1 / q) for js.ts's γ / q (one more float rounding)
+      const float hi = static_cast<float>(mean), fq = static_cast<float>(Divide ? 1 / q : q);
       const float lo = static_cast<float>(mean - static_cast<double>(hi));
       if (__builtin_isfinite(hi) && __builtin_isfinite(lo) && __builtin_isfinite(fq)) {
         for (int64_t o = 0; o < sh.outer; o++) {
