@@ -351,6 +351,33 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
 template <typename T, bool Relu>
 SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift,
                                bool stream) {
+  if constexpr (sizeof(T) == 4) {
+    // Float data in float lanes (as writeElementsFloat, one scale and shift for the span).
+    const double mean = mu[0];
+    const float hi = static_cast<float>(mean), lo = static_cast<float>(mean - static_cast<double>(hi));
+    const float fs = static_cast<float>(scale[0]), ft = static_cast<float>(shift[0]);
+    if (__builtin_isfinite(hi) && __builtin_isfinite(lo) && __builtin_isfinite(fs) && __builtin_isfinite(ft)) {
+      using VF = Vec<float>;
+      constexpr int64_t L = lanes<float>();
+      const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vs = splat<VF>(fs), vt = splat<VF>(ft);
+      withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+        auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+          VF v = ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt;
+          if (Relu) v = relu(v);
+          if (k == L) {
+            if constexpr (decltype(S)::value && kStreamLanes) streamStore(y + j, v);
+            else store(y + j, v);
+          } else {
+            storePartial(y + j, v, k);
+          }
+        };
+        int64_t j = 0;
+        for (; j + L <= length; j += L) body(j, L);
+        if (j < length) body(j, length - j);
+      });
+      return;
+    }
+  }
   withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
     forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       VDouble v = (loadDoubleLanes(x + j, k) - mu) * scale + shift;
