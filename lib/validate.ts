@@ -339,12 +339,13 @@ export function parseOptions(
   if (typeof options !== 'object' || isArray(options) || isView(options)) {
     throw new TypeError(`options must be an object, received ${describe(options)}`);
   }
+  const record = options as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (keys.length === 0) return DEFAULT_OPTIONS; // `{}`: as fast as no options
   const parsed: ParsedOptions = { ...DEFAULT_OPTIONS };
   const known: readonly string[] = shared ? FAMILY_OPTIONS : allowed;
-  const record = options as Record<string, unknown>;
   // Each own enumerable key is read once (a getter or Proxy trap runs once); the values kept are
   // primitives, checked here.
-  const keys = Object.keys(record);
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k];
     if (!known.includes(key)) {
@@ -416,8 +417,8 @@ export function parseOptions(
   }
   // Options of the family this function does not use were checked above and are ignored: the
   // result holds their defaults, so no function can depend on one it does not document.
-  for (let k = 0; k < FAMILY_OPTIONS.length; k++) {
-    const name = FAMILY_OPTIONS[k];
+  for (let k = 0; k < keys.length; k++) {
+    const name = keys[k] as OptionName;
     if (!allowed.includes(name)) (parsed as Record<OptionName, unknown>)[name] = DEFAULT_OPTIONS[name];
   }
   if (!allowed.includes('eps')) parsed.epsGiven = false;

@@ -40,6 +40,8 @@ export interface NativeBinding {
     scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
     mean: Tensor, invStd: Tensor, variance: Tensor, runningMean: Tensor, runningVar: Tensor,
     dgamma: Tensor, dbeta: Tensor,
+    /** bit i set: slot i is given; the others are absent whatever is passed (omitted: every slot inspected) */
+    given?: number,
   ): number;
   runAsync(...args: Parameters<NativeBinding['run']>): Promise<number>;
   /** n >= 1: threads a call may use (the caller counts as one); 0: the default (all cores). */
@@ -115,17 +117,24 @@ export function loadNativeBinding(): LoadedBinding {
   return (loaded ??= loadBindingFrom(nativeCandidates()));
 }
 
+/** The mask of the slots a descriptor gives (bit i: slot i), so the addon inspects only those. */
+function given(t: readonly (FloatArray | null)[]): number {
+  let mask = 0;
+  for (let i = 0; i < t.length; i++) if (t[i] !== null) mask |= 1 << i;
+  return mask;
+}
+
 /** A Backend over the raw addon: a descriptor's tensors go positionally (Slot order). */
 export function nativeBackend({ binding: b, path }: LoadedBinding): Backend {
   return {
     name: 'native',
     run: (n: Norm) => {
       const t = n.tensors;
-      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12]);
+      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], given(t));
     },
     runAsync: (n: Norm) => {
       const t = n.tensors;
-      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12]);
+      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], given(t));
     },
     setThreads: (n) => b.setThreads(n),
     details: (): NativeDetails => {

@@ -9,8 +9,8 @@
  * channels, γ/β one per statistic (affine groups C, size 1).
  */
 import { Phase, Slot } from '../core/abi.js';
-import { checkAllFixed, checkOut, momentumFactor, nextCount, output, unbiasedScale } from '../core/call.js';
-import { makeNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
+import { checkAllFixed, checkOut, momentumFactor, nextCount, output, runAsync, unbiasedScale } from '../core/call.js';
+import { makeNorm, releaseNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
 import { getBackend } from '../registry.js';
 import { renormCoefficients, renormDgamma, renormScale } from './renorm.js';
@@ -404,9 +404,12 @@ export function batchNormTrain<T extends FloatArray>(
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
   if (p.renorm) {
     b.run(p.renorm.moments);
+    releaseNorm(p.renorm.moments);
     p.renorm.complete();
   }
-  return trainResult(p, b.run(p.norm) === 1) as TrainResult<T>;
+  const ran = b.run(p.norm);
+  releaseNorm(p.norm);
+  return trainResult(p, ran === 1) as TrainResult<T>;
 }
 
 /** {@link batchNormTrain} off the calling thread where the backend can (native); same result. */
@@ -419,11 +422,13 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   const p = prepareTrain(inputs, options, out, true);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
   if (p.renorm) {
-    await (b.runAsync ? b.runAsync(p.renorm.moments) : b.run(p.renorm.moments));
+    await runAsync(b, p.renorm.moments);
+    releaseNorm(p.renorm.moments);
     p.renorm.complete();
   }
-  const updated = b.runAsync ? await b.runAsync(p.norm) : b.run(p.norm);
-  return trainResult(p, updated === 1) as TrainResult<T>;
+  const ran = await runAsync(b, p.norm);
+  releaseNorm(p.norm);
+  return trainResult(p, ran === 1) as TrainResult<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,7 +483,10 @@ export function batchNormInfer<T extends FloatArray>(
 ): { y: T } {
   const b = getBackend();
   const p = prepareInfer(inputs, options, out, false);
-  if (p.norm) b.run(p.norm);
+  if (p.norm) {
+    b.run(p.norm);
+    releaseNorm(p.norm);
+  }
   return { y: p.y as T };
 }
 
@@ -490,7 +498,10 @@ export async function batchNormInferAsync<T extends FloatArray>(
 ): Promise<{ y: T }> {
   const b = getBackend();
   const p = prepareInfer(inputs, options, out, true);
-  if (p.norm) await (b.runAsync ? b.runAsync(p.norm) : b.run(p.norm));
+  if (p.norm) {
+    await runAsync(b, p.norm);
+    releaseNorm(p.norm);
+  }
   return { y: p.y as T };
 }
 
@@ -588,7 +599,10 @@ export function batchNormBackward<T extends FloatArray>(
 ): BackwardResult<T> {
   const b = getBackend();
   const p = prepareBackward(inputs, options, out, false);
-  if (p.norm) b.run(p.norm);
+  if (p.norm) {
+    b.run(p.norm);
+    releaseNorm(p.norm);
+  }
   if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
   return p.result as BackwardResult<T>;
 }
@@ -601,7 +615,10 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
 ): Promise<BackwardResult<T>> {
   const b = getBackend();
   const p = prepareBackward(inputs, options, out, true);
-  if (p.norm) await (b.runAsync ? b.runAsync(p.norm) : b.run(p.norm));
+  if (p.norm) {
+    await runAsync(b, p.norm);
+    releaseNorm(p.norm);
+  }
   if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
   return p.result as BackwardResult<T>;
 }
@@ -642,6 +659,7 @@ export function moments<T extends FloatArray>(
     norm.tensors[Slot.mean] = mean;
     norm.tensors[Slot.variance] = variance;
     backend.run(norm);
+    releaseNorm(norm);
   }
   return { mean, variance } as MomentsResult<T>;
 }
@@ -691,5 +709,6 @@ export function updateRunningStats<T extends FloatArray>(
   t[Slot.mean] = batchMean;
   t[Slot.variance] = batchVar;
   const updated = backend.run(norm) === 1;
+  releaseNorm(norm);
   return { numBatchesTracked: nextCount(numBatchesTracked, updated), updated };
 }

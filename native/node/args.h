@@ -24,7 +24,7 @@ struct JsError {
 napi_value makeJsError(napi_env env, JsError::Kind kind, const char* message) noexcept;
 
 // The most arguments any function takes (run: the scalars and 13 tensors).
-constexpr size_t kMaxArguments = 14;
+constexpr size_t kMaxArguments = 15;
 
 // Any typed array as raw bytes; `data` is never null (an empty or detached array gets a dummy
 // pointer the callee never dereferences, with 0 bytes).

@@ -48,12 +48,20 @@ NormCall readCall(const Args& args, const char* function) {
   const napi_typedarray_type want = s[SN_SCALAR_DTYPE] == SN_DTYPE_F64 ? napi_float64_array : napi_float32_array;
   const bool dtypeKnown = s[SN_SCALAR_DTYPE] == SN_DTYPE_F32 || s[SN_SCALAR_DTYPE] == SN_DTYPE_F64;
 
+  // The slots the caller says are given: the others are absent whatever their argument is (no
+  // N-API call for them); without a mask, every slot's argument is inspected.
+  uint32_t given = (1u << SN_SLOT_COUNT) - 1;
+  napi_valuetype maskType;
+  if (napi_typeof(args.env(), args[1 + SN_SLOT_COUNT], &maskType) == napi_ok && maskType == napi_number) {
+    napi_get_value_uint32(args.env(), args[1 + SN_SLOT_COUNT], &given);
+  }
   NormCall call;
   void* pointers[SN_SLOT_COUNT];
   for (int slot = 0; slot < SN_SLOT_COUNT; ++slot) {
     call.arrays[slot] = nullptr;
     call.bytes[slot] = 0;
     pointers[slot] = nullptr;
+    if ((given >> slot & 1u) == 0) continue;
     ByteView view;
     // A typed array first (the common case: one N-API call), else null/undefined for an absent slot.
     if (!typedArrayBytes(args.env(), args[1 + slot], view)) {

@@ -19,8 +19,9 @@
 
 namespace simdnorm::node {
 
-// run's argument count: the scalars and one per slot.
-constexpr size_t kRunArguments = 1 + SN_SLOT_COUNT;
+// run's argument count: the scalars, one per slot, and the optional mask of the slots given (bit i:
+// slot i; without it every slot argument is inspected).
+constexpr size_t kRunArguments = 2 + SN_SLOT_COUNT;
 
 // A call read from its arguments and accepted by sn_prepare.
 struct NormCall {
