@@ -5,7 +5,7 @@
  * WASM_EXPORTS); the module's ABI version must be ABI_VERSION.
  */
 import { ABI_VERSION, SCALAR_COUNT, SLOT_COUNT } from '../../core/abi.js';
-import { typedArrayBuffer, typedArraySet } from '../../intrinsics.js';
+import { typedArrayBuffer } from '../../intrinsics.js';
 
 export type WasmVariant = 'simd128' | 'scalar';
 
@@ -100,8 +100,11 @@ export class WasmAbi {
       this.heap64 = new Float64Array(buffer);
       this.heapU32 = new Uint32Array(buffer);
     }
-    typedArraySet(this.heap64, scalars, this.callBlock / 8);
-    typedArraySet(this.heapU32, pointers, (this.callBlock + SCALAR_BYTES) / 4);
+    // Our own short arrays (not a caller's): element by element beats a set() call here.
+    const s0 = this.callBlock / 8;
+    for (let i = 0; i < scalars.length; i++) this.heap64[s0 + i] = scalars[i];
+    const p0 = (this.callBlock + SCALAR_BYTES) / 4;
+    for (let i = 0; i < pointers.length; i++) this.heapU32[p0 + i] = pointers[i];
     return this.exports.sn_run(this.callBlock, this.callBlock + SCALAR_BYTES);
   }
 

@@ -47,7 +47,7 @@ export class Marshal {
   private readonly arrays: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
   private readonly offsets: number[] = new Array<number>(SLOT_COUNT).fill(-1); // in scratch, -1: by pointer or null
   private readonly flags: number[] = new Array<number>(SLOT_COUNT).fill(0);
-  private readonly placed: number[] = []; // the slots placed so far in this call, in order
+  private readonly placed: number[] = []; // the slots given in this call, in the order placed
   private readonly pointers = new Uint32Array(SLOT_COUNT);
   // Views of the whole module memory, replaced when it grows.
   private heap32 = new Float32Array(0);
@@ -62,15 +62,22 @@ export class Marshal {
     const roles: readonly number[] | undefined = ROLES[phase];
     const alias = ALIAS[phase];
     this.callBuffer = this.abi.buffer;
-    this.placed.length = 0;
     let used = 0;
     try {
       // Inputs first, so that an output knows every reader of the copy it may share.
       for (let pass = 0; pass < 2; pass++) {
         for (let slot = 0; slot < SLOT_COUNT; slot++) {
-          const role = roles?.[slot] ?? 0;
+          const array = n.tensors[slot] ?? null;
+          if (array === null) {
+            if (pass === 0) {
+              this.pointers[slot] = 0; // absent (a slot never given is null in every table)
+              this.offsets[slot] = -1;
+            }
+            continue;
+          }
+          const role = roles === undefined ? 0 : roles[slot];
           if ((role === ROLE_OUT) !== (pass === 1)) continue;
-          used = this.place(slot, n.tensors[slot] ?? null, COPY_BY_ROLE[role] ?? COPY_IN, used, alias);
+          used = this.place(slot, array, COPY_BY_ROLE[role] ?? COPY_IN, used, alias);
         }
       }
       this.ensureScratch(used);
@@ -102,13 +109,12 @@ export class Marshal {
   }
 
   /** Lays out one slot; returns the scratch bytes used after it. */
-  private place(slot: number, array: FloatArray | null, copy: number, used: number, alias: readonly [number, number] | undefined): number {
+  private place(slot: number, array: FloatArray, copy: number, used: number, alias: readonly [number, number] | undefined): number {
     this.placed.push(slot);
     this.arrays[slot] = array;
     this.flags[slot] = copy;
     this.offsets[slot] = -1;
     this.pointers[slot] = 0;
-    if (array === null) return used;
     if (typedArrayBuffer(array) === this.callBuffer) {
       if (inLiveBlock(this.abi, array)) {
         this.pointers[slot] = typedArrayByteOffset(array);
@@ -167,7 +173,7 @@ export class Marshal {
 
   /** Drops the references to the caller's arrays (keeps none alive between calls). */
   private release(): void {
-    for (let i = 0; i < SLOT_COUNT; i++) this.arrays[i] = null;
+    for (const slot of this.placed) this.arrays[slot] = null;
     this.placed.length = 0;
   }
 
