@@ -240,41 +240,34 @@ struct Columns {
 
 bool useColumns(const Shape& sh) { return sh.inner < kColumnsMaxInner && sh.outer >= 16 && sh.K > 0 && sh.M > 0; }
 
-// Rows of a task swept per column at a time (the window's rows stay in L1 while every column
-// passes); the per-column sums carry over from window to window in the task's output arrays.
-constexpr int64_t kColumnWindowBytes = 24576;
-inline int64_t columnWindow(int64_t W, int64_t bytes) { return maxOf(2, kColumnWindowBytes / maxOf(1, W * bytes)); }
-
-// Task t's per-column shifted sums, to shift/s1/s2[t * W + p] (per column, rows in order).
+// Task t's per-column shifted sums, to shift/s1/s2[t * W + p].
 template <typename T>
 void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool rms, double* shift, double* s1,
                 double* s2) {
   const int64_t n = c.sample(t), r0 = c.firstRow(t), r1 = c.endRow(sh, t), W = c.W;
   double* sh0 = shift + t * W;
-  double* o1 = s1 + t * W;
-  double* o2 = s2 + t * W;
   const T* first = x + c.rowStart(sh, n, r0);
-  for (int64_t p = 0; p < W; p++) {
-    sh0[p] = rms ? 0.0 : shiftOf(static_cast<double>(first[p]));
-    o1[p] = o2[p] = 0;
-  }
-  const int64_t window = columnWindow(W, sizeof(T));
-  for (int64_t w0 = r0; w0 < r1; w0 += window) {
-    const int64_t w1 = minOf(r1, w0 + window);
-    const T* rows = x + c.rowStart(sh, n, w0);
-    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      const VDouble base = loadDoubleLanes(sh0 + p, k);
-      VDouble a1 = loadDoubleLanes(o1 + p, k), a2 = loadDoubleLanes(o2 + p, k);
-      const T* at = rows + p;
-      for (int64_t r = w0; r < w1; r++, at += W) {
-        const VDouble d = loadDoubleLanes(at, k) - base;
-        a1 += d;
-        a2 += d * d;
-      }
-      storeLanesAs(o1 + p, a1, k);
-      storeLanesAs(o2 + p, a2, k);
-    });
-  }
+  for (int64_t p = 0; p < W; p++) sh0[p] = rms ? 0.0 : shiftOf(static_cast<double>(first[p]));
+  forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble base = loadDoubleLanes(sh0 + p, k);
+    VDouble a1{}, a2{}, b1{}, b2{};
+    const T* at = first + p;
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2, at += 2 * W) {
+      const VDouble d = loadDoubleLanes(at, k) - base, e = loadDoubleLanes(at + W, k) - base;
+      a1 += d;
+      a2 += d * d;
+      b1 += e;
+      b2 += e * e;
+    }
+    if (r < r1) {
+      const VDouble d = loadDoubleLanes(at, k) - base;
+      a1 += d;
+      a2 += d * d;
+    }
+    storeLanesAs(s1 + t * W + p, a1 + b1, k);
+    storeLanesAs(s2 + t * W + p, a2 + b2, k);
+  });
 }
 
 // Every statistic's moments on the columns path; work: 3 * tasks * W doubles.
@@ -759,31 +752,24 @@ void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const 
   const int64_t n = c.sample(t), W = c.W, r0 = c.firstRow(t), r1 = c.endRow(sh, t);
   const int64_t first = c.rowStart(sh, n, r0);
   double* out = sums + 4 * t * W;
-  for (int64_t p = 0; p < 4 * W; p++) out[p] = 0;
-  const int64_t window = columnWindow(W, 2 * sizeof(T));
-  for (int64_t w0 = r0; w0 < r1; w0 += window) {
-    const int64_t w1 = minOf(r1, w0 + window);
-    const int64_t wFirst = first + (w0 - r0) * W;
-    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      const VDouble mu = loadDoubleLanes(cMean + n * W + p, k), inv = loadDoubleLanes(cInv + n * W + p, k);
-      const VDouble gm = loadDoubleLanes(cGamma + n * W + p, k);
-      VDouble sg = loadDoubleLanes(out + p, k), sgx = loadDoubleLanes(out + W + p, k);
-      VDouble sh_ = loadDoubleLanes(out + 2 * W + p, k), shx = loadDoubleLanes(out + 3 * W + p, k);
-      for (int64_t r = w0, i = wFirst + p; r < w1; r++, i += W) {
-        const VDouble g = gradOf<T, Relu>(dy, y, i, k);
-        const VDouble xh = (loadDoubleLanes(x + i, k) - mu) * inv;
-        const VDouble h = g * gm;
-        sg += g;
-        sgx += g * xh;
-        sh_ += h;
-        shx += h * xh;
-      }
-      storeLanesAs(out + p, sg, k);
-      storeLanesAs(out + W + p, sgx, k);
-      storeLanesAs(out + 2 * W + p, sh_, k);
-      storeLanesAs(out + 3 * W + p, shx, k);
-    });
-  }
+  forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble mu = loadDoubleLanes(cMean + n * W + p, k), inv = loadDoubleLanes(cInv + n * W + p, k);
+    const VDouble gm = loadDoubleLanes(cGamma + n * W + p, k);
+    VDouble sg{}, sgx{}, sh_{}, shx{};
+    for (int64_t r = r0, i = first + p; r < r1; r++, i += W) {
+      const VDouble g = gradOf<T, Relu>(dy, y, i, k);
+      const VDouble xh = (loadDoubleLanes(x + i, k) - mu) * inv;
+      const VDouble h = g * gm;
+      sg += g;
+      sgx += g * xh;
+      sh_ += h;
+      shx += h * xh;
+    }
+    storeLanesAs(out + p, sg, k);
+    storeLanesAs(out + W + p, sgx, k);
+    storeLanesAs(out + 2 * W + p, sh_, k);
+    storeLanesAs(out + 3 * W + p, shx, k);
+  });
 }
 
 template <typename T, bool Relu>

@@ -12,10 +12,15 @@
 // pieces of a longer segment) shifted sums S1 = sum(x - shift), S2 = sum((x - shift)^2) in double,
 // shift the block's first value (0 when not finite), blocks merged with Chan's formula in block
 // order (reduce.h's Moments); with rms, sum(x^2) per block summed in block order. A statistic
-// whose moments are not finite is recomputed as js.ts does (IEEE results). y and dx are computed
-// in double with js.ts's formulas (float data converted, results rounded once).
+// whose moments are not finite is recomputed as js.ts does (IEEE results). dx, and y of double
+// data, are computed in double with js.ts's formulas (float data converted, results rounded
+// once); y of float data outside the columns path in float lanes, the mean split into float
+// hi + lo as the BatchNorm kernels do (double where the split or the coefficients are not
+// finite). Outputs of at least kStreamBytes go out with streaming stores where rows are whole
+// 64-byte lines.
 // Work is cut into tasks of whole statistics by the geometry only; backward's dgamma/dbeta are
-// per-task partial arrays merged in task order: results are bitwise the same for any thread count.
+// per-task partial arrays merged in task order (rows longer than 16384, LayerNorm-shaped: tasks
+// of column strips owning their columns): results are bitwise the same for any thread count.
 #pragma once
 
 #include <cstdint>
