@@ -85,15 +85,12 @@ describe('kernel source lists agree across node-gyp, cmake and emscripten', () =
     expect(sorted(m![1].split(/\s+/).filter((f) => f.startsWith('native/node/')))).toEqual(node);
   });
 
-  it('wasm.cmake exports what wasm/build.mjs requires of the artifacts', () => {
-    const m = /set\(SIMDNORM_WASM_EXPORTS([^)]*)\)/.exec(wasmCmake);
-    expect(m).not.toBeNull();
-    const exported = m![1].split(/\s+/).filter(Boolean).map((e) => e.replace(/^_/, ''));
-    const b = /const REQUIRED_EXPORTS = \[([^\]]*)\]/.exec(read('wasm/build.mjs'));
-    expect(b).not.toBeNull();
-    const required = [...b![1].matchAll(/'([^']+)'/g)].map((x) => x[1]).filter((e) => e !== 'memory');
-    // every required export is exported; the rest (testing hooks) are exported on purpose
-    expect(required.filter((e) => !exported.includes(e))).toEqual([]);
-    expect(sorted(exported.filter((e) => !required.includes(e)))).toEqual(['sn_set_scratch_limit']);
+  it('wasm.cmake and wasm/build.mjs take the export list from the ABI table (native/abi/table.mjs)', () => {
+    // wasm/exports.cmake is generated from the table (test/package/abi.test.ts checks it is fresh)
+    expect(wasmCmake).toMatch(/include\("\$\{SIMDNORM_ROOT\}\/wasm\/exports\.cmake"\)/);
+    expect(wasmCmake).toMatch(/-sEXPORTED_FUNCTIONS=\$\{SIMDNORM_WASM_EXPORT_LIST\}/);
+    const build = read('wasm/build.mjs');
+    expect(build).toContain("const { wasmExports } = await import(new URL('../native/abi/table.mjs', import.meta.url).href);");
+    expect(build).toContain("const REQUIRED_EXPORTS = ['memory', ...wasmExports];");
   });
 });
