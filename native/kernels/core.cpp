@@ -67,6 +67,10 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
       return snError(SN_ERROR_TOO_LARGE, SN_SCALAR_SAMPLES + i + 1);
     }
   }
+  // The statistics on their own: with outer or inner 0 the product above is 0 whatever they are.
+  if (!multiply(static_cast<uint64_t>(n.samples), static_cast<uint64_t>(n.stats) * element, product)) {
+    return snError(SN_ERROR_TOO_LARGE, SN_SCALAR_STATS + 1);
+  }
   if (!multiply(static_cast<uint64_t>(n.affineGroups), static_cast<uint64_t>(n.affineSize) * element, product)) {
     return snError(SN_ERROR_TOO_LARGE, SN_SCALAR_AFFINE_GROUPS + 1);
   }
@@ -85,12 +89,17 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
   n.factor = s[SN_SCALAR_FACTOR];
   n.varScale = s[SN_SCALAR_VAR_SCALE];
 
-  // Tensors: presence by role, then bytes and alignment.
+  // Tensors: presence by role, then bytes and alignment. Each slot's size in bytes, by its class.
+  const uint64_t classBytes[SN_SIZE_COUNT] = {
+      static_cast<uint64_t>(n.samples * n.outer * n.stats * n.inner) * element,
+      static_cast<uint64_t>(n.samples * n.stats) * element, static_cast<uint64_t>(n.stats) * element,
+      static_cast<uint64_t>(n.affineGroups * n.affineSize) * element};
+  uint64_t need[SN_SLOT_COUNT];
   const uint8_t* roles = sn_roles[n.phase];
   bool anyPair = false;  // PAIR slots: all given or none
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) anyPair |= roles[slot] == SN_ROLE_PAIR && tensors[slot] != nullptr;
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) {
-    const int64_t length = simdnorm::slotLength(n, slot);
+    need[slot] = classBytes[sn_slot_size[slot]];
     void* p = tensors[slot];
     const uint8_t role = roles[slot];
     const bool given = p != nullptr;
@@ -102,23 +111,23 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     if (!given) {
       if (role == SN_ROLE_PAIR && anyPair) return snError(SN_ERROR_MISSING, slot + 1);
       // An empty required tensor may come as null (an empty typed array has no data pointer).
-      if (required && length > 0) return snError(SN_ERROR_MISSING, slot + 1);
+      if (required && need[slot] > 0) return snError(SN_ERROR_MISSING, slot + 1);
       continue;
     }
     if (reinterpret_cast<uintptr_t>(p) % element != 0) return snError(SN_ERROR_MISALIGNED, slot + 1);
-    if (bytes[slot] < static_cast<uint64_t>(length) * element) return snError(SN_ERROR_TOO_SHORT, slot + 1);
+    if (bytes[slot] < need[slot]) return snError(SN_ERROR_TOO_SHORT, slot + 1);
     n.tensor[slot] = p;
   }
   // Outputs overlap nothing else, but for the phase's allowed exact alias.
   for (int o = 0; o < SN_SLOT_COUNT; o++) {
     const uint8_t role = roles[o];
     if (n.tensor[o] == nullptr || (role != SN_ROLE_OUT && role != SN_ROLE_INOUT && role != SN_ROLE_PAIR)) continue;
-    const uint64_t oBytes = static_cast<uint64_t>(simdnorm::slotLength(n, o)) * element;
+    const uint64_t oBytes = need[o];
     if (oBytes == 0) continue;
     const uintptr_t o0 = reinterpret_cast<uintptr_t>(n.tensor[o]);
     for (int other = 0; other < SN_SLOT_COUNT; other++) {
       if (other == o || n.tensor[other] == nullptr) continue;
-      const uint64_t otherBytes = static_cast<uint64_t>(simdnorm::slotLength(n, other)) * element;
+      const uint64_t otherBytes = need[other];
       const uintptr_t a0 = reinterpret_cast<uintptr_t>(n.tensor[other]);
       if (otherBytes == 0 || a0 >= o0 + oBytes || o0 >= a0 + otherBytes) continue;
       if (sn_alias[n.phase][o] == other && a0 == o0 && otherBytes == oBytes) continue;

@@ -3,7 +3,8 @@
  *
  * 1. The package as published, no bundler: a page served from 127.0.0.1 imports dist/browser.js
  *    natively (an import map names it `simdnorm`), which finds wasm/bin/*.wasm by
- *    `new URL(..., import.meta.url)`; the conformance cases (test/conformance/cases.ts, bundled
+ *    `new URL(..., import.meta.url)`; the conformance cases (test/conformance/cases.ts and
+ *    family-cases.ts, bundled
  *    with Vite into one module) run on `wasm` and on `js`.
  * 2. The bundler path: a minimal project whose node_modules/simdnorm links to this package,
  *    built for production with Vite's JS API, served, and checked the same way.

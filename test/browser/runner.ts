@@ -1,8 +1,10 @@
 /**
- * Runs in the page: every conformance case (test/conformance/cases.ts, the same cases as in
- * Node) under each backend, collected into a plain report for the Node side of the test.
+ * Runs in the page: every conformance case (test/conformance/cases.ts for BatchNorm and
+ * test/conformance/family-cases.ts for LayerNorm, RMSNorm, GroupNorm and InstanceNorm: the same
+ * cases as in Node) under each backend, collected into a plain report for the Node side of the test.
  */
 import { conformanceCases } from '../conformance/cases.js';
+import { familyCases, type SimdnormApi } from '../conformance/family-cases.js';
 
 type Api = Parameters<ReturnType<typeof conformanceCases>[number]['run']>[0];
 
@@ -42,7 +44,10 @@ export async function runConformance(api: Api, backends: readonly string[] = ['w
     report.backends = api.backends().map(({ name, available, current, reason, details }) => ({
       name, available, current, reason, details,
     }));
-    const cases = conformanceCases();
+    const cases = [
+      ...conformanceCases(),
+      ...familyCases().map((c) => ({ name: `family: ${c.name}`, run: (a: Api) => c.run(a as unknown as SimdnormApi) })),
+    ];
     for (const backend of backends) {
       try {
         api.useBackend(backend as 'wasm' | 'js');
