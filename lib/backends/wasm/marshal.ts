@@ -94,8 +94,13 @@ export class Marshal {
       const p = this.scratch + offset;
       this.pointers[slot] = p;
       if (this.flags[slot] & COPY_IN) {
-        if (elementBytes(array) === 8) typedArraySet(this.heap64, array, p / 8);
-        else typedArraySet(this.heap32, array, p / 4);
+        const f64 = elementBytes(array) === 8;
+        const heap = f64 ? this.heap64 : this.heap32;
+        const first = f64 ? p / 8 : p / 4;
+        const count = typedArrayLength(array);
+        // A loop beats set() for the short arrays (as in copyBack).
+        if (count < 64) for (let k = 0; k < count; k++) heap[first + k] = array[k];
+        else typedArraySet(heap, array, first);
       }
     }
     const result = this.abi.run(n.scalars, this.pointers);
