@@ -73,9 +73,17 @@ export class WasmAbi {
     if (this.callBlock === 0) throw new Error('simdnorm wasm: cannot allocate the call block');
   }
 
+  /**
+   * The module memory's current buffer. Cached: WebAssembly.Memory's getter costs more than a
+   * small call's kernel; growing the (non-shared) memory detaches the old buffer, whose byteLength
+   * is then 0, which is when the getter is asked again.
+   */
   get buffer(): ArrayBuffer {
-    return this.exports.memory.buffer;
+    const cached = this.memoryBuffer;
+    if (cached !== null && cached.byteLength !== 0) return cached;
+    return (this.memoryBuffer = this.exports.memory.buffer);
   }
+  private memoryBuffer: ArrayBuffer | null = null;
 
   alloc(bytes: number): Ptr {
     return this.exports.sn_alloc(bytes) >>> 0;
@@ -95,7 +103,7 @@ export class WasmAbi {
    * module addresses, 0 for null); returns its result.
    */
   run(scalars: Float64Array, pointers: Uint32Array): number {
-    const buffer = this.exports.memory.buffer;
+    const buffer = this.buffer;
     if (typedArrayBuffer(this.heap64) !== buffer) {
       this.heap64 = new Float64Array(buffer);
       this.heapU32 = new Uint32Array(buffer);
