@@ -393,7 +393,12 @@ export function register(options?: RegisterOptions): RegisterResult {
     if (!isOurs(current)) {
       originalKernels.set(name, current);
       unregisterKernel(FUSED_BATCH_NORM, name);
-      registerKernel({ kernelName: FUSED_BATCH_NORM, backendName: name, kernelFunc: forwardKernel(name) });
+      // The original's setup (tfjs-backend-wasm binds its C function there) runs when the backend
+      // initialises after this, with our kernel registered in its place.
+      const config: KernelConfig = { kernelName: FUSED_BATCH_NORM, backendName: name, kernelFunc: forwardKernel(name) };
+      if (current.setupFunc) config.setupFunc = current.setupFunc;
+      if (current.disposeFunc) config.disposeFunc = current.disposeFunc;
+      registerKernel(config);
     }
     if (getKernel(SIMDNORM_BATCH_NORM_GRAD, name) === undefined) {
       registerKernel({ kernelName: SIMDNORM_BATCH_NORM_GRAD, backendName: name, kernelFunc: gradientKernel(name) });
