@@ -9,12 +9,12 @@
  * (growing the scratch area detaches it mid-call, and it may lie over the scratch area or the
  * allocator's own bytes).
  *
- * Which slots are copied in and which back comes from the phase's roles (lib/core/abi.ts's ROLES):
+ * Which slots are copied in and which back comes from the phase's roles under its flags (lib/core/abi.ts's rolesOf):
  * in/in? are copied in, out back, inout/pair? both. Every read of a caller's array is an intrinsic
  * (lib/intrinsics.ts): no caller code runs during a call, and what the façade checked is what is
  * copied. On an error result nothing is copied back (the kernels wrote nothing either).
  */
-import { ALIASES, ROLES, SLOT_COUNT, SLOT_NAMES, Scalar } from '../../core/abi.js';
+import { ALIASES, SLOT_COUNT, SLOT_NAMES, Scalar, rolesOf } from '../../core/abi.js';
 import { abiError, type FloatArray, type Norm } from '../../core/descriptor.js';
 import {
   elementBytes,
@@ -59,7 +59,7 @@ export class Marshal {
   /** Runs a descriptor: copies in, sn_run, copies back; returns the result or throws abiError. */
   run(n: Norm): number {
     const phase = n.scalars[Scalar.phase];
-    const roles: readonly number[] | undefined = ROLES[phase];
+    const roles: readonly number[] | undefined = rolesOf(phase, n.scalars[Scalar.flags]);
     const alias = ALIAS[phase];
     this.callBuffer = this.abi.buffer;
     let used = 0;
