@@ -20,6 +20,29 @@ export const PROFILES = {
   },
 };
 
+/**
+ * What test/convergence trains on every backend: the quick configuration's networks for a fixed
+ * number of steps (the MLP with BN at the quick run's learning rate; the conv net with each
+ * normalization at batch 8, ghost BN as batch 8 in virtual batches of 2).
+ */
+export function testRuns(seed = 1) {
+  const { batch, lr } = PROFILES.quick.mlp;
+  const mlp = [{ experiment: 'a', net: 'mlp', norm: 'bn', batch, lr, lrMultiplier: 1, steps: 150, evalAt: [0, 50, 100, 150], seed }];
+  const conv = NORMS.map((norm) => ({
+    experiment: 'b',
+    net: 'conv',
+    norm,
+    batchSize: norm === 'ghost' ? 2 : 8,
+    batch: 8,
+    ...(norm === 'ghost' ? { virtualBatchSize: 2 } : {}),
+    lr: (PROFILES.quick.conv.lr32 * 8) / 32,
+    steps: 60,
+    evalAt: [0, 60],
+    seed,
+  }));
+  return [...mlp, ...conv];
+}
+
 /** The paper's ramp of Batch Renorm's limits (rmax 1 → 3, dmax 0 → 5), scaled to a run of `steps` steps. */
 export function renormSchedule(steps) {
   const ramp = (step, from, to) => Math.min(1, Math.max(0, (step - from * steps) / ((to - from) * steps)));
