@@ -8,7 +8,7 @@
  *                                              (results.json and three SVG charts) and the README section
  *   npm run bench:convergence -- --quick       under 2 minutes: fewer steps, batch sizes 32 and 2; JSON and
  *                                              charts in the OS temp dir, README untouched
- *   npm run bench:convergence -- --readme-only the README section from the committed results.json
+ *   npm run bench:convergence -- --readme-only the charts and the README section again from the committed results.json
  *   options: --out DIR  --backend native|wasm|js (default: the library's choice)
  *
  * Progress goes to stderr (one line per run; the current step on a terminal), the summary to stdout.
@@ -72,7 +72,9 @@ function updateReadme(results) {
 
 async function main() {
   if (args['readme-only']) {
-    updateReadme(JSON.parse(readFileSync(join(committed, 'results.json'), 'utf8')));
+    const results = JSON.parse(readFileSync(join(committed, 'results.json'), 'utf8'));
+    for (const f of writeOutputs(committed, results)) log(`wrote ${relative(root, f)}`);
+    updateReadme(results);
     return 0;
   }
   const started = Date.now();
