@@ -3,3 +3,4 @@ export { CollectiveError, createLocalCollectives, type Collective, type LocalCol
 export { createSharedCollectiveGroup, markRankFailed, sharedCollective, type SharedCollectiveGroup } from './shared.js';
 export { channelCollective, createCollectiveHub, type CollectiveHub, type MessageChannelLike } from './channel.js';
 export { syncBatchNormBackward, syncBatchNormTrain, type SyncTrainResult } from '../ops/syncbatchnorm.js';
+export { SyncBatchNorm, type SyncBatchNormOptions } from '../layers/syncbatchnorm.js';
