@@ -37,10 +37,10 @@ import {
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
 import { batchNormBackward, batchNormInfer } from '../api.js';
+import { ioFor, sizeOf, SUPPORTED_BACKENDS, type SupportedBackend } from './io.js';
+import { fusedLayerCalls, layerPatched, patchLayer, registerTrainKernels, resetFusedLayerCalls, unpatchLayer } from './layer.js';
 
-/** The tfjs backends simdnorm can take over (their tensors are plain memory JavaScript can read). */
-export const SUPPORTED_BACKENDS = ['cpu', 'wasm'] as const;
-export type SupportedBackend = (typeof SUPPORTED_BACKENDS)[number];
+export { SUPPORTED_BACKENDS, type SupportedBackend } from './io.js';
 
 /** tfjs's kernel name for BatchNorm. */
 export const FUSED_BATCH_NORM = 'FusedBatchNorm';
@@ -50,6 +50,12 @@ export const SIMDNORM_BATCH_NORM_GRAD = 'SimdnormFusedBatchNormGrad';
 export interface RegisterOptions {
   /** which tfjs backends to take over (default both: 'cpu' and 'wasm'); a backend whose package is not loaded is skipped */
   backends?: readonly SupportedBackend[];
+  /**
+   * run the training path of tf.layers.batchNormalization as one simdnorm kernel, the batch
+   * statistics and their gradient included (default true; lib/tfjs/layer.ts). false: only
+   * FusedBatchNorm and its gradient are simdnorm's, tf.moments and its gradient stay in tfjs.
+   */
+  layers?: boolean;
 }
 
 export interface RegisterResult {
@@ -57,6 +63,8 @@ export interface RegisterResult {
   backends: SupportedBackend[];
   /** whether the FusedBatchNorm gradient is now simdnorm's */
   gradient: boolean;
+  /** whether BatchNormalization layers train through simdnorm's fused kernel (tfjs-layers loaded, `layers` not false) */
+  layers: boolean;
 }
 
 /** How many calls ran on simdnorm and how many went to tfjs's own kernel or gradient. */
@@ -65,9 +73,11 @@ export interface PluginStats {
   backward: number;
   fallbackForward: number;
   fallbackBackward: number;
+  /** training-mode BatchNormalization layer calls that ran as one simdnorm kernel */
+  fusedLayer: number;
 }
 
-const counters: PluginStats = { forward: 0, backward: 0, fallbackForward: 0, fallbackBackward: 0 };
+const counters: Omit<PluginStats, 'fusedLayer'> = { forward: 0, backward: 0, fallbackForward: 0, fallbackBackward: 0 };
 
 /** The forward kernel functions this module made (how `register` and `unregister` recognise them). */
 const ourKernels = new WeakSet<KernelConfig['kernelFunc']>();
@@ -76,82 +86,6 @@ const ourKernels = new WeakSet<KernelConfig['kernelFunc']>();
 const originalKernels = new Map<SupportedBackend, KernelConfig>();
 let originalGradient: GradConfig | null = null;
 let gradientRegistered = false;
-
-// ---------------------------------------------------------------------------------------------
-// Reading and writing tensors of a backend
-
-interface Io {
-  /** the float32 values of an input (a view, no copy), or null when they are not float32 */
-  read(t: TensorInfo): Float32Array | null;
-  /** allocate outputs (all before any `view`: an allocation may move the wasm heap) */
-  make(shape: number[]): TensorInfo;
-  /** the memory to write an output made by `make` into */
-  view(t: TensorInfo): Float32Array;
-  /** after writing */
-  finish(t: TensorInfo, values: Float32Array): TensorInfo;
-}
-
-interface CpuBackendLike {
-  data: { get(dataId: object): { values?: unknown } };
-  makeTensorInfo(shape: number[], dtype: string, values?: unknown): TensorInfo;
-}
-
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: string): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): unknown;
-}
-
-function cpuIo(backend: CpuBackendLike): Io {
-  const pending = new Map<TensorInfo, Float32Array>();
-  return {
-    read(t) {
-      const v = backend.data.get(t.dataId).values;
-      return t.dtype === 'float32' && v instanceof Float32Array ? v : null;
-    },
-    make(shape) {
-      // Placeholder info: the cpu backend creates the tensor from the values once they are written.
-      const info = { dataId: {}, shape, dtype: 'float32' } as TensorInfo;
-      pending.set(info, new Float32Array(sizeOf(shape)));
-      return info;
-    },
-    view(t) {
-      return pending.get(t)!;
-    },
-    finish(t, values) {
-      pending.delete(t);
-      return backend.makeTensorInfo(t.shape, 'float32', values);
-    },
-  };
-}
-
-function wasmIo(backend: WasmBackendLike): Io {
-  return {
-    read(t) {
-      if (t.dtype !== 'float32') return null;
-      const v = backend.typedArrayFromHeap(t);
-      return v instanceof Float32Array ? v : null;
-    },
-    make(shape) {
-      return backend.makeOutput(shape, 'float32');
-    },
-    view(t) {
-      return backend.typedArrayFromHeap(t) as Float32Array;
-    },
-    finish(t) {
-      return t;
-    },
-  };
-}
-
-function ioFor(backendName: SupportedBackend, backend: unknown): Io {
-  return backendName === 'cpu' ? cpuIo(backend as CpuBackendLike) : wasmIo(backend as WasmBackendLike);
-}
-
-function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Which calls simdnorm takes
@@ -362,20 +296,21 @@ const gradConfig: GradConfig = {
 // ---------------------------------------------------------------------------------------------
 // Registration
 
-function checkOptions(options: unknown): SupportedBackend[] {
-  if (options === undefined || options === null) return [...SUPPORTED_BACKENDS];
+function checkOptions(options: unknown): { backends: SupportedBackend[]; layers: boolean } {
+  if (options === undefined || options === null) return { backends: [...SUPPORTED_BACKENDS], layers: true };
   if (typeof options !== 'object') throw new TypeError(`options must be an object, received ${typeof options}`);
-  const { backends, ...rest } = options as RegisterOptions & Record<string, unknown>;
+  const { backends, layers, ...rest } = options as RegisterOptions & Record<string, unknown>;
   const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw new RangeError(`options.${unknown[0]} is not an option of simdnorm/tfjs register (known: backends)`);
-  if (backends === undefined) return [...SUPPORTED_BACKENDS];
+  if (unknown.length > 0) throw new RangeError(`options.${unknown[0]} is not an option of simdnorm/tfjs register (known: backends, layers)`);
+  if (layers !== undefined && typeof layers !== 'boolean') throw new TypeError(`options.layers must be a boolean, received ${typeof layers}`);
+  if (backends === undefined) return { backends: [...SUPPORTED_BACKENDS], layers: layers ?? true };
   if (!Array.isArray(backends)) throw new TypeError(`options.backends must be an array of backend names, received ${typeof backends}`);
   for (const b of backends) {
     if (!(SUPPORTED_BACKENDS as readonly unknown[]).includes(b)) {
       throw new RangeError(`options.backends: '${String(b)}' is not a backend simdnorm/tfjs supports (${SUPPORTED_BACKENDS.join(', ')})`);
     }
   }
-  return [...new Set(backends as SupportedBackend[])];
+  return { backends: [...new Set(backends as SupportedBackend[])], layers: layers ?? true };
 }
 
 /**
@@ -386,7 +321,7 @@ function checkOptions(options: unknown): SupportedBackend[] {
  * @throws TypeError / RangeError naming the option for a bad `options`.
  */
 export function register(options?: RegisterOptions): RegisterResult {
-  const wanted = checkOptions(options);
+  const { backends: wanted, layers } = checkOptions(options);
   for (const name of wanted) {
     const current = getKernel(FUSED_BATCH_NORM, name);
     if (current === undefined) continue; // the backend's package is not loaded
@@ -403,6 +338,7 @@ export function register(options?: RegisterOptions): RegisterResult {
     if (getKernel(SIMDNORM_BATCH_NORM_GRAD, name) === undefined) {
       registerKernel({ kernelName: SIMDNORM_BATCH_NORM_GRAD, backendName: name, kernelFunc: gradientKernel(name) });
     }
+    if (layers) registerTrainKernels(name);
   }
   if (originalKernels.size > 0) {
     const current = getGradient(FUSED_BATCH_NORM);
@@ -413,7 +349,12 @@ export function register(options?: RegisterOptions): RegisterResult {
     }
     gradientRegistered = true;
   }
-  return { backends: registeredBackends(), gradient: gradientRegistered };
+  if (layers && originalKernels.size > 0) {
+    patchLayer(registeredBackends);
+  } else if (!layers && layerPatched()) {
+    unpatchLayer(SUPPORTED_BACKENDS);
+  }
+  return { backends: registeredBackends(), gradient: gradientRegistered, layers: layerPatched() };
 }
 
 function isOurs(config: KernelConfig): boolean {
@@ -450,14 +391,16 @@ export function unregister(): void {
   }
   originalGradient = null;
   gradientRegistered = false;
+  unpatchLayer(SUPPORTED_BACKENDS);
 }
 
 /** Counts of the calls that ran on simdnorm and of those that fell back to tfjs (a copy). */
 export function pluginStats(): PluginStats {
-  return { ...counters };
+  return { ...counters, fusedLayer: fusedLayerCalls() };
 }
 
 /** Sets the counts of {@link pluginStats} to 0. */
 export function resetPluginStats(): void {
   counters.forward = counters.backward = counters.fallbackForward = counters.fallbackBackward = 0;
+  resetFusedLayerCalls();
 }

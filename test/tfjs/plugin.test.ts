@@ -35,26 +35,33 @@ afterAll(() => {
 
 type Format = 'channelsLast' | 'channelsFirst';
 
+/** The plugin's mode under test: with the layers' fused training path (the default) or FusedBatchNorm only. */
+let layers = true;
+
 /** Runs `f` on stock tfjs (the plugin unregistered), then registers the plugin again. */
 async function stock<T>(f: () => T | Promise<T>): Promise<T> {
   unregister();
   try {
     return await f();
   } finally {
-    register();
+    register({ layers });
   }
 }
 
-/** Runs `f` on the plugin and checks every BatchNorm call of it ran on simdnorm. */
-async function plugin<T>(f: () => T | Promise<T>, expectBackward = false): Promise<T> {
+/**
+ * Runs `f` on the plugin and checks its BatchNorm calls ran on simdnorm: training (`training`
+ * true) through the fused layer kernel or, with `layers: false`, FusedBatchNorm and its gradient.
+ */
+async function plugin<T>(f: () => T | Promise<T>, training = false): Promise<T> {
   resetPluginStats();
   const r = await f();
   const s = pluginStats();
-  expect(s.forward).toBeGreaterThan(0);
+  expect(s.forward + s.fusedLayer).toBeGreaterThan(0);
   expect(s.fallbackForward).toBe(0);
-  if (expectBackward) {
-    expect(s.backward).toBeGreaterThan(0);
-    expect(s.fallbackBackward).toBe(0);
+  expect(s.fallbackBackward).toBe(0);
+  if (training) {
+    if (layers) expect(s.fusedLayer).toBeGreaterThan(0);
+    else expect(s.backward).toBeGreaterThan(0);
   }
   return r;
 }
@@ -185,12 +192,19 @@ async function run(model: tf.LayersModel, x: tf.Tensor, initial: readonly Float3
   return { predict, train, weightGrads, dx };
 }
 
-describe.each(BACKENDS)('simdnorm/tfjs on tfjs-backend-%s', (backend) => {
+const MODES = BACKENDS.flatMap((backend) => [
+  { backend, layers: true },
+  { backend, layers: false },
+]);
+
+describe.each(MODES)('simdnorm/tfjs on tfjs-backend-$backend (layers: $layers)', ({ backend, layers: mode }) => {
   // tfjs-backend-wasm has no Conv2DBackpropFilter kernel: a conv net cannot train on it, with or
   // without simdnorm; there the conv net is checked forward and the dense net backward.
   const convGradients = backend !== 'wasm';
   beforeEach(async () => {
     await tf.setBackend(backend);
+    layers = mode;
+    register({ layers });
   });
 
   it('is registered for this backend', () => {
@@ -352,7 +366,8 @@ describe.each(BACKENDS)('simdnorm/tfjs on tfjs-backend-%s', (backend) => {
         tf.sum(tf.mul(tf.batchNorm(xx, mm, va, oo, ss, eps), tf.tensor(probe, [n])));
       const g = tf.grads(f)([x, m, v, s, o]);
       return { y, g: await Promise.all(g.map((t) => t.data())) };
-    }, true);
+    });
+    expect(pluginStats().backward).toBeGreaterThan(0);
     expectClose(p.y, st, 1e-6, 'y');
     const invStd = 1 / Math.sqrt(vv + eps);
     let sumDy = 0;
