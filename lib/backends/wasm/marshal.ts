@@ -69,6 +69,11 @@ export class Marshal {
   private readonly placed = new Int32Array(SLOT_COUNT); // the slots given in this call, in the order placed
   private placedCount = 0;
   private readonly pointers = new Uint32Array(SLOT_COUNT);
+  // copyBack's views, per slot (viewOf)
+  private readonly views: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
+  private readonly viewBuffers: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(SLOT_COUNT).fill(null);
+  private readonly viewStarts = new Float64Array(SLOT_COUNT);
+  private readonly viewCounts = new Float64Array(SLOT_COUNT);
   // Views of the whole module memory, replaced when it grows.
   private heap32 = new Float32Array(0);
   private heap64 = new Float64Array(0);
@@ -196,15 +201,30 @@ export class Marshal {
       if (offset < 0 || array === null || !(this.flags[slot] & COPY_OUT)) continue;
       const byteStart = this.scratch + offset;
       const count = typedArrayLength(array);
-      // A loop beats creating a view for short arrays.
-      if (elementBytes(array) === 8) {
-        if (count < LOOP_COPY) copy64(array as Float64Array, 0, this.heap64, byteStart / 8, count);
-        else typedArraySet(array, new Float64(this.callBuffer, byteStart, count), 0);
+      const f64 = elementBytes(array) === 8;
+      // A loop beats a set() call for short arrays.
+      if (count < LOOP_COPY) {
+        if (f64) copy64(array as Float64Array, 0, this.heap64, byteStart / 8, count);
+        else copy32(array as Float32Array, 0, this.heap32, byteStart / 4, count);
       } else {
-        if (count < LOOP_COPY) copy32(array as Float32Array, 0, this.heap32, byteStart / 4, count);
-        else typedArraySet(array, new Float32(this.callBuffer, byteStart, count), 0);
+        typedArraySet(array, this.viewOf(slot, f64, byteStart, count), 0);
       }
     }
+  }
+
+  /** A view of `count` elements of module memory at byteStart, kept per slot: a training loop
+   * copies the same places back call after call, and a new view per output costs more than a
+   * small kernel. Our own views over module memory, never handed to a caller. */
+  private viewOf(slot: number, f64: boolean, byteStart: number, count: number): FloatArray {
+    const view = this.views[slot];
+    if (view !== null && this.viewBuffers[slot] === this.heapBuffer && this.viewStarts[slot] === byteStart &&
+        this.viewCounts[slot] === count && (elementBytes(view) === 8) === f64) return view;
+    const made = f64 ? new Float64(this.heapBuffer, byteStart, count) : new Float32(this.heapBuffer, byteStart, count);
+    this.views[slot] = made;
+    this.viewBuffers[slot] = this.heapBuffer;
+    this.viewStarts[slot] = byteStart;
+    this.viewCounts[slot] = count;
+    return made;
   }
 
   /** Drops the references to the caller's arrays (keeps none alive between calls). */
