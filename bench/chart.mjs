@@ -21,9 +21,10 @@ const COLORS = {
 const BOUND = '#d62728';
 const color = (id) => COLORS[id] ?? COLORS[Object.keys(COLORS).find((k) => k.endsWith('-') && id.startsWith(k))] ?? '#333';
 
-const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const text = (x, y, s, attrs = '') => `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${attrs}>${esc(s)}</text>`;
-const line = (x1, y1, x2, y2, attrs) => `<line x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}" ${attrs}/>`;
+/** SVG text escaping and the two primitives every chart draws with (also bench/convergence/chart.mjs). */
+export const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+export const text = (x, y, s, attrs = '') => `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${attrs}>${esc(s)}</text>`;
+export const line = (x1, y1, x2, y2, attrs) => `<line x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}" ${attrs}/>`;
 
 /** A log10 axis over [lo, hi] ms mapped to [bottom, top] pixels; whole decades. */
 function logScale(values, bottom, top) {

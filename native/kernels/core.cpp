@@ -80,7 +80,7 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     }
   }
   const double flags = s[SN_SCALAR_FLAGS];
-  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS;
+  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS | SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY;
   if (!isCount(flags) || flags > allFlags || (static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(allFlags)) != 0) {
     return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
   }
@@ -88,6 +88,18 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
   n.eps = s[SN_SCALAR_EPS];
   n.factor = s[SN_SCALAR_FACTOR];
   n.varScale = s[SN_SCALAR_VAR_SCALE];
+  n.sumsCount = s[SN_SCALAR_SUMS_COUNT];
+  const bool givenSums = (n.flags & SN_FLAG_GIVEN_SUMS) != 0, sumsOnly = (n.flags & SN_FLAG_SUMS_ONLY) != 0;
+  if (givenSums || sumsOnly) {
+    // The halves of a backward split across workers (SyncBatchNorm): BatchNorm-shaped backward
+    // only, one of them; dx from given sums is training backward with a count >= 1.
+    const bool shaped = n.phase == SN_PHASE_BACKWARD && (n.flags & SN_FLAG_RMS) == 0 && n.samples == 1 &&
+                        (n.stats == 0 || (n.affineGroups == n.stats && n.affineSize == 1));
+    if (!shaped || (givenSums && sumsOnly) || (givenSums && (n.flags & SN_FLAG_TRAINING) == 0)) {
+      return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
+    }
+    if (givenSums && !(isCount(n.sumsCount) && n.sumsCount >= 1)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_SUMS_COUNT + 1);
+  }
 
   // Tensors: presence by role, then bytes and alignment. Each slot's size in bytes, by its class.
   const uint64_t classBytes[SN_SIZE_COUNT] = {
@@ -95,7 +107,7 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
       static_cast<uint64_t>(n.samples * n.stats) * element, static_cast<uint64_t>(n.stats) * element,
       static_cast<uint64_t>(n.affineGroups * n.affineSize) * element};
   uint64_t need[SN_SLOT_COUNT];
-  const uint8_t* roles = sn_roles[n.phase];
+  const uint8_t* roles = sn_roles_of(n.phase, n.flags);
   bool anyPair = false;  // PAIR slots: all given or none
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) anyPair |= roles[slot] == SN_ROLE_PAIR && tensors[slot] != nullptr;
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) {
@@ -163,7 +175,7 @@ int32_t executeEmpty(const sn_norm& n) {
       mean[k] = rms ? T(0) : nan;
       second[k] = nan;
     }
-  } else if (n.phase == SN_PHASE_BACKWARD) {
+  } else if (n.phase == SN_PHASE_BACKWARD && (n.flags & SN_FLAG_GIVEN_SUMS) == 0) {  // given sums are inputs
     T* dgamma = static_cast<T*>(n.tensor[SN_SLOT_DGAMMA]);
     T* dbeta = static_cast<T*>(n.tensor[SN_SLOT_DBETA]);
     for (int64_t a = 0, affine = n.affineGroups * n.affineSize; a < affine; a++) dgamma[a] = dbeta[a] = T(0);

@@ -8,7 +8,8 @@
 //     batchMeanOut/batchVarOut, no pass of its own) averaged over samples,
 //     dgamma/dbeta summed over samples and tiles in a fixed order;
 //  3. everything else (γ/β varying inside a statistic: LayerNorm, GroupNorm; every rms
-//     descriptor): the general kernel (general.h).
+//     descriptor) and backward's halves for SyncBatchNorm (flags sumsOnly, givenSums): the
+//     general kernel (general.h).
 // The update phase alone needs no kernel of x: one sample goes to phases.h's update as it is,
 // several to the general kernel's update averaged over samples.
 #include <cstdlib>
@@ -214,6 +215,7 @@ int32_t execute(const sn_norm& n) {
     if (n.samples == 1) return f32 ? run<float>(n) : run<double>(n);
     return executeGeneral(n);
   }
+  if ((n.flags & (SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY)) != 0) return executeGeneral(n);
   if (channelsShaped(n)) {
     const int32_t result = f32 ? run<float>(n) : run<double>(n);
     if (n.phase == SN_PHASE_BACKWARD && n.stats == 0 && result >= 0) {

@@ -708,6 +708,7 @@ void backwardStatistic(const T* dy, const T* x, const T* y, const T* gamma, cons
     }
   }
   const double sumH = sumLanes(s.h), sumHX = sumLanes(s.hx);
+  if (dx == nullptr) return;  // sumsOnly
   // Pass 2: dx.
   const double m = static_cast<double>(sh.M), c = inv / m;
   const VDouble vm = splat<VDouble>(m), vc = splat<VDouble>(c), vsh = splat<VDouble>(rms ? 0.0 : sumH),
@@ -856,8 +857,8 @@ int32_t columnBackward(const sn_norm& n) {
     cSumHX[i] = sumHX[k];
   }
   T* dx = outputOf<T>(n, SN_SLOT_DX);
-  const bool stream = streamsOutput(dx, sh.K * sh.M);
-  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
+  const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
+  if (dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
     if (y) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
     else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
   });
@@ -1041,8 +1042,83 @@ int32_t rowsBackward(const sn_norm& n) {
   return 0;
 }
 
+// ---- backward from given sums (flag givenSums; BatchNorm-shaped training backward, checked by
+// sn_prepare): dgamma, dbeta hold Σg x̂ and Σg over a batch of M = sumsCount values per channel
+// (e.g. every worker's shard); only dx = γ invStd / M · ((M g - Σg) - x̂ Σg x̂) is written, as
+// js.ts. Element by element, so tasks of whole rows (outer) give the same bits for any thread
+// count. ----
+
+// Per channel in double: mean, invStd, c = γ invStd / M, Σg, Σg x̂ (5 arrays of `stats`).
+struct GivenSums {
+  const double *mu, *inv, *c, *sg, *sgx;
+};
+
+template <typename T, bool Relu>
+void givenSumsRows(const T* dy, const T* x, const T* y, const Shape& sh, int64_t o0, int64_t o1, const GivenSums& p,
+                   double m, T* dx) {
+  const VDouble vm = splat<VDouble>(m);
+  for (int64_t o = o0; o < o1; o++) {
+    if (sh.inner == 1) {  // channels-last: a row holds every channel once
+      const int64_t base = o * sh.stats;
+      forLanes(sh.stats, [&](int64_t s, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        const VDouble g = gradOf<T, Relu>(dy, y, base + s, k);
+        const VDouble xh = (loadDoubleLanes(x + base + s, k) - loadDoubleLanes(p.mu + s, k)) * loadDoubleLanes(p.inv + s, k);
+        const VDouble v = loadDoubleLanes(p.c + s, k) *
+                          ((vm * g - loadDoubleLanes(p.sg + s, k)) - xh * loadDoubleLanes(p.sgx + s, k));
+        storeLanesAs(dx + base + s, v, k);
+      });
+      continue;
+    }
+    for (int64_t s = 0; s < sh.stats; s++) {
+      const int64_t base = (o * sh.stats + s) * sh.inner;
+      const VDouble mu = splat<VDouble>(p.mu[s]), inv = splat<VDouble>(p.inv[s]), c = splat<VDouble>(p.c[s]),
+                    sg = splat<VDouble>(p.sg[s]), sgx = splat<VDouble>(p.sgx[s]);
+      forLanes(sh.inner, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        const VDouble g = gradOf<T, Relu>(dy, y, base + j, k);
+        const VDouble xh = (loadDoubleLanes(x + base + j, k) - mu) * inv;
+        storeLanesAs(dx + base + j, c * ((vm * g - sg) - xh * sgx), k);
+      });
+    }
+  }
+}
+
+template <typename T>
+int32_t givenSumsBackward(const sn_norm& n) {
+  const Shape sh(n);
+  const int64_t C = sh.stats;
+  double* work;
+  if (!carveScratch([&](Carver& s) { s.take(work, 5 * C); })) return noMemory();
+  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
+  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
+  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
+  const T* sumGX = tensorOf<T>(n, SN_SLOT_DGAMMA);
+  const T* sumG = tensorOf<T>(n, SN_SLOT_DBETA);
+  const GivenSums p{work, work + C, work + 2 * C, work + 3 * C, work + 4 * C};
+  const double m = n.sumsCount;
+  for (int64_t s = 0; s < C; s++) {
+    work[s] = static_cast<double>(mean[s]);
+    work[C + s] = static_cast<double>(invStd[s]);
+    work[2 * C + s] = ((gamma ? static_cast<double>(gamma[s]) : 1.0) * work[C + s]) / m;
+    work[3 * C + s] = static_cast<double>(sumG[s]);
+    work[4 * C + s] = static_cast<double>(sumGX[s]);
+  }
+  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  const int64_t rowElements = maxOf(1, C * sh.inner);
+  const int64_t rowsPerTask = maxOf(1, kTaskElements / rowElements);
+  parallelFor(ceilDiv(sh.outer, rowsPerTask), sh.outer * rowElements, [&](int64_t t) {
+    const int64_t o0 = t * rowsPerTask, o1 = minOf(sh.outer, o0 + rowsPerTask);
+    if (y) givenSumsRows<T, true>(dy, x, y, sh, o0, o1, p, m, dx);
+    else givenSumsRows<T, false>(dy, x, y, sh, o0, o1, p, m, dx);
+  });
+  return 0;
+}
+
 template <typename T>
 int32_t backward(const sn_norm& n) {
+  if ((n.flags & SN_FLAG_GIVEN_SUMS) != 0) return givenSumsBackward<T>(n);
   if (useColumns(Shape(n))) return columnBackward<T>(n);
   if (useRows(Shape(n))) return rowsBackward<T>(n);
   const Shape sh(n);

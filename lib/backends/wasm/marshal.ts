@@ -9,12 +9,12 @@
  * (growing the scratch area detaches it mid-call, and it may lie over the scratch area or the
  * allocator's own bytes).
  *
- * Which slots are copied in and which back comes from the phase's roles (lib/core/abi.ts's ROLES):
+ * Which slots are copied in and which back comes from the phase's roles under its flags (lib/core/abi.ts's rolesOf):
  * in/in? are copied in, out back, inout/pair? both. Every read of a caller's array is an intrinsic
  * (lib/intrinsics.ts): no caller code runs during a call, and what the façade checked is what is
  * copied. On an error result nothing is copied back (the kernels wrote nothing either).
  */
-import { ALIASES, ROLES, SLOT_COUNT, SLOT_NAMES, Scalar } from '../../core/abi.js';
+import { ALIASES, SLOT_COUNT, SLOT_NAMES, Scalar, rolesOf } from '../../core/abi.js';
 import { abiError, type FloatArray, type Norm } from '../../core/descriptor.js';
 import {
   elementBytes,
@@ -39,12 +39,19 @@ const ROLE_OUT = 3;
 const ALIAS = ALIASES;
 const SCRATCH_ALIGN = 16;
 
-/** Per phase, every slot in the order the marshaller lays them out: inputs first (so that an
- * output knows every reader of the copy it may share), then outputs. */
-const ORDER: readonly Int32Array[] = ROLES.map((roles) => {
-  const all = Array.from({ length: SLOT_COUNT }, (_, slot) => slot);
-  return Int32Array.from([...all.filter((s) => roles[s] !== ROLE_OUT), ...all.filter((s) => roles[s] === ROLE_OUT)]);
-});
+/** Per role table (rolesOf's, one per phase and flag set), every slot in the order the marshaller
+ * lays them out: inputs first (so that an output knows every reader of the copy it may share),
+ * then outputs. Made on first use. */
+const ORDERS = new Map<readonly number[], Int32Array>();
+function orderOf(roles: readonly number[]): Int32Array {
+  let order = ORDERS.get(roles);
+  if (order === undefined) {
+    const all = Array.from({ length: SLOT_COUNT }, (_, slot) => slot);
+    order = Int32Array.from([...all.filter((s) => roles[s] !== ROLE_OUT), ...all.filter((s) => roles[s] === ROLE_OUT)]);
+    ORDERS.set(roles, order);
+  }
+  return order;
+}
 const NO_ROLES: readonly number[] = new Array<number>(SLOT_COUNT).fill(0);
 const IDENTITY_ORDER = Int32Array.from({ length: SLOT_COUNT }, (_, slot) => slot);
 /** Arrays shorter than this are copied by a loop (the per-statistic ones): cheaper than a set() call, and for outputs than a new view. */
@@ -85,8 +92,9 @@ export class Marshal {
   /** Runs a descriptor: copies in, sn_run, copies back; returns the result or throws abiError. */
   run(n: Norm): number {
     const phase = n.scalars[Scalar.phase];
-    const roles: readonly number[] = ROLES[phase] ?? NO_ROLES;
-    const order = ORDER[phase] ?? IDENTITY_ORDER;
+    const given = rolesOf(phase, n.scalars[Scalar.flags]);
+    const roles: readonly number[] = given ?? NO_ROLES;
+    const order = given === undefined ? IDENTITY_ORDER : orderOf(given);
     const alias = ALIAS[phase];
     const tensors = n.tensors;
     this.callBuffer = this.abi.buffer;
