@@ -59,6 +59,7 @@ export class WasmAbi {
   private readonly callBlock: Ptr;
   private heap64 = new Float64Array(0);
   private heapU32 = new Uint32Array(0);
+  private heapBuffer: ArrayBufferLike | null = null; // the buffer heap64/heapU32 view
 
   constructor(instance: WebAssembly.Instance, file: string) {
     const exports = instance.exports as unknown as AbiExports;
@@ -104,9 +105,10 @@ export class WasmAbi {
    */
   run(scalars: Float64Array, pointers: Uint32Array): number {
     const buffer = this.buffer;
-    if (typedArrayBuffer(this.heap64) !== buffer) {
+    if (this.heapBuffer !== buffer) {
       this.heap64 = new Float64Array(buffer);
       this.heapU32 = new Uint32Array(buffer);
+      this.heapBuffer = buffer;
     }
     // Our own short arrays (not a caller's): element by element beats a set() call here.
     const s0 = this.callBlock / 8;

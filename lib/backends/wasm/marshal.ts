@@ -39,19 +39,52 @@ const ROLE_OUT = 3;
 const ALIAS = ALIASES;
 const SCRATCH_ALIGN = 16;
 
+/** Per role table (rolesOf's, one per phase and flag set), every slot in the order the marshaller
+ * lays them out: inputs first (so that an output knows every reader of the copy it may share),
+ * then outputs. Made on first use. */
+const ORDERS = new Map<readonly number[], Int32Array>();
+function orderOf(roles: readonly number[]): Int32Array {
+  let order = ORDERS.get(roles);
+  if (order === undefined) {
+    const all = Array.from({ length: SLOT_COUNT }, (_, slot) => slot);
+    order = Int32Array.from([...all.filter((s) => roles[s] !== ROLE_OUT), ...all.filter((s) => roles[s] === ROLE_OUT)]);
+    ORDERS.set(roles, order);
+  }
+  return order;
+}
+const NO_ROLES: readonly number[] = new Array<number>(SLOT_COUNT).fill(0);
+const IDENTITY_ORDER = Int32Array.from({ length: SLOT_COUNT }, (_, slot) => slot);
+/** Arrays shorter than this are copied by a loop (the per-statistic ones): cheaper than a set() call, and for outputs than a new view. */
+const LOOP_COPY = 64;
+
+// Element loops for short copies, one per element type so that each stays monomorphic.
+function copy32(to: Float32Array, at: number, from: Float32Array, start: number, count: number): void {
+  for (let i = 0; i < count; i++) to[at + i] = from[start + i];
+}
+function copy64(to: Float64Array, at: number, from: Float64Array, start: number, count: number): void {
+  for (let i = 0; i < count; i++) to[at + i] = from[start + i];
+}
+
 export class Marshal {
   private scratch: Ptr = 0;
   /** bytes of the scratch area (tests read it) */
   scratchBytes = 0;
   // Per-call state, reused across calls.
   private readonly arrays: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
-  private readonly offsets: number[] = new Array<number>(SLOT_COUNT).fill(-1); // in scratch, -1: by pointer or null
-  private readonly flags: number[] = new Array<number>(SLOT_COUNT).fill(0);
-  private readonly placed: number[] = []; // the slots given in this call, in the order placed
+  private readonly offsets = new Int32Array(SLOT_COUNT).fill(-1); // in scratch, -1: by pointer or null
+  private readonly flags = new Int32Array(SLOT_COUNT);
+  private readonly placed = new Int32Array(SLOT_COUNT); // the slots given in this call, in the order placed
+  private placedCount = 0;
   private readonly pointers = new Uint32Array(SLOT_COUNT);
+  // copyBack's views, per slot (viewOf)
+  private readonly views: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
+  private readonly viewBuffers: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(SLOT_COUNT).fill(null);
+  private readonly viewStarts = new Float64Array(SLOT_COUNT);
+  private readonly viewCounts = new Float64Array(SLOT_COUNT);
   // Views of the whole module memory, replaced when it grows.
   private heap32 = new Float32Array(0);
   private heap64 = new Float64Array(0);
+  private heapBuffer: ArrayBufferLike = this.heap32.buffer; // the buffer heap32/heap64 view
   private callBuffer: ArrayBufferLike = this.heap32.buffer; // the memory's buffer when the call began
 
   constructor(private readonly abi: WasmAbi) {}
@@ -59,26 +92,23 @@ export class Marshal {
   /** Runs a descriptor: copies in, sn_run, copies back; returns the result or throws abiError. */
   run(n: Norm): number {
     const phase = n.scalars[Scalar.phase];
-    const roles: readonly number[] | undefined = rolesOf(phase, n.scalars[Scalar.flags]);
+    const given = rolesOf(phase, n.scalars[Scalar.flags]);
+    const roles: readonly number[] = given ?? NO_ROLES;
+    const order = given === undefined ? IDENTITY_ORDER : orderOf(given);
     const alias = ALIAS[phase];
+    const tensors = n.tensors;
     this.callBuffer = this.abi.buffer;
     let used = 0;
     try {
-      // Inputs first, so that an output knows every reader of the copy it may share.
-      for (let pass = 0; pass < 2; pass++) {
-        for (let slot = 0; slot < SLOT_COUNT; slot++) {
-          const array = n.tensors[slot] ?? null;
-          if (array === null) {
-            if (pass === 0) {
-              this.pointers[slot] = 0; // absent (a slot never given is null in every table)
-              this.offsets[slot] = -1;
-            }
-            continue;
-          }
-          const role = roles === undefined ? 0 : roles[slot];
-          if ((role === ROLE_OUT) !== (pass === 1)) continue;
-          used = this.place(slot, array, COPY_BY_ROLE[role] ?? COPY_IN, used, alias);
+      for (let k = 0; k < SLOT_COUNT; k++) {
+        const slot = order[k];
+        const array = tensors[slot];
+        if (array === null || array === undefined) {
+          this.pointers[slot] = 0; // absent (a slot never given is null in every table)
+          this.offsets[slot] = -1;
+          continue;
         }
+        used = this.place(slot, array, COPY_BY_ROLE[roles[slot]] ?? COPY_IN, used, alias);
       }
       this.ensureScratch(used);
     } catch (e) {
@@ -87,20 +117,22 @@ export class Marshal {
     }
     // After ensureScratch: the memory may have grown, so the heap views are taken only now.
     this.refreshHeap();
-    for (const slot of this.placed) {
+    for (let k = 0; k < this.placedCount; k++) {
+      const slot = this.placed[k];
       const offset = this.offsets[slot];
       const array = this.arrays[slot];
       if (offset < 0 || array === null) continue;
       const p = this.scratch + offset;
       this.pointers[slot] = p;
       if (this.flags[slot] & COPY_IN) {
-        const f64 = elementBytes(array) === 8;
-        const heap = f64 ? this.heap64 : this.heap32;
-        const first = f64 ? p / 8 : p / 4;
         const count = typedArrayLength(array);
-        // A loop beats set() for the short arrays (as in copyBack).
-        if (count < 64) for (let k = 0; k < count; k++) heap[first + k] = array[k];
-        else typedArraySet(heap, array, first);
+        if (elementBytes(array) === 8) {
+          if (count < LOOP_COPY) copy64(this.heap64, p / 8, array as Float64Array, 0, count);
+          else typedArraySet(this.heap64, array, p / 8);
+        } else {
+          if (count < LOOP_COPY) copy32(this.heap32, p / 4, array as Float32Array, 0, count);
+          else typedArraySet(this.heap32, array, p / 4);
+        }
       }
     }
     const result = this.abi.run(n.scalars, this.pointers);
@@ -115,7 +147,7 @@ export class Marshal {
 
   /** Lays out one slot; returns the scratch bytes used after it. */
   private place(slot: number, array: FloatArray, copy: number, used: number, alias: readonly [number, number] | undefined): number {
-    this.placed.push(slot);
+    this.placed[this.placedCount++] = slot;
     this.arrays[slot] = array;
     this.flags[slot] = copy;
     this.offsets[slot] = -1;
@@ -132,8 +164,10 @@ export class Marshal {
     // The very same array as an earlier slot (y = x in place, dx = dy, runningMean = x) shares
     // its copy. (Identity only: two objects viewing the same memory get two copies, which gives
     // the same result, since every input is copied in before the call and outputs out after it.)
-    for (const j of this.placed) {
-      if (j !== slot && this.arrays[j] === array && this.offsets[j] >= 0) {
+    const before = this.placedCount - 1;
+    for (let k = 0; k < before; k++) {
+      const j = this.placed[k];
+      if (this.arrays[j] === array && this.offsets[j] >= 0) {
         this.offsets[slot] = this.offsets[j];
         this.flags[j] |= copy & COPY_IN; // copy in once, through the first slot
         this.flags[slot] = copy & COPY_OUT;
@@ -142,52 +176,78 @@ export class Marshal {
     }
     // An output over its alias input (y over x, dx over dy), both copied: it shares the input's
     // copy when no other slot reads that copy, so the scratch area holds one tensor less.
-    if (alias !== undefined && alias[0] === slot) {
-      const input = alias[1];
-      const inputArray = this.arrays[input];
-      const offset = this.offsets[input];
-      if (inputArray !== null && offset >= 0 && this.placed.includes(input) &&
-          typedArrayByteLength(inputArray) === typedArrayByteLength(array) &&
-          elementBytes(inputArray) === elementBytes(array) &&
-          !this.placed.some((j) => j !== input && j !== slot && this.offsets[j] === offset)) {
-        this.offsets[slot] = offset;
-        return used;
-      }
+    if (alias !== undefined && alias[0] === slot && this.sharesAlias(slot, alias[1], array)) {
+      this.offsets[slot] = this.offsets[alias[1]];
+      return used;
     }
     this.offsets[slot] = used;
     return used + Math.ceil(typedArrayByteLength(array) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
   }
 
+  /** Whether output `slot` can take over the copy of `input` (placed, copied, same size, read by no other slot). */
+  private sharesAlias(slot: number, input: number, array: FloatArray): boolean {
+    const inputArray = this.arrays[input];
+    const offset = this.offsets[input];
+    if (inputArray === null || offset < 0 || typedArrayByteLength(inputArray) !== typedArrayByteLength(array) ||
+        elementBytes(inputArray) !== elementBytes(array)) return false;
+    let isPlaced = false;
+    for (let k = 0; k < this.placedCount; k++) {
+      const j = this.placed[k];
+      if (j === input) isPlaced = true;
+      else if (j !== slot && this.offsets[j] === offset) return false;
+    }
+    return isPlaced;
+  }
+
   /** Copies every output slot's copy back into the caller's array (never the caller's `set`). */
   private copyBack(): void {
     this.refreshHeap(); // the kernels' workspace may have grown the memory
-    for (const slot of this.placed) {
+    for (let k = 0; k < this.placedCount; k++) {
+      const slot = this.placed[k];
       const offset = this.offsets[slot];
       const array = this.arrays[slot];
       if (offset < 0 || array === null || !(this.flags[slot] & COPY_OUT)) continue;
-      const f64 = elementBytes(array) === 8;
-      const heap = f64 ? this.heap64 : this.heap32;
       const byteStart = this.scratch + offset;
-      const first = byteStart / (f64 ? 8 : 4);
       const count = typedArrayLength(array);
-      // A loop beats creating a view for the short per-statistic arrays.
-      if (count < 64) for (let k = 0; k < count; k++) array[k] = heap[first + k];
-      else typedArraySet(array, f64 ? new Float64(this.callBuffer, byteStart, count) : new Float32(this.callBuffer, byteStart, count), 0);
+      const f64 = elementBytes(array) === 8;
+      // A loop beats a set() call for short arrays.
+      if (count < LOOP_COPY) {
+        if (f64) copy64(array as Float64Array, 0, this.heap64, byteStart / 8, count);
+        else copy32(array as Float32Array, 0, this.heap32, byteStart / 4, count);
+      } else {
+        typedArraySet(array, this.viewOf(slot, f64, byteStart, count), 0);
+      }
     }
+  }
+
+  /** A view of `count` elements of module memory at byteStart, kept per slot: a training loop
+   * copies the same places back call after call, and a new view per output costs more than a
+   * small kernel. Our own views over module memory, never handed to a caller. */
+  private viewOf(slot: number, f64: boolean, byteStart: number, count: number): FloatArray {
+    const view = this.views[slot];
+    if (view !== null && this.viewBuffers[slot] === this.heapBuffer && this.viewStarts[slot] === byteStart &&
+        this.viewCounts[slot] === count && (elementBytes(view) === 8) === f64) return view;
+    const made = f64 ? new Float64(this.heapBuffer, byteStart, count) : new Float32(this.heapBuffer, byteStart, count);
+    this.views[slot] = made;
+    this.viewBuffers[slot] = this.heapBuffer;
+    this.viewStarts[slot] = byteStart;
+    this.viewCounts[slot] = count;
+    return made;
   }
 
   /** Drops the references to the caller's arrays (keeps none alive between calls). */
   private release(): void {
-    for (const slot of this.placed) this.arrays[slot] = null;
-    this.placed.length = 0;
+    for (let k = 0; k < this.placedCount; k++) this.arrays[this.placed[k]] = null;
+    this.placedCount = 0;
   }
 
   /** Re-creates the whole-memory views when the memory has grown (the old buffer is detached). */
   private refreshHeap(): void {
     const buffer = this.abi.buffer;
-    if (typedArrayBuffer(this.heap32) !== buffer) {
+    if (this.heapBuffer !== buffer) {
       this.heap32 = new Float32(buffer);
       this.heap64 = new Float64(buffer);
+      this.heapBuffer = buffer;
     }
     this.callBuffer = buffer;
   }
