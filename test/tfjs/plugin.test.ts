@@ -10,7 +10,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   FUSED_BATCH_NORM,
   channelGeometry,
@@ -20,6 +20,9 @@ import {
   resetPluginStats,
   unregister,
 } from '../../lib/tfjs.js';
+
+// tfjs-cpu trains slowly; a loaded machine must not fail these (no wall-clock assertion here).
+vi.setConfig({ testTimeout: 120_000 });
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
