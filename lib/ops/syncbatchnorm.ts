@@ -88,7 +88,7 @@ function failurePayload(e: unknown): Float64Array {
  * Checks what every rank sent against this call's signature; returns each rank's body. A failed
  * rank is a CollectiveError; a signature unlike rank 0's a RangeError (the same on every rank).
  */
-function bodies(all: unknown, size: number, sig: readonly number[], fieldNames: readonly string[], what: string): Float64Array[] {
+function bodies(all: unknown, size: number, sig: readonly number[], fieldNames: readonly string[], what: string, bodyLength: number): Float64Array[] {
   if (!Array.isArray(all) || all.length !== size || !all.every((a) => a instanceof Float64Array)) {
     throw new TypeError(`${what}: collective.allGather must resolve to ${size} Float64Arrays in rank order, received ${describe(all)}`);
   }
@@ -121,7 +121,13 @@ function bodies(all: unknown, size: number, sig: readonly number[], fieldNames: 
   if (first.length !== sig.length || !first.every((v, i) => Object.is(v, sig[i]))) {
     throw new RangeError(`${what}: the collective returned rank 0's data unlike this rank's signature (allGather must return every rank's array as given)`);
   }
-  return arrays.map((a) => a.subarray(1 + (a[0] | 0)));
+  const out = arrays.map((a) => a.subarray(1 + (a[0] | 0)));
+  for (let r = 0; r < size; r++) {
+    if (out[r].length !== bodyLength) {
+      throw new TypeError(`${what}: collective.allGather returned rank ${r}'s array with ${out[r].length} values after its signature, expected ${bodyLength} (allGather must return every rank's array as given)`);
+    }
+  }
+  return out;
 }
 
 /** Sends a failure so the other ranks reject at once, then rethrows (a gather that fails too is ignored). */
@@ -304,7 +310,7 @@ export async function syncBatchNormTrain<T extends FloatArray>(
     }
   }
   const all = await group.allGather(payload(p.sig, body, body.length));
-  const merged = mergeMoments(bodies(all, group.size, p.sig, FORWARD_FIELDS, 'syncBatchNormTrain'), C);
+  const merged = mergeMoments(bodies(all, group.size, p.sig, FORWARD_FIELDS, 'syncBatchNormTrain', body.length), C);
   const M = merged.count;
   if (M === 1 && C > 0) {
     throw new RangeError(`x must have more than 1 value per channel over every rank's shard when training, received shape [${shape.dims.join(', ')}] here and 1 value per channel in all`);
@@ -486,7 +492,7 @@ export async function syncBatchNormBackward<T extends FloatArray>(
     }
   }
   const all = await group.allGather(payload(p.sig, body, body.length));
-  const parts = bodies(all, group.size, p.sig, BACKWARD_FIELDS, 'syncBatchNormBackward');
+  const parts = bodies(all, group.size, p.sig, BACKWARD_FIELDS, 'syncBatchNormBackward', body.length);
   // The whole batch's sums, in rank order.
   let M = 0;
   const g = new Float64Array(C);

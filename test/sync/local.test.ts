@@ -149,6 +149,17 @@ describe('SyncBatchNorm failures (js backend)', () => {
     await expect(group[0].allGather(new Float64Array(1))).rejects.toThrow(/did not arrive/);
   });
 
+  it('a collective that returns something else is a typed error, nothing written', async () => {
+    const i = inputs(0);
+    const before = i.runningMean.slice();
+    const liar = (answer: (data: Float64Array) => unknown) => ({ rank: 0, size: 2, allGather: async (data: Float64Array) => answer(data) }) as never;
+    await expect(api.syncBatchNormTrain(i, optionsOf(c), liar(() => 'nope'))).rejects.toThrow(/allGather must resolve to 2 Float64Arrays in rank order/);
+    await expect(api.syncBatchNormTrain(i, optionsOf(c), liar((d) => [d, d.subarray(0, d.length - 1)]))).rejects.toThrow(/rank 1's array with \d+ values after its signature/);
+    await expect(api.syncBatchNormTrain(i, optionsOf(c), liar((d) => [Float64Array.of(...d.subarray(0, 3), 99, ...d.subarray(4)), d]))).rejects.toThrow(RangeError);
+    await expect(api.syncBatchNormTrain(i, optionsOf(c), { rank: 0, size: 1, allGather: () => { throw new Error('transport down'); } } as never)).rejects.toThrow(/transport down/);
+    expect(sameBits(i.runningMean, before)).toBe(true);
+  });
+
   it('bad arguments are typed errors naming the argument', async () => {
     await expect(api.syncBatchNormTrain(inputs(0), {}, {} as never)).rejects.toThrow(/collective.allGather must be a function/);
     await expect(api.syncBatchNormTrain(inputs(0), {}, { rank: 3, size: 2, allGather: async () => [] } as never)).rejects.toThrow(/collective.rank must be an integer in \[0, 1\]/);
