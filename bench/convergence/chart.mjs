@@ -101,40 +101,53 @@ export function accuracyChart(runs, { title, width = 760, yMin = 0.7 } = {}) {
   return svgDocument(width, 44 + key.height + h, [...lines, key.svg, body]);
 }
 
-/** (b) Final test accuracy against batch size, one line per normalization. */
+export const NET_LABEL = {
+  conv: 'conv net: conv 3×3/2 (8) → norm+ReLU → conv 3×3/2 (16) → norm+ReLU → dense',
+  mlp: 'MLP 784–100–100–100–10, sigmoid (the Figure 1 net), norm before each sigmoid',
+};
+
+/** (b) Final test accuracy against batch size, one line per normalization, one panel per network. */
 export function batchChart(runs, { title, width = 760 } = {}) {
-  const conv = runs.filter((r) => r.experiment === 'b');
-  const batches = [...new Set(conv.map((r) => r.batchSize))].sort((a, b) => b - a);
-  const norms = [...new Set(conv.map((r) => r.norm))];
-  const finals = conv.map((r) => r.final?.testAccuracy ?? NaN).filter(Number.isFinite);
-  const yMin = Math.max(0, Math.floor((Math.min(...finals, 0.95) - 0.02) * 20) / 20);
-  const series = norms.map((norm) => ({
-    label: norm === 'ghost' ? `${NORM_LABEL[norm]} (batch 32, statistics over b)` : NORM_LABEL[norm],
-    color: NORM_COLOR[norm],
-    markers: true,
-    points: batches.flatMap((b, i) => {
-      const r = conv.find((q) => q.norm === norm && q.batchSize === b);
-      return r?.final ? [[i, r.final.testAccuracy]] : [];
-    }),
-  }));
-  const key = legend(series, 60, 54, width - 70);
-  const h = 320;
-  const epochs = conv[0] ? +((conv[0].steps * conv[0].batch) / 8000).toFixed(2) : 0;
-  const body = panel({
-    x0: 0,
-    y0: 44 + key.height,
-    w: width,
-    h,
-    title: '',
-    x: { label: 'batch size b (images per batch, or per BN statistics for ghost BN)', min: -0.3, max: batches.length - 0.7, ticks: batches.map((_, i) => i), tickLabel: (i) => String(batches[i]) },
-    y: { label: 'final test accuracy', min: yMin, max: 1, percent: true },
-    series,
+  const all = runs.filter((r) => r.experiment === 'b');
+  const nets = ['conv', 'mlp'].filter((net) => all.some((r) => r.net === net));
+  const norms = [...new Set(all.map((r) => r.norm))];
+  const key = legend(
+    norms.map((norm) => ({ label: norm === 'ghost' ? `${NORM_LABEL[norm]} (batch 32, statistics over b)` : NORM_LABEL[norm], color: NORM_COLOR[norm] })),
+    60,
+    54,
+    width - 70,
+  );
+  const h = 300;
+  const panels = nets.map((net, k) => {
+    const runsOfNet = all.filter((r) => r.net === net);
+    const batches = [...new Set(runsOfNet.map((r) => r.batchSize))].sort((a, b) => b - a);
+    const finals = runsOfNet.map((r) => r.final?.testAccuracy ?? NaN).filter(Number.isFinite);
+    const yMin = Math.max(0, Math.floor((Math.min(...finals, 0.95) - 0.02) * 20) / 20);
+    const epochs = runsOfNet[0] ? +((runsOfNet[0].steps * runsOfNet[0].batch) / 8000).toFixed(2) : 0;
+    return panel({
+      x0: 0,
+      y0: 44 + key.height + k * h,
+      w: width,
+      h,
+      title: `${NET_LABEL[net]} (${epochs} epochs)`,
+      x: { label: 'batch size b (images per batch; for ghost BN, per statistics)', min: -0.3, max: batches.length - 0.7, ticks: batches.map((_, i) => i), tickLabel: (i) => String(batches[i]) },
+      y: { label: 'final test accuracy', min: yMin, max: 1, percent: true },
+      series: norms.map((norm) => ({
+        label: NORM_LABEL[norm],
+        color: NORM_COLOR[norm],
+        markers: true,
+        points: batches.flatMap((b, i) => {
+          const r = runsOfNet.find((q) => q.norm === norm && q.batchSize === b);
+          return r?.final ? [[i, r.final.testAccuracy]] : [];
+        }),
+      })),
+    });
   });
   const lines = [
-    text(10, 18, title ?? `Small conv net on the digits: final test accuracy against batch size (${epochs} epochs each, lr ∝ b)`, 'font-weight="bold" font-size="13"'),
+    text(10, 18, title ?? 'Final test accuracy against batch size: the same epochs at every b, lr ∝ b', 'font-weight="bold" font-size="13"'),
     text(10, 34, 'evaluated in inference mode: BatchNorm variants on their running statistics, GroupNorm and LayerNorm per sample', 'fill="#555"'),
   ];
-  return svgDocument(width, 44 + key.height + h, [...lines, key.svg, body]);
+  return svgDocument(width, 44 + key.height + nets.length * h, [...lines, key.svg, ...panels]);
 }
 
 /** (c) 15/50/85th percentiles of one sigmoid input per hidden layer, without and with BN. */

@@ -22,7 +22,7 @@ import { machineFacts } from '../machine.mjs';
 import { accuracyChart, batchChart, distributionChart } from './chart.mjs';
 import { loadDigitsNode } from './data.mjs';
 import { readmeSection, summaryText } from './report.mjs';
-import { convRuns, mlpRuns, PROFILES, trainRun } from './train.mjs';
+import { batchRuns, mlpRuns, PROFILES, trainRun } from './train.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const committed = join(root, 'bench', 'convergence', 'results');
@@ -94,7 +94,7 @@ async function main() {
   const data = await loadDigitsNode();
   log(`simdnorm bench:convergence (${profileName}) on ${backend}: ${data.train.n} training and ${data.test.n} test digits (the mnist package)`);
 
-  const runs = [...mlpRuns(profile), ...convRuns(profile, data.train.n)];
+  const runs = [...mlpRuns(profile), ...batchRuns(profile, data.train.n)];
   const done = [];
   for (const [k, run] of runs.entries()) {
     const name = `[${k + 1}/${runs.length}] (${run.experiment}) ${run.net} ${run.norm}${run.experiment === 'b' ? ` b=${run.batchSize}` : ''} lr ${+run.lr.toFixed(4)}`;

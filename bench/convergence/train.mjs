@@ -10,13 +10,15 @@ import { PIXELS } from './data.mjs';
 export const PROFILES = {
   full: {
     // (a)+(c): the paper's Figure 1 MLP, batch 60 (the paper's), SGD; the paper trains 50,000 steps.
-    mlp: { batch: 60, steps: 6000, evalEvery: 100, lr: 0.5, lrMultipliers: [1, 5] },
-    // (b): the conv net, the same number of epochs at every batch size, lr scaled with the batch.
+    mlp: { batch: 60, steps: 5000, evalEvery: 100, lr: 0.5, lrMultipliers: [1, 5] },
+    // (b): the conv net and the MLP, the same number of epochs at every batch size, lr scaled with the batch.
     conv: { epochs: 3, batches: [32, 8, 4, 2], lr32: 0.1, evals: 6, norms: NORMS },
+    mlpBatch: { epochs: 3, batches: [32, 8, 4, 2], lr32: 0.25, evals: 6, norms: NORMS },
   },
   quick: {
     mlp: { batch: 60, steps: 600, evalEvery: 50, lr: 0.5, lrMultipliers: [1, 5] },
     conv: { epochs: 0.25, batches: [32, 2], lr32: 0.1, evals: 2, norms: NORMS },
+    mlpBatch: { epochs: 0.25, batches: [32, 2], lr32: 0.25, evals: 2, norms: NORMS },
   },
 };
 
@@ -151,32 +153,39 @@ export function mlpRuns(profile, seed = 1) {
 }
 
 /**
- * The runs of experiment (b): the conv net per normalization and batch size b, the same epochs at
- * every b, lr = lr32·b/32 (the linear scaling rule, as the GroupNorm paper). Ghost BatchNorm keeps
- * the batch at 32 (its gradient) and takes b as its virtual batch (its statistics): the GroupNorm
- * paper's "BN batch size per GPU" setting.
+ * The runs of experiment (b), per normalization and batch size b, for the conv net (`profile.conv`)
+ * and the Figure 1 MLP (`profile.mlpBatch`): the same epochs at every b, lr = lr32·b/32 (the
+ * linear scaling rule, as the GroupNorm paper). Ghost BatchNorm keeps the batch at 32 (its
+ * gradient) and takes b as its virtual batch (its statistics): the GroupNorm paper's "BN batch
+ * size per GPU" setting.
  */
-export function convRuns(profile, trainCount, seed = 1) {
-  const { epochs, batches, lr32, evals, norms } = profile.conv;
-  return norms.flatMap((norm) =>
-    batches.map((b) => {
-      const batch = norm === 'ghost' ? 32 : b;
-      const steps = Math.max(1, Math.round((epochs * trainCount) / batch));
-      const every = Math.max(1, Math.ceil(steps / evals));
-      return {
-        experiment: 'b',
-        net: 'conv',
-        norm,
-        batchSize: b,
-        batch,
-        ...(norm === 'ghost' ? { virtualBatchSize: b } : {}),
-        lr: (lr32 * batch) / 32,
-        steps,
-        evalAt: evalSteps(steps, every),
-        seed,
-      };
-    }),
-  );
+export function batchRuns(profile, trainCount, seed = 1) {
+  return [
+    ['conv', profile.conv],
+    ['mlp', profile.mlpBatch],
+  ].flatMap(([net, settings]) => {
+    if (!settings) return [];
+    const { epochs, batches, lr32, evals, norms } = settings;
+    return norms.flatMap((norm) =>
+      batches.map((b) => {
+        const batch = norm === 'ghost' ? 32 : b;
+        const steps = Math.max(1, Math.round((epochs * trainCount) / batch));
+        const every = Math.max(1, Math.ceil(steps / evals));
+        return {
+          experiment: 'b',
+          net,
+          norm,
+          batchSize: b,
+          batch,
+          ...(norm === 'ghost' ? { virtualBatchSize: b } : {}),
+          lr: (lr32 * batch) / 32,
+          steps,
+          evalAt: evalSteps(steps, every),
+          seed,
+        };
+      }),
+    );
+  });
 }
 
 /** The first step at which test accuracy reached `level` (null: never). */

