@@ -173,6 +173,9 @@ function layerClass(): { prototype: BatchNormalizationLike } | null {
 
 function fusedTraining(layer: BatchNormalizationLike, inputs: Tensor | Tensor[], kwargs: Record<string, unknown> | undefined, backends: () => readonly SupportedBackend[]): Tensor | null {
   if (kwargs == null || !kwargs.training) return null;
+  // Inside a gradient of a gradient (two tapes recording) the layer's own path, whose gradient is
+  // made of differentiable ops, is the one that can be differentiated twice.
+  if (engine().state.gradientDepth > 1) return null;
   const x = Array.isArray(inputs) ? (inputs.length === 1 ? inputs[0] : null) : inputs;
   if (x == null || x.dtype !== 'float32' || x.rank < 2) return null;
   if (!layer.center || !layer.scale || layer.gamma == null || layer.beta == null) return null;

@@ -267,7 +267,10 @@ const gradConfig: GradConfig = {
     const dyT = dy as Tensor;
     const eps = (attrs as { varianceEpsilon?: unknown }).varianceEpsilon ?? 0.001;
     const backendName = engine().backendName as SupportedBackend;
+    // Under an outer tape (a gradient of this gradient being taken) tfjs's gradient, made of
+    // differentiable ops, is the one that can be differentiated again.
     const ours =
+      !engine().isTapeOn() &&
       originalKernels.has(backendName) &&
       getKernel(SIMDNORM_BATCH_NORM_GRAD, backendName) !== undefined &&
       usableEpsilon(eps) &&

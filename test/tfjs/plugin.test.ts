@@ -331,6 +331,46 @@ describe.each(MODES)('simdnorm/tfjs on tfjs-backend-$backend (layers: $layers)',
     expect(relErr(s[0], initial[0])).toBeGreaterThan(1e-3);
   });
 
+  it('second-order gradients (a gradient of a gradient) equal stock tfjs', async () => {
+    const model = denseModel();
+    const initial = await weightsOf(model);
+    const x = tf.tensor(seeded(8 * 5, 50, -2, 2), [8, 5]);
+    const probe = tf.tensor(seeded(8 * 2, 51), [8, 2]);
+    const m = tf.tensor(seeded(5, 52), [5]);
+    const v = tf.tensor(seeded(5, 53, 0.5, 2), [5]);
+    const second = async () => {
+      setWeights(model, initial);
+      const inner = (xx: tf.Tensor) => tf.sum(tf.mul(model.apply(xx, { training: true }) as tf.Tensor, probe));
+      const layer = await tf.grad((xx: tf.Tensor) => tf.sum(tf.square(tf.grad(inner)(xx))))(x).data();
+      const bn = (xx: tf.Tensor) => tf.sum(tf.square(tf.batchNorm(xx, m, v, tf.zerosLike(m), tf.onesLike(m), 1e-3)));
+      const op = await tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(tf.grad(bn)(xx), xx)))(x).data();
+      return { layer, op };
+    };
+    const s = await stock(second);
+    const p = await second();
+    expectClose(p.layer, s.layer, 1e-4, 'second-order gradient through the layer');
+    expectClose(p.op, s.op, 1e-5, 'second-order gradient through tf.batchNorm');
+  });
+
+  it('training steps and predictions leave no tensor behind', async () => {
+    const model = denseModel();
+    model.compile({ optimizer: tf.train.sgd(0.1), loss: 'meanSquaredError' });
+    const x = tf.tensor(seeded(8 * 5, 40), [8, 5]);
+    const ys = tf.tensor(seeded(8 * 2, 41), [8, 2]);
+    await plugin(async () => {
+      await model.trainOnBatch(x, ys); // the optimizer's own state is created on the first step
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) {
+        await model.trainOnBatch(x, ys);
+        tf.tidy(() => {
+          model.predict(x);
+          tf.grad((xx: tf.Tensor) => tf.sum(model.apply(xx, { training: true }) as tf.Tensor))(x);
+        });
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    }, true);
+  });
+
   it('tf.batchNorm calls it does not take run on tfjs\'s kernel', async () => {
     const x = tf.tensor(seeded(2 * 3 * 4, 10), [2, 3, 4]);
     const m = tf.tensor(seeded(4, 11), [4]);
