@@ -180,7 +180,7 @@ function reading({ base, fast, meanRel, batch, batchMlp, results }) {
   if (s90(bn1) !== null && s90(none1) !== null) {
     const x = s90(none1) / s90(bn1);
     out.push(
-      `- **Faster training (BatchNorm paper, Figure 1(a); the seed's "2–3× faster").** At the base rate BatchNorm reached 90% test accuracy in ${s90(bn1)} steps, without it in ${s90(none1)}: ` +
+      `- **Faster training (BatchNorm paper, Figure 1(a); the common "2–3× faster" claim).** At the base rate BatchNorm reached 90% test accuracy in ${s90(bn1)} steps, without it in ${s90(none1)}: ` +
         (x >= 1.5 ? `${x.toFixed(1)}× fewer steps, which agrees with the paper's direction` : x > 1 ? `only ${x.toFixed(1)}× fewer steps` : `no faster`) +
         `. The final accuracies (${pct(bn1.final)} with, ${pct(none1.final)} without) are below the paper's ~98% / ~97% at 50,000 steps: we train ${results.settings.mlp.steps} steps on 8,000 digits, not 60,000.`,
     );
