@@ -8,7 +8,9 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -474,6 +476,47 @@ describe('registration', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('["cpu"] function function');
+  });
+});
+
+describe('the package', () => {
+  it('ships the ./tfjs entry (types, browser and default) and declares tfjs-core an optional peer', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    expect(pkg.exports['./tfjs']).toEqual({ types: './dist/tfjs.d.ts', browser: './dist/tfjs-browser.js', default: './dist/tfjs.js' });
+    expect(pkg.peerDependencies['@tensorflow/tfjs-core']).toBeDefined();
+    expect(pkg.peerDependenciesMeta['@tensorflow/tfjs-core']).toEqual({ optional: true });
+    expect(pkg.dependencies?.['@tensorflow/tfjs-core']).toBeUndefined();
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
+    for (const f of ['dist/tfjs.js', 'dist/tfjs.d.ts', 'dist/tfjs-browser.js', 'dist/tfjs/plugin.js', 'dist/tfjs/layer.js', 'dist/tfjs/io.js']) {
+      expect(files, f).toContain(f);
+    }
+  });
+
+  it('the browser build of ./tfjs imports no Node built-in, and the main entries do not import tfjs', () => {
+    const graph = (file: string, seen = new Map<string, string[]>()): Map<string, string[]> => {
+      if (seen.has(file)) return seen;
+      const source = readFileSync(file, 'utf8');
+      const specifiers = [...source.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s*['"]([^'"]+)['"]/g)].map(
+        (m) => m[1] ?? m[2] ?? m[3],
+      );
+      seen.set(file, specifiers);
+      for (const s of specifiers) if (s.startsWith('.')) graph(resolve(dirname(file), s), seen);
+      return seen;
+    };
+    const builtins = new Set(builtinModules);
+    const browser = graph(join(root, 'dist', 'tfjs-browser.js'));
+    expect(browser.size).toBeGreaterThan(5);
+    expect([...browser.values()].flat()).toContain('@tensorflow/tfjs-core');
+    for (const [file, specifiers] of browser) {
+      for (const s of specifiers) expect(s.startsWith('node:') || builtins.has(s), `${file} imports ${s}`).toBe(false);
+    }
+    for (const entry of ['index.js', 'browser.js']) {
+      for (const [file, specifiers] of graph(join(root, 'dist', entry))) {
+        for (const s of specifiers) expect(s.startsWith('@tensorflow/'), `${file} imports ${s}`).toBe(false);
+      }
+    }
   });
 });
 
