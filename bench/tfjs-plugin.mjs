@@ -6,7 +6,9 @@
  * BatchNormalization layer alone (training-mode forward + backward). Three variants: stock tfjs,
  * the plugin with FusedBatchNorm only (`register({ layers: false })`), and the plugin as imported
  * (the layer's training path fused). They alternate round by round, in a rotating order, so all
- * see the same machine state; each number is the median over the rounds.
+ * see the same machine state; each number is the median over the rounds, of the wall time and of
+ * the process's CPU time (user + system, all threads: the fairer of the two on a shared machine,
+ * where the wall time of a single-threaded tfjs step includes waiting for a core).
  *
  *   node bench/tfjs-plugin.mjs [--backend cpu|wasm] [--rounds 7] [--batch 16] [--size 16] [--filters 16] [--json]
  *
@@ -112,9 +114,12 @@ const VARIANTS = {
 const names = Object.keys(VARIANTS);
 
 async function time(f) {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await f();
-  return performance.now() - t0;
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000 };
 }
 
 const median = (a) => {
@@ -123,10 +128,11 @@ const median = (a) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-log(`tfjs ${tf.version.tfjs} on tfjs-backend-${tf.getBackend()}, simdnorm on ${currentBackend()}; conv net: batch ${batch}, ${size}×${size}×3, ${filters} filters; ${rounds} rounds, median ms`);
+log(`tfjs ${tf.version.tfjs} on tfjs-backend-${tf.getBackend()}, simdnorm on ${currentBackend()}; conv net: batch ${batch}, ${size}×${size}×3, ${filters} filters; ${rounds} rounds, medians`);
 const results = [];
 for (const [name, f] of Object.entries(workloads)) {
   const times = Object.fromEntries(names.map((v) => [v, []]));
+  const cpuTimes = Object.fromEntries(names.map((v) => [v, []]));
   const calls = {};
   for (const v of names) {
     VARIANTS[v]();
@@ -138,18 +144,29 @@ for (const [name, f] of Object.entries(workloads)) {
       VARIANTS[v]();
       model.setWeights(initial);
       resetPluginStats();
-      times[v].push(await time(f));
+      const t = await time(f);
+      times[v].push(t.wall);
+      cpuTimes[v].push(t.cpu);
       calls[v] = pluginStats();
     }
   }
   register();
   const medians = Object.fromEntries(names.map((v) => [v, median(times[v])]));
-  results.push({ workload: name, medianMs: medians, speedup: Object.fromEntries(names.map((v) => [v, medians.stock / medians[v]])), pluginCalls: calls });
+  const cpuMedians = Object.fromEntries(names.map((v) => [v, median(cpuTimes[v])]));
+  results.push({
+    workload: name,
+    medianMs: medians,
+    speedup: Object.fromEntries(names.map((v) => [v, medians.stock / medians[v]])),
+    medianCpuMs: cpuMedians,
+    cpuSpeedup: Object.fromEntries(names.map((v) => [v, cpuMedians.stock / cpuMedians[v]])),
+    pluginCalls: calls,
+  });
   log(`  ${name}:`);
   for (const v of names) {
     const c = calls[v];
     const how = v === 'stock' ? '' : `  (per step: ${c.forward} FusedBatchNorm, ${c.backward} its gradient, ${c.fusedLayer} fused layer calls; ${c.fallbackForward + c.fallbackBackward} fallbacks)`;
-    log(`    ${v.padEnd(20)} ${medians[v].toFixed(1).padStart(9)} ms  ×${(medians.stock / medians[v]).toFixed(2)}${how}`);
+    log(`    ${v.padEnd(20)} wall ${medians[v].toFixed(1).padStart(9)} ms ×${(medians.stock / medians[v]).toFixed(2).padEnd(6)}` +
+      ` cpu ${cpuMedians[v].toFixed(1).padStart(9)} ms ×${(cpuMedians.stock / cpuMedians[v]).toFixed(2).padEnd(6)}${how}`);
   }
 }
 if (json) console.log(JSON.stringify({ tfjs: tf.version.tfjs, backend, simdnorm: currentBackend(), batch, size, filters, rounds, results }, null, 2));
