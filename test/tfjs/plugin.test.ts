@@ -240,6 +240,26 @@ describe.each(MODES)('simdnorm/tfjs on tfjs-backend-$backend (layers: $layers)',
     p.weightGrads.forEach((g, i) => expectClose(g, s.weightGrads[i], 1e-4, `gradient of ${model.trainableWeights[i].name}`));
   });
 
+  it('a sequence [N, L, C] → BN → relu → dense: predictions and gradients equal stock tfjs', async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [6, 3], units: 4, kernelInitializer: tf.initializers.glorotUniform({ seed: 60 }), biasInitializer: tf.initializers.randomNormal({ mean: 1, stddev: 1, seed: 61 }) }),
+        tf.layers.batchNormalization({ gammaInitializer: tf.initializers.randomUniform({ minval: 0.5, maxval: 1.5, seed: 62 }), movingMeanInitializer: tf.initializers.randomNormal({ mean: 1, stddev: 0.5, seed: 63 }) }),
+        tf.layers.activation({ activation: 'relu' }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 64 }) }),
+      ],
+    });
+    const initial = await weightsOf(model);
+    const x = tf.tensor(seeded(5 * 6 * 3, 65, -2, 2), [5, 6, 3]);
+    const s = await stock(() => run(model, x, initial));
+    const p = await plugin(() => run(model, x, initial), true);
+    expectClose(p.predict, s.predict, 2e-5, 'predict');
+    expectClose(p.train, s.train, 2e-5, 'training output');
+    expectClose(p.dx, s.dx, 1e-4, 'dx');
+    p.weightGrads.forEach((g, i) => expectClose(g, s.weightGrads[i], 1e-4, `gradient of ${model.trainableWeights[i].name}`));
+  });
+
   it('conv → BN → relu, channelsFirst: the channelsLast model transposed (where stock tfjs is wrong)', async () => {
     const last = convModel('channelsLast');
     const first = convModel('channelsFirst');
