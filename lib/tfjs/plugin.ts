@@ -19,7 +19,8 @@
  * tfjs's, from the dmean and dvariance given here.
  *
  * Anything else (a dtype other than float32, a parameter of another shape, ε ≤ 0, another
- * backend) runs on the kernel or gradient that was registered before.
+ * backend, a gradient of this gradient) runs on the kernel or gradient that was registered before.
+ * The layer's training path, which reaches FusedBatchNorm only after tf.moments, is lib/tfjs/layer.ts.
  */
 import {
   engine,
