@@ -17,6 +17,7 @@
  * untouched. Never -march=native.
  *
  *   node native/prebuild.mjs [--arch x64,arm64] [--node 20,22,24] [--out prebuilds] [--jobs N]
+ *   node native/prebuild.mjs --check     (prepublishOnly) fails unless every prebuild is there
  *
  * Needs g++, make, python3 (node-gyp), and for arm64 Debian's g++-aarch64-linux-gnu; the cache
  * (build-prebuild/node, or SIMDNORM_PREBUILD_CACHE) also keeps each release's `node` binary, which
@@ -40,6 +41,8 @@ export const TARGETS = {
   x64: { 20: '20.20.2', 22: '22.23.5', 24: '24.22.3' },
   arm64: { 20: '20.20.2', 22: '22.23.5', 24: '24.22.1' },
 };
+/** NODE_MODULE_VERSION of each major (checked against the headers at build time). */
+export const ABI = { 20: 115, 22: 127, 24: 137 };
 
 const ELF_MACHINE = { x64: 62, arm64: 183 };
 const CROSS = { arm64: 'aarch64-linux-gnu' };
@@ -102,9 +105,10 @@ function copySources(dir) {
   for (const sub of ['node', 'kernels']) cpSync(join(root, 'native', sub), join(dir, 'native', sub), { recursive: true });
 }
 
-function buildOne({ arch, version, src, out, jobs }) {
+function buildOne({ arch, major, version, src, out, jobs }) {
   const nodedir = nodeRelease(arch, version);
   const abi = abiOf(nodedir);
+  if (abi !== ABI[major]) throw new Error(`Node ${version}'s headers say ABI ${abi}, not ${ABI[major]}`);
   const env = { ...process.env };
   const args = ['rebuild', '-j', String(jobs), `--nodedir=${nodedir}`, `--arch=${arch}`];
   const triple = CROSS[arch];
@@ -149,7 +153,21 @@ function parseArgs(argv) {
   return opts;
 }
 
+/** --check (prepublishOnly): every target's prebuild is in prebuilds/, so a publish ships them all. */
+function check() {
+  const missing = [];
+  for (const [arch, versions] of Object.entries(TARGETS)) {
+    for (const major of Object.keys(versions)) {
+      const file = join(root, 'prebuilds', prebuildName(arch, ABI[major]));
+      if (!existsSync(file)) missing.push(relative(root, file));
+    }
+  }
+  if (missing.length) throw new Error(`missing ${missing.join(', ')}: run npm run prebuilds first`);
+  console.log('prebuild: every prebuild is present');
+}
+
 function main() {
+  if (process.argv[2] === '--check') return check();
   const opts = parseArgs(process.argv.slice(2));
   const src = join(root, 'build-prebuild', 'src');
   copySources(src);
@@ -157,7 +175,7 @@ function main() {
   for (const arch of opts.arch) {
     for (const [major, version] of Object.entries(TARGETS[arch])) {
       if (opts.node && !opts.node.includes(major)) continue;
-      made.push(buildOne({ arch, version, src, out: opts.out, jobs: opts.jobs }));
+      made.push(buildOne({ arch, major, version, src, out: opts.out, jobs: opts.jobs }));
     }
   }
   // Nothing stale: only what this run made for the requested architectures stays.
