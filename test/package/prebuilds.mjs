@@ -63,7 +63,8 @@ try {
   const [packed] = JSON.parse(pack.stdout);
   const shipped = packed.files.map((f) => f.path).filter((p) => p.startsWith('prebuilds/')).sort();
   const wanted = expected.map((e) => `prebuilds/${e.file}`).sort();
-  if (JSON.stringify(shipped) !== JSON.stringify(wanted)) fail(`the tarball's prebuilds are ${shipped.join(', ')}; expected ${wanted.join(', ')}`);
+  const exact = majors.length === 0 && arches.length === Object.keys(TARGETS).length;
+  if (exact ? JSON.stringify(shipped) !== JSON.stringify(wanted) : !wanted.every((w) => shipped.includes(w))) fail(`the tarball's prebuilds are ${shipped.join(', ')}; expected ${wanted.join(', ')}`);
   const tarball = join(work, packed.filename);
   console.log(
     `prebuilds check: tarball ${packed.filename}: ${statSync(tarball).size} bytes packed, ` +
