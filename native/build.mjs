@@ -253,7 +253,12 @@ try {
   const reason = e instanceof BuildError ? e.message : `unexpected error: ${String(e?.message ?? e).split('\n')[0]}`;
   if (mode === undefined || mode === '--build-from-source') {
     rememberReason(reason);
-    console.log(`simdnorm: native addon not built (${reason}); the WASM backend will be used`);
+    // A failed build from source (--build-from-source) leaves a fitting prebuild in use.
+    const prebuild = findPrebuild().path;
+    const fallback = prebuild && !probe(prebuild).error
+      ? `the prebuilt addon ${relative(root, prebuild)} stays in use`
+      : 'the WASM backend will be used';
+    console.log(`simdnorm: native addon not built (${reason}); ${fallback}`);
     process.exitCode = 0;
   } else {
     console.error(`simdnorm: ${reason}`);
