@@ -1008,7 +1008,7 @@ void checkRefusals() {
   std::vector<double> wide(128, 0.5);
   float* f = arena.data();
   enum : int { X = 0, Y = 32, DY = 64, DX = 96, GAMMA = 128, BETA = 132, MEAN = 136, INV_STD = 140, VARIANCE = 144,
-               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160 };
+               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160, R = 164, D = 168 };
   const Call moments = Call::batchNorm<float>(SN_PHASE_MOMENTS, g)
                            .tensor(SN_SLOT_X, f + X)
                            .tensor(SN_SLOT_MEAN, f + MEAN)
@@ -1100,6 +1100,25 @@ void checkRefusals() {
   expectRefusal(tensor(momentsDouble, SN_SLOT_MEAN, reinterpret_cast<char*>(wide.data() + 64) + 4),
                 {slot(SN_ERROR_MISALIGNED, SN_SLOT_MEAN)},
                 "double mean at 4 bytes past alignment");
+  // Batch Renormalization (flag renorm): the train phase of BatchNorm's shape only, rmax >= 1,
+  // dmax >= 0, the running statistics and r, d required; r and d outputs that overlap nothing.
+  {
+    const Call renorm = Call(train).flag(SN_FLAG_RENORM).set(SN_SCALAR_RMAX, 3).set(SN_SCALAR_DMAX, 5)
+                            .tensor(SN_SLOT_R, f + R).tensor(SN_SLOT_D, f + D);
+    sn_norm norm;
+    report(renorm.prepare(&norm) == 0, "renorm train accepted");
+    expectRefusal(with(renorm, SN_SCALAR_RMAX, 0.999), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX)}, "renorm rmax < 1");
+    expectRefusal(with(renorm, SN_SCALAR_RMAX, NAN), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX)}, "renorm rmax NaN");
+    expectRefusal(with(renorm, SN_SCALAR_DMAX, -1e-300), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_DMAX)}, "renorm dmax < 0");
+    expectRefusal(tensor(renorm, SN_SLOT_RUNNING_MEAN, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_MEAN)},
+                  "renorm without runningMean");
+    expectRefusal(tensor(renorm, SN_SLOT_D, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_D)}, "renorm without d");
+    expectRefusal(tensor(renorm, SN_SLOT_R, f + D), {slot(SN_ERROR_OVERLAP, SN_SLOT_R)}, "renorm r = d");
+    expectRefusal(tensor(train, SN_SLOT_R, f + R), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_R)}, "r without renorm");
+    expectRefusal(Call(renorm).set(SN_SCALAR_SAMPLES, 2).set(SN_SCALAR_OUTER, 1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)},
+                  "renorm with 2 samples");
+    expectRefusal(Call(infer).flag(SN_FLAG_RENORM), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "renorm in infer");
+  }
   // An output overlapping another tensor (but for the allowed exact alias y = x, dx = dy).
   expectRefusal(tensor(train, SN_SLOT_Y, f + X + 1), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)}, "y overlapping x");
   expectRefusal(tensor(train, SN_SLOT_INV_STD, f + MEAN), {slot(SN_ERROR_OVERLAP, SN_SLOT_MEAN)}, "invStd = mean");
