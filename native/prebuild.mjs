@@ -109,7 +109,14 @@ function buildOne({ arch, major, version, src, out, jobs }) {
   const nodedir = nodeRelease(arch, version);
   const abi = abiOf(nodedir);
   if (abi !== ABI[major]) throw new Error(`Node ${version}'s headers say ABI ${abi}, not ${ABI[major]}`);
-  const env = { ...process.env };
+  // npm passes its own config to scripts as npm_config_* variables, and node-gyp lets them win over
+  // its command line: a machine whose npm has `nodedir` set (say, to the running Node's prefix)
+  // would build every prebuild against that one Node. So none of node-gyp's target settings come
+  // from the environment; the ones wanted are set here.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^npm_config_(nodedir|target|target_arch|arch|runtime|dist_?url|devdir|build_from_source)$/i.test(k)),
+  );
+  Object.assign(env, { npm_config_nodedir: nodedir, npm_config_arch: arch, npm_config_target_arch: arch });
   const args = ['rebuild', '-j', String(jobs), `--nodedir=${nodedir}`, `--arch=${arch}`];
   const triple = CROSS[arch];
   if (triple) {
@@ -133,6 +140,13 @@ function buildOne({ arch, major, version, src, out, jobs }) {
   sh(triple ? `${triple}-strip` : 'strip', ['--strip-unneeded', target]);
   const bytes = readFileSync(target);
   if (bytes.readUInt16LE(18) !== ELF_MACHINE[arch]) throw new Error(`${target} is not a linux-${arch} ELF file`);
+  // Built against the right Node: that release's own node loads it (the addon refuses any other
+  // major). Only where it runs natively; test/package/prebuilds.mjs checks arm64 under qemu.
+  if (arch === process.arch) {
+    const script = `const i = require(${JSON.stringify(target)}).info(); console.log(i.simd)`;
+    const r = spawnSync(join(nodedir, 'bin', 'node'), ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`${relative(root, target)} does not load in Node ${version}: ${(r.stderr || '').trim().split('\n')[0]}`);
+  }
   const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
   console.log(`prebuild:   ${relative(root, target)} ${bytes.length} bytes sha256 ${sha}… (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   return target;
