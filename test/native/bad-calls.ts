@@ -160,7 +160,7 @@ export function badCalls(phase: (typeof PHASES)[number], T: FloatCtor): BadCall[
   if (roles.includes(ROLE_PAIR)) {
     spoil('half of a pair', false, (a) => (a[1 + roles.indexOf(ROLE_PAIR)] = null));
   }
-  spoil('16 arguments', true, (a) => a.push(null, null));
+  spoil(`${SLOT_NAMES.length + 3} arguments`, true, (a) => a.push(null, null));
   // The optional 15th argument, the mask of the slots given: a slot it leaves out is absent.
   spoil('a mask without the first required slot', false, (a) => {
     const required = roles.findIndex((r) => r === 1 || r === 3 || r === 4);

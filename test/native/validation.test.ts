@@ -20,6 +20,7 @@ import {
   run,
   runArgs,
   sameBits,
+  SLOT_NAMES,
   untypedBinding,
   type FloatArray,
 } from './helpers.js';
@@ -38,7 +39,7 @@ function expectUntouched(args: unknown[], before: (Uint8Array | undefined)[], wh
 function expectRefusal(error: unknown, type: boolean, what: string): void {
   expect(error, `${what}: not refused`).toBeInstanceOf(Error);
   expect((error as Error).constructor, `${what}: ${String(error)}`).toBe(type ? TypeError : Error);
-  expect((error as Error).message, what).toMatch(/^internal error: |^run(Async)?: expected 15 arguments/);
+  expect((error as Error).message, what).toMatch(new RegExp(`^internal error: |^run(Async)?: expected ${SLOT_NAMES.length + 2} arguments`));
 }
 
 describeNative('native binding: garbage in, errors out', () => {
