@@ -188,6 +188,36 @@ void finishStatistic(const T* x, const Shape& sh, int64_t k, bool rms, const Mom
   variance = total.m2 / count;
 }
 
+// Shifted sums of block b of statistic k (shift: see statistic), in double; float data in float
+// over runs of kFloatRun values per lane first where that is accurate (reduce.h's accumulate with
+// FloatSquaresOk, as the BatchNorm kernels' blockMoments; useFloat false: in double throughout).
+template <typename T>
+Sums blockSums(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, int64_t b, double shift, bool useFloat,
+               double& n) {
+  Sums sums;
+  n = 0;
+  blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
+    n += static_cast<double>(length);
+    const T* p = x + start;
+    auto term = [&](int64_t i, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+      const VDouble d = loadDoubleLanes(p + i, lanesK) - shift;
+      return Terms{d, d * d};
+    };
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
+      if (useFloat) {
+        const float shiftF = static_cast<float>(shift);  // a value of x (or 0): exact
+        accumulate(length, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+          const VFloat d = load<VFloat>(p + i) - shiftF;
+          return FloatTerms{d, d * d};
+        }, FloatSquaresOk{});
+        return;
+      }
+    }
+    accumulate(length, 0, term, sums);
+  });
+  return sums;
+}
+
 // The moments of statistic k (header comment): mean (rms: 0) and biased variance, in double.
 template <typename T>
 void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, bool rms, double& mean,
@@ -197,16 +227,12 @@ void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, boo
   double squares = 0;
   for (int64_t b = 0; b < blocks.count; b++) {
     const double shift = rms ? 0.0 : shiftOf(static_cast<double>(x[blocks.first(sh, k, b)]));
-    Sums sums;
-    double n = 0;
-    blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
-      n += static_cast<double>(length);
-      const T* p = x + start;
-      accumulate(length, 0, [&](int64_t i, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
-        const VDouble d = loadDoubleLanes(p + i, lanesK) - shift;
-        return Terms{d, d * d};
-      }, sums);
-    });
+    double n;
+    Sums sums = blockSums(x, sh, blocks, k, b, shift, true, n);
+    // rms: sums of squares do not cancel; else a shift far from the block's mean does (stats.cpp)
+    if (sizeof(T) == 4 && kFloatRuns && !rms && cancels(n, sums.sumU(), sums.sumV())) {
+      sums = blockSums(x, sh, blocks, k, b, shift, false, n);
+    }
     if (rms) {
       squares += sums.sumV();
     } else {
