@@ -67,6 +67,17 @@ struct FloatSquaresOk {
   }
 };
 
+// Whether float gradient sums over a run, S1 = sum(g) and S2 = sum(g * d) (d a difference from a
+// mean), may be used: finite, and S2 not small enough that products may have underflowed (0 with
+// S1 == 0: all of g is 0, exact).
+struct GradSumsOk {
+  VFloatMask operator()(VFloat s1, VFloat s2, float) const {
+    constexpr float big = 0x1.fffffep127f, tiny = 0x1p-100f;
+    return (VFloatMask)(s1 <= big) & (VFloatMask)(s1 >= -big) & (VFloatMask)(s2 <= big) & (VFloatMask)(s2 >= -big) &
+           ((VFloatMask)(s2 >= tiny) | (VFloatMask)(s2 <= -tiny) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
+  }
+};
+
 // Whether the shifted sums of n values, S1 = sum(x - s) and S2 = sum((x - s)^2), partly summed
 // in float, leave too little of the variance S2 - S1^2/n: float's rounding of S2 grows in it by
 // S2 / (S2 - S1^2/n), which stays <= 16 while the shift is within ~4 std of the values' mean. It
