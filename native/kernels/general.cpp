@@ -1334,7 +1334,7 @@ int32_t backward(const sn_norm& n) {
     double* partG = part + 2 * affine * t;
     double* partB = partG + affine;
     for (int64_t a = 0; a < 2 * affine; a++) partG[a] = 0;
-    if constexpr (sizeof(T) == 4) {
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
       if (floatRows) {
         float* f = reinterpret_cast<float*>(floats + floatsPerTask * t);
         for (int64_t i = 0; i < 2 * floatsPerTask; i++) f[i] = 0;
