@@ -1075,7 +1075,7 @@ int32_t rowsBackward(const sn_norm& n) {
 // (= backwardStatistic's formula expanded). The per-column Σg, Σg x̂ of a task go in float over
 // runs of kFloatRun rows (fixed by the geometry), each run added to the task's double partials
 // where GradSumsOk holds for its vector of columns, else those columns of the run's rows again in
-// double. A row whose sums or coefficients are not finite or not normal floats goes by
+// double (so dx must not be dy: those rows' g are read again). A row whose sums or coefficients are not finite or not normal floats goes by
 // backwardStatistic (in double; its partials straight to the double arrays). ----
 
 bool useFloatRows(const Shape& sh) {
@@ -1311,7 +1311,8 @@ int32_t backward(const sn_norm& n) {
   const int64_t affine = sh.affine();
   const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));
   T* dx = outputOf<T>(n, SN_SLOT_DX);
-  const bool floatRows = sizeof(T) == 4 && dx != nullptr && useFloatRows(sh);
+  // dx in place of dy: a run that fails GradSumsOk could no longer read its g (see floatRowsTask)
+  const bool floatRows = sizeof(T) == 4 && dx != nullptr && static_cast<const void*>(dx) != n.tensor[SN_SLOT_DY] && useFloatRows(sh);
   const int64_t floatsPerTask = floatRows ? floatRowsPadded(sh) : 0;  // 2 arrays of floats: as doubles
   double *part, *floats;
   if (!carveScratch([&](Carver& s) {
