@@ -3,7 +3,7 @@
 // interleaved, for refactors that must not lose performance (issue 13).
 //
 //   node bench/ab.mjs --base <git rev> [--rounds 15] [--filter <regex>] [--no-rerun]
-//                     [--committed-wasm] [--quick]
+//                     [--committed-wasm] [--quick] [--clock wall|cpu]
 //
 // The base is checked out with `git worktree add --detach` into /tmp/simdnorm-ab-<sha> (kept and
 // reused by later runs; `git worktree remove` it when done) and built there: lib/ with tsc into
@@ -36,12 +36,20 @@ const flag = (name) => process.argv.includes(name);
 
 const baseRev = option('--base');
 if (!baseRev) {
-  console.error('usage: node bench/ab.mjs --base <git rev> [--rounds 15] [--filter <regex>] [--no-rerun] [--committed-wasm] [--quick]');
+  console.error('usage: node bench/ab.mjs --base <git rev> [--rounds 15] [--filter <regex>] [--no-rerun] [--committed-wasm] [--quick] [--clock wall|cpu]');
   process.exit(2);
 }
 const rounds = Math.max(15, Number(option('--rounds', '15')));
 const quick = flag('--quick');
 const targetMs = quick ? 4 : 10; // time of one side's batch of calls in a round
+// --clock cpu: the process's CPU time (user + system, every thread) instead of wall time. On a
+// machine shared with other work, preemption stretches wall time but not CPU time; for the ×1 and
+// wasm modes CPU time is the call's time, for ×2 it is the work of both threads (not their span).
+const clock = option('--clock', 'wall');
+if (clock !== 'wall' && clock !== 'cpu') {
+  console.error(`--clock must be wall or cpu, received ${clock}`);
+  process.exit(2);
+}
 
 function run(cmd, args, cwd) {
   const r = spawnSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -154,6 +162,12 @@ const median = (v) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 function time(call, reps) {
+  if (clock === 'cpu') {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < reps; i++) call();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1e3 / reps;
+  }
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < reps; i++) call();
   return Number(process.hrtime.bigint() - t0) / 1e6 / reps;
@@ -209,7 +223,7 @@ const line = (r, note = '') =>
 const header = `${'shape'.padEnd(20)} ${'op'.padEnd(9)} ${'mode'.padEnd(10)} ${'base ms'.padStart(10)} ${'current ms'.padStart(11)} ${'after/before'.padStart(13)}  bits`;
 
 let rows = [];
-console.log(`\n${rounds} rounds per task, each side's batch ~${targetMs} ms, order alternating; times are medians per call`);
+console.log(`\n${rounds} rounds per task, each side's batch ~${targetMs} ms, order alternating; times are medians per call (${clock === 'cpu' ? 'process CPU time' : 'wall time'})`);
 console.log(header);
 for (const s of SHAPES) {
   for (const op of OPS) {

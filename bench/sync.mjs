@@ -91,7 +91,7 @@ if (isMainThread) {
   console.log(`  time inside allGather per step (2 exchanges, waiting for the other rank included): ${exchange.map((s) => s.toFixed(3)).join(', ')} ms`);
   console.log(`  allGather latency with both ranks ready (${2 * C + 20} values), median: ${latency.map((s) => (s * 1000).toFixed(0)).join(', ')} µs; 2 per step = ${((2 * Math.max(...latency) / syncStep) * 100).toFixed(2)}% of the step`);
   const overhead = syncStep - Math.max(...local);
-  console.log(`  SyncBatchNorm over the shard's own BatchNorm: ${overhead.toFixed(2)} ms per step (${((overhead / syncStep) * 100).toFixed(1)}% of the step); exchange alone: ${((Math.max(...exchange) / syncStep) * 100).toFixed(1)}% of the step`);
+  console.log(`  SyncBatchNorm over the shard's own BatchNorm: ${overhead.toFixed(2)} ms per step (${((overhead / syncStep) * 100).toFixed(1)}% of the step); blocked in allGather (waiting for the other rank included): ${((Math.max(...exchange) / syncStep) * 100).toFixed(1)}% of the step`);
   console.log(`  sync step / whole-batch step: ${(syncStep / baseline).toFixed(2)}x`);
 } else {
   const { group, rank, shape, steps, warmup } = workerData;

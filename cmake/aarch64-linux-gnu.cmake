@@ -4,7 +4,10 @@
 #   qemu-aarch64 build-arm64/simdnorm_kernel_check                 (Debian's qemu-user)
 # The target is aarch64's baseline, armv8-a, where NEON (Advanced SIMD) is mandatory: nothing
 # beyond it (never -march=native). Executables are linked statically, so that qemu-aarch64 runs
-# them without -L /usr/aarch64-linux-gnu; shared libraries (an addon) are not affected.
+# them without -L /usr/aarch64-linux-gnu; shared libraries (an addon) are not affected. The C ABI
+# replay under ASan (test/sanitize/sanitize.cmake) overrides it with -DCMAKE_EXE_LINKER_FLAGS=
+# (ASan's runtime is a shared library) and runs under qemu-aarch64 -L /usr/aarch64-linux-gnu.
+# The prebuilt arm64 addons (native/prebuild.mjs) use the same compiler and -march=armv8-a.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 

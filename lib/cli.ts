@@ -4,12 +4,13 @@
  * JSON with --json); help and --version to stdout with exit 0; progress goes to stderr, and only
  * when stderr is a terminal; errors go to stderr with exit 2 (1: verify found a mismatch).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { bench, type BenchTiming } from './bench.js';
 import type { BackendName } from './backend.js';
 import { backends, ready, verify, type BackendStatus } from './index.js';
 import { closestName } from './validate.js';
+import { findPrebuild } from './backends/native.js';
 
 /** The package root: dist/cli.js (or lib/cli.ts) is one level down. */
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -273,10 +274,19 @@ export function explainNative(status: BackendStatus): string[] {
         'allow-listing it, npm 11 allowScripts), or SIMDNORM_SKIP_NATIVE was set',
     );
   }
+  // The prebuilt addons shipped in the package (prebuilds/<platform>-<arch>/node.abi<N>.<libc>.node).
+  const prebuildAttempt = attempts.find((a) => /[\\/]prebuilds[\\/]/.test(a));
+  if (prebuildAttempt) {
+    const [file, ...why] = prebuildAttempt.split(': ');
+    lines.push(`the prebuilt addon ${file.replace(ROOT, '')} fits this platform but does not load: ${why.join(': ')}`);
+  } else {
+    const { reason: none } = findPrebuild(ROOT);
+    if (none) lines.push(`${none}: the package's prebuilds are for ${prebuildList() || 'no platform'}`);
+  }
   if (dependency) {
     lines.push(
       'to build it: install a C++17 compiler, make and Python 3 (Debian/Ubuntu: apt-get install g++ make python3), ' +
-        'then run `npm rebuild simdnorm --foreground-scripts` in your project (pnpm: allow its build with `pnpm approve-builds`, then `pnpm rebuild simdnorm`)',
+        'then run `npm rebuild simdnorm --build-from-source --foreground-scripts` in your project (pnpm: allow its build with `pnpm approve-builds`, then `pnpm rebuild simdnorm`)',
     );
   } else {
     lines.push('to build it: `npm run build:native` (node-gyp) in this checkout');
@@ -284,6 +294,32 @@ export function explainNative(status: BackendStatus): string[] {
   }
   lines.push('meanwhile the wasm backend gives the same results, about 1.5–3× slower on large tensors');
   return lines;
+}
+
+/** The prebuilt addons in this package, as `linux-x64 (abi 115, 127), linux-arm64 (abi 115)`. */
+function prebuildList(): string {
+  const dir = `${ROOT}prebuilds`;
+  if (!existsSync(dir)) return '';
+  return readdirSync(dir)
+    .sort()
+    .map((tuple) => {
+      const abis = readdirSync(`${dir}/${tuple}`)
+        .map((f) => /\babi(\d+)\b.*?(glibc|musl)?\.node$/.exec(f))
+        .filter((m) => m !== null)
+        .map((m) => `${m[1]}${m[2] ? ` ${m[2]}` : ''}`);
+      return `${tuple} (Node ABI ${abis.join(', ')})`;
+    })
+    .join(', ');
+}
+
+/** Where the loaded native addon comes from, in words: the prebuild it is, or the source build. */
+function nativeOrigin(details: Record<string, unknown>): string {
+  const path = String(details.path ?? '');
+  const rel = path.startsWith(ROOT) ? path.slice(ROOT.length) : path;
+  if (details.origin === 'prebuild') {
+    return `prebuilt addon ${rel} (for ${process.platform}-${process.arch}, Node ABI ${process.versions.modules})`;
+  }
+  return `built from source: ${rel}`;
 }
 
 function info(p: Parsed): number {
@@ -310,8 +346,10 @@ function info(p: Parsed): number {
   for (const b of list) {
     const mark = b.current ? '*' : ' ';
     if (b.available) {
-      const what = Object.entries(b.details ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+      const entries = Object.entries(b.details ?? {}).filter(([k]) => b.name !== 'native' || (k !== 'path' && k !== 'origin'));
+      const what = entries.map(([k, v]) => `${k}=${String(v)}`).join(' ');
       console.log(`${mark} ${b.name.padEnd(6)} ${what}`);
+      if (b.name === 'native' && b.details) console.log(`         ${nativeOrigin(b.details)}`);
     } else if (b.name === 'native') {
       const [first, ...rest] = explainNative(b);
       console.log(`${mark} ${b.name.padEnd(6)} unavailable: ${first}`);

@@ -2,11 +2,17 @@
 /**
  * Builds simdnorm's native addon (native/node over native/kernels).
  *
- *   node native/build.mjs           The package's `install` script; best effort. Keeps a
- *                                   build/Release/simdnorm.node that loads, else runs node-gyp
- *                                   offline. On any failure it prints one line with the reason and
- *                                   exits 0: npm install never fails because of the addon, and the
- *                                   WASM backend is used instead. SIMDNORM_SKIP_NATIVE=1 skips it.
+ *   node native/build.mjs           The package's `install` script; best effort. When the package
+ *                                   ships a prebuilt addon for this platform, architecture, libc
+ *                                   and Node ABI (prebuilds/, made by native/prebuild.mjs; found as
+ *                                   node-gyp-build finds it) and it loads, it compiles nothing.
+ *                                   Else keeps a build/Release/simdnorm.node that loads, else runs
+ *                                   node-gyp offline. On any failure it prints one line with the
+ *                                   reason and exits 0: npm install never fails because of the
+ *                                   addon, and the WASM backend is used instead.
+ *                                   SIMDNORM_SKIP_NATIVE=1 skips it; --build-from-source (npm sets
+ *                                   npm_config_build_from_source for `npm rebuild simdnorm
+ *                                   --build-from-source`) compiles even when a prebuild fits.
  *   node native/build.mjs --gyp     node-gyp rebuild (offline) -> build/Release/simdnorm.node;
  *                                   output shown, exits non-zero on failure (npm run build:native).
  *   node native/build.mjs --cmake   cmake-js rebuild --out build-cmake
@@ -159,9 +165,48 @@ function checkBuilt(file, env = process.env) {
   return `${relative(root, file)} (${info.build}, ${info.simd}, ${info.maxThreads} threads)`;
 }
 
-function install() {
+/**
+ * The prebuild node-gyp-build would load in this process, ignoring build/ ({ path }), or why none
+ * fits ({ reason }). The same lookup as lib/backends/native.ts's findPrebuild.
+ */
+function findPrebuild() {
+  const require = createRequire(join(root, 'package.json'));
+  let id;
+  try {
+    id = require.resolve('node-gyp-build/node-gyp-build.js');
+  } catch {
+    return { reason: 'node-gyp-build is not installed' };
+  }
+  const saved = process.env.PREBUILDS_ONLY;
+  process.env.PREBUILDS_ONLY = '1';
+  try {
+    delete require.cache[id];
+    return { path: require(id).path(root) };
+  } catch (e) {
+    return { reason: String(e?.message ?? e).split('\n')[0].replace(/^No native build was found for /, 'no prebuild for ') };
+  } finally {
+    if (saved === undefined) delete process.env.PREBUILDS_ONLY;
+    else process.env.PREBUILDS_ONLY = saved;
+    delete require.cache[id];
+  }
+}
+
+function install({ fromSource }) {
   if (process.env.SIMDNORM_SKIP_NATIVE) throw new BuildError('SIMDNORM_SKIP_NATIVE is set');
-  if (!probe(gypAddon).error) {
+  if (!fromSource) {
+    const prebuild = findPrebuild();
+    if (prebuild.path) {
+      const { info, error } = probe(prebuild.path);
+      if (!error) {
+        console.log(`simdnorm: using the prebuilt native addon ${relative(root, prebuild.path)} (${info.simd}); nothing to compile`);
+        return;
+      }
+      console.log(`simdnorm: the prebuilt addon ${relative(root, prebuild.path)} does not load here (${error})`);
+    } else {
+      console.log(`simdnorm: ${prebuild.reason} in this package`);
+    }
+  }
+  if (!fromSource && !probe(gypAddon).error) {
     console.log(`simdnorm: native addon present: ${relative(root, gypAddon)}`);
     return;
   }
@@ -198,16 +243,22 @@ const [mode, ...extra] = process.argv.slice(2);
 try {
   if (mode === '--gyp') console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false, extra })}`);
   else if (mode === '--cmake') console.log(`simdnorm: native addon built: ${buildWithCmakeJs({ extra })}`);
-  else if (mode === undefined) {
+  else if (mode === undefined || mode === '--build-from-source') {
     rmSync(reasonFile, { force: true });
-    install();
+    const fromSource = mode === '--build-from-source' || /^(true|1)$/i.test(process.env.npm_config_build_from_source ?? '');
+    install({ fromSource });
   }
-  else throw new BuildError(`unknown option ${mode}; use --gyp, --cmake or nothing`);
+  else throw new BuildError(`unknown option ${mode}; use --gyp, --cmake, --build-from-source or nothing`);
 } catch (e) {
   const reason = e instanceof BuildError ? e.message : `unexpected error: ${String(e?.message ?? e).split('\n')[0]}`;
-  if (mode === undefined) {
+  if (mode === undefined || mode === '--build-from-source') {
     rememberReason(reason);
-    console.log(`simdnorm: native addon not built (${reason}); the WASM backend will be used`);
+    // A failed build from source (--build-from-source) leaves a fitting prebuild in use.
+    const prebuild = findPrebuild().path;
+    const fallback = prebuild && !probe(prebuild).error
+      ? `the prebuilt addon ${relative(root, prebuild)} stays in use`
+      : 'the WASM backend will be used';
+    console.log(`simdnorm: native addon not built (${reason}); ${fallback}`);
     process.exitCode = 0;
   } else {
     console.error(`simdnorm: ${reason}`);

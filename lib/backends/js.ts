@@ -111,6 +111,33 @@ function updateRunning(n: Norm, w: Walk, batchMean: ArrayLike<number>, batchVar:
   return true;
 }
 
+function clip(v: number, lo: number, hi: number): number {
+  return v < lo ? lo : v > hi ? hi : v; // NaN stays NaN
+}
+
+/**
+ * Flag renorm, channel c (README "BatchNorm variants"): r and d from the batch statistics and the
+ * running ones before the update, written rounded to the dtype, and γ' = γ·r, β' = β + γ·d as
+ * values of the dtype (β itself where d is 0), what the kernels compute (forward.cpp).
+ */
+function renormChannel(n: Norm, c: number, mean: number, variance: number): { scale: number; shift: number } {
+  const t = n.tensors;
+  const s = n.scalars;
+  const eps = s[Scalar.eps];
+  const rmax = s[Scalar.rmax];
+  const dmax = s[Scalar.dmax];
+  const rOut = t[Slot.r]!, dOut = t[Slot.d]!;
+  const gamma = t[Slot.gamma], beta = t[Slot.beta];
+  const sigma = Math.sqrt(t[Slot.runningVar]![c] + eps);
+  rOut[c] = clip(Math.sqrt(variance + eps) / sigma, 1 / rmax, rmax);
+  dOut[c] = clip((mean - t[Slot.runningMean]![c]) / sigma, -dmax, dmax);
+  const r = rOut[c], d = dOut[c];
+  const round = rOut instanceof Float32Array ? Math.fround : (v: number): number => v;
+  const g = gamma ? gamma[c] : 1;
+  const b = beta ? beta[c] : 0;
+  return { scale: round(g * r), shift: d === 0 ? b : round(b + g * d) };
+}
+
 function train(n: Norm, w: Walk): number {
   const t = n.tensors;
   const x = t[Slot.x]!, y = t[Slot.y]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!;
@@ -119,6 +146,8 @@ function train(n: Norm, w: Walk): number {
   const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
   const rms = (n.scalars[Scalar.flags] & Flag.rms) !== 0;
   const statistics = w.samples * w.stats;
+  // Batch Renormalization (flag renorm: one sample, γ/β one per statistic, checked by the façade).
+  const renorm = (n.scalars[Scalar.flags] & Flag.renorm) !== 0;
   // The running update uses these float64 statistics, not the ones rounded into mean.
   const batchMean = new Float64Array(statistics);
   const batchVar = new Float64Array(statistics);
@@ -129,6 +158,14 @@ function train(n: Norm, w: Walk): number {
     invStd[k] = inv;
     batchMean[k] = st.mean;
     batchVar[k] = st.variance;
+    if (renorm) {
+      const { scale, shift } = renormChannel(n, k, st.mean, st.variance);
+      w.each(k, (i) => {
+        const v = (x[i] - st.mean) * (scale * inv) + shift;
+        y[i] = useRelu ? relu(v) : v;
+      });
+      continue;
+    }
     w.each(k, (i, a) => {
       const v = (x[i] - st.mean) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
       y[i] = useRelu ? relu(v) : v;

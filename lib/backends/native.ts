@@ -5,8 +5,12 @@
  *
  * The addon is looked for, in order, at
  *   1. the path in the environment variable SIMDNORM_NATIVE_PATH (CI tests the cmake-js build so),
- *   2. build/Release/simdnorm.node        (node-gyp: `npm install`, `npm run build:native`),
- *   3. build-cmake/Release/simdnorm.node  (cmake-js: `npm run build:native:cmake`),
+ *   2. build/Release/simdnorm.node        (a build from source: `npm rebuild simdnorm
+ *                                          --build-from-source`, `npm run build:native`),
+ *   3. the prebuilt addon shipped in the package, prebuilds/<platform>-<arch>/node.abi<N>.<libc>.node
+ *      (prebuildify's layout, chosen by node-gyp-build for this platform, architecture, libc and
+ *      Node ABI: the binding is tied to one Node major, see native/node/pin.h),
+ *   4. build-cmake/Release/simdnorm.node  (cmake-js: `npm run build:native:cmake`),
  * relative to the package root; when none loads, one Error lists every attempt's reason.
  */
 import { createRequire } from 'node:module';
@@ -39,7 +43,7 @@ export interface NativeBinding {
   run(
     scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
     mean: Tensor, invStd: Tensor, variance: Tensor, runningMean: Tensor, runningVar: Tensor,
-    dgamma: Tensor, dbeta: Tensor,
+    dgamma: Tensor, dbeta: Tensor, r: Tensor, d: Tensor,
     /** bit i set: slot i is given; the others are absent whatever is passed (omitted: every slot inspected) */
     given?: number,
   ): number;
@@ -68,6 +72,8 @@ export interface NativeInfo {
 export interface NativeDetails extends BackendDetails {
   maxThreads: number;
   build: 'node-gyp' | 'cmake-js';
+  /** where the loaded addon comes from: a prebuild shipped in the package, or a build from source */
+  origin: 'prebuild' | 'source';
   /** the addon file that was loaded */
   path: string;
 }
@@ -78,11 +84,58 @@ export interface LoadedBinding {
   path: string;
 }
 
+/** The package root: this file is lib/backends/native.ts (tests) or dist/backends/native.js. */
+function packageRoot(): string {
+  return fileURLToPath(new URL('../../', import.meta.url));
+}
+
+/** Which prebuilt addon fits this process: its path, or why none does. */
+export interface PrebuildMatch {
+  path?: string;
+  /** why no prebuild fits (node-gyp-build's words: platform, arch, abi, libc of this process) */
+  reason?: string;
+}
+
+/**
+ * The prebuild node-gyp-build picks for this process from `<root>/prebuilds`, ignoring any build
+ * under build/ (that one is candidate 2 on its own). node-gyp-build reads PREBUILDS_ONLY when its
+ * module is evaluated, so a private instance is evaluated with it set.
+ */
+export function findPrebuild(root: string = packageRoot()): PrebuildMatch {
+  const require = createRequire(import.meta.url);
+  let id: string;
+  try {
+    id = require.resolve('node-gyp-build/node-gyp-build.js');
+  } catch {
+    return { reason: 'node-gyp-build is not installed (a dependency of simdnorm)' };
+  }
+  const saved = process.env.PREBUILDS_ONLY;
+  const cached = require.cache[id];
+  process.env.PREBUILDS_ONLY = '1';
+  try {
+    delete require.cache[id];
+    const ngb = require(id) as { path(dir: string): string };
+    return { path: ngb.path(root) };
+  } catch (e) {
+    const text = e instanceof Error ? e.message : String(e);
+    return { reason: text.split('\n')[0].replace(/^No native build was found for /, 'no prebuild for ') };
+  } finally {
+    if (saved === undefined) delete process.env.PREBUILDS_ONLY;
+    else process.env.PREBUILDS_ONLY = saved;
+    if (cached) require.cache[id] = cached;
+    else delete require.cache[id];
+  }
+}
+
 /** The addon files to try, in order (see the file comment). */
 export function nativeCandidates(): string[] {
-  // This file is lib/backends/native.ts (tests) or dist/backends/native.js: the root is two up.
-  const root = fileURLToPath(new URL('../../', import.meta.url));
-  const candidates = [`${root}build/Release/simdnorm.node`, `${root}build-cmake/Release/simdnorm.node`];
+  const root = packageRoot();
+  const prebuild = findPrebuild(root).path;
+  const candidates = [
+    `${root}build/Release/simdnorm.node`,
+    ...(prebuild ? [prebuild] : []),
+    `${root}build-cmake/Release/simdnorm.node`,
+  ];
   const fromEnv = process.env.SIMDNORM_NATIVE_PATH;
   return fromEnv ? [resolvePath(fromEnv), ...candidates] : candidates;
 }
@@ -130,16 +183,17 @@ export function nativeBackend({ binding: b, path }: LoadedBinding): Backend {
     name: 'native',
     run: (n: Norm) => {
       const t = n.tensors;
-      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], given(t));
+      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], given(t));
     },
     runAsync: (n: Norm) => {
       const t = n.tensors;
-      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], given(t));
+      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], given(t));
     },
     setThreads: (n) => b.setThreads(n),
     details: (): NativeDetails => {
       const info = b.info();
-      return { simd: info.simd, threads: info.threads, maxThreads: info.maxThreads, build: info.build, path };
+      const origin = /[\\/]prebuilds[\\/][^\\/]+[\\/][^\\/]+\.node$/.test(path) ? 'prebuild' : 'source';
+      return { simd: info.simd, threads: info.threads, maxThreads: info.maxThreads, build: info.build, origin, path };
     },
   };
 }

@@ -2,7 +2,7 @@
 /* eslint-disable */
 /** The normalization ABI (README "Architecture"); lib/core/descriptor.ts builds calls from it. */
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const Phase = {
   moments: 0,
@@ -35,9 +35,11 @@ export const Scalar = {
   factor: 11,
   varScale: 12,
   sumsCount: 13,
+  rmax: 14,
+  dmax: 15,
 } as const;
-export const SCALAR_COUNT = 14;
-export const SCALAR_NAMES: readonly string[] = ["phase","dtype","samples","outer","stats","inner","affineGroups","affineSize","affineRun","flags","eps","factor","varScale","sumsCount"];
+export const SCALAR_COUNT = 16;
+export const SCALAR_NAMES: readonly string[] = ["phase","dtype","samples","outer","stats","inner","affineGroups","affineSize","affineRun","flags","eps","factor","varScale","sumsCount","rmax","dmax"];
 
 export const Flag = {
   relu: 1,
@@ -46,6 +48,7 @@ export const Flag = {
   rms: 8,
   givenSums: 16,
   sumsOnly: 32,
+  renorm: 64,
 } as const;
 
 /** The tensor table: a descriptor's tensors[Slot.x] is x. */
@@ -63,22 +66,24 @@ export const Slot = {
   runningVar: 10,
   dgamma: 11,
   dbeta: 12,
+  r: 13,
+  d: 14,
 } as const;
 export type SlotName = keyof typeof Slot;
-export const SLOT_COUNT = 13;
-export const SLOT_NAMES: readonly SlotName[] = ["x","y","dy","dx","gamma","beta","mean","invStd","variance","runningMean","runningVar","dgamma","dbeta"];
+export const SLOT_COUNT = 15;
+export const SLOT_NAMES: readonly SlotName[] = ["x","y","dy","dx","gamma","beta","mean","invStd","variance","runningMean","runningVar","dgamma","dbeta","r","d"];
 /** Each slot's length: 0 elements, 1 statistics, 2 channels, 3 affine (see sizeOf in descriptor.ts). */
-export const SLOT_SIZE: readonly number[] = [0,0,0,0,3,3,1,1,1,2,2,3,3];
+export const SLOT_SIZE: readonly number[] = [0,0,0,0,3,3,1,1,1,2,2,3,3,2,2];
 
 /** Per phase: the output that may be exactly one input, as [output slot, input slot] (none: undefined). */
 export const ALIASES: readonly (readonly [output: number, input: number] | undefined)[] = [undefined, [1, 0], [1, 0], [3, 2], undefined];
 
 /** Per phase and slot: 0 unused, 1 in, 2 in?, 3 out, 4 inout, 5 pair? (native/abi/table.mjs). */
-export const ROLES: readonly (readonly number[])[] = [[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]];
+export const ROLES: readonly (readonly number[])[] = [[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]];
 
 /** Flags that change roles (table.mjs flagRoles); ROLES_BY_FLAGS[i]: the roles under the subset i of them (bit j: flag j). */
-export const ROLE_FLAGS: readonly number[] = [16,32];
-export const ROLES_BY_FLAGS: readonly (readonly (readonly number[])[])[] = [[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,3,2,0,1,1,0,0,0,1,1],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,0,2,0,1,1,0,0,0,3,3],[0,0,0,0,0,0,1,0,1,4,4,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0],[1,2,1,0,2,0,1,1,0,0,0,1,1],[0,0,0,0,0,0,1,0,1,4,4,0,0]]];
+export const ROLE_FLAGS: readonly number[] = [16,32,64];
+export const ROLES_BY_FLAGS: readonly (readonly (readonly number[])[])[] = [[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,3,2,0,1,1,0,0,0,1,1,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,0,2,0,1,1,0,0,0,3,3,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,5,5,0,0,0,0],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,0,2,0,1,1,0,0,0,1,1,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,4,4,0,0,3,3],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,3,2,0,1,1,0,0,0,3,3,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,4,4,0,0,3,3],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,3,2,0,1,1,0,0,0,1,1,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,4,4,0,0,3,3],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,0,2,0,1,1,0,0,0,3,3,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]],[[1,0,0,0,0,0,3,0,3,0,0,0,0,0,0],[1,3,0,0,2,2,3,3,0,4,4,0,0,3,3],[1,3,0,0,2,2,0,0,0,1,1,0,0,0,0],[1,2,1,0,2,0,1,1,0,0,0,1,1,0,0],[0,0,0,0,0,0,1,0,1,4,4,0,0,0,0]]];
 
 /** The roles of a phase's slots under `flags` (ROLES[phase] when no role-changing flag is set). */
 export function rolesOf(phase: number, flags: number): readonly number[] | undefined {

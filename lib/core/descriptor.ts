@@ -47,6 +47,8 @@ export interface NormScalars {
   readonly sumsCount?: number;
   /** backward: dgamma = Σg·x̂ and dbeta = Σg alone, no dx (SyncBatchNorm) */
   readonly sumsOnly?: boolean;
+  /** train: Batch Renormalization with these clips (flag renorm; r and d in their slots) */
+  readonly renorm?: { readonly rmax: number; readonly dmax: number } | null;
 }
 
 /** A descriptor with every tensor null (set them with bind or `n.tensors[Slot.x] = x`); new or reused (releaseNorm). */
@@ -70,11 +72,13 @@ export function makeNorm(
   scalars[Scalar.affineRun] = affine.run;
   scalars[Scalar.flags] =
     (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0) |
-    (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0);
+    (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0) | (s.renorm ? Flag.renorm : 0);
   scalars[Scalar.eps] = s.eps ?? 0;
   scalars[Scalar.factor] = s.factor ?? 0;
   scalars[Scalar.varScale] = s.varScale ?? 1;
   scalars[Scalar.sumsCount] = s.sumsCount ?? 0;
+  scalars[Scalar.rmax] = s.renorm ? s.renorm.rmax : 1;
+  scalars[Scalar.dmax] = s.renorm ? s.renorm.dmax : 0;
   return n;
 }
 

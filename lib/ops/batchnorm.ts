@@ -13,7 +13,7 @@ import { checkAllFixed, checkOut, momentumFactor, nextCount, output, runAsync, u
 import { makeNorm, releaseNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
 import { getBackend } from '../registry.js';
-import { renormCoefficients, renormDgamma, renormScale } from './renorm.js';
+import { renormDgamma, renormScale } from './renorm.js';
 import {
   allocateFloat,
   checkCount,
@@ -263,8 +263,8 @@ interface PreparedTrain {
   invStd: FloatArray;
   numBatchesTracked: number;
   empty: boolean;
-  /** Batch Renormalization: the moments descriptor to run first, then `complete()` sets γ', β' */
-  renorm: { moments: Norm; complete(): void; r: FloatArray; d: FloatArray } | null;
+  /** Batch Renormalization: the r and d the train descriptor writes (flag renorm) */
+  renorm: { r: FloatArray; d: FloatArray } | null;
 }
 
 function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async: boolean): PreparedTrain {
@@ -325,12 +325,25 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     typedArrayFill(invStd, NaN);
   }
   const running = runningMean !== null && runningVar !== null && !empty;
+  // Batch Renormalization is the train kernel's flag renorm (README "BatchNorm variants"): r and d
+  // per channel between the statistics and the normalisation, in the same pass over x.
+  let renorm: PreparedTrain['renorm'] = null;
+  if (opts.renorm !== null) {
+    const r = allocateFloat(dtype, C, 'r', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    const d = allocateFloat(dtype, C, 'd', `shape [${shape.dims.join(', ')}] (its channel dim)`);
+    if (empty) {
+      typedArrayFill(r, NaN);
+      typedArrayFill(d, NaN);
+    }
+    renorm = { r, d };
+  }
   const norm = batchNormDescriptor(Phase.train, x, shape, {
     eps: opts.eps,
     relu: opts.activation === 'relu',
     factor: running ? momentumFactor(opts.momentum, numBatchesTracked) : 0,
     varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
     skipNonFinite: opts.skipNonFiniteUpdate,
+    renorm: opts.renorm,
   }, chunks);
   const t = norm.tensors;
   t[Slot.x] = x;
@@ -343,27 +356,9 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     t[Slot.runningMean] = runningMean;
     t[Slot.runningVar] = runningVar;
   }
-  let renorm: PreparedTrain['renorm'] = null;
-  if (opts.renorm !== null) {
-    const clip = opts.renorm;
-    const r = allocateFloat(dtype, C, 'r', `shape [${shape.dims.join(', ')}] (its channel dim)`);
-    const d = allocateFloat(dtype, C, 'd', `shape [${shape.dims.join(', ')}] (its channel dim)`);
-    if (empty) {
-      typedArrayFill(r, NaN);
-      typedArrayFill(d, NaN);
-    }
-    const batchMean = allocateFloat(dtype, C, 'the batch mean', `shape [${shape.dims.join(', ')}] (its channel dim)`);
-    const batchVar = allocateFloat(dtype, C, 'the batch variance', `shape [${shape.dims.join(', ')}] (its channel dim)`);
-    const moments = batchNormDescriptor(Phase.moments, x, shape, {});
-    moments.tensors[Slot.x] = x;
-    moments.tensors[Slot.mean] = batchMean;
-    moments.tensors[Slot.variance] = batchVar;
-    const complete = (): void => {
-      const k = renormCoefficients(x, shape.geometry, dtype, batchMean, batchVar, runningMean!, runningVar!, gamma, beta, opts.eps, clip, r, d);
-      t[Slot.gamma] = k.gamma;
-      t[Slot.beta] = k.beta;
-    };
-    renorm = { moments, complete, r, d };
+  if (renorm) {
+    t[Slot.r] = renorm.r;
+    t[Slot.d] = renorm.d;
   }
   return { norm, y, mean, invStd, numBatchesTracked, empty, renorm };
 }
@@ -402,11 +397,6 @@ export function batchNormTrain<T extends FloatArray>(
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, false);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
-  if (p.renorm) {
-    b.run(p.renorm.moments);
-    releaseNorm(p.renorm.moments);
-    p.renorm.complete();
-  }
   const ran = b.run(p.norm);
   releaseNorm(p.norm);
   return trainResult(p, ran === 1) as TrainResult<T>;
@@ -421,11 +411,6 @@ export async function batchNormTrainAsync<T extends FloatArray>(
   const b = getBackend();
   const p = prepareTrain(inputs, options, out, true);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
-  if (p.renorm) {
-    await runAsync(b, p.renorm.moments);
-    releaseNorm(p.renorm.moments);
-    p.renorm.complete();
-  }
   const ran = await runAsync(b, p.norm);
   releaseNorm(p.norm);
   return trainResult(p, ran === 1) as TrainResult<T>;

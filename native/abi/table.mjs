@@ -10,7 +10,7 @@
 // have one entry per phase over the descriptor (native/kernels/norm.h).
 
 /** Bumped when anything below changes incompatibly (the wasm loader checks it). */
-export const abiVersion = 3;
+export const abiVersion = 4;
 
 /** What a call computes. */
 export const phases = [
@@ -46,6 +46,8 @@ export const scalars = [
   ['factor', 'real', 'running update: weight of the new batch, in [0, 1]'],
   ['varScale', 'real', 'running update: M/(M-1) for the unbiased running variance, else 1; >= 0'],
   ['sumsCount', 'real', 'backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1'],
+  ['rmax', 'real', 'train with renorm: r is clipped to [1/rmax, rmax]; >= 1 (Infinity: no clip)'],
+  ['dmax', 'real', 'train with renorm: d is clipped to [-dmax, dmax]; >= 0 (Infinity: no clip)'],
 ];
 
 export const flags = [
@@ -55,6 +57,7 @@ export const flags = [
   ['rms', 8, 'statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term'],
   ['givenSums', 16, 'backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers\' shards); only dx is computed'],
   ['sumsOnly', 32, 'backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used'],
+  ['renorm', 64, 'train (γ/β one per statistic, one sample, no rms): Batch Renormalization, README "BatchNorm variants": per statistic r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − runningMean)/σ, −dmax, dmax) with σ from the running statistics before the update, written to r and d, and y normalised with γ·r for γ and β + γ·d for β (each rounded to the dtype)'],
 ];
 
 /** Tensor lengths, in elements, by the geometry. */
@@ -80,6 +83,8 @@ export const slots = [
   ['runningVar', 'channels'],
   ['dgamma', 'affine'],
   ['dbeta', 'affine'],
+  ['r', 'channels'],
+  ['d', 'channels'],
 ];
 
 /**
@@ -108,6 +113,7 @@ export const roles = {
 export const flagRoles = {
   givenSums: { backward: { dgamma: 'in', dbeta: 'in' } },
   sumsOnly: { backward: { dx: null } },
+  renorm: { train: { runningMean: 'inout', runningVar: 'inout', r: 'out', d: 'out' } },
 };
 
 /** The one overlap allowed between an output and another tensor of a call: exactly the same. */

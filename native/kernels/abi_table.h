@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define SN_ABI_VERSION 3
+#define SN_ABI_VERSION 4
 
 enum sn_phase {
   SN_PHASE_MOMENTS = 0,  // per-statistic mean and biased variance of x
@@ -38,7 +38,9 @@ enum sn_scalar {
   SN_SCALAR_FACTOR = 11,  // running update: weight of the new batch, in [0, 1]
   SN_SCALAR_VAR_SCALE = 12,  // running update: M/(M-1) for the unbiased running variance, else 1; >= 0
   SN_SCALAR_SUMS_COUNT = 13,  // backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1
-  SN_SCALAR_COUNT = 14
+  SN_SCALAR_RMAX = 14,  // train with renorm: r is clipped to [1/rmax, rmax]; >= 1 (Infinity: no clip)
+  SN_SCALAR_DMAX = 15,  // train with renorm: d is clipped to [-dmax, dmax]; >= 0 (Infinity: no clip)
+  SN_SCALAR_COUNT = 16
 };
 
 enum sn_flag {
@@ -48,6 +50,7 @@ enum sn_flag {
   SN_FLAG_RMS = 8,  // statistics about zero (RMSNorm): mean written as 0, variance = mean of squares; backward without the mean term
   SN_FLAG_GIVEN_SUMS = 16,  // backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers' shards); only dx is computed
   SN_FLAG_SUMS_ONLY = 32,  // backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used
+  SN_FLAG_RENORM = 64,  // train (γ/β one per statistic, one sample, no rms): Batch Renormalization, README "BatchNorm variants": per statistic r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − runningMean)/σ, −dmax, dmax) with σ from the running statistics before the update, written to r and d, and y normalised with γ·r for γ and β + γ·d for β (each rounded to the dtype)
 };
 
 enum sn_size {
@@ -73,7 +76,9 @@ enum sn_slot {
   SN_SLOT_RUNNING_VAR = 10,  // channels
   SN_SLOT_DGAMMA = 11,  // affine
   SN_SLOT_DBETA = 12,  // affine
-  SN_SLOT_COUNT = 13
+  SN_SLOT_R = 13,  // channels
+  SN_SLOT_D = 14,  // channels
+  SN_SLOT_COUNT = 15
 };
 
 enum sn_role {
@@ -99,48 +104,76 @@ enum sn_error {
   SN_ERROR_NO_MEMORY = 10,  // scratch memory could not be allocated
 };
 
-static const uint8_t sn_slot_size[SN_SLOT_COUNT] = {SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS, SN_SIZE_AFFINE, SN_SIZE_AFFINE};
+static const uint8_t sn_slot_size[SN_SLOT_COUNT] = {SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS};
 
 static const uint8_t sn_roles[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3},  // backward
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update
 };
 
 // Flags that change roles (table.mjs flagRoles), and the roles under each subset of them (subset
 // i has flag j when bit j of i is set; subset 0 is sn_roles).
-#define SN_ROLE_FLAG_COUNT 2
-static const uint32_t sn_role_flags[2] = {SN_FLAG_GIVEN_SUMS, SN_FLAG_SUMS_ONLY};
-static const uint8_t sn_roles_by_flags[4][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+#define SN_ROLE_FLAG_COUNT 3
+static const uint32_t sn_role_flags[3] = {SN_FLAG_GIVEN_SUMS, SN_FLAG_SUMS_ONLY, SN_FLAG_RENORM};
+static const uint8_t sn_roles_by_flags[8][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3},  // backward
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under givenSums
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under givenSums
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under givenSums
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1},  // backward under givenSums
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under givenSums
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under givenSums
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under sumsOnly
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under sumsOnly
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under sumsOnly
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3},  // backward under sumsOnly
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under sumsOnly
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under sumsOnly
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0},  // moments under givenSums + sumsOnly
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0},  // train under givenSums + sumsOnly
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0},  // infer under givenSums + sumsOnly
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1},  // backward under givenSums + sumsOnly
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0},  // update under givenSums + sumsOnly
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + sumsOnly
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under renorm
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under renorm
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under givenSums + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + renorm
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + renorm
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under sumsOnly + renorm
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under sumsOnly + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under sumsOnly + renorm
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under givenSums + sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + sumsOnly + renorm
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + sumsOnly + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + sumsOnly + renorm
   },
 };
 
@@ -153,16 +186,16 @@ static inline const uint8_t* sn_roles_of(int32_t phase, uint32_t flags) {
 
 // The slot an output may be exactly (same address), or -1.
 static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
-    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // moments
-    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // train
-    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // infer
-    {-1, -1, -1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // backward
-    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // update
+    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // moments
+    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // train
+    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // infer
+    {-1, -1, -1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // backward
+    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // update
 };
 
 static const char* const sn_phase_names[SN_PHASE_COUNT] = {"moments", "train", "infer", "backward", "update"};
-static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale", "sumsCount"};
-static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta"};
+static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale", "sumsCount", "rmax", "dmax"};
+static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta", "r", "d"};
 // By code: sn_error_names[code] (index 0 unused).
 static const char* const sn_error_names[11] = {"?", "badScalar", "tooLarge", "missing", "unexpected", "tooShort", "misaligned", "overlap", "wrongType", "unsupported", "noMemory"};
 
@@ -182,5 +215,7 @@ typedef struct sn_norm {
   double factor;  // running update: weight of the new batch, in [0, 1]
   double varScale;  // running update: M/(M-1) for the unbiased running variance, else 1; >= 0
   double sumsCount;  // backward with givenSums: values per statistic the given sums came from (M of the whole batch); a count >= 1
+  double rmax;  // train with renorm: r is clipped to [1/rmax, rmax]; >= 1 (Infinity: no clip)
+  double dmax;  // train with renorm: d is clipped to [-dmax, dmax]; >= 0 (Infinity: no clip)
   void* tensor[SN_SLOT_COUNT];
 } sn_norm;

@@ -80,7 +80,7 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     }
   }
   const double flags = s[SN_SCALAR_FLAGS];
-  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS | SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY;
+  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS | SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY | SN_FLAG_RENORM;
   if (!isCount(flags) || flags > allFlags || (static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(allFlags)) != 0) {
     return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
   }
@@ -89,6 +89,8 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
   n.factor = s[SN_SCALAR_FACTOR];
   n.varScale = s[SN_SCALAR_VAR_SCALE];
   n.sumsCount = s[SN_SCALAR_SUMS_COUNT];
+  n.rmax = s[SN_SCALAR_RMAX];
+  n.dmax = s[SN_SCALAR_DMAX];
   const bool givenSums = (n.flags & SN_FLAG_GIVEN_SUMS) != 0, sumsOnly = (n.flags & SN_FLAG_SUMS_ONLY) != 0;
   if (givenSums || sumsOnly) {
     // The halves of a backward split across workers (SyncBatchNorm): BatchNorm-shaped backward
@@ -99,6 +101,14 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
       return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
     }
     if (givenSums && !(isCount(n.sumsCount) && n.sumsCount >= 1)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_SUMS_COUNT + 1);
+  }
+  if ((n.flags & SN_FLAG_RENORM) != 0) {
+    // Batch Renormalization: BatchNorm-shaped training forward only (the BatchNorm kernels').
+    const bool shaped = n.phase == SN_PHASE_TRAIN && (n.flags & SN_FLAG_RMS) == 0 && n.samples == 1 &&
+                        (n.stats == 0 || (n.affineGroups == n.stats && n.affineSize == 1));
+    if (!shaped) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
+    if (!(n.rmax >= 1)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX + 1);  // NaN too; Infinity: no clip
+    if (!(n.dmax >= 0)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_DMAX + 1);
   }
 
   // Tensors: presence by role, then bytes and alignment. Each slot's size in bytes, by its class.
@@ -174,6 +184,9 @@ int32_t executeEmpty(const sn_norm& n) {
     for (int64_t k = 0; k < statistics; k++) {
       mean[k] = rms ? T(0) : nan;
       second[k] = nan;
+    }
+    if ((n.flags & SN_FLAG_RENORM) != 0) {  // r and d of no values: NaN, as the statistics
+      for (int64_t c = 0; c < n.stats; c++) static_cast<T*>(n.tensor[SN_SLOT_R])[c] = static_cast<T*>(n.tensor[SN_SLOT_D])[c] = nan;
     }
   } else if (n.phase == SN_PHASE_BACKWARD && (n.flags & SN_FLAG_GIVEN_SUMS) == 0) {  // given sums are inputs
     T* dgamma = static_cast<T*>(n.tensor[SN_SLOT_DGAMMA]);

@@ -1,7 +1,7 @@
 // The descriptor's phases (norm.h) on this ISA's kernels; compiled once per ISA and called by
 // sn_execute (core.cpp) after sn_prepare has checked the descriptor. Routing:
 //  1. channels-shaped (one sample, γ/β one per statistic, no rms: BatchNorm): the BatchNorm
-//     kernels of phases.h, as they are (run);
+//     kernels of phases.h, as they are (run); the only route of flag renorm (sn_prepare);
 //  2. γ/β one per statistic otherwise (samples > 1: InstanceNorm, ghost BatchNorm; or
 //     affineGroups != stats), no rms: the same kernels sample by sample (runPerSample), γ/β tiled
 //     to the statistics, the running update once from the double statistics (trainForward's
@@ -50,12 +50,17 @@ int32_t run(const sn_norm& n) {
     case SN_PHASE_MOMENTS:
       SIMDNORM_ISA::channelMoments<T>(tensor<T>(n, SN_SLOT_X), g, tensor<T>(n, SN_SLOT_MEAN), tensor<T>(n, SN_SLOT_VARIANCE));
       break;
-    case SN_PHASE_TRAIN:
+    case SN_PHASE_TRAIN: {
+      // Batch Renormalization (flag renorm; sn_prepare routes it only here): r/d from the running stats.
+      const Renorm<T> renorm{n.rmax, n.dmax, tensor<T>(n, SN_SLOT_RUNNING_MEAN), tensor<T>(n, SN_SLOT_RUNNING_VAR),
+                             tensor<T>(n, SN_SLOT_R), tensor<T>(n, SN_SLOT_D)};
       result = SIMDNORM_ISA::trainForward<T>(tensor<T>(n, SN_SLOT_X), g, tensor<T>(n, SN_SLOT_GAMMA), tensor<T>(n, SN_SLOT_BETA),
                                n.eps, relu, tensor<T>(n, SN_SLOT_Y), tensor<T>(n, SN_SLOT_MEAN),
                                tensor<T>(n, SN_SLOT_INV_STD), tensor<T>(n, SN_SLOT_RUNNING_MEAN),
-                               tensor<T>(n, SN_SLOT_RUNNING_VAR), update);
+                               tensor<T>(n, SN_SLOT_RUNNING_VAR), update, nullptr, nullptr,
+                               (n.flags & SN_FLAG_RENORM) != 0 ? &renorm : nullptr);
       break;
+    }
     case SN_PHASE_INFER:
       SIMDNORM_ISA::inferForward<T>(tensor<T>(n, SN_SLOT_X), g, tensor<T>(n, SN_SLOT_RUNNING_MEAN), tensor<T>(n, SN_SLOT_RUNNING_VAR),
                       tensor<T>(n, SN_SLOT_GAMMA), tensor<T>(n, SN_SLOT_BETA), n.eps, relu, tensor<T>(n, SN_SLOT_Y));

@@ -15,6 +15,7 @@
 #include "fallback.h"
 #include "lanes.h"
 #include "parallel.h"
+#include "phases.h"
 #include "plan.h"
 #include "reduce.h"
 #include "running.h"
@@ -123,11 +124,37 @@ SIMDNORM_INLINE VDouble invSqrtLanes(VDouble v) {
 // written to mean/invStd[ca + j], batchMean/batchVar/scale[j], wide[j] and the coefficients
 // coef[q][j]. Returns whether a channel is wide. (Every channel has M = m.n values; var is
 // m2 * (1 / M), within an ulp of the quotient: a division per channel costs as much as the rest.)
+// With renorm (phases.h's Renorm): first r and d of each channel from its batch statistics and
+// the running ones (read before this chunk's running update), and gamma' = gamma * r, beta' =
+// beta + gamma * d into gammaPrime/betaPrime (per channel, rounded to T, as the façade's
+// composition of phases did: README "BatchNorm variants"), which then stand for gamma and beta.
 template <typename T>
 struct TrainChannels {
   const T *gamma, *beta;
   double eps, inverseCount;  // 1 / M
   T *mean, *invStd;
+  const Renorm<T>* renorm = nullptr;
+  T *gammaPrime = nullptr, *betaPrime = nullptr;
+  // The beta the output pass reads (also for the wide channels).
+  const T* shift() const { return renorm ? betaPrime : beta; }
+  void renormChannels(int64_t ca, int64_t n, const ChunkMoments& m, const double* batchVar) const {
+    const Renorm<T>& q = *renorm;
+    for (int64_t j = 0; j < n; j++) {
+      const int64_t c = ca + j;
+      const double sigma = __builtin_sqrt(static_cast<double>(q.runningVar[c]) + eps);
+      const double sigmaB = __builtin_sqrt(batchVar[j] + eps);
+      const double rv = sigmaB / sigma, dv = (m.mean[j] - static_cast<double>(q.runningMean[c])) / sigma;
+      // clip, NaN staying NaN (a channel with NaN statistics normalises to NaN, as BatchNorm's)
+      const T r = static_cast<T>(rv < 1 / q.rmax ? 1 / q.rmax : rv > q.rmax ? q.rmax : rv);
+      const T d = static_cast<T>(dv < -q.dmax ? -q.dmax : dv > q.dmax ? q.dmax : dv);
+      q.r[c] = r;
+      q.d[c] = d;
+      const double g = gamma ? static_cast<double>(gamma[c]) : 1.0, b = beta ? static_cast<double>(beta[c]) : 0.0;
+      gammaPrime[c] = static_cast<T>(g * static_cast<double>(r));
+      // d = 0 keeps beta as it is (gamma * 0 is NaN for an infinite gamma; beta + 0 turns -0 into +0)
+      betaPrime[c] = d == 0 ? static_cast<T>(b) : static_cast<T>(b + g * static_cast<double>(d));
+    }
+  }
   bool operator()(int64_t ca, int64_t n, const ChunkMoments& m, T* const* coef, bool* wide, double* batchMean,
                   double* batchVar, double* scale) const {
     bool any = false;
@@ -137,15 +164,18 @@ struct TrainChannels {
       storeLanesAs(batchVar + j, var, k);
       storeLanesAs(scale + j, invSqrtLanes<T>(var + eps), k);  // invStd, for now
     });
+    if (renorm) renormChannels(ca, n, m, batchVar);
+    const T* scaleBy = renorm ? gammaPrime : gamma;
+    const T* shiftBy = shift();
     forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       const int64_t c = ca + j;
       const VDouble mu = load<VDouble>(m.mean + j), inv = loadDoubleLanes(scale + j, k);
-      const VDouble sc = parameterLanes(gamma, c, k, 1.0) * inv;
+      const VDouble sc = parameterLanes(scaleBy, c, k, 1.0) * inv;
       storeLanesAs(mean + c, mu, k);
       storeLanesAs(invStd + c, inv, k);
       storeLanesAs(batchMean + j, mu, k);
       storeLanesAs(scale + j, sc, k);
-      any |= setCoefficients(beta, c, j, k, mu, sc, coef, wide);
+      any |= setCoefficients(shiftBy, c, j, k, mu, sc, coef, wide);
     });
     return any;
   }
@@ -285,7 +315,7 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
                   T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update,
-                  double* batchMeanOut, double* batchVarOut) {
+                  double* batchMeanOut, double* batchVarOut, const Renorm<T>* renorm) {
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) mean[c] = invStd[c] = static_cast<T>(__builtin_nan(""));
@@ -301,8 +331,11 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
   double *batchMean, *batchVar, *scale, *partials;
   bool *wide, *chunkWide;
   T* columns[4];
+  T *gammaPrime, *betaPrime;
   const int64_t chunks = ceilDiv(channels, kChannelChunk);
   const auto scratchLayout = [&](Carver& s) {
+    s.take(gammaPrime, renorm ? channels : 0);
+    s.take(betaPrime, renorm ? channels : 0);
     s.take(m, plan.rows ? 0 : channels);
     s.take(coef, plan.rows ? 0 : channels);
     s.take(batchMean, perChannel ? channels : 0);
@@ -314,14 +347,16 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     takeColumns(s, plan, columns);
   };
   if (!carveScratch(scratchLayout)) return false;  // out of memory: nothing written
-  const TrainChannels<T> train{gamma, beta, eps, 1.0 / static_cast<double>(g.perChannel()), mean, invStd};
+  const TrainChannels<T> train{gamma, beta, eps, 1.0 / static_cast<double>(g.perChannel()), mean, invStd,
+                               renorm, gammaPrime, betaPrime};
+  const T* shift = train.shift();  // beta, or beta' with renorm (written by train before it is read)
   auto updateChunk = [&](int64_t ca, int64_t n, const double* bm, const double* bv) {
     if (updateInChunks) {
       updateRunning(runningMean + ca, runningVar + ca, bm, bv, n, update.factor, update.varScale, false);
     }
   };
   if (plan.fusedRows) {
-    normalizeTiles(x, plan, beta, relu, y,
+    normalizeTiles(x, plan, shift, relu, y,
                    [&](int64_t t, int64_t ca, int64_t n, T* const* at, bool* wideOut, double* meanOut,
                        double* scaleOut) {
       ChunkMoments cm;
@@ -361,7 +396,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         train(c, 1, cm, at, wide + c, batchMean + c, batchVar + c, scale + c);
         updateChunk(c, 1, batchMean + c, batchVar + c);
         if (wide[c]) {
-          normalizeChannel(x, plan, c, mc.mean, scale[c], beta ? static_cast<double>(beta[c]) : 0.0, relu, y);
+          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y);
           return;
         }
         const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
@@ -400,7 +435,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
     if (plan.rows) wrapColumns(plan, columns);
     normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
-    if (anyWide) finishWide(plan, wide, batchMean, scale, beta, relu, y);
+    if (anyWide) finishWide(plan, wide, batchMean, scale, shift, relu, y);
   }
   if (batchMeanOut != nullptr && !plan.fusedRows) {  // perChannel: batchMean/batchVar hold them all
     for (int64_t c = 0; c < channels; c++) batchMeanOut[c] = batchMean[c], batchVarOut[c] = batchVar[c];
@@ -455,7 +490,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
 
 #define SIMDNORM_INSTANTIATE(T)                                                                \
   template bool trainForward<T>(const T*, Geometry, const T*, const T*, double, bool, T*, T*, T*, \
-                                T*, T*, RunningUpdate, double*, double*);                      \
+                                T*, T*, RunningUpdate, double*, double*, const Renorm<T>*);    \
   template void inferForward<T>(const T*, Geometry, const T*, const T*, const T*, const T*,     \
                                 double, bool, T*);
 SIMDNORM_INSTANTIATE(float)

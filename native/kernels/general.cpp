@@ -1302,9 +1302,63 @@ int32_t givenSumsBackward(const sn_norm& n) {
   return 0;
 }
 
+// ---- backward's sums alone (flag sumsOnly, BatchNorm-shaped) outside the columns path: per
+// channel dbeta = Σg and dgamma = invStd · Σg (x - mean) in double, each channel summed by one
+// task in element order (two accumulators of whole vectors, then the tail): the same bits for any
+// thread count. ----
+
+template <typename T, bool Relu>
+void channelGradSums(const T* dy, const T* x, const T* y, const Shape& sh, int64_t s, double mu, double& sumG,
+                     double& sumGD) {
+  const VDouble vmu = splat<VDouble>(mu);
+  VDouble g0{}, g1{}, d0{}, d1{};
+  for (int64_t o = 0; o < sh.outer; o++) {
+    const int64_t base = (o * sh.stats + s) * sh.inner;
+    int64_t j = 0;
+    for (; j + 2 * kDoubleLanes <= sh.inner; j += 2 * kDoubleLanes) {
+      const VDouble a = gradOf<T, Relu>(dy, y, base + j, kDoubleLanes);
+      const VDouble b = gradOf<T, Relu>(dy, y, base + j + kDoubleLanes, kDoubleLanes);
+      g0 += a;
+      g1 += b;
+      d0 += a * (loadDoubleLanes(x + base + j, kDoubleLanes) - vmu);
+      d1 += b * (loadDoubleLanes(x + base + j + kDoubleLanes, kDoubleLanes) - vmu);
+    }
+    for (; j < sh.inner; j += kDoubleLanes) {
+      const int64_t k = minOf(kDoubleLanes, sh.inner - j);
+      const VDouble a = gradOf<T, Relu>(dy, y, base + j, k);
+      const VDouble ad = a * (loadDoubleLanes(x + base + j, k) - vmu);
+      g0 += k < kDoubleLanes ? keepLanes(a, k) : a;
+      d0 += k < kDoubleLanes ? keepLanes(ad, k) : ad;
+    }
+  }
+  sumG = sumLanes(g0 + g1);
+  sumGD = sumLanes(d0 + d1);
+}
+
+template <typename T>
+int32_t sumsOnlyBackward(const sn_norm& n) {
+  const Shape sh(n);
+  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
+  const T* x = tensorOf<T>(n, SN_SLOT_X);
+  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
+  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
+  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
+  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  parallelFor(sh.stats, sh.K * sh.M, [&](int64_t s) {
+    double sumG, sumGD;
+    if (y) channelGradSums<T, true>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
+    else channelGradSums<T, false>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
+    dbeta[s] = static_cast<T>(sumG);
+    dgamma[s] = static_cast<T>(static_cast<double>(invStd[s]) * sumGD);
+  });
+  return 0;
+}
+
 template <typename T>
 int32_t backward(const sn_norm& n) {
   if ((n.flags & SN_FLAG_GIVEN_SUMS) != 0) return givenSumsBackward<T>(n);
+  if ((n.flags & SN_FLAG_SUMS_ONLY) != 0 && !useColumns(Shape(n))) return sumsOnlyBackward<T>(n);
   if (useColumns(Shape(n))) return columnBackward<T>(n);
   if (useRows(Shape(n))) return rowsBackward<T>(n);
   const Shape sh(n);

@@ -14,6 +14,19 @@ namespace SIMDNORM_ISA {
 template <typename T>
 void channelMoments(const T* x, Geometry g, T* mean, T* variance);
 
+// Batch Renormalization (flag renorm, README "BatchNorm variants"): per channel, from the batch
+// statistics and the running ones as they are before this call's update,
+//   r = clip(sqrt(var + eps) / sqrt(runningVar + eps), 1/rmax, rmax),
+//   d = clip((mean - runningMean) / sqrt(runningVar + eps), -dmax, dmax),
+// written (rounded to T) to r and d, and y normalised with gamma * r for gamma and beta + gamma * d
+// for beta (each rounded to T, beta itself where d is 0): rmax 1, dmax 0 is BatchNorm bit for bit.
+template <typename T>
+struct Renorm {
+  double rmax, dmax;
+  const T *runningMean, *runningVar;
+  T *r, *d;
+};
+
 // Statistics, y (relu when asked), and the running update when runningMean/runningVar are given;
 // returns whether the running stats were written. batchMeanOut/batchVarOut (both or neither; when
 // given, `channels` doubles each): the batch mean and biased variance in double as the running
@@ -21,7 +34,7 @@ void channelMoments(const T* x, Geometry g, T* mean, T* variance);
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu, T* y, T* mean,
                   T* invStd, T* runningMean, T* runningVar, RunningUpdate update, double* batchMeanOut = nullptr,
-                  double* batchVarOut = nullptr);
+                  double* batchVarOut = nullptr, const Renorm<T>* renorm = nullptr);
 
 template <typename T>
 void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar, const T* gamma,

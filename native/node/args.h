@@ -23,8 +23,9 @@ struct JsError {
 // Creates the JS error object for `error`; nullptr when the environment cannot (tearing down).
 napi_value makeJsError(napi_env env, JsError::Kind kind, const char* message) noexcept;
 
-// The most arguments any function takes (run: the scalars and 13 tensors).
-constexpr size_t kMaxArguments = 15;
+// The most arguments any function takes (run: the scalars, one per slot and the mask; operations.h
+// checks that it fits).
+constexpr size_t kMaxArguments = 24;
 
 // Any typed array as raw bytes; `data` is never null (an empty or detached array gets a dummy
 // pointer the callee never dereferences, with 0 bytes).

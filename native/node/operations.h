@@ -22,6 +22,7 @@ namespace simdnorm::node {
 // run's argument count: the scalars, one per slot, and the optional mask of the slots given (bit i:
 // slot i; without it every slot argument is inspected).
 constexpr size_t kRunArguments = 2 + SN_SLOT_COUNT;
+static_assert(kRunArguments <= kMaxArguments, "args.h: kMaxArguments is below run's argument count");
 
 // A call read from its arguments and accepted by sn_prepare.
 struct NormCall {

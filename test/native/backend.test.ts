@@ -3,30 +3,57 @@
  * Backend passes a descriptor to the addon's run/runAsync (bitwise the same as calling the
  * binding directly); and the addon's results for BatchNorm descriptors against lib/reference.ts.
  */
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import type { Backend } from '../../lib/backend.js';
-import { loadBindingFrom, nativeCandidates, nativeProvider, type NativeDetails } from '../../lib/backends/native.js';
+import { findPrebuild, loadBindingFrom, nativeCandidates, nativeProvider, type NativeDetails } from '../../lib/backends/native.js';
 import * as reference from '../../lib/reference.js';
 import { binding, bnProblem, bnStep, describeNative, loaded, PHASES, run, sameBits, Slot, type FloatArray, type Problem } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
-it('candidates: SIMDNORM_NATIVE_PATH first (resolved), then build/ and build-cmake/', () => {
+it('candidates: SIMDNORM_NATIVE_PATH first (resolved), then build/, the prebuild that fits (if any) and build-cmake/', () => {
   const saved = process.env.SIMDNORM_NATIVE_PATH;
   try {
     delete process.env.SIMDNORM_NATIVE_PATH;
+    const prebuild = findPrebuild(root).path;
     expect(nativeCandidates()).toEqual([
       resolve(root, 'build/Release/simdnorm.node'),
+      ...(prebuild ? [prebuild] : []),
       resolve(root, 'build-cmake/Release/simdnorm.node'),
     ]);
     process.env.SIMDNORM_NATIVE_PATH = 'some/where.node';
     expect(nativeCandidates()[0]).toBe(resolve('some/where.node'));
-    expect(nativeCandidates()).toHaveLength(3);
+    expect(nativeCandidates()).toHaveLength(prebuild ? 4 : 3);
   } finally {
     if (saved === undefined) delete process.env.SIMDNORM_NATIVE_PATH;
     else process.env.SIMDNORM_NATIVE_PATH = saved;
+  }
+});
+
+it('the prebuild for this platform and Node ABI is found in prebuildify\'s layout, ignoring build/', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'simdnorm-prebuilds-'));
+  try {
+    writeFileSync(join(dir, 'package.json'), '{ "name": "simdnorm" }');
+    const none = findPrebuild(dir);
+    expect(none.path).toBeUndefined();
+    expect(none.reason).toMatch(new RegExp(`^no prebuild for platform=${process.platform} arch=${process.arch} runtime=node abi=${process.versions.modules} `));
+    const tuple = join(dir, 'prebuilds', `${process.platform}-${process.arch}`);
+    mkdirSync(tuple, { recursive: true });
+    mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(dir, 'build', 'Release', 'simdnorm.node'), '');
+    for (const abi of ['1', process.versions.modules]) writeFileSync(join(tuple, `node.abi${abi}.glibc.node`), '');
+    writeFileSync(join(tuple, 'node.abi1.musl.node'), '');
+    const found = findPrebuild(dir).path;
+    if (process.platform === 'linux' && !existsSync('/etc/alpine-release')) {
+      expect(found).toBe(join(tuple, `node.abi${process.versions.modules}.glibc.node`));
+    }
+    expect(process.env.PREBUILDS_ONLY).toBeUndefined();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -57,7 +84,8 @@ describeNative('native backend (lib/backends/native.ts)', () => {
     expect(details.path).toBe(loaded!.path);
     const info = binding().info();
     expect(details).toEqual({
-      simd: info.simd, threads: info.threads, maxThreads: info.maxThreads, build: info.build, path: loaded!.path,
+      simd: info.simd, threads: info.threads, maxThreads: info.maxThreads, build: info.build,
+      origin: /[\\/]prebuilds[\\/]/.test(loaded!.path) ? 'prebuild' : 'source', path: loaded!.path,
     });
     if (fromEnv?.includes('build-cmake')) expect(details.build).toBe('cmake-js');
   });

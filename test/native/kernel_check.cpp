@@ -859,6 +859,59 @@ void checkRunning() {
   report(wrote && std::isnan(r1[1]) && r1[0] != 1, std::string(typeName<T>()) + " train non-finite written");
 }
 
+// Batch Renormalization (flag renorm, README "BatchNorm variants") on the training forward's
+// paths: rmax 1, dmax 0 is the plain call bit for bit (y, mean, invStd, the running update); with
+// clips, r and d against a double reference, and y against the reference's formula with
+// gamma' = gamma * r and beta' = beta + gamma * d rounded to T (as the kernel states); the running
+// statistics are updated as without renorm, and r/d read them before the update.
+template <typename T>
+void checkRenorm(Geometry g) {
+  const int64_t C = g.channels;
+  const std::vector<T> x = channelData<T>(g), gamma = randomVector<T>(C, 1, 0.5), beta = randomVector<T>(C);
+  const std::vector<T> rm0 = randomVector<T>(C, 0, 0.3);
+  std::vector<T> rv0 = randomVector<T>(C, 0, 0.5);
+  for (T& v : rv0) v = static_cast<T>(0.5 + std::fabs(v));  // a variance
+  const std::string what = describe(typeName<T>(), g, " renorm");
+  auto call = [&](bool renorm, double rmax, double dmax, std::vector<T>& y, std::vector<T>& mean, std::vector<T>& inv,
+                  std::vector<T>& rm, std::vector<T>& rv, std::vector<T>& r, std::vector<T>& d) {
+    Call c = Call::batchNorm<T>(SN_PHASE_TRAIN, g);
+    c.what = what;
+    c.running({0.1, 1.25, false}).flag(SN_FLAG_RENORM, renorm).set(SN_SCALAR_RMAX, rmax).set(SN_SCALAR_DMAX, dmax);
+    c.tensor(SN_SLOT_X, x.data()).tensor(SN_SLOT_GAMMA, gamma.data()).tensor(SN_SLOT_BETA, beta.data());
+    c.tensor(SN_SLOT_Y, y.data()).tensor(SN_SLOT_MEAN, mean.data()).tensor(SN_SLOT_INV_STD, inv.data());
+    c.tensor(SN_SLOT_RUNNING_MEAN, rm.data()).tensor(SN_SLOT_RUNNING_VAR, rv.data());
+    if (renorm) c.tensor(SN_SLOT_R, r.data()).tensor(SN_SLOT_D, d.data());
+    return c.run();
+  };
+  const size_t n = x.size();
+  std::vector<T> y0(n), m0(C), i0(C), rmA = rm0, rvA = rv0, none;
+  call(false, 1, 0, y0, m0, i0, rmA, rvA, none, none);
+  std::vector<T> y1(n), m1(C), i1(C), rmB = rm0, rvB = rv0, r(C), d(C);
+  call(true, 1, 0, y1, m1, i1, rmB, rvB, r, d);
+  bool ones = true;
+  for (int64_t c = 0; c < C; c++) ones = ones && r[c] == 1 && d[c] == 0;
+  report(ones, what + ": rmax 1, dmax 0 gives r 1, d 0");
+  report(sameBits(y0, y1) && sameBits(m0, m1) && sameBits(i0, i1), what + ": rmax 1, dmax 0 is BatchNorm bit for bit");
+  report(sameBits(rmA, rmB) && sameBits(rvA, rvB), what + ": rmax 1, dmax 0 updates as BatchNorm");
+  std::vector<T> y2(n), m2(C), i2(C), rmC = rm0, rvC = rv0;
+  call(true, 1.3, 0.4, y2, m2, i2, rmC, rvC, r, d);
+  std::vector<double> mean, var, refR(C), refD(C), inv(C);
+  referenceMoments(x, g, mean, var);
+  std::vector<T> gp(C), bp(C);
+  for (int64_t c = 0; c < C; c++) {
+    const double sigma = std::sqrt(static_cast<double>(rv0[c]) + 1e-5);
+    refR[c] = std::min(1.3, std::max(1 / 1.3, std::sqrt(var[c] + 1e-5) / sigma));
+    refD[c] = std::min(0.4, std::max(-0.4, (mean[c] - rm0[c]) / sigma));
+    inv[c] = 1 / std::sqrt(var[c] + 1e-5);
+    gp[c] = static_cast<T>(gamma[c] * static_cast<double>(r[c]));
+    bp[c] = d[c] == 0 ? beta[c] : static_cast<T>(beta[c] + gamma[c] * static_cast<double>(d[c]));
+  }
+  expectClose(r.data(), refR, tolerance<T>(), 1, what + " r");
+  expectClose(d.data(), refD, tolerance<T>(), 1, what + " d");
+  expectClose(y2.data(), referenceNormalize(x, g, mean, inv, gp.data(), bp.data(), false), tolerance<T>(), 1, what + " y");
+  report(sameBits(rmA, rmC) && sameBits(rvA, rvC), what + ": the running update as without renorm");
+}
+
 // +-Inf in a channel: its mean is that infinity and its variance NaN (as IEEE sums give); the
 // other channels are untouched.
 template <typename T>
@@ -955,7 +1008,7 @@ void checkRefusals() {
   std::vector<double> wide(128, 0.5);
   float* f = arena.data();
   enum : int { X = 0, Y = 32, DY = 64, DX = 96, GAMMA = 128, BETA = 132, MEAN = 136, INV_STD = 140, VARIANCE = 144,
-               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160 };
+               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160, R = 164, D = 168 };
   const Call moments = Call::batchNorm<float>(SN_PHASE_MOMENTS, g)
                            .tensor(SN_SLOT_X, f + X)
                            .tensor(SN_SLOT_MEAN, f + MEAN)
@@ -1047,6 +1100,25 @@ void checkRefusals() {
   expectRefusal(tensor(momentsDouble, SN_SLOT_MEAN, reinterpret_cast<char*>(wide.data() + 64) + 4),
                 {slot(SN_ERROR_MISALIGNED, SN_SLOT_MEAN)},
                 "double mean at 4 bytes past alignment");
+  // Batch Renormalization (flag renorm): the train phase of BatchNorm's shape only, rmax >= 1,
+  // dmax >= 0, the running statistics and r, d required; r and d outputs that overlap nothing.
+  {
+    const Call renorm = Call(train).flag(SN_FLAG_RENORM).set(SN_SCALAR_RMAX, 3).set(SN_SCALAR_DMAX, 5)
+                            .tensor(SN_SLOT_R, f + R).tensor(SN_SLOT_D, f + D);
+    sn_norm norm;
+    report(renorm.prepare(&norm) == 0, "renorm train accepted");
+    expectRefusal(with(renorm, SN_SCALAR_RMAX, 0.999), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX)}, "renorm rmax < 1");
+    expectRefusal(with(renorm, SN_SCALAR_RMAX, NAN), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX)}, "renorm rmax NaN");
+    expectRefusal(with(renorm, SN_SCALAR_DMAX, -1e-300), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_DMAX)}, "renorm dmax < 0");
+    expectRefusal(tensor(renorm, SN_SLOT_RUNNING_MEAN, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_RUNNING_MEAN)},
+                  "renorm without runningMean");
+    expectRefusal(tensor(renorm, SN_SLOT_D, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_D)}, "renorm without d");
+    expectRefusal(tensor(renorm, SN_SLOT_R, f + D), {slot(SN_ERROR_OVERLAP, SN_SLOT_R)}, "renorm r = d");
+    expectRefusal(tensor(train, SN_SLOT_R, f + R), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_R)}, "r without renorm");
+    expectRefusal(Call(renorm).set(SN_SCALAR_SAMPLES, 2).set(SN_SCALAR_OUTER, 1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)},
+                  "renorm with 2 samples");
+    expectRefusal(Call(infer).flag(SN_FLAG_RENORM), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "renorm in infer");
+  }
   // An output overlapping another tensor (but for the allowed exact alias y = x, dx = dy).
   expectRefusal(tensor(train, SN_SLOT_Y, f + X + 1), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)}, "y overlapping x");
   expectRefusal(tensor(train, SN_SLOT_INV_STD, f + MEAN), {slot(SN_ERROR_OVERLAP, SN_SLOT_MEAN)}, "invStd = mean");
@@ -1287,6 +1359,12 @@ static void runChecks() {
   for (Geometry g : {Geometry{8, 3, 10000}, Geometry{2, 3, 5}, Geometry{4, 13, 700}, Geometry{300, 13, 1}, Geometry{2, 1030, 1}}) {
     checkStackGarbage<float>(g);
     checkStackGarbage<double>(g);
+  }
+  // Renorm on the planes path (fused per channel and not), rows, fusedRows and a few rows.
+  for (Geometry g : {Geometry{8, 3, 10000}, Geometry{4, 5, 33}, Geometry{5000, 64, 1}, Geometry{300, 26, 1},
+                     Geometry{2, 64, 49}, Geometry{7, 3, 1}, Geometry{8, 1040, 1}}) {
+    checkRenorm<float>(g);
+    checkRenorm<double>(g);
   }
   checkConcurrentCalls();
   checkRunning<float>();

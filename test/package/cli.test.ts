@@ -107,6 +107,8 @@ describe('simdnorm info where native is missing, as a consumer sees it', () => {
   cpSync(join(root, 'wasm', 'bin'), join(pkg, 'wasm', 'bin'), { recursive: true });
   cpSync(join(root, 'package.json'), join(pkg, 'package.json'));
   cpSync(join(root, 'native', 'build.mjs'), join(pkg, 'native', 'build.mjs'));
+  // simdnorm's one dependency, as npm installs it beside the package (it finds prebuilds; none here)
+  cpSync(join(root, 'node_modules', 'node-gyp-build'), join(project, 'node_modules', 'node-gyp-build'), { recursive: true });
   const installed = join(pkg, 'dist', 'cli.js');
   afterAll(() => rmSync(project, { recursive: true, force: true }));
 
@@ -114,7 +116,8 @@ describe('simdnorm info where native is missing, as a consumer sees it', () => {
     const r = run(['info'], { SIMDNORM_NATIVE_PATH: undefined }, installed);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/native\s+unavailable: the addon was not built when simdnorm was installed/);
-    expect(r.stdout).toContain('npm rebuild simdnorm');
+    expect(r.stdout).toContain('npm rebuild simdnorm --build-from-source');
+    expect(r.stdout).toMatch(/no prebuild for platform=\S+ arch=\S+ runtime=node abi=\d+ .*: the package's prebuilds are for no platform/);
     expect(r.stdout).not.toContain('build:native');
     expect(r.stdout).not.toContain('build-cmake');
     expect(r.stdout).toMatch(/\* wasm/);

@@ -73,6 +73,18 @@ describe('package', () => {
       /\.map$|(?<!\.d)\.ts$|CMakeLists\.txt|\.cmake$|^wasm\/(?!bin\/)|^(test|bench|lib|build|\.ci)\//.test(f),
     );
     expect(stray).toEqual([]);
+  }, 30_000); // npm pack on a loaded machine can take more than the default 5 s
+
+  it('prebuilt addons: shipped in prebuildify\'s layout, found by node-gyp-build, never committed', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    expect(pkg.files).toContain('prebuilds/*/*.node');
+    expect(Object.keys(pkg.dependencies)).toEqual(['node-gyp-build']);
+    expect(pkg.scripts.prebuilds).toBe('node native/prebuild.mjs');
+    // npm publish refuses to run without every prebuild (CI builds them: .ci/run).
+    expect(pkg.scripts.prepublishOnly).toBe('node native/prebuild.mjs --check');
+    expect(readFileSync(join(root, '.gitignore'), 'utf8').split('\n')).toContain('prebuilds/');
+    const tracked = spawnSync('git', ['ls-files', 'prebuilds'], { cwd: root, encoding: 'utf8' });
+    if (tracked.status === 0) expect(tracked.stdout).toBe('');
   });
 
   it('simdnorm info lists the backends; verify exits 0 when they conform', () => {

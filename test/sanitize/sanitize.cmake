@@ -13,6 +13,14 @@
 #   cmake --build build-sanitize -j2
 # (test/fuzz/run.sh does this, then runs the fuzzer for a bounded time.)
 #
+# aarch64 (NEON), cross-compiled and replayed under qemu-aarch64 (ASan works there, LeakSanitizer
+# does not; the toolchain file's -static is dropped, as ASan's runtime is a shared library):
+#   cmake -S . -B build-arm64-sanitize -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+#     -DCMAKE_EXE_LINKER_FLAGS= -DSIMDNORM_BUILD_SANITIZE_TESTS=ON
+#   cmake --build build-arm64-sanitize -j2 --target simdnorm_abi_replay
+#   SIMDNORM_SANITIZE_BUILD=build-arm64-sanitize SIMDNORM_SANITIZE_EMULATOR="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+#     npx vitest run test/sanitize
+#
 # One set of kernel objects serves the three: -O1 (as is usual under ASan; -O3 with both
 # sanitizers takes minutes per file), and with clang also the fuzzer's coverage instrumentation
 # (fuzzer-no-link), which the replay binaries simply do not use.
@@ -29,8 +37,14 @@ else()
 endif()
 
 _simdnorm_kernel_objects(simdnorm_sanitize_base "${SIMDNORM_KERNEL_ISA_SOURCES}" ${_kernel_flags})
-# The portable kernels as WASM configures them (blocking.h's streams), as the ABI they serve.
-target_compile_definitions(simdnorm_sanitize_base PRIVATE SIMDNORM_ISA=base SIMDNORM_WASM_STREAMS)
+target_compile_definitions(simdnorm_sanitize_base PRIVATE SIMDNORM_ISA=base)
+# On x86-64, the portable kernels as WASM configures them (tuning.h's streams), as the ABI they
+# serve. Elsewhere (aarch64, cross-compiled with cmake/aarch64-linux-gnu.cmake and run under
+# qemu-aarch64) the portable ISA is NEON, built as the addon builds it: there the one replay
+# binary, simdnorm_abi_replay, is the addon's kernels (simdnorm_abi_replay_base would be the same).
+if(SIMDNORM_KERNEL_AVX2)
+  target_compile_definitions(simdnorm_sanitize_base PRIVATE SIMDNORM_WASM_STREAMS)
+endif()
 _simdnorm_kernel_objects(simdnorm_sanitize_common_base "${SIMDNORM_KERNEL_COMMON_SOURCES}" ${_kernel_flags})
 set(_dispatch_objects simdnorm_sanitize_base simdnorm_sanitize_common_base)
 if(SIMDNORM_KERNEL_AVX2)
@@ -58,7 +72,9 @@ endfunction()
 
 set(_replay "${SIMDNORM_SANITIZE_ROOT}/test/sanitize/abi_replay.cpp")
 _simdnorm_abi_target(simdnorm_abi_replay "${_replay}" "${_dispatch_objects}" "${SIMDNORM_SANITIZE_FLAGS}")
-_simdnorm_abi_target(simdnorm_abi_replay_base "${_replay}" "simdnorm_sanitize_base;simdnorm_sanitize_common_base" "${SIMDNORM_SANITIZE_FLAGS}")
+if(SIMDNORM_KERNEL_AVX2)
+  _simdnorm_abi_target(simdnorm_abi_replay_base "${_replay}" "simdnorm_sanitize_base;simdnorm_sanitize_common_base" "${SIMDNORM_SANITIZE_FLAGS}")
+endif()
 if(_fuzz)
   _simdnorm_abi_target(simdnorm_abi_fuzz "${SIMDNORM_SANITIZE_ROOT}/test/fuzz/abi_fuzz.cpp" "${_dispatch_objects}"
     "-fsanitize=fuzzer,address,undefined;-fno-sanitize-recover=all;-fno-omit-frame-pointer;-g")

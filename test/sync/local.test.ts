@@ -83,6 +83,30 @@ for (const name of ['native', 'wasm', 'js'] as BackendName[]) {
   });
 }
 
+describe.runIf(status.find((b) => b.name === 'native')?.available)('SyncBatchNorm on native: bitwise the same for any thread count', () => {
+  afterAll(() => {
+    api.setThreads(0);
+    api.useBackend('auto');
+  });
+  it('1, 2 and 3 kernel threads', async () => {
+    api.useBackend('native');
+    for (const c of syncCases(2)) {
+      const big = { ...c, dims: [c.dims[0], ...c.dims.slice(1).map((d) => d * 4)] }; // big enough for several tasks
+      api.setThreads(1);
+      const one = await runLocal(big);
+      for (const threads of [2, 3]) {
+        api.setThreads(threads);
+        const again = await runLocal(big);
+        again.forEach((r, k) => {
+          for (const key of ['y', 'mean', 'invStd', 'runningMean', 'runningVar', 'dx', 'dgamma', 'dbeta'] as const) {
+            expect(sameBits(r[key], one[k][key]), `${c.name}, ${threads} threads: rank ${k} ${key}`).toBe(true);
+          }
+        });
+      }
+    }
+  }, 60_000);
+});
+
 describe('SyncBatchNorm failures (js backend)', () => {
   beforeAll(() => api.useBackend('js'));
   afterAll(() => api.useBackend('auto'));

@@ -49,7 +49,7 @@ function rankConfig(cases: readonly SyncCase[], r: number, extra: Record<string,
 }
 
 /** Runs `size` worker_threads ranks; kind 'shared' (SharedArrayBuffer) or 'port' (hub over the Worker objects). */
-async function threadRanks(kind: 'shared' | 'port', backend: BackendName, cases: readonly SyncCase[], behaviour: Record<number, Behaviour> = {}, timeout = 30_000): Promise<Outcome[]> {
+async function threadRanks(kind: 'shared' | 'port', backend: BackendName, cases: readonly SyncCase[], behaviour: Record<number, Behaviour> = {}, timeout = 30_000, terminate = true): Promise<Outcome[]> {
   const size = cases[0].shards.length;
   const group = kind === 'shared' ? api.createSharedCollectiveGroup(size) : undefined;
   const workers = Array.from({ length: size }, (_, r) =>
@@ -65,7 +65,7 @@ async function threadRanks(kind: 'shared' | 'port', backend: BackendName, cases:
             w.on('message', (m) => {
               if (m && 'results' in m) {
                 outcome = { results: m.results };
-                if (behaviour[r] !== 'stall') void w.terminate();
+                if (behaviour[r] !== 'stall' && terminate) void w.terminate();
               }
             });
             w.on('error', reject);
@@ -78,7 +78,7 @@ async function threadRanks(kind: 'shared' | 'port', backend: BackendName, cases:
     );
   } finally {
     hub?.close();
-    for (const w of workers) void w.terminate();
+    if (terminate) for (const w of workers) void w.terminate();
   }
 }
 
@@ -195,6 +195,13 @@ describe('SyncBatchNorm across workers: failures', () => {
   afterAll(() => api.useBackend('auto'));
   const cases = syncCases(4).slice(0, 1);
   const cases3 = syncCases(3).slice(0, 1);
+
+  it('an idle collective keeps nothing alive: ranks exit on their own (code 0) after their steps', async () => {
+    for (const kind of ['shared', 'port'] as const) {
+      const outcomes = await threadRanks(kind, 'native', syncCases(2).slice(0, 1), {}, 30_000, false);
+      outcomes.forEach((o, r) => expect(o.results, `${kind}: rank ${r} exited with ${o.exit}`).toBeDefined());
+    }
+  }, 60_000);
 
   it('SharedArrayBuffer: a killed rank (its worker exits) makes the others reject at once naming it', async () => {
     const t0 = performance.now();

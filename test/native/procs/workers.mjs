@@ -30,7 +30,7 @@ const ones = () => new Float32Array(c).fill(1);
 // run's arguments (common.mjs bnArgs): phase, [4, c, inner] float32, tensors by slot
 const SLOTS = ${JSON.stringify(SLOT_NAMES)};
 const call = (phase, t, flags = 0, factor = 0) =>
-  [new Float64Array([phase, 0, 1, 4, c, inner, c, 1, inner, flags, 1e-5, factor, 1, 0]), ...SLOTS.map((s) => t[s] ?? null)];
+  [new Float64Array([phase, 0, 1, 4, c, inner, c, 1, inner, flags, 1e-5, factor, 1, 0, 1, 0]), ...SLOTS.map((s) => t[s] ?? null)];
 const pending = [];
 const expected = [];
 for (let i = 0; i < ${calls}; i++) {
