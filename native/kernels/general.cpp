@@ -188,6 +188,36 @@ void finishStatistic(const T* x, const Shape& sh, int64_t k, bool rms, const Mom
   variance = total.m2 / count;
 }
 
+// Shifted sums of block b of statistic k (shift: see statistic), in double; float data in float
+// over runs of kFloatRun values per lane first where that is accurate (reduce.h's accumulate with
+// FloatSquaresOk, as the BatchNorm kernels' blockMoments; useFloat false: in double throughout).
+template <typename T>
+Sums blockSums(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, int64_t b, double shift, bool useFloat,
+               double& n) {
+  Sums sums;
+  n = 0;
+  blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
+    n += static_cast<double>(length);
+    const T* p = x + start;
+    auto term = [&](int64_t i, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
+      const VDouble d = loadDoubleLanes(p + i, lanesK) - shift;
+      return Terms{d, d * d};
+    };
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
+      if (useFloat) {
+        const float shiftF = static_cast<float>(shift);  // a value of x (or 0): exact
+        accumulate(length, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+          const VFloat d = load<VFloat>(p + i) - shiftF;
+          return FloatTerms{d, d * d};
+        }, FloatSquaresOk{});
+        return;
+      }
+    }
+    accumulate(length, 0, term, sums);
+  });
+  return sums;
+}
+
 // The moments of statistic k (header comment): mean (rms: 0) and biased variance, in double.
 template <typename T>
 void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, bool rms, double& mean,
@@ -197,16 +227,12 @@ void statistic(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, boo
   double squares = 0;
   for (int64_t b = 0; b < blocks.count; b++) {
     const double shift = rms ? 0.0 : shiftOf(static_cast<double>(x[blocks.first(sh, k, b)]));
-    Sums sums;
-    double n = 0;
-    blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
-      n += static_cast<double>(length);
-      const T* p = x + start;
-      accumulate(length, 0, [&](int64_t i, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
-        const VDouble d = loadDoubleLanes(p + i, lanesK) - shift;
-        return Terms{d, d * d};
-      }, sums);
-    });
+    double n;
+    Sums sums = blockSums(x, sh, blocks, k, b, shift, true, n);
+    // rms: sums of squares do not cancel; else a shift far from the block's mean does (stats.cpp)
+    if (sizeof(T) == 4 && kFloatRuns && !rms && cancels(n, sums.sumU(), sums.sumV())) {
+      sums = blockSums(x, sh, blocks, k, b, shift, false, n);
+    }
     if (rms) {
       squares += sums.sumV();
     } else {
@@ -1042,6 +1068,166 @@ int32_t rowsBackward(const sn_norm& n) {
   return 0;
 }
 
+// ---- LayerNorm-shaped backward of float data in float lanes (one segment per statistic, γ/β by
+// the element, one γ/β group), as the BatchNorm kernels' backward (backward.cpp) does it: Σh and
+// Σh (x - mean) over float runs (accumulate, runs checked by GradSumsOk), then
+// dx = h invStd - ((x - mean) c3 + c2) in float, c2 = invStd Σh / M (rms: 0), c3 = invStd Σh x̂ / M
+// (= backwardStatistic's formula expanded). The per-column Σg, Σg x̂ of a task go in float over
+// runs of kFloatRun rows (fixed by the geometry), each run added to the task's double partials
+// where GradSumsOk holds for its vector of columns, else those columns of the run's rows again in
+// double (so dx must not be dy: those rows' g are read again). A row whose sums or coefficients are not finite or not normal floats goes by
+// backwardStatistic (in double; its partials straight to the double arrays). ----
+
+bool useFloatRows(const Shape& sh) {
+  return kFloatRuns && sh.outer == 1 && sh.groups == 1 && sh.varies() && sh.perElement() && sh.M > 0 &&
+         sh.inner <= kRowsMaxInner;
+}
+// Floats of one per-column float partial array (whole vectors).
+int64_t floatRowsPadded(const Shape& sh) { return ceilDiv(sh.inner, kFloatLanes) * kFloatLanes; }
+
+// Whether v rounds to a normal float or is 0.
+inline bool floatCoefficient(double v) {
+  const double a = v < 0 ? -v : v;
+  return v == 0 || (a >= 0x1p-126 && a <= 0x1.fffffep127);
+}
+
+// The row's Σh and Σh (x - mean) (mean mu: a float, also as muD).
+template <bool Relu>
+Sums rowGradSums(const float* dy, const float* x, const float* y, const float* g0, int64_t D, float mu) {
+  const double muD = mu;
+  Sums sums;
+  auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    VDouble g = loadDoubleLanes(dy + i, k);
+    if (Relu) g = (VDouble)((VDoubleMask)g & (VDoubleMask)(loadDoubleLanes(y + i, k) > VDouble{}));
+    const VDouble h = g0 ? g * loadDoubleLanes(g0 + i, k) : g;
+    return Terms{h, h * (loadDoubleLanes(x + i, k) - muD)};
+  };
+  accumulate(D, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+    VFloat g = load<VFloat>(dy + i);
+    if (Relu) g = (VFloat)((VFloatMask)g & (VFloatMask)(load<VFloat>(y + i) > VFloat{}));
+    const VFloat h = g0 ? g * load<VFloat>(g0 + i) : g;
+    return FloatTerms{h, h * (load<VFloat>(x + i) - mu)};
+  }, GradSumsOk{});
+  return sums;
+}
+
+// Float per-column partials of a task's current run of rows.
+struct FloatRun {
+  float *g, *gx;    // Σg, Σg x̂ per column (padded to whole vectors)
+  int64_t first;     // the run's first row
+  uint64_t rows;     // bit r - first: row r went in float
+};
+
+// dx of row k in float, and its Σg, Σg x̂ added to run's float partials.
+template <bool Relu, bool Training>
+void rowGradFloat(const float* dy, const float* x, const float* y, const float* g0, int64_t D, float mu, float inv,
+                  float c2, float c3, float* dx, const FloatRun& run, bool stream) {
+  using VF = VFloat;
+  constexpr int64_t L = kFloatLanes;
+  const VF vmu = splat<VF>(mu), vinv = splat<VF>(inv), vc2 = splat<VF>(c2), vc3 = splat<VF>(c3);
+  withStream(stream && wholeLines(dx, D), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+    auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VF g = loadLanes(dy + j, k);
+      if (Relu) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
+      const VF h = g0 ? g * loadLanes(g0 + j, k) : g;
+      const VF xm = loadLanes(x + j, k) - vmu;
+      const VF v = Training ? mulAdd(h, vinv, -mulAdd(xm, vc3, vc2)) : h * vinv;
+      if (k == L) {
+        if constexpr (decltype(S)::value && kStreamLanes) streamStore(dx + j, v);
+        else store(dx + j, v);
+      } else {
+        storePartial(dx + j, v, k);
+      }
+      store(run.g + j, load<VF>(run.g + j) + g);  // lanes past k: g = 0
+      store(run.gx + j, load<VF>(run.gx + j) + g * (xm * vinv));
+    };
+    int64_t j = 0;
+    for (; j + L <= D; j += L) body(j, L);
+    if (j < D) body(j, D - j);
+  });
+}
+
+// Adds the run's float partials to partG/partB (double), or where GradSumsOk fails for a vector
+// of columns, those columns of the run's float rows in double; clears the float partials.
+template <bool Relu>
+void flushRun(const float* dy, const float* x, const float* y, const float* mean, const float* invStd, bool rms,
+              int64_t D, FloatRun& run, double* partG, double* partB) {
+  constexpr int64_t L = kFloatLanes;
+  for (int64_t j = 0; j < D; j += L) {
+    const VFloat sg = load<VFloat>(run.g + j), sgx = load<VFloat>(run.gx + j);
+    if (allLanes(GradSumsOk{}(sg, sgx, 0))) {
+      VDouble lo, hi;
+      double gs[L], gxs[L];
+      toDoubles(sg, lo, hi);
+      store(gs, lo);
+      store(gs + L / 2, hi);
+      toDoubles(sgx, lo, hi);
+      store(gxs, lo);
+      store(gxs + L / 2, hi);
+      for (int64_t c = j, e = minOf(D, j + L); c < e; c++) {
+        partB[c] += gs[c - j];
+        partG[c] += gxs[c - j];
+      }
+    } else {
+      for (int64_t r = 0; r < 64; r++) {
+        if ((run.rows >> r & 1) == 0) continue;
+        const int64_t base = (run.first + r) * D;
+        const double mu = rms ? 0.0 : static_cast<double>(mean[run.first + r]);
+        const double inv = static_cast<double>(invStd[run.first + r]);
+        for (int64_t c = j, e = minOf(D, j + L); c < e; c++) {
+          const double g = y && !(y[base + c] > 0) ? 0.0 : static_cast<double>(dy[base + c]);
+          partB[c] += g;
+          partG[c] += g * ((static_cast<double>(x[base + c]) - mu) * inv);
+        }
+      }
+    }
+    store(run.g + j, VFloat{});
+    store(run.gx + j, VFloat{});
+  }
+  run.rows = 0;
+}
+
+// Rows [k0, k1) of a float LayerNorm-shaped backward (useFloatRows), partials to partG/partB;
+// floats: 2 * floatRowsPadded zeroed floats of scratch.
+template <bool Relu>
+void floatRowsTask(const float* dy, const float* x, const float* y, const float* gamma, const float* mean,
+                   const float* invStd, const Shape& sh, int64_t k0, int64_t k1, bool training, bool rms, float* dx,
+                   double* partG, double* partB, float* floats, bool stream) {
+  const int64_t D = sh.inner;
+  FloatRun run{floats, floats + floatRowsPadded(sh), k0, 0};
+  const double m = static_cast<double>(D);
+  for (int64_t k = k0; k < k1; k++) {
+    if (k - run.first == kFloatRun) {
+      flushRun<Relu>(dy, x, y, mean, invStd, rms, D, run, partG, partB);
+      run.first = k;
+    }
+    const int64_t base = k * D;
+    const float mu = rms ? 0.0f : mean[k], inv = invStd[k];
+    const float* yr = y ? y + base : nullptr;
+    double c2 = 0, c3 = 0;
+    bool ok = floatCoefficient(inv) && __builtin_isfinite(mu);
+    if (training && ok) {
+      const Sums sums = rowGradSums<Relu>(dy + base, x + base, yr, gamma, D, mu);
+      const double c = static_cast<double>(inv) / m, sumHX = static_cast<double>(inv) * sums.sumV();
+      c2 = rms ? 0.0 : c * sums.sumU();
+      c3 = static_cast<double>(inv) * c * sumHX;
+      ok = __builtin_isfinite(sums.sumU()) && floatCoefficient(c2) && floatCoefficient(c3);
+    }
+    if (!ok) {
+      backwardStatistic<float, Relu>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      continue;
+    }
+    run.rows |= uint64_t{1} << (k - run.first);
+    if (training) {
+      rowGradFloat<Relu, true>(dy + base, x + base, yr, gamma, D, mu, inv, static_cast<float>(c2),
+                               static_cast<float>(c3), dx + base, run, stream);
+    } else {
+      rowGradFloat<Relu, false>(dy + base, x + base, yr, gamma, D, mu, inv, 0, 0, dx + base, run, stream);
+    }
+  }
+  flushRun<Relu>(dy, x, y, mean, invStd, rms, D, run, partG, partB);
+}
+
 // ---- backward from given sums (flag givenSums; BatchNorm-shaped training backward, checked by
 // sn_prepare): dgamma, dbeta hold Σg x̂ and Σg over a batch of M = sumsCount values per channel
 // (e.g. every worker's shard); only dx = γ invStd / M · ((M g - Σg) - x̂ Σg x̂) is written, as
@@ -1178,8 +1364,17 @@ int32_t backward(const sn_norm& n) {
   const Shape sh(n);
   const int64_t affine = sh.affine();
   const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));
-  double* part;
-  if (!carveScratch([&](Carver& s) { s.take(part, 2 * affine * tasks.count); })) return noMemory();
+  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  // dx in place of dy: a run that fails GradSumsOk could no longer read its g (see floatRowsTask)
+  const bool floatRows = sizeof(T) == 4 && dx != nullptr && static_cast<const void*>(dx) != n.tensor[SN_SLOT_DY] && useFloatRows(sh);
+  const int64_t floatsPerTask = floatRows ? floatRowsPadded(sh) : 0;  // 2 arrays of floats: as doubles
+  double *part, *floats;
+  if (!carveScratch([&](Carver& s) {
+        s.take(part, 2 * affine * tasks.count);
+        s.take(floats, floatsPerTask * tasks.count);
+      })) {
+    return noMemory();
+  }
   const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
   const T* dy = tensorOf<T>(n, SN_SLOT_DY);
   const T* x = tensorOf<T>(n, SN_SLOT_X);
@@ -1187,13 +1382,26 @@ int32_t backward(const sn_norm& n) {
   const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
   const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
   const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
-  T* dx = outputOf<T>(n, SN_SLOT_DX);
   T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
   T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     double* partG = part + 2 * affine * t;
     double* partB = partG + affine;
     for (int64_t a = 0; a < 2 * affine; a++) partG[a] = 0;
+    if constexpr (sizeof(T) == 4 && kFloatRuns) {
+      if (floatRows) {
+        float* f = reinterpret_cast<float*>(floats + floatsPerTask * t);
+        for (int64_t i = 0; i < 2 * floatsPerTask; i++) f[i] = 0;
+        const int64_t k0 = t * tasks.per, k1 = minOf(sh.K, k0 + tasks.per);
+        if (y != nullptr) {
+          floatRowsTask<true>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
+        } else {
+          floatRowsTask<false>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
+        }
+        return;
+      }
+    }
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
       if (sh.M == 0) continue;
       const double mu = rms ? 0.0 : static_cast<double>(mean[k]), inv = static_cast<double>(invStd[k]);

@@ -58,6 +58,36 @@ inline bool finite(const Moments& m) { return __builtin_isfinite(m.mean) && __bu
 
 // ---- the reduction loops ------------------------------------------------------------------
 
+// Whether float sums over a run, S1 = sum(x - s) and S2 = sum((x - s)^2), may be used: finite,
+// and no square of a value that matters lost to underflow. (A functor, not a function: passed as
+// a pointer it would be an indirect call per run.)
+struct FloatSquaresOk {
+  VFloatMask operator()(VFloat, VFloat s2, float) const {
+    return (VFloatMask)(s2 >= 0x1p-100f) & (VFloatMask)(s2 <= 0x1.fffffep127f);
+  }
+};
+
+// Whether float gradient sums over a run, S1 = sum(g) and S2 = sum(g * d) (d a difference from a
+// mean), may be used: finite, and S2 not small enough that products may have underflowed (0 with
+// S1 == 0: all of g is 0, exact).
+struct GradSumsOk {
+  VFloatMask operator()(VFloat s1, VFloat s2, float) const {
+    constexpr float big = 0x1.fffffep127f, tiny = 0x1p-100f;
+    return (VFloatMask)(s1 <= big) & (VFloatMask)(s1 >= -big) & (VFloatMask)(s2 <= big) & (VFloatMask)(s2 >= -big) &
+           ((VFloatMask)(s2 >= tiny) | (VFloatMask)(s2 <= -tiny) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
+  }
+};
+
+// Whether the shifted sums of n values, S1 = sum(x - s) and S2 = sum((x - s)^2), partly summed
+// in float, leave too little of the variance S2 - S1^2/n: float's rounding of S2 grows in it by
+// S2 / (S2 - S1^2/n), which stays <= 16 while the shift is within ~4 std of the values' mean. It
+// is more where the shift (the block's first value) is an outlier; the sums are then taken again
+// in double. Checked once per block and column, not per run: a short run's own mean and
+// variance say little.
+inline bool cancels(double n, double s1, double s2) {
+  return __builtin_isfinite(s2) && s1 * (s1 / n) > s2 * (15.0 / 16.0);
+}
+
 // Two values per element (e.g. x - s and its square) accumulated by a reduction.
 struct Terms {
   VDouble u, v;
