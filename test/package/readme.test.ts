@@ -1,34 +1,11 @@
 /** The README's example runs as written (its `simdnorm` import pointed at this checkout). */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
+import { runReadmeBlock as runBlock } from './readme-block.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-/** Runs the ts block under the README heading that starts with `heading`; returns what it logged. */
-async function runBlock(heading: string, name: string): Promise<unknown[][]> {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const at = readme.search(new RegExp(`^## ${heading.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm'));
-  const next = at < 0 ? -1 : readme.slice(at + 3).search(/^## /m);
-  const section = at < 0 ? '' : readme.slice(at, next < 0 ? undefined : at + 3 + next);
-  const block = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
-  expect(block, `README has a ts block in its section "## ${heading}"`).toBeTruthy();
-  const entry = pathToFileURL(join(root, 'lib', 'index.ts')).href;
-  const dir = join(root, 'node_modules', '.cache', 'simdnorm-readme');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${name}.ts`);
-  writeFileSync(file, block!.replace(/from 'simdnorm'/g, `from '${entry}'`));
-  const logs: unknown[][] = [];
-  const log = console.log;
-  console.log = (...args: unknown[]) => void logs.push(args);
-  try {
-    await import(/* @vite-ignore */ pathToFileURL(file).href);
-  } finally {
-    console.log = log;
-  }
-  return logs;
-}
 
 it('the README zero-copy WASM example runs', async () => {
   const logs = await runBlock('WASM: zero-copy', 'zero-copy');
