@@ -5,18 +5,22 @@
  *
  * The addon is looked for, in order, at
  *   1. the path in the environment variable SIMDNORM_NATIVE_PATH (CI tests the cmake-js build so),
- *   2. build/Release/simdnorm.node        (a build from source: `npm rebuild simdnorm
- *                                          --build-from-source`, `npm run build:native`),
+ *   2. build/Release/simdnorm.node        (a build from source: `npx simdnorm build` in a project,
+ *                                          `npm run build` or `npm run build:native` in a checkout),
  *   3. the prebuilt addon shipped in the package, prebuilds/<platform>-<arch>/node.abi<N>.<libc>.node
  *      (prebuildify's layout, chosen by node-gyp-build for this platform, architecture, libc and
  *      Node ABI: the binding is tied to one Node major, see native/node/pin.h),
  *   4. build-cmake/Release/simdnorm.node  (cmake-js: `npm run build:native:cmake`),
- * relative to the package root; when none loads, one Error lists every attempt's reason.
+ * relative to the package root. A file is taken only when it is the simdnorm addon and was compiled
+ * with this façade's C ABI (its `abiVersion` is ABI_VERSION, native/abi/table.mjs): an addon built
+ * from older sources is refused as stale, never called. When none loads, one Error lists every
+ * attempt's reason (`simdnorm info` turns them into advice, lib/cli.ts).
  */
 import { createRequire } from 'node:module';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BackendDetails, BackendProvider } from '../backend.js';
+import { ABI_VERSION } from '../core/abi.js';
 import type { FloatArray, Norm } from '../core/descriptor.js';
 
 type Tensor = FloatArray | null | undefined;
@@ -40,6 +44,8 @@ type Tensor = FloatArray | null | undefined;
  * ArrayBuffer with a TypeError.
  */
 export interface NativeBinding {
+  /** The C ABI version the addon was compiled with (abi_table.h's SN_ABI_VERSION); absent before 4. */
+  readonly abiVersion?: number;
   run(
     scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
     mean: Tensor, invStd: Tensor, variance: Tensor, runningMean: Tensor, runningVar: Tensor,
@@ -140,16 +146,32 @@ export function nativeCandidates(): string[] {
   return fromEnv ? [resolvePath(fromEnv), ...candidates] : candidates;
 }
 
-/** Loads the first of `paths` that is the simdnorm addon; one Error lists why each failed. */
+/**
+ * Why a loaded module cannot serve as this simdnorm's addon, or undefined when it can. A stale
+ * addon (built from sources of another C ABI) would misread every call's descriptor, so it is
+ * refused with words `simdnorm info` recognises ("stale").
+ */
+export function refuseBinding(binding: Partial<NativeBinding> | undefined): string | undefined {
+  if (typeof binding?.run !== 'function' || typeof binding.info !== 'function') {
+    return 'it is not the simdnorm addon (no run/info functions)';
+  }
+  const version = binding.abiVersion;
+  if (version !== ABI_VERSION) {
+    const has = typeof version === 'number' ? `C ABI version ${version}` : 'no C ABI version (older than version 4)';
+    return `it is stale: built from simdnorm sources with ${has}, and this simdnorm needs C ABI version ${ABI_VERSION}`;
+  }
+  return undefined;
+}
+
+/** Loads the first of `paths` that is this simdnorm's addon; one Error lists why each failed. */
 export function loadBindingFrom(paths: readonly string[]): LoadedBinding {
   const require = createRequire(import.meta.url);
   const failures: string[] = [];
   for (const path of paths) {
     try {
       const binding = require(path) as NativeBinding;
-      if (typeof binding?.run !== 'function' || typeof binding.info !== 'function') {
-        throw new Error('it is not the simdnorm addon (no run/info functions)');
-      }
+      const refused = refuseBinding(binding);
+      if (refused) throw new Error(refused);
       return { binding, path };
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -157,7 +179,7 @@ export function loadBindingFrom(paths: readonly string[]): LoadedBinding {
     }
   }
   throw new Error(
-    'the native addon could not be loaded (in a project: `npm rebuild simdnorm --foreground-scripts`; ' +
+    'the native addon could not be loaded (in a project: `npx simdnorm build`; ' +
       'in a checkout of simdnorm: `npm run build:native`; `npx simdnorm info` says why):\n' +
       failures.join('\n'),
   );

@@ -166,7 +166,7 @@ napi_value checkNodeVersion(napi_env env) {
                       std::to_string(compiledNodeMajor()) + " and cannot run in Node " +
                       std::to_string(version->major) +
                       " (it uses V8's ArrayBuffer API, whose ABI changes between major versions); "
-                      "rebuild it: npm rebuild simdnorm (in a checkout: npm run build:native)"};
+                      "rebuild it: npx simdnorm build (in a checkout: npm run build:native)"};
   }
   return nullptr;
 }
@@ -196,6 +196,13 @@ napi_value init(napi_env env, napi_value exports) {
   }
   if (napi_define_properties(env, exports, count, properties) != napi_ok) {
     throw JsError{JsError::Kind::Error, "simdnorm: could not define the addon's functions"};
+  }
+  // abiVersion: the C ABI (native/abi/table.mjs) this addon was compiled with; the loader
+  // (lib/backends/native.ts) refuses an addon whose version is not its own ABI_VERSION.
+  const napi_property_descriptor abi = {"abiVersion", nullptr, nullptr, nullptr, nullptr,
+                                        jsNumber(env, SN_ABI_VERSION), napi_enumerable, nullptr};
+  if (abi.value == nullptr || napi_define_properties(env, exports, 1, &abi) != napi_ok) {
+    throw JsError{JsError::Kind::Error, "simdnorm: could not define the addon's abiVersion"};
   }
   return exports;
 }

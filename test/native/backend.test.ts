@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import type { Backend } from '../../lib/backend.js';
-import { findPrebuild, loadBindingFrom, nativeCandidates, nativeProvider, type NativeDetails } from '../../lib/backends/native.js';
+import { findPrebuild, loadBindingFrom, nativeCandidates, nativeProvider, refuseBinding, type NativeDetails } from '../../lib/backends/native.js';
+import { ABI_VERSION } from '../../lib/core/abi.js';
 import * as reference from '../../lib/reference.js';
 import { binding, bnProblem, bnStep, describeNative, loaded, PHASES, run, sameBits, Slot, type FloatArray, type Problem } from './helpers.js';
 
@@ -73,6 +74,35 @@ it('a failed load lists every attempt and its reason in one Error', () => {
   expect(message).toContain('npm run build:native');
 });
 
+it('an addon of another C ABI version is refused as stale, and the next candidate is tried', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'simdnorm-abi-'));
+  const module = (name: string, abi: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, `exports.run = () => 0; exports.info = () => ({}); ${abi}\n`);
+    return file;
+  };
+  try {
+    const older = module('older.cjs', 'exports.abiVersion = ' + (ABI_VERSION - 1) + ';');
+    const unversioned = module('unversioned.cjs', '');
+    const current = module('current.cjs', `exports.abiVersion = ${ABI_VERSION};`);
+    expect(refuseBinding({ run: () => 0, info: () => ({}) } as never)).toMatch(/stale: built from simdnorm sources with no C ABI version/);
+    expect(loadBindingFrom([older, unversioned, current]).path).toBe(current);
+    let message = '';
+    try {
+      loadBindingFrom([older, unversioned]);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain(
+      `${older}: it is stale: built from simdnorm sources with C ABI version ${ABI_VERSION - 1}, and this simdnorm needs C ABI version ${ABI_VERSION}`,
+    );
+    expect(message).toContain(`${unversioned}: it is stale: built from simdnorm sources with no C ABI version`);
+    expect(message).toContain('`npx simdnorm build`');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describeNative('native backend (lib/backends/native.ts)', () => {
   it('loads the file SIMDNORM_NATIVE_PATH names when it is set (CI tests each build so)', () => {
     const fromEnv = process.env.SIMDNORM_NATIVE_PATH;
@@ -88,6 +118,8 @@ describeNative('native backend (lib/backends/native.ts)', () => {
       origin: /[\\/]prebuilds[\\/]/.test(loaded!.path) ? 'prebuild' : 'source', path: loaded!.path,
     });
     if (fromEnv?.includes('build-cmake')) expect(details.build).toBe('cmake-js');
+    // The addon says which C ABI it was compiled with (the loader refuses any other).
+    expect(binding().abiVersion).toBe(ABI_VERSION);
   });
 
   it('load() resolves to a working backend too', async () => {
