@@ -4,7 +4,9 @@
  * JSON with --json); help and --version to stdout with exit 0; progress goes to stderr, and only
  * when stderr is a terminal; errors go to stderr with exit 2 (1: verify found a mismatch).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bench, type BenchTiming } from './bench.js';
 import type { BackendName } from './backend.js';
@@ -82,6 +84,18 @@ const COMMANDS: Record<string, CommandSpec> = {
       '--json': { help: 'the timings as JSON on stdout' },
       '--quiet': { help: 'no progress on stderr' },
     },
+  },
+  build: {
+    summary: 'build the native addon from source (where no prebuilt one fits)',
+    usage: 'simdnorm build',
+    description:
+      'Compiles the native addon for this platform and Node with node-gyp (offline, about a minute)\n' +
+      'into the installed package\'s build/Release/simdnorm.node, which simdnorm then loads in place of\n' +
+      'any prebuilt one. Needs a C++17 compiler, make and Python 3 (Debian/Ubuntu: apt-get install g++\n' +
+      'make python3). Run it from your project (npx simdnorm build), again after a Node major upgrade.\n' +
+      'On failure: exit 1, the line that says why (remembered for simdnorm info) and the path of the\n' +
+      'whole output; simdnorm keeps working on WebAssembly.',
+    flags: {},
   },
   help: {
     summary: 'this help, or a command\'s: simdnorm help <command>',
@@ -229,71 +243,92 @@ function installedAsDependency(): boolean {
   return /[\\/]node_modules[\\/]/.test(ROOT);
 }
 
+/** The first line of a file, or '' when it cannot be read. */
+function firstLine(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n')[0].trim();
+  } catch {
+    return '';
+  }
+}
+
 /**
  * Why native is unavailable, in words a user can act on from their own project, and what to do.
- * The install-time build (native/build.mjs) records why it did not build in
- * build/native-install-reason.txt (and node-gyp's whole output in build/native-build.log); when the
- * install script never ran (npm --ignore-scripts, pnpm without allow-listing it) nothing is
- * recorded, so the missing addon is described by its possible causes.
+ * The package has no install script, so nothing happens at install time to remember: the reasons
+ * are what the loader found (lib/backends/native.ts: each candidate file and why it was refused —
+ * another Node major, a stale C ABI), whether a prebuild fits this platform, and the line the last
+ * failed `simdnorm build` left in build/native-build-failure.txt (native/build.mjs).
  */
 export function explainNative(status: BackendStatus): string[] {
   const reason = status.reason ?? '';
   const dependency = installedAsDependency();
-  const addon = `${ROOT}build/Release/simdnorm.node`;
-  const log = `${ROOT}build/native-build.log`;
-  const reasonFile = `${ROOT}build/native-install-reason.txt`;
+  const sourceAddon = `${ROOT}build/Release/simdnorm.node`;
+  const failureFile = `${ROOT}build/native-build-failure.txt`;
+  const buildCommand = dependency ? '`npx simdnorm build` in your project' : '`npm run build` in this checkout';
   const lines: string[] = [];
   const attempts = reason.split('\n').slice(1).map((l) => l.trim()).filter(Boolean);
-  const gypAttempt = attempts.find((a) => a.includes('build/Release/simdnorm.node'));
+  const why = (attempt: string) => attempt.replace(/^.*?\.node: /, '');
   const envPath = process.env.SIMDNORM_NATIVE_PATH;
   if (envPath) {
-    const own = attempts.find((a) => !a.includes(`${ROOT}build`));
+    const own = attempts.find((a) => !a.startsWith(ROOT));
     if (own) lines.push(`SIMDNORM_NATIVE_PATH: ${own}`);
   }
-  if (existsSync(addon)) {
-    const why = gypAttempt?.replace(/^.*?simdnorm\.node: /, '') ?? reason.split('\n')[0];
-    if (/NODE_MODULE_VERSION|different Node\.js version|(built|compiled) for Node/i.test(why)) {
-      lines.push(`the addon was built for another Node.js version than this one (${process.version}): ${why}`);
+  // An addon built from source here (it takes precedence over the prebuilds).
+  const sourceAttempt = attempts.find((a) => a.startsWith(`${sourceAddon}: `));
+  if (sourceAttempt && existsSync(sourceAddon)) {
+    const text = why(sourceAttempt);
+    if (/\bstale\b/.test(text)) {
+      lines.push(`the addon built from source (build/Release/simdnorm.node) is stale: ${text.replace(/^it is stale: /, '')}; rebuild it: ${buildCommand}`);
+    } else if (/NODE_MODULE_VERSION|different Node\.js version|(built|compiled) for Node/i.test(text)) {
+      lines.push(`the addon built from source was built for another Node.js version than this one (${process.version}): ${text}; rebuild it: ${buildCommand}`);
     } else {
-      lines.push(`the addon was built but does not load: ${why}`);
+      lines.push(`the addon built from source (build/Release/simdnorm.node) does not load: ${text}`);
     }
-  } else if (existsSync(reasonFile)) {
-    // The one-line reason the install script printed, when it records it.
-    let text = '';
-    try {
-      text = readFileSync(reasonFile, 'utf8').split('\n')[0].trim();
-    } catch {
-      // the generic reason below then
-    }
-    lines.push(`the addon was not built when simdnorm was installed: ${text || 'no reason recorded'}`);
-    if (existsSync(log)) lines.push(`(full output: ${log})`);
-  } else {
-    lines.push(
-      'the addon was not built when simdnorm was installed: no C++ compiler, make or Python 3 found, ' +
-        "the package manager did not run simdnorm's install script (npm --ignore-scripts, pnpm without " +
-        'allow-listing it, npm 11 allowScripts), or SIMDNORM_SKIP_NATIVE was set',
-    );
+  } else if (!dependency && !existsSync(sourceAddon)) {
+    lines.push('the addon is not built in this checkout');
   }
   // The prebuilt addons shipped in the package (prebuilds/<platform>-<arch>/node.abi<N>.<libc>.node).
-  const prebuildAttempt = attempts.find((a) => /[\\/]prebuilds[\\/]/.test(a));
+  const prebuildAttempt = attempts.find((a) => /[\\/]prebuilds[\\/]/.test(a.split(': ')[0]));
   if (prebuildAttempt) {
-    const [file, ...why] = prebuildAttempt.split(': ');
-    lines.push(`the prebuilt addon ${file.replace(ROOT, '')} fits this platform but does not load: ${why.join(': ')}`);
-  } else {
-    const { reason: none } = findPrebuild(ROOT);
-    if (none) lines.push(`${none}: the package's prebuilds are for ${prebuildList() || 'no platform'}`);
-  }
-  if (dependency) {
+    const file = prebuildAttempt.split(': ')[0].replace(ROOT, '');
+    const text = why(prebuildAttempt);
     lines.push(
-      'to build it: install a C++17 compiler, make and Python 3 (Debian/Ubuntu: apt-get install g++ make python3), ' +
-        'then run `npm rebuild simdnorm --build-from-source --foreground-scripts` in your project (pnpm: allow its build with `pnpm approve-builds`, then `pnpm rebuild simdnorm`)',
+      /\bstale\b/.test(text)
+        ? `the prebuilt addon ${file} is stale, from another simdnorm release (reinstall simdnorm): ${text.replace(/^it is stale: /, '')}`
+        : `the prebuilt addon ${file} fits this platform but does not load here: ${text}`,
     );
   } else {
-    lines.push('to build it: `npm run build:native` (node-gyp) in this checkout');
-    for (const a of attempts) if (!a.includes('build/Release/simdnorm.node')) lines.push(`also tried ${a}`);
+    const { reason: none } = findPrebuild(ROOT);
+    if (none) {
+      lines.push(
+        `no prebuilt addon for this platform and Node (${process.platform}-${process.arch}, Node ${process.version}, ` +
+          `Node ABI ${process.versions.modules}): the package's prebuilds are for ${prebuildList() || 'no platform'}`,
+      );
+    }
+  }
+  // The last `simdnorm build`, when it failed.
+  const failure = existsSync(failureFile) ? firstLine(failureFile) : '';
+  if (failure) lines.push(`the last \`simdnorm build\` failed: ${failure}`);
+  else if (!existsSync(sourceAddon) && dependency) lines.push('and no addon was built from source here (`npx simdnorm build`)');
+  const tools = missingBuildTools();
+  const needs = 'a C++17 compiler, make and Python 3 (Debian/Ubuntu: apt-get install g++ make python3)';
+  const lacking = tools.length > 0 ? `; missing here: ${tools.join(', ')}` : '';
+  lines.push(`to build it from source: ${buildCommand}, which needs ${needs}${lacking}`);
+  if (!dependency) {
+    for (const a of attempts) if (a !== sourceAttempt && a !== prebuildAttempt) lines.push(`also tried ${a}`);
   }
   lines.push('meanwhile the wasm backend gives the same results, about 1.5–3× slower on large tensors');
   return lines;
+}
+
+/** The build tools not on PATH (as native/build.mjs checks them before a build). */
+function missingBuildTools(): string[] {
+  if (process.platform === 'win32') return [];
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  const onPath = (name: string) => (name.includes('/') ? existsSync(name) : dirs.some((d) => existsSync(join(d, name))));
+  const cxx = process.env.CXX?.trim().split(/\s+/)[0] || 'g++';
+  const python = process.env.PYTHON?.trim() || 'python3';
+  return [cxx, 'make', python].filter((tool) => !onPath(tool));
 }
 
 /** The prebuilt addons in this package, as `linux-x64 (abi 115, 127), linux-arm64 (abi 115)`. */
@@ -422,6 +457,16 @@ function runBench(p: Parsed): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+// build
+
+/** `simdnorm build`: native/build.mjs in this package (it prints its own progress and reason). */
+function buildNative(): number {
+  const result = spawnSync(process.execPath, [`${ROOT}native/build.mjs`], { stdio: 'inherit' });
+  if (result.error) throw new Error(`could not run native/build.mjs: ${result.error.message}`);
+  return result.status === 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -446,6 +491,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(commandHelp(command));
     return 0;
   }
+  if (command === 'build') return buildNative();
   if (command === 'info') {
     try {
       await ready();

@@ -1,18 +1,22 @@
 #!/usr/bin/env node
 /**
- * Builds simdnorm's native addon (native/node over native/kernels).
+ * Builds simdnorm's native addon (native/node over native/kernels) from source. The package has no
+ * install script: where a prebuilt addon fits (prebuilds/, made by native/prebuild.mjs) nothing is
+ * compiled at all, and elsewhere the user runs one command.
  *
- *   node native/build.mjs           The package's `install` script; best effort. When the package
- *                                   ships a prebuilt addon for this platform, architecture, libc
- *                                   and Node ABI (prebuilds/, made by native/prebuild.mjs; found as
- *                                   node-gyp-build finds it) and it loads, it compiles nothing.
- *                                   Else keeps a build/Release/simdnorm.node that loads, else runs
- *                                   node-gyp offline. On any failure it prints one line with the
- *                                   reason and exits 0: npm install never fails because of the
- *                                   addon, and the WASM backend is used instead.
- *                                   SIMDNORM_SKIP_NATIVE=1 skips it; --build-from-source (npm sets
- *                                   npm_config_build_from_source for `npm rebuild simdnorm
- *                                   --build-from-source`) compiles even when a prebuild fits.
+ *   node native/build.mjs           What `npx simdnorm build` runs, from a user's project: node-gyp
+ *                                   rebuild (offline; a failed build's whole output goes to
+ *                                   build/native-build.log), checks that the addon loads, then keeps
+ *                                   only build/Release/simdnorm.node.
+ *                                   On failure prints the line that says why and exits 1; that line
+ *                                   is remembered in build/native-build-failure.txt for `simdnorm
+ *                                   info` (a success removes it). A build/Release/simdnorm.node
+ *                                   takes precedence over the prebuilds (lib/backends/native.ts).
+ *   node native/build.mjs --dev     What `npm run build` runs in a checkout: the addon up to date
+ *                                   (node-gyp build, incremental, when build/ is configured and its
+ *                                   addon loads; else node-gyp rebuild); output shown, exits 1 on
+ *                                   failure. Without a compiler, make or Python 3 it says so in one
+ *                                   line and exits 0: simdnorm then runs on WebAssembly.
  *   node native/build.mjs --gyp     node-gyp rebuild (offline) -> build/Release/simdnorm.node;
  *                                   output shown, exits non-zero on failure (npm run build:native).
  *   node native/build.mjs --cmake   cmake-js rebuild --out build-cmake
@@ -35,8 +39,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const gypAddon = join(root, 'build', 'Release', 'simdnorm.node');
-// Why the install did not build the addon, for `simdnorm info` (lib/cli.ts reads it).
-const reasonFile = join(root, 'build', 'native-install-reason.txt');
+// Why the last `simdnorm build` failed, for `simdnorm info` (lib/cli.ts reads it).
+const failureFile = join(root, 'build', 'native-build-failure.txt');
 const jobs = String(availableParallelism());
 
 /** A failure whose message is the one-line reason shown to the user. */
@@ -109,7 +113,7 @@ function run(name, command, args, { quiet }) {
     try {
       mkdirSync(dirname(logFile), { recursive: true });
       writeFileSync(logFile, output);
-      log = `; log: ${relative(root, logFile)}`;
+      log = `; the whole output: ${logFile}`;
     } catch {
       // no log then; the reason below still says what went wrong
     }
@@ -166,60 +170,63 @@ function checkBuilt(file, env = process.env) {
 }
 
 /**
- * The prebuild node-gyp-build would load in this process, ignoring build/ ({ path }), or why none
- * fits ({ reason }). The same lookup as lib/backends/native.ts's findPrebuild.
+ * The tools a node-gyp build needs that are not on PATH, in words ([] when all are there): a C++
+ * compiler ($CXX, else g++ as gyp's Makefiles use), make, and Python 3 ($PYTHON, else python3).
+ * Not checked on Windows, where node-gyp finds Visual Studio and Python its own way.
  */
-function findPrebuild() {
-  const require = createRequire(join(root, 'package.json'));
-  let id;
-  try {
-    id = require.resolve('node-gyp-build/node-gyp-build.js');
-  } catch {
-    return { reason: 'node-gyp-build is not installed' };
-  }
-  const saved = process.env.PREBUILDS_ONLY;
-  process.env.PREBUILDS_ONLY = '1';
-  try {
-    delete require.cache[id];
-    return { path: require(id).path(root) };
-  } catch (e) {
-    return { reason: String(e?.message ?? e).split('\n')[0].replace(/^No native build was found for /, 'no prebuild for ') };
-  } finally {
-    if (saved === undefined) delete process.env.PREBUILDS_ONLY;
-    else process.env.PREBUILDS_ONLY = saved;
-    delete require.cache[id];
-  }
+function missingTools() {
+  if (process.platform === 'win32') return [];
+  const onPath = (name) =>
+    name.includes('/') ? existsSync(name) : (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, name)));
+  const missing = [];
+  const cxx = process.env.CXX?.trim().split(/\s+/)[0] || 'g++';
+  if (!onPath(cxx)) missing.push(`a C++17 compiler (${cxx})`);
+  if (!onPath('make')) missing.push('make');
+  const python = process.env.PYTHON?.trim() || 'python3';
+  if (!onPath(python)) missing.push(`Python 3 (${python})`);
+  return missing;
 }
 
-function install({ fromSource }) {
-  if (process.env.SIMDNORM_SKIP_NATIVE) throw new BuildError('SIMDNORM_SKIP_NATIVE is set');
-  if (!fromSource) {
-    const prebuild = findPrebuild();
-    if (prebuild.path) {
-      const { info, error } = probe(prebuild.path);
-      if (!error) {
-        console.log(`simdnorm: using the prebuilt native addon ${relative(root, prebuild.path)} (${info.simd}); nothing to compile`);
-        return;
-      }
-      console.log(`simdnorm: the prebuilt addon ${relative(root, prebuild.path)} does not load here (${error})`);
-    } else {
-      console.log(`simdnorm: ${prebuild.reason} in this package`);
-    }
-  }
-  if (!fromSource && !probe(gypAddon).error) {
-    console.log(`simdnorm: native addon present: ${relative(root, gypAddon)}`);
+function toolsError(missing) {
+  return new BuildError(
+    `not found on PATH: ${missing.join(', ')}; a build from source needs a C++17 compiler, make and ` +
+      'Python 3 (Debian/Ubuntu: apt-get install g++ make python3)',
+  );
+}
+
+/** `npx simdnorm build`: a build from source in the installed package (or a checkout). */
+function buildForUser() {
+  const missing = missingTools();
+  if (missing.length > 0) throw toolsError(missing);
+  console.log('simdnorm: building the native addon from source with node-gyp (about a minute)...');
+  const built = buildWithNodeGyp({ quiet: true });
+  pruneBuild();
+  rmSync(failureFile, { force: true });
+  rmSync(join(root, 'build', 'native-build.log'), { force: true });
+  console.log(`simdnorm: native addon built: ${built}; simdnorm uses it from now on`);
+}
+
+/** `npm run build` in a checkout: the addon up to date, incrementally when build/ is configured. */
+function buildForDev() {
+  const missing = missingTools();
+  if (missing.length > 0) {
+    console.log(`simdnorm: native addon not built (${toolsError(missing).message}); simdnorm runs on WebAssembly`);
     return;
   }
-  console.log('simdnorm: building the native addon with node-gyp...');
-  console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: true })}`);
-  pruneInstallBuild();
+  const configured = existsSync(join(root, 'build', 'Makefile')) && existsSync(join(root, 'build', 'config.gypi'));
+  if (configured && !probe(gypAddon).error) {
+    run('node-gyp', nodeGypCommand(), ['build', '-j', jobs], { quiet: false });
+    console.log(`simdnorm: native addon up to date: ${checkBuilt(gypAddon)}`);
+    return;
+  }
+  console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false })}`);
 }
 
 /**
- * After an install build, build/ keeps only what runs: Release/simdnorm.node (1.2 MB) and the log,
- * not node-gyp's objects, static libraries and makefiles (about 3 MB more in every installed copy).
+ * After a user's build, build/ keeps only what runs: Release/simdnorm.node (1.2 MB) and the log,
+ * not node-gyp's objects, static libraries and makefiles (about 3 MB more in the installed package).
  */
-function pruneInstallBuild() {
+function pruneBuild() {
   const build = join(root, 'build');
   for (const entry of readdirSync(build)) {
     if (entry !== 'Release' && entry !== 'native-build.log') rmSync(join(build, entry), { recursive: true, force: true });
@@ -230,38 +237,30 @@ function pruneInstallBuild() {
   }
 }
 
-function rememberReason(reason) {
+function rememberFailure(reason) {
   try {
-    mkdirSync(dirname(reasonFile), { recursive: true });
-    writeFileSync(reasonFile, `${reason}\n`);
+    mkdirSync(dirname(failureFile), { recursive: true });
+    writeFileSync(failureFile, `${reason}\n`);
   } catch {
-    // the reason was printed; info then lists the likely causes
+    // the reason was printed; info then says what it can without it
   }
 }
 
 const [mode, ...extra] = process.argv.slice(2);
 try {
-  if (mode === '--gyp') console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false, extra })}`);
+  if (mode === undefined) buildForUser();
+  else if (mode === '--dev') buildForDev();
+  else if (mode === '--gyp') console.log(`simdnorm: native addon built: ${buildWithNodeGyp({ quiet: false, extra })}`);
   else if (mode === '--cmake') console.log(`simdnorm: native addon built: ${buildWithCmakeJs({ extra })}`);
-  else if (mode === undefined || mode === '--build-from-source') {
-    rmSync(reasonFile, { force: true });
-    const fromSource = mode === '--build-from-source' || /^(true|1)$/i.test(process.env.npm_config_build_from_source ?? '');
-    install({ fromSource });
-  }
-  else throw new BuildError(`unknown option ${mode}; use --gyp, --cmake, --build-from-source or nothing`);
+  else throw new BuildError(`unknown option ${mode}; use --dev, --gyp, --cmake or nothing`);
 } catch (e) {
   const reason = e instanceof BuildError ? e.message : `unexpected error: ${String(e?.message ?? e).split('\n')[0]}`;
-  if (mode === undefined || mode === '--build-from-source') {
-    rememberReason(reason);
-    // A failed build from source (--build-from-source) leaves a fitting prebuild in use.
-    const prebuild = findPrebuild().path;
-    const fallback = prebuild && !probe(prebuild).error
-      ? `the prebuilt addon ${relative(root, prebuild)} stays in use`
-      : 'the WASM backend will be used';
-    console.log(`simdnorm: native addon not built (${reason}); ${fallback}`);
-    process.exitCode = 0;
+  if (mode === undefined) {
+    rememberFailure(reason);
+    console.error(`simdnorm: native addon not built: ${reason}`);
+    console.error('simdnorm: simdnorm keeps working on WebAssembly (the same results, slower); `npx simdnorm info` shows what is in use');
   } else {
     console.error(`simdnorm: ${reason}`);
-    process.exitCode = 1;
   }
+  process.exitCode = 1;
 }

@@ -5,11 +5,11 @@
  *   prebuilds/linux-x64/node.abi<N>.glibc.node     for each Node major in TARGETS
  *   prebuilds/linux-arm64/node.abi<N>.glibc.node   (cross-compiled with g++-aarch64-linux-gnu)
  *
- * prebuildify's layout and tags, which node-gyp-build reads at run time (lib/backends/native.ts)
- * and at install time (native/build.mjs skips compiling when one fits and loads). One file per Node
+ * prebuildify's layout and tags, which node-gyp-build reads at run time (lib/backends/native.ts;
+ * the package has no install script, so nothing is compiled where one fits). One file per Node
  * ABI, not one N-API build: the binding's pin.cpp uses V8's C++ API (native/node/pin.h).
  *
- * Each addon is binding.gyp's build (node-gyp, the flags of `npm install`; x64: the SSE2 baseline
+ * Each addon is binding.gyp's build (node-gyp, the flags of `npx simdnorm build`; x64: the SSE2 baseline
  * plus the AVX2+FMA objects picked at run time; arm64: armv8-a, NEON), compiled against the
  * headers of an exact Node release — the npm registry's node-linux-<arch> packages (the official
  * Node builds, headers included), fetched with `npm pack` into the cache — and stripped of its

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verify } from '../../lib/index.js';
+import { ABI_VERSION } from '../../lib/core/abi.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -20,7 +21,7 @@ describe('simdnorm CLI: help and version', () => {
     const r = run(args);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
-    for (const c of ['info', 'verify', 'bench', 'help', '--version', 'SIMDNORM_BACKEND']) expect(r.stdout).toContain(c);
+    for (const c of ['info', 'verify', 'bench', 'build', 'help', '--version', 'SIMDNORM_BACKEND']) expect(r.stdout).toContain(c);
   });
 
   it.each([['--version'], ['-v'], ['version']])('%s prints the version on stdout, exit 0', (flag) => {
@@ -45,6 +46,17 @@ describe('simdnorm CLI: help and version', () => {
   });
 });
 
+it('build --help says what it needs and where the addon goes, and builds nothing', () => {
+  for (const args of [['build', '--help'], ['help', 'build']]) {
+    const r = run(args);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('usage: simdnorm build');
+    expect(r.stdout).toMatch(/C\+\+17 compiler, make and Python 3/);
+    expect(r.stdout).toContain('build/Release/simdnorm.node');
+    expect(r.stdout).not.toMatch(/simdnorm: (building|native addon)/);
+  }
+});
+
 describe('simdnorm CLI: usage errors name the nearest valid name, exit 2', () => {
   it.each([
     [['verfy'], /unknown command 'verfy'; did you mean verify\?/],
@@ -62,6 +74,7 @@ describe('simdnorm CLI: usage errors name the nearest valid name, exit 2', () =>
     [['bench', '--dtype', 'float16'], /--dtype must be float32 or float64/],
     [['bench', '--rounds', '0'], /--rounds must be an integer >= 1/],
     [['help', 'nope'], /unknown command 'nope'/],
+    [['build', '--verbose'], /simdnorm build: unknown option --verbose/],
   ])('%j', (args, message) => {
     const r = run(args);
     expect(r.status, r.stdout).toBe(2);
@@ -115,33 +128,65 @@ describe('simdnorm info where native is missing, as a consumer sees it', () => {
   it('says why in words a user can act on from their project', () => {
     const r = run(['info'], { SIMDNORM_NATIVE_PATH: undefined }, installed);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/native\s+unavailable: the addon was not built when simdnorm was installed/);
-    expect(r.stdout).toContain('npm rebuild simdnorm --build-from-source');
-    expect(r.stdout).toMatch(/no prebuild for platform=\S+ arch=\S+ runtime=node abi=\d+ .*: the package's prebuilds are for no platform/);
-    expect(r.stdout).not.toContain('build:native');
-    expect(r.stdout).not.toContain('build-cmake');
+    expect(r.stdout).toMatch(
+      /native\s+unavailable: no prebuilt addon for this platform and Node \(\S+-\S+, Node v[\d.]+, Node ABI \d+\): the package's prebuilds are for no platform/,
+    );
+    expect(r.stdout).toContain('and no addon was built from source here (`npx simdnorm build`)');
+    expect(r.stdout).toContain('to build it from source: `npx simdnorm build` in your project, which needs a C++17 compiler, make and Python 3');
+    for (const wrong of ['build:native', 'build-cmake', 'npm rebuild', 'install script']) expect(r.stdout).not.toContain(wrong);
     expect(r.stdout).toMatch(/\* wasm/);
+  });
+
+  it('names the build tools missing from PATH', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'simdnorm-nopath-'));
+    try {
+      const r = run(['info'], { PATH: empty, CXX: undefined, PYTHON: undefined }, installed);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/which needs a C\+\+17 compiler, make and Python 3 \(Debian\/Ubuntu: apt-get install g\+\+ make python3\); missing here: g\+\+, make, python3/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   it('verify says the same, in one line', () => {
     const r = run(['verify', '--cases', '2'], {}, installed);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/native\s+not checked: the addon was not built when simdnorm was installed.*\(simdnorm info says what to do\)/);
+    expect(r.stdout).toMatch(/native\s+not checked: no prebuilt addon for this platform and Node .*\(simdnorm info says what to do\)/);
     expect(r.stdout).not.toContain('build:native');
   }, 60_000);
 
-  it('quotes the reason the install script recorded (native/build.mjs run as npm runs it)', () => {
-    const install = spawnSync(process.execPath, [join(pkg, 'native', 'build.mjs')], {
-      encoding: 'utf8',
-      env: { ...process.env, SIMDNORM_SKIP_NATIVE: '1' },
-    });
+  it('remembers why the last `simdnorm build` failed (here: no compiler on PATH), until one succeeds', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'simdnorm-nopath-'));
     try {
-      expect(install.status, install.stderr).toBe(0);
-      expect(install.stdout).toContain('native addon not built (SIMDNORM_SKIP_NATIVE is set)');
+      const build = run(['build'], { PATH: empty, CXX: undefined, PYTHON: undefined }, installed);
+      expect(build.status).toBe(1);
+      expect(build.stderr).toContain(
+        'simdnorm: native addon not built: not found on PATH: a C++17 compiler (g++), make, Python 3 (python3); ' +
+          'a build from source needs a C++17 compiler, make and Python 3 (Debian/Ubuntu: apt-get install g++ make python3)',
+      );
+      expect(build.stderr).toContain('simdnorm keeps working on WebAssembly');
       const r = run(['info'], {}, installed);
-      expect(r.stdout).toContain('the addon was not built when simdnorm was installed: SIMDNORM_SKIP_NATIVE is set');
+      expect(r.stdout).toContain('the last `simdnorm build` failed: not found on PATH: a C++17 compiler (g++), make, Python 3 (python3)');
+      expect(r.stdout).not.toContain('no addon was built from source here');
     } finally {
+      rmSync(empty, { recursive: true, force: true });
       rmSync(join(pkg, 'build'), { recursive: true, force: true });
+    }
+  });
+
+  it('a stale addon (another C ABI version) is refused with the reason, and wasm is used', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'simdnorm-stale-'));
+    const stale = join(dir, 'stale.cjs');
+    writeFileSync(stale, 'exports.run = () => 0; exports.info = () => ({}); exports.abiVersion = 3;\n');
+    try {
+      const r = run(['info'], { SIMDNORM_NATIVE_PATH: stale }, installed);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toContain(
+        `SIMDNORM_NATIVE_PATH: ${stale}: it is stale: built from simdnorm sources with C ABI version 3, and this simdnorm needs C ABI version ${ABI_VERSION}`,
+      );
+      expect(r.stdout).toMatch(/\* wasm/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

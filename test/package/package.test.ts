@@ -55,8 +55,15 @@ describe('package', () => {
 
   it('the packed tarball holds what runs and builds, and nothing else', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-    // A git install or `npm pack` of a fresh clone builds dist first.
-    expect(pkg.scripts.prepare).toBe('npm run build');
+    // A git install (prepare) and `npm pack` of a fresh clone (prepack) build dist first; the packed
+    // package.json loses both (clean-package), and there is no install script at all, nor the one
+    // npm would add for binding.gyp: npm lists no script to allow (test/package/prebuilds.mjs).
+    expect(pkg.scripts.prepare).toBe('npm run build:ts');
+    expect(pkg.scripts.prepack).toBe('npm run build:ts && clean-package');
+    expect(pkg.scripts.postpack).toBe('clean-package restore');
+    expect(pkg['clean-package'].remove).toEqual(expect.arrayContaining(['scripts.prepare', 'scripts.prepack']));
+    for (const s of ['preinstall', 'install', 'postinstall']) expect(pkg.scripts[s], s).toBeUndefined();
+    expect(pkg.gypfile).toBe(false);
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
@@ -64,7 +71,7 @@ describe('package', () => {
       'wasm/bin/simdnorm-scalar.wasm', 'binding.gyp', 'native/build.mjs', 'package.json', 'README.md', 'LICENSE']) {
       expect(files, f).toContain(f);
     }
-    // Every source the install-time build compiles (binding.gyp), and every header.
+    // Every source a build from source (`npx simdnorm build`) compiles (binding.gyp), and every header.
     const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
     for (const source of gyp.matchAll(/'(native\/[^']+\.cpp)'/g)) expect(files, source[1]).toContain(source[1]);
     for (const h of ['native/kernels/simd.h', 'native/kernels/batchnorm.h', 'native/node/pin.h']) expect(files).toContain(h);

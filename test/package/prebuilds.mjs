@@ -1,21 +1,28 @@
 #!/usr/bin/env node
 /**
- * CI's check of the prebuilt addons (after `npm run prebuilds` and `npm run build`), as a user
- * gets them: the package packed (npm pack), installed from the tarball into a new project with
- * every compiler and make on PATH replaced by one that fails, then, for each prebuild, the Node
- * release it was built for (the node binary of the registry's node-linux-<arch> package, cached
- * by native/prebuild.mjs; arm64 under qemu-aarch64 with the cross toolchain's libraries) runs
- * `simdnorm info --json` (native must come from that prebuild) and `simdnorm verify --backend
- * native --cases N`.
+ * CI's check of the package as users get it (after `npm run prebuilds`):
+ *   1. the tarball as `npm publish` makes it (npm pack: prepack builds dist/ and strips the
+ *      scripts a user's npm would list; postpack restores package.json): every prebuild in it, and
+ *      its package.json has no install/prepare script and "gypfile": false;
+ *   2. installed into a new project on a PATH that holds only node, npm, npx, sh and env (no g++,
+ *      cc, make or python3 can be found): npm prints no install-scripts warning, nothing is
+ *      compiled, `npx simdnorm info` shows native from this Node's prebuild, and `npx simdnorm
+ *      build` fails in one line naming the missing tools;
+ *   3. for each prebuild, the Node release it was built for (the node binary of the registry's
+ *      node-linux-<arch> package, cached by native/prebuild.mjs; arm64 under qemu-aarch64 with the
+ *      cross toolchain's libraries) runs `simdnorm info --json` (native must come from that
+ *      prebuild) and `simdnorm verify --backend native --cases N`;
+ *   4. `npm install git+file://<fresh clone of HEAD>`: `prepare` builds dist/, and
+ *      `import('simdnorm')` runs (skip with --no-git).
  *
- *   node test/package/prebuilds.mjs [--cases N] [--arch x64,arm64] [--node 20,22,24] [--keep]
+ *   node test/package/prebuilds.mjs [--cases N] [--arch x64,arm64] [--node 20,22,24] [--no-git] [--keep]
  *
  * (--arch/--node: check only those, as native/prebuild.mjs made only those.)
  *
- * Prints the tarball's size and each run's time; exits 1 on the first failure.
+ * Prints the tarball's size, npm's output and each run's time; exits 1 on the first failure.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,44 +62,99 @@ for (const arch of arches) {
 }
 for (const e of expected) if (!existsSync(join(root, 'prebuilds', e.file))) fail(`prebuilds/${e.file} is missing (npm run prebuilds)`);
 
+/** npm's output has no install-scripts warning ("… install scripts not yet covered by allowScripts"). */
+function scriptWarning(output) {
+  return output.split('\n').filter((l) => /install-scripts|allowScripts/.test(l)).join('\n');
+}
+
+/** The package.json inside a tarball. */
+function packedManifest(tarball) {
+  const r = run('tar', ['-xzOf', tarball, 'package/package.json']);
+  if (r.status !== 0) fail(`tar: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * A PATH for a machine without a compiler: one folder of symlinks to node, npm, npx and the few
+ * programs npm and the `simdnorm` bin use (the shell, env), and nothing else — no g++, cc, make or
+ * python3 can be found on it.
+ */
+function bareBin(dir) {
+  mkdirSync(dir);
+  const isFile = (f) => existsSync(f) && statSync(f).isFile();
+  const onPath = (name) => (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, name)).find(isFile);
+  for (const tool of ['node', 'npm', 'npx', 'sh', 'env']) {
+    const target = tool === 'node' ? process.execPath : onPath(tool);
+    if (!target) fail(`${tool} is not on PATH`);
+    symlinkSync(target, join(dir, tool));
+  }
+  return dir;
+}
+
 const work = mkdtempSync(join(tmpdir(), 'simdnorm-prebuilds-'));
 try {
-  // 1. The tarball (dist built by CI's `npm run build`; --ignore-scripts: nothing rebuilt here).
-  const pack = run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root });
-  if (pack.status !== 0) fail(`npm pack: ${pack.stderr}`);
-  const [packed] = JSON.parse(pack.stdout);
+  // 1. The tarball as `npm publish` makes it: prepack builds dist and cleans package.json of the
+  //    scripts a user's npm would list (clean-package), postpack restores it.
+  const manifestBefore = readFileSync(join(root, 'package.json'), 'utf8');
+  const pack = run('npm', ['pack', '--json', '--foreground-scripts=false', '--pack-destination', work], { cwd: root });
+  if (pack.status !== 0) fail(`npm pack: ${pack.stdout}\n${pack.stderr}`);
+  if (readFileSync(join(root, 'package.json'), 'utf8') !== manifestBefore) fail('npm pack left package.json changed (postpack: clean-package restore)');
+  const [packed] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('[')));
   const shipped = packed.files.map((f) => f.path).filter((p) => p.startsWith('prebuilds/')).sort();
   const wanted = expected.map((e) => `prebuilds/${e.file}`).sort();
   const exact = majors.length === 0 && arches.length === Object.keys(TARGETS).length;
   if (exact ? JSON.stringify(shipped) !== JSON.stringify(wanted) : !wanted.every((w) => shipped.includes(w))) fail(`the tarball's prebuilds are ${shipped.join(', ')}; expected ${wanted.join(', ')}`);
   const tarball = join(work, packed.filename);
+  const manifest = packedManifest(tarball);
+  const lifecycle = Object.keys(manifest.scripts ?? {}).filter((k) => /^(pre|post)?install$|^prepare$/.test(k));
+  if (lifecycle.length > 0 || manifest.gypfile !== false) {
+    fail(`the packed package.json has ${lifecycle.join(', ') || 'no install scripts'} and gypfile ${manifest.gypfile}: npm would list it as an install script`);
+  }
   console.log(
     `prebuilds check: tarball ${packed.filename}: ${statSync(tarball).size} bytes packed, ` +
-      `${packed.unpackedSize} unpacked, ${packed.entryCount} files (${shipped.length} prebuilds)`,
+      `${packed.unpackedSize} unpacked, ${packed.entryCount} files (${shipped.length} prebuilds); ` +
+      'its package.json has no install or prepare script and "gypfile": false',
   );
 
-  // 2. Installed into a new project where no compiler works: the install must compile nothing.
+  // 2. Installed into a new project on a PATH with no compiler, make or Python at all: npm prints
+  //    no install-scripts warning, compiles nothing, and simdnorm info shows native from the prebuild.
   const project = join(work, 'project');
-  const noTools = join(work, 'no-tools');
   mkdirSync(project);
-  mkdirSync(noTools);
-  for (const tool of ['cc', 'gcc', 'c++', 'g++', 'clang', 'clang++', 'make', 'python3']) {
-    writeFileSync(join(noTools, tool), `#!/bin/sh\necho "${tool}: not available in this check" >&2\nexit 127\n`);
-    chmodSync(join(noTools, tool), 0o755);
-  }
   writeFileSync(join(project, 'package.json'), '{ "name": "project", "version": "1.0.0", "private": true }\n');
-  const env = { ...process.env, PATH: `${noTools}${delimiter}${process.env.PATH}` };
+  const bin = bareBin(join(work, 'bin'));
+  const env = { ...process.env, PATH: bin };
   delete env.SIMDNORM_NATIVE_PATH;
   delete env.SIMDNORM_BACKEND;
-  const install = run('npm', ['install', '--foreground-scripts', '--no-audit', '--no-fund', tarball], { cwd: project, env });
-  const installOut = `${install.stdout}\n${install.stderr}`;
-  if (install.status !== 0) fail(`npm install of the tarball: ${installOut}`);
-  if (!/simdnorm: using the prebuilt native addon prebuilds\/linux-x64\/node\.abi\d+\.glibc\.node/.test(installOut)) {
-    fail(`the install did not use the prebuild:\n${installOut}`);
+  for (const tool of ['g++', 'c++', 'cc', 'gcc', 'clang', 'make', 'python3', 'python']) {
+    const found = run(join(bin, 'sh'), ['-c', `command -v ${tool}`], { env });
+    if (found.status === 0) fail(`${tool} is on the bare PATH: ${found.stdout.trim()}`);
   }
+  const install = run(join(bin, 'npm'), ['install', '--no-audit', '--no-fund', tarball], { cwd: project, env });
+  const installOut = `${install.stdout}\n${install.stderr}`.trim();
+  if (install.status !== 0) fail(`npm install of the tarball: ${installOut}`);
+  const warning = scriptWarning(installOut);
+  if (warning) fail(`npm warned about install scripts:\n${installOut}`);
   const pkg = join(project, 'node_modules', 'simdnorm');
   if (existsSync(join(pkg, 'build'))) fail(`the install left ${readdirSync(join(pkg, 'build')).join(', ')} in build/`);
-  console.log(`prebuilds check: npm install of the tarball, no compiler on PATH: used the prebuild, compiled nothing (${install.seconds.toFixed(0)} s)`);
+  console.log(`prebuilds check: npm install <tarball> on a PATH of only ${readdirSync(bin).join(', ')} (${install.seconds.toFixed(0)} s), npm said:`);
+  for (const line of installOut.split('\n')) console.log(`  | ${line}`);
+  const same = process.arch in TARGETS && expected.some((e) => e.arch === process.arch && Number(e.version.split('.')[0]) === Number(process.versions.node.split('.')[0]));
+  if (same) {
+    const info = run(join(bin, 'npx'), ['--no-install', 'simdnorm', 'info'], { cwd: project, env });
+    if (info.status !== 0) fail(`npx simdnorm info: ${info.stdout}${info.stderr}`);
+    const prebuild = `prebuilt addon prebuilds/${prebuildName(process.arch, Number(process.versions.modules))}`;
+    if (!/^\* native /m.test(info.stdout) || !info.stdout.includes(prebuild)) fail(`npx simdnorm info does not show native from the prebuild:\n${info.stdout}`);
+    console.log('prebuilds check: npx simdnorm info:');
+    for (const line of info.stdout.trim().split('\n')) console.log(`  | ${line}`);
+    // A build from source without the tools fails in one line that names them, and info keeps the prebuild.
+    const build = run(join(bin, 'npx'), ['--no-install', 'simdnorm', 'build'], { cwd: project, env });
+    const buildOut = `${build.stdout}${build.stderr}`;
+    if (build.status !== 1 || !/native addon not built: not found on PATH: a C\+\+17 compiler \(g\+\+\), make, Python 3 \(python3\)/.test(buildOut)) {
+      fail(`npx simdnorm build without a compiler: exit ${build.status}:\n${buildOut}`);
+    }
+    console.log(`prebuilds check: npx simdnorm build without a compiler: exit 1, ${buildOut.split('\n')[0]}`);
+    rmSync(join(pkg, 'build'), { recursive: true, force: true });
+  }
 
   // 3. Each prebuild loaded by the Node it is for, and verified.
   const cli = join(pkg, 'dist', 'cli.js');
@@ -114,6 +176,34 @@ try {
     console.log(
       `prebuilds check: Node ${e.version} linux-${e.arch}${pre.length ? ' (qemu-aarch64)' : ''}: prebuilds/${e.file} loaded ` +
         `(simd ${native.details.simd}), verify ${cases} cases ok (${(info.seconds + verify.seconds).toFixed(0)} s)`,
+    );
+  }
+
+  // 4. Installed from git (a fresh clone of this commit): npm runs `prepare` (dist built from
+  //    lib/), the package imports and runs (no prebuilds in git: WebAssembly until `npx simdnorm
+  //    build`). npm lists that `prepare` as a script to allow: a git install cannot do without it.
+  if (!args.includes('--no-git')) {
+    const clone = join(work, 'clone');
+    const cloned = run('git', ['clone', '--quiet', '--no-local', root, clone]);
+    if (cloned.status !== 0) fail(`git clone: ${cloned.stderr}`);
+    const gitProject = join(work, 'git-project');
+    mkdirSync(gitProject);
+    writeFileSync(join(gitProject, 'package.json'), '{ "name": "git-project", "version": "1.0.0", "private": true }\n');
+    const gitInstall = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', `git+file://${clone}`], { cwd: gitProject });
+    const gitOut = `${gitInstall.stdout}\n${gitInstall.stderr}`.trim();
+    if (gitInstall.status !== 0) fail(`npm install git+file://: ${gitOut}`);
+    const script =
+      "const s = await import('simdnorm'); await s.ready(); " +
+      "const { y } = s.batchNormInfer({ x: new Float32Array(8).fill(3), shape: [2, 4], runningMean: new Float32Array(4).fill(1), runningVar: new Float32Array(4).fill(4) }); " +
+      'console.log(s.currentBackend(), y[0].toFixed(4))';
+    const imported = run(process.execPath, ['--input-type=module', '-e', script], { cwd: gitProject });
+    if (imported.status !== 0 || !/^\w+ 1\.0000$/.test(imported.stdout.trim())) fail(`import('simdnorm') after a git install: ${imported.stdout}${imported.stderr}`);
+    const listed = scriptWarning(gitOut);
+    if (listed && !/prepare: npm run build:ts/.test(gitOut)) fail(`a git install warned about other scripts than prepare:\n${gitOut}`);
+    if (/node-gyp rebuild|\binstall: /.test(gitOut)) fail(`a git install lists an install script:\n${gitOut}`);
+    console.log(
+      `prebuilds check: npm install git+file://<fresh clone> (${gitInstall.seconds.toFixed(0)} s): import('simdnorm') runs ` +
+        `(${imported.stdout.trim()}); npm ${listed ? 'lists its prepare script (npm run build:ts) for allowScripts' : 'printed no install-scripts warning'}`,
     );
   }
   console.log('prebuilds check: ok');
