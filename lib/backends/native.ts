@@ -44,7 +44,7 @@ type Tensor = FloatArray | null | undefined;
  * ArrayBuffer with a TypeError.
  */
 export interface NativeBinding {
-  /** The C ABI version the addon was compiled with (abi_table.h's SN_ABI_VERSION); absent before 4. */
+  /** The C ABI version the addon was compiled with (abi_table.h's SN_ABI_VERSION); absent in older addons. */
   readonly abiVersion?: number;
   run(
     scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
@@ -157,7 +157,7 @@ export function refuseBinding(binding: Partial<NativeBinding> | undefined): stri
   }
   const version = binding.abiVersion;
   if (version !== ABI_VERSION) {
-    const has = typeof version === 'number' ? `C ABI version ${version}` : 'no C ABI version (older than version 4)';
+    const has = typeof version === 'number' ? `C ABI version ${version}` : 'no C ABI version (from before addons exported theirs)';
     return `it is stale: built from simdnorm sources with ${has}, and this simdnorm needs C ABI version ${ABI_VERSION}`;
   }
   return undefined;

@@ -203,8 +203,9 @@ try {
     if (/node-gyp rebuild|\binstall: /.test(gitOut)) fail(`a git install lists an install script:\n${gitOut}`);
     console.log(
       `prebuilds check: npm install git+file://<fresh clone> (${gitInstall.seconds.toFixed(0)} s): import('simdnorm') runs ` +
-        `(${imported.stdout.trim()}); npm ${listed ? 'lists its prepare script (npm run build:ts) for allowScripts' : 'printed no install-scripts warning'}`,
+        `(${imported.stdout.trim()}); npm ${listed ? 'lists its prepare script (npm run build:ts) for allowScripts' : 'printed no install-scripts warning'}; npm said:`,
     );
+    for (const line of gitOut.split('\n')) console.log(`  | ${line}`);
   }
   console.log('prebuilds check: ok');
 } finally {
