@@ -201,8 +201,6 @@ function buildForUser() {
   console.log('simdnorm: building the native addon from source with node-gyp (about a minute)...');
   const built = buildWithNodeGyp({ quiet: true });
   pruneBuild();
-  rmSync(failureFile, { force: true });
-  rmSync(join(root, 'build', 'native-build.log'), { force: true });
   console.log(`simdnorm: native addon built: ${built}; simdnorm uses it from now on`);
 }
 
@@ -223,13 +221,14 @@ function buildForDev() {
 }
 
 /**
- * After a user's build, build/ keeps only what runs: Release/simdnorm.node (1.2 MB) and the log,
- * not node-gyp's objects, static libraries and makefiles (about 3 MB more in the installed package).
+ * After a user's build, build/ keeps only what runs: Release/simdnorm.node (1.2 MB), not node-gyp's
+ * objects, static libraries and makefiles (about 3 MB more in the installed package), nor an
+ * earlier failure's log.
  */
 function pruneBuild() {
   const build = join(root, 'build');
   for (const entry of readdirSync(build)) {
-    if (entry !== 'Release' && entry !== 'native-build.log') rmSync(join(build, entry), { recursive: true, force: true });
+    if (entry !== 'Release') rmSync(join(build, entry), { recursive: true, force: true });
   }
   const release = join(build, 'Release');
   for (const entry of readdirSync(release)) {

@@ -49,7 +49,7 @@ export function describeNative(name: string, body: () => void): void {
         throw new Error(`the native addon is missing in CI: ${attempt.reason}`);
       });
     } else {
-      console.warn(`\n*** SKIPPING ${name}: the native addon is not built (npm run build:native).\n${attempt.reason}\n`);
+      console.warn(`\n*** SKIPPING ${name}: the native addon is not built (npm run build).\n${attempt.reason}\n`);
       it.skip(`native addon not built: ${attempt.reason}`, () => {});
     }
   });
