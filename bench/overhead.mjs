@@ -82,14 +82,15 @@ const median = (v) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Medians (µs) of each subject over interleaved rounds of ~5 ms batches. */
+/** Medians (µs) of each subject over interleaved rounds of ~5–10 ms batches. */
 function measure(subjects) {
   const reps = subjects.map((s) => {
     s.enter?.();
-    // warm up (the JIT tiers up over the first thousands of calls), then calibrate
-    for (let spent = 0, r = 64; spent < 30000; r *= 2) spent += cpuTime(s.call, r) * r;
+    // Warm up, then calibrate: the JIT (and wasm's tier-up) needs tens of thousands of calls
+    // before a small call reaches its steady time.
+    for (let spent = 0, r = 64; spent < 300000; r = Math.min(r * 2, 1 << 16)) spent += cpuTime(s.call, r) * r;
     let r = 1;
-    while (cpuTime(s.call, r) * r < 3000 && r < 1 << 22) r *= 2;
+    while (cpuTime(s.call, r) * r < 5000 && r < 1 << 22) r *= 2;
     return r;
   });
   const samples = subjects.map(() => []);
