@@ -105,8 +105,8 @@ function casesPanel(results, contenders, top, width) {
   return { svg: parts.join(''), height };
 }
 
-/** Lines over the size sweep, one sub-panel per op. Returns { svg, height }. */
-function sweepPanel(sweep, contenders, top, width) {
+/** Lines over the size sweep (or the small tensors, `title`), one sub-panel per op. Returns { svg, height }. */
+function sweepPanel(sweep, contenders, top, width, title = 'Size sweep') {
   const ops = ['train', 'infer', 'backward'].filter((o) => sweep.tasks.some((t) => t.op === o));
   const height = 320;
   const plotTop = top + 40;
@@ -114,7 +114,7 @@ function sweepPanel(sweep, contenders, top, width) {
   const all = sweep.tasks.flatMap((t) => [...t.results.filter((r) => r.status === 'ok').map((r) => r.stats.median), t.bound?.ms ?? NaN]);
   const scale = logScale(all, bottom, plotTop);
   const panelWidth = (width - 20) / ops.length;
-  const parts = [text(70, top + 14, `Size sweep ${sweep.shapeNote}: time per call against elements (log–log; ${sweep.mode})`, 'font-weight="bold"')];
+  const parts = [text(70, top + 14, `${title} ${sweep.shapeNote}: time per call against elements (log–log; ${sweep.mode})`, 'font-weight="bold"')];
   ops.forEach((op, k) => {
     const tasks = sweep.tasks.filter((t) => t.op === op);
     const left = 70 + k * panelWidth;
@@ -138,7 +138,7 @@ function sweepPanel(sweep, contenders, top, width) {
 }
 
 export function svgChart(results) {
-  const seen = new Set([...results.tasks, ...(results.sweep?.tasks ?? [])].flatMap((t) => t.results.filter((r) => r.status === 'ok').map((r) => r.id)));
+  const seen = new Set([...results.tasks, ...(results.sweep?.tasks ?? []), ...(results.small?.tasks ?? [])].flatMap((t) => t.results.filter((r) => r.status === 'ok').map((r) => r.id)));
   const contenders = results.contenders.filter((c) => seen.has(c.id));
   const groups = new Set(results.tasks.map((t) => `${t.case.id} ${t.op}`)).size;
   const width = Math.max(1100, 80 + groups * (contenders.length * 8 + 14));
@@ -153,6 +153,11 @@ export function svgChart(results) {
     const sweep = sweepPanel(results.sweep, contenders, y, width);
     parts.push(sweep.svg);
     y += sweep.height;
+  }
+  if (results.small?.tasks?.length) {
+    const small = sweepPanel(results.small, contenders, y, width, 'Small tensors');
+    parts.push(small.svg);
+    y += small.height;
   }
   parts.push(text(10, y + 4, 'No bar or point: not applicable, wrong (failed the correctness gate) or not timed; the tables and notes say which and why.', 'fill="#555"'));
   y += 14;

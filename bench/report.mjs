@@ -223,8 +223,11 @@ export function summaryTable(tasks) {
   return columns([head, ...rows]);
 }
 
-/** The size sweep: rows are sizes, columns contenders (median per call), plus the bound. */
-export function sweepTables(sweep) {
+/**
+ * The size sweep (or the small tensors, `title`): rows are sizes, columns contenders (median per
+ * call), plus the bound.
+ */
+export function sweepTables(sweep, title = 'Size sweep') {
   if (!sweep?.tasks?.length) return '';
   const out = [];
   for (const op of OPS.filter((o) => sweep.tasks.some((t) => t.op === o))) {
@@ -235,7 +238,7 @@ export function sweepTables(sweep) {
     for (const t of tasks) {
       rows.push([formatCount(t.case.elements), ...ids.map((id) => cell(t.results.find((r) => r.id === id), false)), t.bound ? formatTime(t.bound.ms) : '']);
     }
-    out.push(`Size sweep, ${OP_LABEL[op]} (${sweep.shapeNote}): median time per call\n${columns(rows)}`);
+    out.push(`${title}, ${OP_LABEL[op]} (${sweep.shapeNote}): median time per call\n${columns(rows)}`);
   }
   return out.join('\n\n');
 }
@@ -257,7 +260,7 @@ const tolerances = (results) =>
  * repeats: one line per contender and status, listing where.
  */
 export function notes(results) {
-  const all = [...results.tasks, ...(results.sweep?.tasks ?? [])];
+  const all = [...results.tasks, ...(results.sweep?.tasks ?? []), ...(results.small?.tasks ?? [])];
   const groups = { unavailable: new Map(), failed: new Map(), rejected: new Map(), na: new Map(), chosen: new Map() };
   const add = (map, key, item) => {
     if (!map.has(key)) map.set(key, []);
@@ -338,6 +341,7 @@ export function fullReport(results) {
     header(results),
     caseTables(results),
     sweepTables(results.sweep),
+    sweepTables(results.small, 'Small tensors'),
     'Summary per case and op: each side\'s best over sync and async (÷ ratios above 1 favour simdnorm; simdnorm÷bound 1.00 = as fast as copying the bytes)',
     summaryTable(results.tasks),
     notes(results),
@@ -466,7 +470,7 @@ export function resultsDocument(results, { jsonPath, svgPath }) {
     'formulation each peer was timed with.',
     '',
     '```text',
-    [header(results), caseTables(results), sweepTables(results.sweep), notes(results)].filter(Boolean).join('\n\n'),
+    [header(results), caseTables(results), sweepTables(results.sweep), sweepTables(results.small, 'Small tensors'), notes(results)].filter(Boolean).join('\n\n'),
     '```',
     '',
   ].join('\n');

@@ -6,11 +6,18 @@
  */
 import { copySubjects, probeBandwidth } from './bandwidth.mjs';
 import { runTask, fastest } from './runner.mjs';
-import { CASES, FAMILY_CASES, OP_LABEL, SWEEP_SHAPE_NOTE, bytesPerElement, elementsOf, makeCaseData, opsOf, sweepCases } from './tasks.mjs';
+import { CASES, FAMILY_CASES, OP_LABEL, SMALL_SHAPE_NOTE, SWEEP_SHAPE_NOTE, bytesPerElement, elementsOf, makeCaseData, opsOf, smallCases, sweepCases } from './tasks.mjs';
 import { formatRatio, formatTime } from './report.mjs';
 
 /** Contenders of the size sweep (a subset, to keep the full run near ten minutes). */
 const SWEEP_CONTENDERS = ['native-', 'wasm', 'plain-js', 'tfjs-cpu', 'tfjs-wasm', 'onnxruntime-node'];
+
+/** Contenders of the small tensors: every simdnorm backend and the plain JS loop. */
+const SMALL_CONTENDERS = ['native-', 'wasm', 'js', 'plain-js'];
+/** The small tensors' batch sizes N of [N, 4, 5, 5]: 100 to 64,000 elements. */
+const SMALL_BATCHES = [1, 2, 4, 10, 20, 40, 100, 200, 400, 640];
+const SMALL = { batches: SMALL_BATCHES, ops: ['infer', 'train', 'backward'] };
+const SMALL_SETTINGS = { rounds: 7, minRounds: 3, sampleMs: 10, warmupMs: 30, budgetMs: 300, slowCallMs: 500, skipSlowerThanMs: 3000 };
 
 /**
  * The family's cases (LayerNorm, RMSNorm, GroupNorm, InstanceNorm; forward and backward) in run
@@ -37,11 +44,15 @@ export const PROFILES = {
     probeBytes: 256 * 2 ** 20,
     settings: { rounds: 9, minRounds: 3, sampleMs: 25, warmupMs: 50, budgetMs: 1000, slowCallMs: 1500, skipSlowerThanMs: 30000 },
     sweepSettings: { rounds: 5, minRounds: 3, sampleMs: 20, warmupMs: 30, budgetMs: 600, slowCallMs: 1500, skipSlowerThanMs: 10000 },
+    small: SMALL,
+    smallSettings: SMALL_SETTINGS,
   },
   quick: {
     cases: ['tiny', 'nchw', 'nhwc', ...FAMILY_QUICK],
     modes: ['either'], // each contender once per op: sync, or async where it has only async
     sweep: null,
+    small: { batches: [1, 10, 100, 640], ops: SMALL.ops },
+    smallSettings: { ...SMALL_SETTINGS, rounds: 4, sampleMs: 5, warmupMs: 15, budgetMs: 100 },
     probeBytes: 64 * 2 ** 20,
     settings: {
       rounds: 4, minRounds: 2, sampleMs: 8, warmupMs: 12, budgetMs: 150, slowCallMs: 500, skipSlowerThanMs: 3000,
@@ -56,6 +67,8 @@ export const PROFILES = {
     cases: ['tiny', 'nc', 'small', 'nchw', 'nhwc', 'ln-64x128', 'gn-2x64x32x32', 'ln-8192x768', 'rms-8192x768', 'in-16x3x224x224', 'gn-8x320x64x64'],
     modes: ['either'],
     sweep: null,
+    small: SMALL,
+    smallSettings: SMALL_SETTINGS,
     probeBytes: 64 * 2 ** 20,
     settings: { rounds: 5, minRounds: 2, sampleMs: 15, warmupMs: 20, budgetMs: 400, slowCallMs: 1000, skipSlowerThanMs: 10000 },
   },
@@ -105,8 +118,16 @@ export async function runSuite(profile, env) {
     }
   }
 
+  if (profile.small && !env.only) {
+    const subset = contenders.filter((k) => SMALL_CONTENDERS.some((prefix) => k.id.startsWith(prefix)));
+    for (const c of smallCases(profile.small.batches)) {
+      for (const op of profile.small.ops) plan.push({ c, op, mode: 'either', settings: profile.smallSettings, contenders: subset, small: true });
+    }
+  }
+
   const tasks = [];
   const sweep = [];
+  const small = [];
   let data = null;
   for (const [i, step] of plan.entries()) {
     const { c, op, mode } = step;
@@ -122,13 +143,14 @@ export async function runSuite(profile, env) {
       progress: (what) => log(`${title}: ${what}`, true),
     });
     log(`${title} — ${taskLine(result)} · ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    (step.sweep ? sweep : tasks).push(result);
+    (step.sweep ? sweep : step.small ? small : tasks).push(result);
   }
   return {
     bandwidth: { bytes: profile.probeBytes, probes: probes.map(({ id, label, gbps, stats }) => ({ id, label, gbps, stats })) },
     copyProbe: native ? `native copy on 1 and ${threads} threads` : 'a JS copy (TypedArray.set; the native addon is missing)',
     tasks,
     sweep: sweep.length ? { shapeNote: SWEEP_SHAPE_NOTE, mode: 'sync where the contender has it, else async', tasks: sweep } : null,
+    small: small.length ? { shapeNote: SMALL_SHAPE_NOTE, mode: 'sync where the contender has it, else async', tasks: small } : null,
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -128,6 +128,16 @@ export function sweepCases(exponents) {
   return exponents.map((e) => make(`sweep-2^${e}`, formatCount(2 ** e), [2 ** e / 64, 64]));
 }
 
+/**
+ * The small tensors: NCHW [N, 4, 5, 5] from 100 to 64,000 elements (N = 1 … 640), where a call's
+ * time is its per-call overhead (argument checks, the call into the backend) more than its
+ * kernel: every backend against the plain JS loop (issue 17's budgets).
+ */
+export const SMALL_SHAPE_NOTE = 'NCHW [N, 4, 5, 5] float32';
+export function smallCases(batches) {
+  return batches.map((n) => make(`small-${100 * n}`, String(100 * n), [n, 4, 5, 5]));
+}
+
 export function formatCount(n) {
   if (n >= 2 ** 20 && n % 2 ** 20 === 0) return `${n / 2 ** 20}M`;
   if (n >= 2 ** 10 && n % 2 ** 10 === 0) return `${n / 2 ** 10}K`;

@@ -3,14 +3,8 @@
  * beta and the running statistics, switches between training and evaluation, keeps what
  * backward needs, and reads and writes PyTorch's state-dict names.
  */
-import {
-  batchNormBackward,
-  batchNormInfer,
-  batchNormTrain,
-  type Activation,
-  type FloatArray,
-  type Layout,
-} from './api.js';
+import type { Activation, FloatArray, Layout } from './api.js';
+import { layerBackward, layerInfer, layerTrain } from './ops/batchnorm.js';
 import { copyState, loadEntries, reuse, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
 import {
   allocateFloat,
@@ -18,11 +12,13 @@ import {
   checkCount,
   checkFloatArray,
   checkObject,
+  DEFAULT_OPTIONS,
   describe,
   parseOptions,
   readShape,
   shapeOf,
   type DType,
+  type ParsedOptions,
 } from './validate.js';
 
 export interface BatchNormOptions {
@@ -136,6 +132,10 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   training = true;
 
   private saved: Saved | null = null;
+  // The options of each call, as parseOptions would return them for its function, made once
+  // from the layer's checked options (a step does not parse them again).
+  private readonly trainOptions: Readonly<ParsedOptions>;
+  private readonly inferOptions: Readonly<ParsedOptions>;
 
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     this.numFeatures = checkCount(numFeatures, 'numFeatures', 1);
@@ -184,6 +184,13 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     this.dbeta = affine ? make(0) : null;
     this.runningMean = trackRunningStats ? make(0) : null;
     this.runningVar = trackRunningStats ? make(1) : null;
+    this.inferOptions = Object.freeze({ ...DEFAULT_OPTIONS, eps: this.eps, epsGiven: true, layout: this.layout, activation: this.activation });
+    this.trainOptions = Object.freeze({
+      ...this.inferOptions,
+      momentum: this.momentum,
+      unbiasedRunningVar: this.unbiasedRunningVar,
+      skipNonFiniteUpdate: this.skipNonFiniteUpdate,
+    });
   }
 
   private allocate(length: number): FloatArray {
@@ -216,7 +223,6 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     if (C !== this.numFeatures) {
       throw new RangeError(`shape's channel dim must be numFeatures = ${this.numFeatures}, received ${C} in [${dims.join(', ')}]`);
     }
-    const options = { eps: this.eps, layout: this.layout, activation: this.activation };
     const useBatchStats = this.training || !this.trackRunningStats;
     let saved: Saved;
     if (useBatchStats) {
@@ -224,37 +230,27 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       const virtualBatchSize = this.training ? this.virtualBatchSize : null;
       const renorm = this.training && this.renorm !== null ? this.renormAt(this.numBatchesTracked) : null;
       const statistics = virtualBatchSize === null ? C : (dims[0] / virtualBatchSize) * C;
-      const r = batchNormTrain(
-        {
-          x,
-          shape: dims,
-          gamma: this.gamma,
-          beta: this.beta,
-          runningMean: this.training ? this.runningMean : null,
-          runningVar: this.training ? this.runningVar : null,
-          numBatchesTracked: this.numBatchesTracked,
-        },
-        {
-          ...options,
-          momentum: this.momentum,
-          unbiasedRunningVar: this.unbiasedRunningVar,
-          skipNonFiniteUpdate: this.skipNonFiniteUpdate,
-          renorm,
-          virtualBatchSize,
-        },
+      const opts = virtualBatchSize === null && renorm === null ? this.trainOptions : { ...this.trainOptions, renorm, virtualBatchSize };
+      const r = layerTrain(
+        opts,
+        x,
+        dims,
+        this.gamma,
+        this.beta,
+        this.training ? this.runningMean : null,
+        this.training ? this.runningVar : null,
+        this.numBatchesTracked,
+        yOut,
         // N can differ from call to call, and with it the length of ghost statistics
-        { y: yOut, mean: reuse<T>(this.saved?.mean, statistics), invStd: reuse<T>(this.saved?.invStd, statistics) },
+        reuse<T>(this.saved?.mean, statistics),
+        reuse<T>(this.saved?.invStd, statistics),
       );
       this.numBatchesTracked = r.numBatchesTracked;
       this.r = (r.r ?? null) as T | null;
       this.d = (r.d ?? null) as T | null;
       saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true, r: r.r ?? null, d: r.d ?? null, virtualBatchSize };
     } else {
-      const { y } = batchNormInfer(
-        { x, shape: dims, runningMean: this.runningMean!, runningVar: this.runningVar!, gamma: this.gamma, beta: this.beta },
-        options,
-        { y: yOut },
-      );
+      const y = layerInfer(this.inferOptions, x, dims, this.runningMean!, this.runningVar!, this.gamma, this.beta, yOut);
       // Eval-mode backward treats the running statistics as the constants they are.
       const mean = this.allocate(this.numFeatures);
       const invStd = this.allocate(this.numFeatures);
@@ -276,22 +272,33 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     const s = this.saved;
     if (!s) throw new Error('BatchNorm.backward needs a forward() first');
     const dxOut = out === undefined || out === null ? undefined : (out as { dx?: T }).dx; // read once
-    const { dx } = batchNormBackward(
-      {
-        dy,
-        x: s.x,
-        shape: s.shape,
-        mean: s.mean,
-        invStd: s.invStd,
-        gamma: this.gamma,
-        y: this.activation === 'relu' ? s.y : null,
-        r: s.r,
-        d: s.d,
-      },
-      { layout: this.layout, activation: this.activation, training: s.training, virtualBatchSize: s.virtualBatchSize },
-      { dx: dxOut, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
+    const opts = this.backwardOptions(s.training, s.virtualBatchSize);
+    const { dx } = layerBackward(
+      opts,
+      dy,
+      s.x,
+      s.shape,
+      s.mean,
+      s.invStd,
+      this.gamma,
+      this.activation === 'relu' ? s.y : null,
+      s.r,
+      s.d,
+      dxOut,
+      this.dgamma ?? undefined,
+      this.dbeta ?? undefined,
     );
     return dx as T;
+  }
+
+  // Backward's options per (training, virtualBatchSize) of the forward call; the common two made once.
+  private backwardTrain: Readonly<ParsedOptions> | null = null;
+  private backwardEval: Readonly<ParsedOptions> | null = null;
+  private backwardOptions(training: boolean, virtualBatchSize: number | null): Readonly<ParsedOptions> {
+    const make = (): Readonly<ParsedOptions> =>
+      Object.freeze({ ...DEFAULT_OPTIONS, layout: this.layout, activation: this.activation, training, virtualBatchSize });
+    if (virtualBatchSize !== null) return make();
+    return training ? (this.backwardTrain ??= make()) : (this.backwardEval ??= make());
   }
 
   /** The renorm limits for a training step: the fixed ones, or the schedule's (its result read once and checked). */

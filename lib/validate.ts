@@ -463,10 +463,13 @@ export function checkObject(value: unknown, name: string): Record<string, unknow
 // ---------------------------------------------------------------------------------------------
 // Aliasing, by memory
 
-// Scratch for one overlap check (no caller code runs during a check, so no call can nest here).
+// Scratch for one overlap check (no caller code runs during a check, so no call can nest here):
+// each array's buffer, and its byte range and whether the buffer is shared, read only when a pair
+// needs them (NaN / 0: not read yet).
 const regionBuffers: (ArrayBufferLike | null)[] = [];
 const regionStarts: number[] = [];
 const regionEnds: number[] = [];
+const regionShared: number[] = []; // 0 not read, 1 not shared, 2 shared
 
 /**
  * Outputs must not share memory with any other argument, except for the one exact alias each
@@ -480,6 +483,10 @@ const regionEnds: number[] = [];
  * starting at the start of the memory: an output and another argument on two different
  * SharedArrayBuffers whose byte ranges would intersect are probed for being the same memory
  * (sameMemory). Runs no caller code.
+ *
+ * Cost: one intrinsic read per array (its buffer) and one per output (whether its buffer is
+ * shared) in the common case of arrays over distinct non-shared buffers; byte ranges are read
+ * only for the pairs that share a buffer object or are both shared.
  */
 export function checkNoOverlap(
   names: readonly string[],
@@ -491,25 +498,22 @@ export function checkNoOverlap(
   const n = arrays.length;
   for (let i = 0; i < n; i++) {
     const a = arrays[i];
-    if (a === null) {
-      regionBuffers[i] = null;
-      continue;
-    }
-    const start = typedArrayByteOffset(a);
-    const bytes = typedArrayLength(a) * (typedArrayTag(a) === 'Float64Array' ? 8 : 4);
-    regionBuffers[i] = bytes === 0 ? null : typedArrayBuffer(a);
-    regionStarts[i] = start;
-    regionEnds[i] = start + bytes;
+    regionBuffers[i] = a === null ? null : typedArrayBuffer(a);
+    regionStarts[i] = NaN;
+    regionShared[i] = 0;
   }
   try {
     for (let i = 0; i < outputs; i++) {
       const bufferA = regionBuffers[i];
       if (bufferA === null) continue;
-      const startA = regionStarts[i];
-      const endA = regionEnds[i];
       for (let j = i + 1; j < n; j++) {
         const bufferB = regionBuffers[j];
         if (bufferB === null) continue;
+        // Two distinct buffer objects are one memory only when both are SharedArrayBuffers.
+        if (bufferA !== bufferB && (!sharedAt(i) || !sharedAt(j))) continue;
+        if (!rangeAt(arrays, i) || !rangeAt(arrays, j)) continue; // an empty array overlaps nothing
+        const startA = regionStarts[i];
+        const endA = regionEnds[i];
         const startB = regionStarts[j];
         const endB = regionEnds[j];
         if (!(startA < endB && startB < endA)) continue; // disjoint byte ranges, whatever the memory
@@ -527,6 +531,23 @@ export function checkNoOverlap(
   } finally {
     for (let i = 0; i < n; i++) regionBuffers[i] = null; // keep no caller's buffer alive
   }
+}
+
+/** Whether the buffer of array i (non-null) is shared, read once per check. */
+function sharedAt(i: number): boolean {
+  if (regionShared[i] === 0) regionShared[i] = isShared(regionBuffers[i]!) ? 2 : 1;
+  return regionShared[i] === 2;
+}
+
+/** Reads the byte range of array i (non-null) once per check; false when it is empty. */
+function rangeAt(arrays: readonly (FloatArray | null)[], i: number): boolean {
+  if (regionStarts[i] !== regionStarts[i]) {
+    const a = arrays[i]!;
+    const start = typedArrayByteOffset(a);
+    regionStarts[i] = start;
+    regionEnds[i] = start + typedArrayLength(a) * (typedArrayTag(a) === 'Float64Array' ? 8 : 4);
+  }
+  return regionEnds[i] > regionStarts[i];
 }
 
 /**

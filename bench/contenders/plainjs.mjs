@@ -106,6 +106,29 @@ function backward({ outer, channels, inner }, d, out, k, p, q) {
   }
 }
 
+/**
+ * The loops as calls on channels-first data `d` (x, gamma, beta, runningMean, runningVar, dy,
+ * mean, invStd and shape), each writing its own outputs: { infer, train, backward }.
+ */
+export function plainJsCalls(d) {
+  const g = { outer: d.shape[0], channels: d.shape[1], inner: d.shape.slice(2).reduce((a, b) => a * b, 1) };
+  const C = g.channels;
+  const n = d.x.length;
+  const Type = d.x.constructor;
+  const perChannel = () => new Float64Array(C);
+  const scale = perChannel();
+  const shift = perChannel();
+  const k = perChannel();
+  const y = new Type(n);
+  const trainOut = { y: new Type(n), mean: perChannel(), variance: perChannel(), invStd: perChannel() };
+  const backwardOut = { dx: new Type(n), dgamma: perChannel(), dbeta: perChannel() };
+  return {
+    infer: () => infer(g, d, y, scale, shift),
+    train: () => train(g, d, trainOut, scale, shift),
+    backward: () => backward(g, d, backwardOut, k, scale, shift),
+  };
+}
+
 /** @returns {Contender} */
 export function plainJsContender() {
   return {

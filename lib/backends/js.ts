@@ -37,15 +37,22 @@ class Walk {
     this.run = s[Scalar.affineRun];
     this.count = this.outer * this.inner;
   }
-  /** fn(element index, γ/β index) over statistic k = n·stats + s, in memory order. */
-  each(k: number, fn: (index: number, affine: number) => void): void {
+  /** elements between one `outer` step and the next of a statistic */
+  get stride(): number {
+    return this.stats * this.inner;
+  }
+  /**
+   * The index of statistic k = n·stats + s's first element; its elements are, in memory order,
+   * first(k) + o·stride + j for o < outer, j < inner (written as plain loops at each use: a
+   * callback per element costs more than the arithmetic at small sizes).
+   */
+  first(k: number): number {
     const n = Math.floor(k / this.stats);
-    const s = k - n * this.stats;
-    const group = (s % this.groups) * this.size;
-    for (let o = 0; o < this.outer; o++) {
-      const start = ((n * this.outer + o) * this.stats + s) * this.inner;
-      for (let j = 0; j < this.inner; j++) fn(start + j, group + (Math.floor(j / this.run) % this.size));
-    }
+    return (n * this.outer * this.stats + (k - n * this.stats)) * this.inner;
+  }
+  /** The first γ/β index of statistic k's elements; element j of a run adds ⌊j / run⌋ mod size. */
+  group(k: number): number {
+    return ((k % this.stats) % this.groups) * this.size;
   }
   /** Whether γ/β are one per statistic (BatchNorm, InstanceNorm): backward's per-statistic form. */
   get affinePerStatistic(): boolean {
@@ -58,21 +65,29 @@ class Walk {
  * of Chan, Golub and LeVeque (lib/reference.ts's channelStats).
  */
 function statistic(x: FloatArray, w: Walk, k: number, rms: boolean): { mean: number; variance: number } {
+  const { outer, inner, stride } = w;
+  const first = w.first(k);
   if (rms) {
     let squares = 0;
-    w.each(k, (i) => (squares += x[i] * x[i]));
+    for (let o = 0, start = first; o < outer; o++, start += stride) {
+      for (let i = start; i < start + inner; i++) squares += x[i] * x[i];
+    }
     return { mean: 0, variance: squares / w.count };
   }
   let sum = 0;
-  w.each(k, (i) => (sum += x[i]));
+  for (let o = 0, start = first; o < outer; o++, start += stride) {
+    for (let i = start; i < start + inner; i++) sum += x[i];
+  }
   let mean = sum / w.count;
   let residual = 0;
   let squares = 0;
-  w.each(k, (i) => {
-    const d = x[i] - mean;
-    residual += d;
-    squares += d * d;
-  });
+  for (let o = 0, start = first; o < outer; o++, start += stride) {
+    for (let i = start; i < start + inner; i++) {
+      const d = x[i] - mean;
+      residual += d;
+      squares += d * d;
+    }
+  }
   if (Number.isFinite(residual)) {
     mean += residual / w.count;
     squares -= residual * (residual / w.count);
@@ -138,6 +153,14 @@ function renormChannel(n: Norm, c: number, mean: number, variance: number): { sc
   return { scale: round(g * r), shift: d === 0 ? b : round(b + g * d) };
 }
 
+/** y[i] = (x[i] − mu)·factor + shift, then the ReLU when asked, for i in [from, to). */
+function applyRun(x: FloatArray, y: FloatArray, from: number, to: number, mu: number, factor: number, shift: number, useRelu: boolean): void {
+  for (let i = from; i < to; i++) {
+    const v = (x[i] - mu) * factor + shift;
+    y[i] = useRelu ? relu(v) : v;
+  }
+}
+
 function train(n: Norm, w: Walk): number {
   const t = n.tensors;
   const x = t[Slot.x]!, y = t[Slot.y]!, mean = t[Slot.mean]!, invStd = t[Slot.invStd]!;
@@ -158,18 +181,30 @@ function train(n: Norm, w: Walk): number {
     invStd[k] = inv;
     batchMean[k] = st.mean;
     batchVar[k] = st.variance;
+    const first = w.first(k);
+    const mu = st.mean;
     if (renorm) {
-      const { scale, shift } = renormChannel(n, k, st.mean, st.variance);
-      w.each(k, (i) => {
-        const v = (x[i] - st.mean) * (scale * inv) + shift;
-        y[i] = useRelu ? relu(v) : v;
-      });
+      const { scale, shift } = renormChannel(n, k, mu, st.variance);
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, scale * inv, shift, useRelu);
       continue;
     }
-    w.each(k, (i, a) => {
-      const v = (x[i] - st.mean) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
-      y[i] = useRelu ? relu(v) : v;
-    });
+    const group = w.group(k);
+    if (w.affinePerStatistic) {
+      // γ/β one per statistic: the factor and shift of the general form below, hoisted
+      const factor = (gamma ? gamma[group] : 1) * inv;
+      const shift = beta ? beta[group] : 0;
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, factor, shift, useRelu);
+      continue;
+    }
+    const { run, size } = w;
+    for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
+      for (let j = 0; j < w.inner; j++) {
+        const a = group + (Math.floor(j / run) % size);
+        const i = start + j;
+        const v = (x[i] - mu) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
+        y[i] = useRelu ? relu(v) : v;
+      }
+    }
   }
   if (!t[Slot.runningMean] || w.count * statistics === 0) return 0;
   return updateRunning(n, w, batchMean, batchVar) ? 1 : 0;
@@ -185,10 +220,22 @@ function infer(n: Norm, w: Walk): number {
     const c = k % w.stats;
     const m = runningMean[c];
     const root = Math.sqrt(runningVar[c] + eps);
-    w.each(k, (i, a) => {
-      const v = (x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0);
-      y[i] = useRelu ? relu(v) : v;
-    });
+    const group = w.group(k);
+    if (w.affinePerStatistic) {
+      const factor = (gamma ? gamma[group] : 1) / root;
+      const shift = beta ? beta[group] : 0;
+      for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, m, factor, shift, useRelu);
+      continue;
+    }
+    const { run, size } = w;
+    for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) {
+      for (let j = 0; j < w.inner; j++) {
+        const a = group + (Math.floor(j / run) % size);
+        const i = start + j;
+        const v = (x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0);
+        y[i] = useRelu ? relu(v) : v;
+      }
+    }
   }
   return 0;
 }
@@ -216,11 +263,13 @@ function givenSumsBackward(n: Norm, w: Walk): number {
   for (let k = 0; k < w.stats; k++) {
     const mu = mean[k], inv = invStd[k], sumG = sumsG[k], sumGX = sumsGX[k];
     const c = ((gamma ? gamma[k] : 1) * inv) / m;
-    w.each(k, (i) => {
-      const g = y && !(y[i] > 0) ? 0 : dy[i];
-      const xhat = (x[i] - mu) * inv;
-      dx[i] = c * (m * g - sumG - xhat * sumGX);
-    });
+    for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) {
+      for (let i = start; i < start + w.inner; i++) {
+        const g = y && !(y[i] > 0) ? 0 : dy[i];
+        const xhat = (x[i] - mu) * inv;
+        dx[i] = c * (m * g - sumG - xhat * sumGX);
+      }
+    }
   }
   return 0;
 }
@@ -251,33 +300,53 @@ function backward(n: Norm, w: Walk): number {
     let sumGX = 0;
     let sumH = 0;
     let sumHX = 0;
-    w.each(k, (i, a) => {
-      const g = grad(i);
-      const xhat = (x[i] - mu) * inv;
-      sumG += g;
-      sumGX += g * (x[i] - mu) * inv;
-      if (!perStatistic) {
+    const first = w.first(k);
+    const group = w.group(k);
+    if (perStatistic) {
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
+        for (let i = start; i < start + w.inner; i++) {
+          const g = grad(i);
+          sumG += g;
+          sumGX += g * (x[i] - mu) * inv;
+        }
+      }
+      const a = (k % w.stats) % w.groups;
+      sumDbeta[a] += sumG;
+      sumDgamma[a] += sumGX;
+      const gm = gammaOf(a);
+      if (dx) {
+        for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
+          for (let i = start; i < start + w.inner; i++) {
+            const xhat = (x[i] - mu) * inv;
+            dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
+          }
+        }
+      }
+      continue;
+    }
+    const { run, size } = w;
+    for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
+      for (let j = 0; j < w.inner; j++) {
+        const a = group + (Math.floor(j / run) % size);
+        const i = start + j;
+        const g = grad(i);
+        const xhat = (x[i] - mu) * inv;
         sumDbeta[a] += g;
         sumDgamma[a] += g * xhat;
         sumH += g * gammaOf(a);
         sumHX += g * gammaOf(a) * xhat;
       }
-    });
-    if (perStatistic) {
-      const a = (k % w.stats) % w.groups;
-      sumDbeta[a] += sumG;
-      sumDgamma[a] += sumGX;
-      const gm = gammaOf(a);
-      if (dx) w.each(k, (i) => {
-        const xhat = (x[i] - mu) * inv;
-        dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
-      });
-    } else if (dx) {
-      w.each(k, (i, a) => {
-        const xhat = (x[i] - mu) * inv;
-        const h = grad(i) * gammaOf(a);
-        dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
-      });
+    }
+    if (dx) {
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
+        for (let j = 0; j < w.inner; j++) {
+          const a = group + (Math.floor(j / run) % size);
+          const i = start + j;
+          const xhat = (x[i] - mu) * inv;
+          const h = grad(i) * gammaOf(a);
+          dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
+        }
+      }
     }
   }
   for (let a = 0; a < affine; a++) {

@@ -29,6 +29,7 @@ import {
   shapeOf,
   type Activation,
   type Layout,
+  type ParsedOptions,
   type Shape,
 } from '../validate.js';
 
@@ -284,6 +285,27 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const meanValue = out?.mean;
   const invStdValue = out?.invStd;
   // 2. Check (no caller code runs from here on).
+  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, async);
+}
+
+/**
+ * Step 2 of a training call: the values read in step 1 (`dims` from readShape, the count
+ * checked), checked, the outputs allocated, the descriptor built. Runs no caller code.
+ */
+function checkTrain(
+  opts: Readonly<ParsedOptions>,
+  xValue: unknown,
+  dims: readonly number[],
+  gammaValue: unknown,
+  betaValue: unknown,
+  runningMeanValue: unknown,
+  runningVarValue: unknown,
+  numBatchesTracked: number,
+  yValue: unknown,
+  meanValue: unknown,
+  invStdValue: unknown,
+  async: boolean,
+): PreparedTrain {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
@@ -432,6 +454,21 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const dims = readShape(shapeValue);
   const yValue = checkOut(outArg)?.y;
   // no caller code runs from here on
+  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, async);
+}
+
+/** Step 2 of an inference call (see checkTrain). */
+function checkInfer(
+  opts: Readonly<ParsedOptions>,
+  xValue: unknown,
+  dims: readonly number[],
+  runningMeanValue: unknown,
+  runningVarValue: unknown,
+  gammaValue: unknown,
+  betaValue: unknown,
+  yValue: unknown,
+  async: boolean,
+): { norm: Norm | null; y: FloatArray } {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
@@ -499,7 +536,7 @@ function prepareBackward(
   options: unknown,
   outArg: unknown,
   async: boolean,
-): { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null } {
+): PreparedBackward {
   const opts = parseOptions(options, BACKWARD_OPTIONS, 'batchNormBackward');
   const input = checkObject(inputs, 'inputs');
   const dyValue = input.dy;
@@ -517,6 +554,28 @@ function prepareBackward(
   const dgammaValue = out?.dgamma;
   const dbetaValue = out?.dbeta;
   // no caller code runs from here on
+  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, async);
+}
+
+type PreparedBackward = { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null };
+
+/** Step 2 of a backward call (see checkTrain). */
+function checkBackward(
+  opts: Readonly<ParsedOptions>,
+  dyValue: unknown,
+  xValue: unknown,
+  dims: readonly number[],
+  meanValue: unknown,
+  invStdValue: unknown,
+  gammaValue: unknown,
+  yValue: unknown,
+  rValue: unknown,
+  dValue: unknown,
+  dxValue: unknown,
+  dgammaValue: unknown,
+  dbetaValue: unknown,
+  async: boolean,
+): PreparedBackward {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const dy = checkFloatArray(dyValue, 'dy', dtype, shape.elements);
@@ -606,6 +665,82 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
   }
   if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
   return p.result as BackwardResult<T>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layer's calls (lib/layer.ts)
+//
+// A layer's options are its own, checked once when it was made: it passes them parsed, and its
+// own arrays and the caller's x, shape (read by readShape), dy and out values positionally, so a
+// step skips parseOptions and the reads of the argument objects. Every check of step 2 runs as
+// in the public functions, on every call.
+
+/** @internal batchNormTrain for the BatchNorm layer: `opts` as parseOptions returns them for TRAIN_OPTIONS. */
+export function layerTrain(
+  opts: Readonly<ParsedOptions>,
+  x: unknown,
+  dims: readonly number[],
+  gamma: FloatArray | null,
+  beta: FloatArray | null,
+  runningMean: FloatArray | null,
+  runningVar: FloatArray | null,
+  numBatchesTracked: number,
+  y: unknown,
+  mean: FloatArray | undefined,
+  invStd: FloatArray | undefined,
+): TrainResult {
+  const b = getBackend();
+  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, false);
+  if (p.empty) return trainResult(p, false);
+  const ran = b.run(p.norm);
+  releaseNorm(p.norm);
+  return trainResult(p, ran === 1);
+}
+
+/** @internal batchNormInfer for the BatchNorm layer (opts for INFER_OPTIONS). */
+export function layerInfer(
+  opts: Readonly<ParsedOptions>,
+  x: unknown,
+  dims: readonly number[],
+  runningMean: FloatArray,
+  runningVar: FloatArray,
+  gamma: FloatArray | null,
+  beta: FloatArray | null,
+  y: unknown,
+): FloatArray {
+  const b = getBackend();
+  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, false);
+  if (p.norm) {
+    b.run(p.norm);
+    releaseNorm(p.norm);
+  }
+  return p.y;
+}
+
+/** @internal batchNormBackward for the BatchNorm layer (opts for BACKWARD_OPTIONS). */
+export function layerBackward(
+  opts: Readonly<ParsedOptions>,
+  dy: unknown,
+  x: FloatArray,
+  dims: readonly number[],
+  mean: FloatArray,
+  invStd: FloatArray,
+  gamma: FloatArray | null,
+  y: FloatArray | null,
+  r: FloatArray | null,
+  d: FloatArray | null,
+  dx: unknown,
+  dgamma: FloatArray | undefined,
+  dbeta: FloatArray | undefined,
+): BackwardResult {
+  const b = getBackend();
+  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, false);
+  if (p.norm) {
+    b.run(p.norm);
+    releaseNorm(p.norm);
+  }
+  if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
+  return p.result;
 }
 
 // ---------------------------------------------------------------------------------------------

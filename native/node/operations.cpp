@@ -1,5 +1,7 @@
 #include "operations.h"
 
+#include "pin.h"
+
 namespace simdnorm::node {
 
 namespace {
@@ -35,7 +37,7 @@ JsError abiError(int32_t result, double phase) {
 
 NormCall readCall(const Args& args, const char* function) {
   ByteView scalars;
-  if (!typedArrayBytes(args.env(), args[0], scalars) || scalars.type != napi_float64_array ||
+  if ((!floatArrayBytes(args[0], scalars) && !typedArrayBytes(args.env(), args[0], scalars)) || scalars.type != napi_float64_array ||
       scalars.bytes < SN_SCALAR_COUNT * sizeof(double)) {
     throw JsError{JsError::Kind::Type, std::string("internal error: ") + function +
                                            ": the scalars must be a Float64Array of at least " +
@@ -63,8 +65,8 @@ NormCall readCall(const Args& args, const char* function) {
     pointers[slot] = nullptr;
     if ((given >> slot & 1u) == 0) continue;
     ByteView view;
-    // A typed array first (the common case: one N-API call), else null/undefined for an absent slot.
-    if (!typedArrayBytes(args.env(), args[1 + slot], view)) {
+    // A float array first (the common case), any typed array next, else null/undefined for an absent slot.
+    if (!floatArrayBytes(args[1 + slot], view) && !typedArrayBytes(args.env(), args[1 + slot], view)) {
       if (args.isNullish(1 + slot)) continue;
       throw abiError(snError(SN_ERROR_WRONG_TYPE, slot + 1), phase);
     }

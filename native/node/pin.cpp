@@ -69,6 +69,23 @@ PinCheck pinTensors(const NormCall& call, std::shared_ptr<void>* pins) noexcept 
   }
 }
 
+bool floatArrayBytes(napi_value value, ByteView& out) noexcept {
+  v8::Local<v8::Value> local = toLocal(value);
+  if (local.IsEmpty()) return false;
+  const bool f32 = local->IsFloat32Array();
+  if (!f32 && !local->IsFloat64Array()) return false;
+  v8::Local<v8::TypedArray> array = local.As<v8::TypedArray>();
+  const size_t bytes = array->Length() * (f32 ? sizeof(float) : sizeof(double));
+  if (bytes == 0) return false;
+  // As napi_get_typedarray_info: the buffer's data (an on-heap array's moves off the heap) plus the offset.
+  void* data = array->Buffer()->Data();
+  if (data == nullptr) return false;
+  out.data = static_cast<char*>(data) + array->ByteOffset();
+  out.bytes = bytes;
+  out.type = f32 ? napi_float32_array : napi_float64_array;
+  return true;
+}
+
 int compiledNodeMajor() noexcept { return NODE_MAJOR_VERSION; }
 
 }  // namespace simdnorm::node

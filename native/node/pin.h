@@ -1,4 +1,5 @@
-// Pinning the memory of an async call's tensors (the one place the binding goes below N-API).
+// Pinning the memory of an async call's tensors, and reading a float tensor's bytes on the hot
+// path (the one place the binding goes below N-API).
 //
 // While an async call's kernel runs on libuv's thread pool, JavaScript keeps running: it can
 // transfer a tensor's ArrayBuffer (structuredClone / postMessage with `transfer`), drop every
@@ -39,6 +40,13 @@ struct PinCheck {
 // non-empty one, after checking that the bytes sn_prepare accepted lie inside that memory. Runs
 // no JavaScript.
 PinCheck pinTensors(const NormCall& call, std::shared_ptr<void>* pins) noexcept;
+
+// A Float32Array's or Float64Array's view as bytes, read through V8's API: what
+// napi_get_typedarray_info gives (typedArrayBytes, args.h), without its walk over every element
+// type, which costs more than a small call's kernel. False for anything else and for an empty
+// view (detached, out of bounds or of length 0): the caller then asks typedArrayBytes. Runs no
+// JavaScript; the JS thread only.
+bool floatArrayBytes(napi_value value, ByteView& out) noexcept;
 
 // The major version of the Node the addon was compiled against (from node_version.h).
 int compiledNodeMajor() noexcept;
