@@ -29,7 +29,7 @@ export interface ThreadHost {
   spawn(start: ThreadStart): void;
 }
 
-/** Never more workers than this (the native pool's cap is 256 threads). */
+/** Never more workers than this, whatever the core count. */
 export const MAX_WASM_HELPERS = 63;
 const PAGE = 65536;
 const MAX_BYTES = 2 ** 32;
@@ -142,6 +142,8 @@ export class ThreadedWasmBackend extends WasmBackend {
   private readonly thread: ThreadExports;
   private readonly mainCanWait: number;
   private helpers = 0;
+  /** setThreads starts workers up to this: one per core but the caller's, and at least 3. */
+  private readonly maxHelpers: number;
 
   constructor(module: WebAssembly.Module, host: ThreadHost, helpers: number) {
     const memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_BYTES / PAGE, shared: true });
@@ -162,13 +164,18 @@ export class ThreadedWasmBackend extends WasmBackend {
     this.host = host;
     this.thread = exports;
     this.mainCanWait = mainCanWait;
+    this.maxHelpers = Math.min(Math.max(helpers, 3), MAX_WASM_HELPERS);
     this.thread.sn_thread_pool(0, mainCanWait);
     this.startHelpers(helpers);
+    this.defaultThreads = this.helpers + 1;
   }
 
-  /** Starts workers until there are `count` (never fewer than now, at most MAX_WASM_HELPERS). */
+  /** setThreads(0): the workers started at load, plus the caller. */
+  private readonly defaultThreads: number;
+
+  /** Starts workers until there are `count` (never fewer than now, at most maxHelpers). */
   private startHelpers(count: number): void {
-    const want = Math.min(Math.max(count, 0), MAX_WASM_HELPERS);
+    const want = Math.min(Math.max(count, 0), this.maxHelpers);
     while (this.helpers < want) {
       const stackTop = this.thread.sn_thread_stack() >>> 0;
       if (stackTop === 0) break;
@@ -178,10 +185,15 @@ export class ThreadedWasmBackend extends WasmBackend {
     this.thread.sn_thread_pool(this.helpers, this.mainCanWait);
   }
 
-  /** n threads per call (the caller's included), 0 the default (one per worker started at load). */
+  /**
+   * n threads per call (the caller's included), 0 the default (one per worker started at load).
+   * A call never uses more threads than there are workers plus the caller: asking for more starts
+   * more workers, up to one per core (at least 4 threads); beyond that, n is capped (details()
+   * reports the threads a call really uses). Results do not depend on it.
+   */
   setThreads(n: number): void {
     if (n > 1) this.startHelpers(n - 1);
-    this.thread.sn_set_threads(n);
+    this.thread.sn_set_threads(n > 0 ? n : this.defaultThreads);
   }
 
   /** @internal how many times a worker has joined a job (tests) */
@@ -197,10 +209,10 @@ export class ThreadedWasmBackend extends WasmBackend {
 /** Why the threaded variant cannot run here (undefined when it can). */
 export function threadsUnavailable(): string | undefined {
   const g = globalThis as { crossOriginIsolated?: boolean; Worker?: unknown };
-  if (typeof SharedArrayBuffer !== 'function') return 'threads off: SharedArrayBuffer is not available';
   if (g.crossOriginIsolated === false) {
     return 'threads off: the page is not cross-origin isolated (serve it with COOP same-origin and COEP require-corp)';
   }
+  if (typeof SharedArrayBuffer !== 'function') return 'threads off: SharedArrayBuffer is not available';
   try {
     new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   } catch {
