@@ -59,7 +59,19 @@ export function wasmPath(variant: WasmVariant): string {
  * (the threaded one with `helpers` workers, default one per core but the caller's). The provider
  * below shares one instead.
  */
-export function loadWasmBackendSync(variant: WasmVariant = nodeVariant(), helpers = availableParallelism() - 1): WasmBackend {
+export function loadWasmBackendSync(variant?: WasmVariant, helpers = availableParallelism() - 1): WasmBackend {
+  if (variant === undefined) {
+    const chosen = nodeVariant();
+    if (chosen !== 'simd128-threads') return loadWasmBackendSync(chosen);
+    try {
+      return loadWasmBackendSync(chosen, helpers);
+    } catch (e) {
+      // E.g. no address space for a shared memory: the single-threaded variant, saying why.
+      const backend = loadWasmBackendSync(pickVariant(false));
+      backend.threadsOff = `threads off: ${(e as Error).message.split('\n')[0]}`;
+      return backend;
+    }
+  }
   const path = wasmPath(variant);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
@@ -71,7 +83,7 @@ export function loadWasmBackendSync(variant: WasmVariant = nodeVariant(), helper
     );
   }
   const backend = instantiateWasmBackend(new WebAssembly.Module(bytes), variant, { host: nodeThreadHost, helpers });
-  if (variant !== 'simd128-threads') backend.threadsOff = threadsOffReason(true) ?? 'threads off: SIMDNORM_WASM_VARIANT';
+  if (variant !== 'simd128-threads') backend.threadsOff = threadsOffReason(true) ?? `threads off: the ${variant} variant was requested (SIMDNORM_WASM_VARIANT)`;
   return backend;
 }
 

@@ -117,6 +117,7 @@ export function wasmUrl(variant: WasmVariant): URL {
 /** Fetches, compiles and instantiates a variant; a new backend each time. */
 export async function fetchWasmBackend(variant?: WasmVariant): Promise<WasmBackend> {
   const hasWorker = typeof (globalThis as { Worker?: unknown }).Worker === 'function';
+  const explicit = variant !== undefined;
   const threadsOff = variant === undefined ? threadsOffReason(hasWorker) : undefined;
   variant ??= pickVariant(hasWorker);
   const url = wasmUrl(variant);
@@ -126,7 +127,15 @@ export async function fetchWasmBackend(variant?: WasmVariant): Promise<WasmBacke
   }
   if (variant === 'simd128-threads') {
     const module = await WebAssembly.compile(await response.arrayBuffer());
-    return instantiateWasmBackend(module, variant, { host: browserThreadHost, helpers: browserHelpers() });
+    try {
+      return instantiateWasmBackend(module, variant, { host: browserThreadHost, helpers: browserHelpers() });
+    } catch (e) {
+      if (explicit) throw e;
+      // E.g. no address space for a shared memory: the single-threaded variant, saying why.
+      const backend = await fetchWasmBackend('simd128');
+      backend.threadsOff = `threads off: ${(e as Error).message.split('\n')[0]}`;
+      return backend;
+    }
   }
   let instance: WebAssembly.Instance;
   try {

@@ -179,7 +179,11 @@ export class ThreadedWasmBackend extends WasmBackend {
     while (this.helpers < want) {
       const stackTop = this.thread.sn_thread_stack() >>> 0;
       if (stackTop === 0) break;
-      this.host.spawn({ ...this.start, stackTop });
+      try {
+        this.host.spawn({ ...this.start, stackTop });
+      } catch {
+        break; // e.g. a page whose CSP refuses blob: workers: fewer threads, the same results
+      }
       this.helpers++;
     }
     this.thread.sn_thread_pool(this.helpers, this.mainCanWait);
