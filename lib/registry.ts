@@ -232,9 +232,10 @@ export function withBackend<R>(name: BackendName, fn: () => R): R {
 export const MAX_THREADS = 256;
 
 /**
- * How many threads a call may use on backends that have threads (native): an integer from 1 to
- * 256, or 0 for the default (one per core). Checked here, the same on every backend (wasm and
- * js run on one thread and accept the same range). Results do not depend on it.
+ * How many threads a call may use on backends that have threads (native, threaded wasm): an
+ * integer from 1 to 256, or 0 for the default (one per core). Checked here, the same on every
+ * backend (js and single-threaded wasm run on one thread and accept the same range). Results do
+ * not depend on it.
  */
 export function setThreads(n: number): void {
   if (typeof n !== 'number') throw new TypeError(`n (threads) must be a number, received ${describe(n)}`);

@@ -19,6 +19,7 @@
 #include "abi.h"
 #include "batchnorm.h"
 #include "norm.h"
+#include "parallel.h"
 
 #define SN_EXPORT extern "C" __attribute__((used, visibility("default")))
 
@@ -129,3 +130,49 @@ SN_EXPORT const char* sn_simd_level() { return simdnorm::simdLevel(); }
 
 // The ABI version of native/abi/table.mjs that lib/backends/wasm/ checks at load.
 SN_EXPORT int32_t sn_abi_version() { return SN_ABI_VERSION; }
+
+#if defined(__EMSCRIPTEN__) && defined(__EMSCRIPTEN_PTHREADS__)
+// ---- threads (the simdnorm-threads variant only) ---------------------------------------------
+// lib/backends/wasm/threads.ts starts each worker thus: sn_thread_stack on the main thread (its
+// memory, top address returned), then in the worker, over the same shared memory, the runtime's
+// stackRestore(top) and sn_thread_run(top). The pool itself is native/kernels/parallel.cpp.
+
+extern "C" void __wasm_init_tls(void* block);  // the linker's: copies the TLS image into block
+
+namespace {
+constexpr uint32_t kThreadStackBytes = 256 * 1024;
+}
+
+// A worker's memory, allocated here on the calling (main) thread, so that nothing is allocated
+// while the worker starts: its thread-local storage at the bottom, its stack above (stacks grow
+// down). Never freed (a worker lives as long as the module). Returns the top, 0 when out of memory.
+SN_EXPORT uintptr_t sn_thread_stack() {
+  const size_t tls = (__builtin_wasm_tls_size() + 15u) & ~size_t{15};
+  void* p = std::aligned_alloc(__builtin_wasm_tls_align() > 16 ? __builtin_wasm_tls_align() : 16, tls + kThreadStackBytes);
+  return p == nullptr ? 0 : reinterpret_cast<uintptr_t>(p) + tls + kThreadStackBytes;
+}
+
+// A worker's life, on the stack sn_thread_stack returned (`top`): its thread-local storage, then
+// the pool's loop (never returns).
+SN_EXPORT void sn_thread_run(uintptr_t top) {
+  const size_t tls = (__builtin_wasm_tls_size() + 15u) & ~size_t{15};
+  __wasm_init_tls(reinterpret_cast<void*>(top - kThreadStackBytes - tls));
+  simdnorm::wasmWorkerLoop();
+}
+
+// How many workers the JS side has started (a call uses at most that many plus its own thread),
+// and whether the calling thread may block in memory.atomic.wait (not a browser's main thread).
+SN_EXPORT void sn_thread_pool(int32_t helpers, int32_t mainCanWait) {
+  simdnorm::wasmThreadsStarted(helpers, mainCanWait != 0);
+}
+
+// setThreads / getThreads (batchnorm.h): n >= 1 threads per call, 0 the default (every worker).
+SN_EXPORT void sn_set_threads(int32_t n) { simdnorm::setThreads(n); }
+SN_EXPORT int32_t sn_get_threads() {
+  const int n = simdnorm::getThreads(), most = simdnorm::maxThreads();
+  return n < most ? n : most;
+}
+
+// Testing: how many times a worker has joined a job.
+SN_EXPORT uint32_t sn_thread_joins() { return simdnorm::wasmHelperJoins(); }
+#endif

@@ -2,7 +2,10 @@
 // Builds the wasm backend's two artifacts from native/kernels through the top-level
 // CMakeLists.txt (emcmake cmake; it includes wasm/wasm.cmake) and checks them:
 //   - the SIMD128 build contains f32x4 instructions and the scalar one no v128 instruction,
-//   - both import only the two functions lib/backends/wasm/ provides and export the C ABI.
+//   - both import only the two functions lib/backends/wasm/ provides and export the C ABI;
+//   - the threaded one (SIMD128, -pthread) imports a shared memory and only the runtime hooks
+//     lib/backends/wasm/threads.ts provides, and exports what its workers need (its JS glue,
+//     written beside it by emcc, is not used).
 //
 //   node wasm/build.mjs          build into wasm/bin/ (npm run build:wasm)
 //   node wasm/build.mjs --check  build into a temporary directory and fail when the committed
@@ -18,11 +21,24 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const binDir = join(root, 'wasm', 'bin');
-const ARTIFACTS = { 'simdnorm-simd': 'simd128', 'simdnorm-scalar': 'scalar' };
+const ARTIFACTS = { 'simdnorm-simd': 'simd128', 'simdnorm-scalar': 'scalar', 'simdnorm-threads': 'simd128-threads' };
 const ALLOWED_IMPORTS = new Set(['env.emscripten_notify_memory_growth', 'wasi_snapshot_preview1.proc_exit']);
 // The C ABI as native/abi/table.mjs states it (wasm/exports.cmake is generated from the same list).
 const { wasmExports } = await import(new URL('../native/abi/table.mjs', import.meta.url).href);
 const REQUIRED_EXPORTS = ['memory', ...wasmExports];
+// The threaded variant (wasm/wasm.cmake's simdnorm-threads) imports its shared memory and the
+// runtime hooks lib/backends/wasm/threads.ts provides, and exports what its workers need.
+const THREAD_IMPORTS = new Set([
+  'env.memory', 'env.emscripten_resize_heap', 'env.emscripten_get_now', 'env.__emscripten_init_main_thread_js',
+  'env.abort', 'env.exit', 'env.emscripten_unwind_to_js_event_loop', 'env.__pthread_create_js',
+  'env.emscripten_receive_on_main_thread_js', 'env.emscripten_set_canvas_element_size',
+  'env.emscripten_webgl_create_context', 'env._emscripten_notify_thread_queue', 'env.__emscripten_thread_cleanup',
+  'env.emscripten_check_blocking_allowed',
+]);
+const THREAD_EXPORTS = [
+  ...wasmExports, 'sn_thread_stack', 'sn_thread_run', 'sn_thread_pool', 'sn_set_threads', 'sn_get_threads',
+  'sn_thread_joins', 'stackRestore', '__wasm_call_ctors', '_emscripten_thread_init',
+];
 
 const args = new Set(process.argv.slice(2));
 const mode = args.has('--check') ? 'check' : args.has('--verify') ? 'verify' : 'build';
@@ -70,12 +86,15 @@ function verify(path, variant) {
   const vector = disassembly.split('\n').filter((l) => /\b(v128|[if](8x16|16x8|32x4|64x2))\./.test(l)).length;
   if (variant === 'simd128' && f32x4 === 0) fail(`${path} has no f32x4 instruction: SIMD128 was not used`);
   if (variant === 'scalar' && vector > 0) fail(`${path} has ${vector} SIMD instructions but is the scalar build`);
+  const threads = variant === 'simd128-threads';
+  const allowed = threads ? THREAD_IMPORTS : ALLOWED_IMPORTS;
   const headers = run('wasm-objdump', ['-x', '-j', 'Import', path]) + run('wasm-objdump', ['-x', '-j', 'Export', path]);
   const imports = [...headers.matchAll(/<- ([\w.]+)/g)].map((m) => m[1]);
   const exports = new Set([...headers.matchAll(/-> "(\w+)"/g)].map((m) => m[1]));
-  const unexpected = imports.filter((i) => !ALLOWED_IMPORTS.has(i));
-  if (unexpected.length) fail(`${path} imports ${unexpected.join(', ')}; lib/backends/wasm/ provides only ${[...ALLOWED_IMPORTS].join(', ')}`);
-  const missing = REQUIRED_EXPORTS.filter((e) => !exports.has(e));
+  const unexpected = imports.filter((i) => !allowed.has(i));
+  if (unexpected.length) fail(`${path} imports ${unexpected.join(', ')}; lib/backends/wasm/ provides only ${[...allowed].join(', ')}`);
+  if (threads && !/memory\[0\].*shared <- env\.memory/.test(headers)) fail(`${path} does not import a shared env.memory`);
+  const missing = (threads ? THREAD_EXPORTS : REQUIRED_EXPORTS).filter((e) => !exports.has(e));
   if (missing.length) fail(`${path} does not export ${missing.join(', ')}`);
   return { f32x4, vector, imports };
 }

@@ -58,3 +58,33 @@ endfunction()
 
 simdnorm_wasm_module(simdnorm-simd "-msimd128")
 simdnorm_wasm_module(simdnorm-scalar "")
+
+# The threaded variant (simdnorm-threads.wasm): the same sources with SIMD128 and -pthread
+# (atomics, shared memory), whose pool (native/kernels/parallel.cpp, SIMDNORM_WASM_THREADS) runs on
+# workers that lib/backends/wasm/threads.ts starts itself. emscripten 3.1.6 refuses STANDALONE_WASM
+# with pthreads, so this links the ordinary way and only the .wasm is used: the JS glue it writes
+# beside it is discarded; the module imports its shared memory and a few runtime functions
+# (wasm/build.mjs lists them; lib/backends/wasm/threads.ts provides them). emmalloc: its lock is a
+# plain spin lock, so no allocation ever reaches emscripten's pthread/futex machinery.
+set(SIMDNORM_WASM_THREAD_EXPORTS ${SIMDNORM_WASM_EXPORTS}
+  _sn_thread_stack _sn_thread_run _sn_thread_pool _sn_set_threads _sn_get_threads _sn_thread_joins)
+list(JOIN SIMDNORM_WASM_THREAD_EXPORTS "," SIMDNORM_WASM_THREAD_EXPORT_LIST)
+add_executable(simdnorm-threads ${SIMDNORM_WASM_SOURCES})
+set_target_properties(simdnorm-threads PROPERTIES SUFFIX ".js" CXX_STANDARD 17 CXX_EXTENSIONS OFF
+  POSITION_INDEPENDENT_CODE OFF)
+target_include_directories(simdnorm-threads PRIVATE "${SIMDNORM_KERNELS}")
+target_compile_options(simdnorm-threads PRIVATE ${SIMDNORM_WASM_COMPILE_OPTIONS} -msimd128 -pthread)
+target_link_options(simdnorm-threads PRIVATE
+  -O3 -g0 --no-entry -msimd128 -pthread
+  "-sEXPORTED_FUNCTIONS=${SIMDNORM_WASM_THREAD_EXPORT_LIST}"
+  -sERROR_ON_UNDEFINED_SYMBOLS=1
+  -sFILESYSTEM=0
+  -sALLOW_MEMORY_GROWTH=1
+  -Wno-pthreads-mem-growth
+  -sINITIAL_MEMORY=2MB
+  -sTOTAL_STACK=512KB
+  -sMAXIMUM_MEMORY=4GB
+  -sMALLOC=emmalloc
+  -sENVIRONMENT=web,worker
+  -sDECLARE_ASM_MODULE_EXPORTS=0
+  ${SIMDNORM_WASM_EXTRA_LINK_OPTIONS})

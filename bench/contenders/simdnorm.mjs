@@ -235,12 +235,19 @@ export function simdnormContenders(api, { wasmMemory, crashes = new Map() } = {}
     list.push(contender(`native-${n}`, `native ×${n}`, 'native', () => [formulation(api, 'native', 0, `all ${n} threads`, plainStore)]));
   }
   list.push(contender('native-1', 'native ×1', 'native', () => [formulation(api, 'native', 1, '1 thread', plainStore)]));
-  list.push(
-    contender('wasm', 'wasm', 'wasm', () => [
-      ...(wasmMemory ? [formulation(api, 'wasm', undefined, 'arrays in wasm memory (zero-copy)', wasmStore(wasmMemory))] : []),
-      formulation(api, 'wasm', undefined, 'JS arrays (copied in and out)', plainStore),
-    ]),
-  );
+  const wasmFormulations = (threads) => () => [
+    ...(wasmMemory ? [formulation(api, 'wasm', threads, 'arrays in wasm memory (zero-copy)', wasmStore(wasmMemory))] : []),
+    formulation(api, 'wasm', threads, 'JS arrays (copied in and out)', plainStore),
+  ];
+  // The threaded wasm variant (lib/backends/wasm/threads.ts): ×1 and × every thread it started.
+  const wasm = statuses.get('wasm');
+  const wasmThreads = wasm?.details?.variant === 'simdnorm-threads.wasm' ? Number(wasm.details.workers ?? 0) + 1 : 1;
+  if (wasmThreads > 1) {
+    list.push(contender('wasm-1', 'wasm ×1', 'wasm', wasmFormulations(1)));
+    list.push(contender(`wasm-${wasmThreads}`, `wasm ×${wasmThreads}`, 'wasm', wasmFormulations(wasmThreads)));
+  } else {
+    list.push(contender('wasm', 'wasm', 'wasm', wasmFormulations(undefined)));
+  }
   list.push(contender('js', 'js (reference)', 'js', () => [formulation(api, 'js', undefined, 'float64 accumulation', plainStore)]));
   return list;
 }
@@ -250,7 +257,7 @@ export function backendFacts(api) {
   return api.backends().map((b) => ({
     name: b.name,
     available: b.available,
-    ...(b.available ? { details: { simd: b.details?.simd, threads: b.details?.threads, ...pick(b.details, ['maxThreads', 'build', 'variant']) } } : { reason: b.reason }),
+    ...(b.available ? { details: { simd: b.details?.simd, threads: b.details?.threads, ...pick(b.details, ['maxThreads', 'build', 'variant', 'workers', 'threadsOff']) } } : { reason: b.reason }),
   }));
 }
 

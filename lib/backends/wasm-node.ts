@@ -3,6 +3,8 @@
  * file path) and compiles it synchronously, so the registry can load it without `await`.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BackendProvider } from '../backend.js';
 import {
@@ -13,7 +15,39 @@ import {
   instantiateWasmBackend,
   loadedWasmBackend,
   pickVariant,
+  threadsOffReason,
+  type ThreadHost,
+  WORKER_SOURCE,
 } from './wasm.js';
+
+/**
+ * The threaded variant's workers in Node: worker_threads running WORKER_SOURCE, unref'd, so an
+ * idle pool (workers blocked in the pool's wait) never keeps the process alive; they end with it.
+ */
+export const nodeThreadHost: ThreadHost = {
+  spawn(start) {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: start, name: 'simdnorm-wasm' });
+    worker.unref();
+    // A worker that cannot start (out of memory) leaves the pool one helper short, which only
+    // means fewer threads: results do not depend on them.
+    worker.on('error', () => {});
+  },
+};
+
+/**
+ * The variant to load: SIMDNORM_WASM_VARIANT (simd128-threads, simd128 or scalar) when set, else
+ * the threaded one (Node always has worker_threads and shared memory), else as pickVariant says.
+ */
+function nodeVariant(): WasmVariant {
+  const forced = process.env.SIMDNORM_WASM_VARIANT;
+  if (forced !== undefined && forced !== '') {
+    if (!Object.hasOwn(WASM_FILES, forced)) {
+      throw new Error(`simdnorm wasm: SIMDNORM_WASM_VARIANT must be one of ${Object.keys(WASM_FILES).join(', ')}, not ${forced}`);
+    }
+    return forced as WasmVariant;
+  }
+  return pickVariant(true);
+}
 
 /** The path of a variant's artifact: wasm/bin/ of the package (same from lib/ and dist/). */
 export function wasmPath(variant: WasmVariant): string {
@@ -21,10 +55,23 @@ export function wasmPath(variant: WasmVariant): string {
 }
 
 /**
- * Loads a variant (default: SIMD128 where the engine validates it, else scalar) into a new,
- * independent backend with its own memory. The provider below shares one instead.
+ * Loads a variant (default: nodeVariant()) into a new, independent backend with its own memory
+ * (the threaded one with `helpers` workers, default one per core but the caller's). The provider
+ * below shares one instead.
  */
-export function loadWasmBackendSync(variant: WasmVariant = pickVariant()): WasmBackend {
+export function loadWasmBackendSync(variant?: WasmVariant, helpers = availableParallelism() - 1): WasmBackend {
+  if (variant === undefined) {
+    const chosen = nodeVariant();
+    if (chosen !== 'simd128-threads') return loadWasmBackendSync(chosen);
+    try {
+      return loadWasmBackendSync(chosen, helpers);
+    } catch (e) {
+      // E.g. no address space for a shared memory: the single-threaded variant, saying why.
+      const backend = loadWasmBackendSync(pickVariant(false));
+      backend.threadsOff = `threads off: ${(e as Error).message.split('\n')[0]}`;
+      return backend;
+    }
+  }
   const path = wasmPath(variant);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
@@ -35,7 +82,9 @@ export function loadWasmBackendSync(variant: WasmVariant = pickVariant()): WasmB
       { cause: e },
     );
   }
-  return instantiateWasmBackend(new WebAssembly.Module(bytes), variant);
+  const backend = instantiateWasmBackend(new WebAssembly.Module(bytes), variant, { host: nodeThreadHost, helpers });
+  if (variant !== 'simd128-threads') backend.threadsOff = threadsOffReason(true) ?? `threads off: the ${variant} variant was requested (SIMDNORM_WASM_VARIANT)`;
+  return backend;
 }
 
 export const wasmNodeProvider: BackendProvider = {

@@ -11,7 +11,8 @@
  *               inside live wasmMemory.alloc blocks passed by pointer (zero-copy)
  *   memory.ts   the public wasmMemory API (WasmArray, WasmMemory) and the loaded backend
  *   backend.ts  WasmBackend: the Backend over one instance
- *   loader.ts   variant choice (SIMD probe), instantiation, the browser provider
+ *   loader.ts   variant choice (SIMD probe, threads), instantiation, the browser provider
+ *   threads.ts  the threaded variant: its imports, its workers, setThreads
  *
  * Memory. Growing the module memory (a bigger scratch area, a new `alloc`) detaches every view
  * of the old `ArrayBuffer`: read `WasmArray.array` again after any call rather than keeping the
@@ -25,9 +26,11 @@ export {
   pickVariant,
   setWasmLocation,
   simdSupported,
+  threadsOffReason,
   wasmBrowserProvider,
   wasmUrl,
 } from './wasm/loader.js';
+export { ThreadedWasmBackend, WORKER_SOURCE, type ThreadHost, type ThreadStart } from './wasm/threads.js';
 export {
   adoptWasmBackend,
   loadedWasmBackend,

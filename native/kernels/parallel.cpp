@@ -13,6 +13,12 @@
 
 #if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
 #define SIMDNORM_NO_THREADS 1
+#elif defined(__EMSCRIPTEN__)
+// The threaded wasm variant (wasm/wasm.cmake's simdnorm-threads): no std::thread, whose workers
+// would need emscripten's JS glue. lib/backends/wasm/threads.ts starts Web Workers / worker_threads
+// that each instantiate the module over the same shared memory and call sn_thread_run (wasm/abi.cpp),
+// which is wasmWorkerLoop below; the pool hands them tasks through atomics in shared memory.
+#define SIMDNORM_WASM_THREADS 1
 #else
 #include <condition_variable>
 #include <mutex>
@@ -46,6 +52,70 @@ void runSerially(int64_t tasks, void (*task)(void*, int64_t), void* context) {
 int hardwareThreads() { return 1; }
 int requestedThreads() { return 1; }
 void setRequestedThreads(int) {}
+
+#elif defined(SIMDNORM_WASM_THREADS)
+
+// The workers the JS side has started (sn_thread_pool), plus the calling thread.
+std::atomic<int> helpersStarted{0};
+std::atomic<int> requested{0};  // 0: the default, every started worker
+int hardwareThreads() { return helpersStarted.load(std::memory_order_relaxed) + 1; }
+int requestedThreads() {
+  int n = requested.load(std::memory_order_relaxed);
+  return n > 0 ? n : hardwareThreads();
+}
+void setRequestedThreads(int n) { requested.store(n, std::memory_order_relaxed); }
+
+// The same protocol as the native Pool below, over wasm atomics instead of a mutex: the caller
+// publishes a job, opens it for up to `wanted` helpers and bumps `generation` (what idle workers
+// wait on); a worker joins by adding itself to `state` while it is open; the caller, once it has
+// drained the tasks, closes the job and waits until every worker that joined has left. Which
+// thread runs which task changes nothing in the result (tasks write disjoint memory).
+constexpr uint32_t kOpen = 0x80000000u;
+struct WasmPool {
+  std::atomic<int32_t> generation{0};
+  std::atomic<uint32_t> state{0};  // kOpen while helpers may join, | how many are in the job
+  std::atomic<int> busy{0};        // one job at a time (a nested call runs serially)
+  std::atomic<int> mainCanWait{0}; // 0 on a browser's main thread (memory.atomic.wait traps there)
+  std::atomic<uint32_t> joins{0};  // helpers that joined a job, ever (tests read it)
+  std::atomic<int> wanted{0};
+  void (*task)(void*, int64_t) = nullptr;
+  void* context = nullptr;
+  int64_t tasks = 0;
+  std::atomic<int64_t> next{0};
+};
+WasmPool wasmPool;
+
+int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
+int32_t* word(std::atomic<uint32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
+
+void wasmDrain() {
+  WasmPool& p = wasmPool;
+  for (int64_t i; (i = p.next.fetch_add(1, std::memory_order_relaxed)) < p.tasks;) p.task(p.context, i);
+}
+
+bool wasmRun(int64_t tasks, int helpers, void (*task)(void*, int64_t), void* context) {
+  WasmPool& p = wasmPool;
+  int expected = 0;
+  if (!p.busy.compare_exchange_strong(expected, 1, std::memory_order_acquire)) return false;
+  p.task = task;
+  p.context = context;
+  p.tasks = tasks;
+  p.wanted.store(helpers, std::memory_order_relaxed);
+  p.next.store(0, std::memory_order_relaxed);
+  p.state.store(kOpen, std::memory_order_seq_cst);
+  p.generation.fetch_add(1, std::memory_order_seq_cst);
+  __builtin_wasm_memory_atomic_notify(word(p.generation), static_cast<uint32_t>(helpers));
+  wasmDrain();
+  // Close: no worker joins from here on; wait for those inside.
+  uint32_t s = p.state.fetch_and(~kOpen, std::memory_order_seq_cst) & ~kOpen;
+  const bool canWait = p.mainCanWait.load(std::memory_order_relaxed) != 0;
+  while (s != 0) {
+    if (canWait) __builtin_wasm_memory_atomic_wait32(word(p.state), static_cast<int32_t>(s), -1);
+    s = p.state.load(std::memory_order_seq_cst);
+  }
+  p.busy.store(0, std::memory_order_release);
+  return true;
+}
 
 #else
 
@@ -133,9 +203,48 @@ class Pool {
 
 }  // namespace
 
+#ifdef SIMDNORM_WASM_THREADS
+void wasmThreadsStarted(int helpers, bool mainCanWait) {
+  wasmPool.mainCanWait.store(mainCanWait ? 1 : 0, std::memory_order_relaxed);
+  helpersStarted.store(helpers < 0 ? 0 : (helpers > kThreadCap - 1 ? kThreadCap - 1 : helpers),
+                       std::memory_order_relaxed);
+}
+
+uint32_t wasmHelperJoins() { return wasmPool.joins.load(std::memory_order_relaxed); }
+
+void wasmWorkerLoop() {
+  WasmPool& p = wasmPool;
+  int32_t seen = p.generation.load(std::memory_order_seq_cst);
+  for (;;) {
+    // Join the open job, if it wants another helper.
+    uint32_t s = p.state.load(std::memory_order_seq_cst);
+    while ((s & kOpen) != 0 && static_cast<int>(s & ~kOpen) < p.wanted.load(std::memory_order_relaxed)) {
+      if (p.state.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
+        p.joins.fetch_add(1, std::memory_order_relaxed);
+        wasmDrain();
+        if (p.state.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+          __builtin_wasm_memory_atomic_notify(word(p.state), 1);  // the closed job's last helper
+        }
+        break;
+      }
+    }
+    // Sleep until the next job is published.
+    __builtin_wasm_memory_atomic_wait32(word(p.generation), seen, -1);
+    seen = p.generation.load(std::memory_order_seq_cst);
+  }
+}
+#endif
+
 void parallelRun(int64_t tasks, int64_t elements, void (*task)(void*, int64_t), void* context,
                  int threads) {
-#ifndef SIMDNORM_NO_THREADS
+#if defined(SIMDNORM_WASM_THREADS)
+  int n = threads > 0 ? (threads > kThreadCap ? kThreadCap : threads) : requestedThreads();
+  if (n > hardwareThreads()) n = hardwareThreads();
+  if (n > 1 && tasks > 1 && elements >= kMinParallelElements) {
+    int helpers = static_cast<int>(tasks - 1 < n - 1 ? tasks - 1 : n - 1);
+    if (wasmRun(tasks, helpers, task, context)) return;
+  }
+#elif !defined(SIMDNORM_NO_THREADS)
   int n = threads > 0 ? (threads > kThreadCap ? kThreadCap : threads) : requestedThreads();
   if (n > 1 && tasks > 1 && elements >= kMinParallelElements) {
     int helpers = static_cast<int>(tasks - 1 < n - 1 ? tasks - 1 : n - 1);

@@ -32,6 +32,16 @@ inline void parallelFor(int64_t tasks, int64_t elements, const F& fn, int thread
 // when it cannot be allocated: the kernel then returns before writing anything, and
 // scratchFailed() (batchnorm.h) says so until clearScratchFailure() (each public kernel's start).
 void* scratch(size_t bytes);
+
+#if defined(__EMSCRIPTEN__) && defined(__EMSCRIPTEN_PTHREADS__)
+// The threaded wasm variant's pool (wasm/abi.cpp's sn_thread_* exports): `helpers` workers have
+// been started by the JS side (they may not be running yet: a job only waits for the helpers
+// that joined it); mainCanWait is false on a browser's main thread, where the caller spins instead
+// of memory.atomic.wait. wasmWorkerLoop is a worker's whole life: it never returns.
+void wasmThreadsStarted(int helpers, bool mainCanWait);
+void wasmWorkerLoop();
+uint32_t wasmHelperJoins();  // how many times a helper joined a job (tests)
+#endif
 void clearScratchFailure();
 
 }  // namespace simdnorm

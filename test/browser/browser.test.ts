@@ -112,8 +112,11 @@ describe.runIf(haveChromium)('in Chromium', () => {
       expect(report.used[backend]?.current).toBe(backend);
     }
     // The artifact Chromium loaded.
-    const file = variant === 'simd128' ? 'simdnorm-simd.wasm' : 'simdnorm-scalar.wasm';
-    expect(report.used.wasm?.details).toMatchObject({ simd: variant, variant: file });
+    const file = variant === 'simd128-threads' ? 'simdnorm-threads.wasm' : variant === 'simd128' ? 'simdnorm-simd.wasm' : 'simdnorm-scalar.wasm';
+    expect(report.used.wasm?.details).toMatchObject({ simd: variant === 'scalar' ? 'scalar' : 'simd128', variant: file });
+    const details = report.used.wasm?.details as Record<string, unknown> | undefined;
+    if (variant === 'simd128-threads') expect(Number(details?.threads)).toBeGreaterThan(1);
+    else expect(String(details?.threadsOff)).toMatch(/^threads off: [^\n]+$/);
     const count = (b: string) => report.results.filter((r) => r.backend === b).length;
     console.log(
       `${report.userAgent.match(/\S*Chrome\/\S+/)?.[0]}: ${backends.map((b) => `${count(b)} cases passed on ${b}`).join(', ')} ` +
@@ -170,6 +173,13 @@ describe.runIf(haveChromium)('in Chromium', () => {
     expectAllPassed(noSimd.report, noSimd.logs, 'scalar', ['wasm']);
     expect(scalar.log).toContain('200 GET /wasm/bin/simdnorm-scalar.wasm');
     expect(scalar.log).not.toContain('200 GET /wasm/bin/simdnorm-simd.wasm');
+
+    // A cross-origin isolated page (COOP + COEP): the threaded variant, its workers from a blob.
+    const isolated = await serveStatic({ '/': root, '/__runner/': runnerDir }, { isolated: true });
+    servers.push(isolated);
+    const threaded = await runPage(`${isolated.origin}/__runner/index.html`, isolated);
+    expectAllPassed(threaded.report, threaded.logs, 'simd128-threads');
+    expect(isolated.log).toContain('200 GET /wasm/bin/simdnorm-threads.wasm');
   }, 300_000);
 
   it('runs the conformance suite from a Vite production build that imports simdnorm', async () => {

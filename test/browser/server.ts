@@ -28,11 +28,13 @@ export interface StaticServer {
 
 /**
  * Serves each URL prefix from a directory: `{ '/': repoRoot, '/__runner/': tmp }`; the longest
- * matching prefix wins. `wasmType` overrides the .wasm Content-Type (to test the fallback).
+ * matching prefix wins. `wasmType` overrides the .wasm Content-Type (to test the fallback);
+ * `isolated` sends COOP same-origin + COEP require-corp, making pages cross-origin isolated
+ * (SharedArrayBuffer, so the threaded wasm variant).
  */
 export async function serveStatic(
   mounts: Record<string, string>,
-  options: { wasmType?: string } = {},
+  options: { wasmType?: string; isolated?: boolean } = {},
 ): Promise<StaticServer> {
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const log: string[] = [];
@@ -53,6 +55,9 @@ export async function serveStatic(
             'Content-Type': type ?? 'application/octet-stream',
             'Content-Length': size,
             'Cache-Control': 'no-store',
+            ...(options.isolated
+              ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }
+              : {}),
           });
           createReadStream(file).pipe(res);
           status = 200;

@@ -14,8 +14,9 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as api from '../../lib/index.js';
 import type { BackendName } from '../../lib/backend.js';
-import { wasmImports, wasmMemory, type WasmVariant } from '../../lib/backends/wasm.js';
-import { wasmPath } from '../../lib/backends/wasm-node.js';
+import { ThreadedWasmBackend, wasmImports, wasmMemory, type WasmVariant } from '../../lib/backends/wasm.js';
+import { loadWasmBackendSync, wasmPath } from '../../lib/backends/wasm-node.js';
+import { runAll } from '../wasm/helpers.js';
 import { PHASE_NAMES, SCALAR_COUNT, SLOT_COUNT } from '../../lib/core/abi.js';
 import {
   abiBadCalls,
@@ -188,7 +189,18 @@ interface RawAbi {
 const STACK_BYTES = 512 * 1024; // -sTOTAL_STACK in wasm/wasm.cmake
 const ERROR_CODES = 10; // native/abi/table.mjs's errors: 1 .. 10
 
-function instantiate(variant: WasmVariant): RawAbi {
+async function instantiate(variant: WasmVariant): Promise<RawAbi> {
+  if (variant === 'simd128-threads') {
+    // Its own instance with one worker, started before the matrix (a starting worker writes its
+    // thread-local storage): a job big enough for the pool until the worker has joined one.
+    const backend = loadWasmBackendSync(variant, 1) as ThreadedWasmBackend;
+    for (let i = 0; backend.helperJoins() === 0; i++) {
+      if (i === 500) throw new Error('the worker never joined a job');
+      runAll(backend, { type: Float32Array, g: { outer: 16, channels: 8, inner: 4096 }, relu: false, affine: true, running: false }, 1);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return backend.abi.exports as unknown as RawAbi;
+  }
   const module = new WebAssembly.Module(readFileSync(wasmPath(variant)));
   const abi = new WebAssembly.Instance(module, wasmImports()).exports as unknown as RawAbi;
   abi._initialize();
@@ -218,9 +230,9 @@ function run(abi: RawAbi, call: AbiCall, scalarsBlock: number, tableBlock: numbe
   return abi.sn_run(call.scalarsAt >>> 0, call.tensorsAt >>> 0);
 }
 
-describe.each(['simd128', 'scalar'] as WasmVariant[])('bad inputs through the raw C ABI (%s)', (variant) => {
-  it('every spoiled sn_run returns an error code and writes no byte of module memory', () => {
-    const abi = instantiate(variant);
+describe.each(['simd128', 'scalar', 'simd128-threads'] as WasmVariant[])('bad inputs through the raw C ABI (%s)', (variant) => {
+  it('every spoiled sn_run returns an error code and writes no byte of module memory', async () => {
+    const abi = await instantiate(variant);
     const heap: AbiHeap = {
       alloc(bytes) {
         const p = abi.sn_alloc(bytes) >>> 0;

@@ -27,10 +27,18 @@ describe('variant selection', () => {
     expect(backend.details()).toMatchObject({ simd: 'scalar', threads: 1, variant: 'simdnorm-scalar.wasm' });
   });
 
-  it('picks SIMD128 when WebAssembly.validate accepts it', () => {
+  it('picks the threaded SIMD128 variant in Node when WebAssembly.validate accepts it (workers can start)', () => {
     vi.spyOn(WebAssembly, 'validate').mockReturnValue(true);
+    expect(pickVariant(true)).toBe('simd128-threads');
+    expect(pickVariant(false)).toBe('simd128');
     const backend = loadWasmBackendSync();
+    expect(backend.details()).toMatchObject({ simd: 'simd128', variant: 'simdnorm-threads.wasm' });
+  });
+
+  it('picks single-threaded SIMD128 when threads cannot run, and says why in details()', () => {
+    const backend = loadWasmBackendSync('simd128');
     expect(backend.details()).toMatchObject({ simd: 'simd128', threads: 1, variant: 'simdnorm-simd.wasm' });
+    expect(String(backend.details().threadsOff)).toMatch(/^threads off: [^\n]+$/);
   });
 
   it('treats a validate that throws as no SIMD', () => {

@@ -7,12 +7,14 @@
 import { ABI_VERSION, SCALAR_COUNT, SLOT_COUNT } from '../../core/abi.js';
 import { typedArrayBuffer } from '../../intrinsics.js';
 
-export type WasmVariant = 'simd128' | 'scalar';
+/** simd128-threads: SIMD128 with -pthread over shared memory (lib/backends/wasm/threads.ts). */
+export type WasmVariant = 'simd128' | 'scalar' | 'simd128-threads';
 
 /** The artifact of each variant, in wasm/bin/ of the package. */
 export const WASM_FILES: Readonly<Record<WasmVariant, string>> = Object.freeze({
   simd128: 'simdnorm-simd.wasm',
   scalar: 'simdnorm-scalar.wasm',
+  'simd128-threads': 'simdnorm-threads.wasm',
 });
 
 /** A byte address in module memory. */
@@ -61,12 +63,20 @@ export class WasmAbi {
   private heapU32 = new Uint32Array(0);
   private heapBuffer: ArrayBufferLike | null = null; // the buffer heap64/heapU32 view
 
-  constructor(instance: WebAssembly.Instance, file: string) {
+  /**
+   * growth: for the threaded variant's shared memory, a counter every instance bumps when it
+   * grows the memory (growing a shared memory detaches nothing: the old buffer keeps its length).
+   */
+  constructor(instance: WebAssembly.Instance, file: string, growth?: Int32Array) {
     const exports = instance.exports as unknown as AbiExports;
     if (typeof exports.sn_abi_version !== 'function' || exports.sn_abi_version() !== ABI_VERSION || typeof exports.sn_run !== 'function') {
       throw new Error(`simdnorm wasm: ${file} does not have C ABI version ${ABI_VERSION}; rebuild with npm run build:wasm`);
     }
     this.exports = exports;
+    if (growth) {
+      this.growth = growth;
+      this.moduleBuffers = new WeakSet();
+    }
     exports._initialize?.();
     this.simdLevel = this.readCString(exports.sn_simd_level());
     // Never freed: the instance lives as long as its backend.
@@ -81,10 +91,27 @@ export class WasmAbi {
    */
   get buffer(): ArrayBuffer {
     const cached = this.memoryBuffer;
-    if (cached !== null && cached.byteLength !== 0) return cached;
-    return (this.memoryBuffer = this.exports.memory.buffer);
+    if (cached !== null && cached.byteLength !== 0 && this.growth[0] === this.grown) return cached;
+    this.grown = this.growth[0];
+    const buffer = this.exports.memory.buffer;
+    this.moduleBuffers?.add(buffer);
+    return (this.memoryBuffer = buffer);
   }
   private memoryBuffer: ArrayBuffer | null = null;
+  private growth: Int32Array<ArrayBufferLike> = new Int32Array(1);
+  private grown = 0;
+  /** Shared memory only: every buffer object handed out for it (each growth makes a new one). */
+  private moduleBuffers: WeakSet<ArrayBufferLike> | undefined;
+
+  /** Whether the memory is shared (the threaded variant). */
+  get shared(): boolean {
+    return this.moduleBuffers !== undefined;
+  }
+
+  /** Whether `buffer` is (one of the objects for) the module memory. */
+  isModuleBuffer(buffer: ArrayBufferLike): boolean {
+    return buffer === this.buffer || (this.moduleBuffers !== undefined && this.moduleBuffers.has(buffer));
+  }
 
   alloc(bytes: number): Ptr {
     return this.exports.sn_alloc(bytes) >>> 0;

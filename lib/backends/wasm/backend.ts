@@ -18,21 +18,27 @@ export class WasmBackend implements Backend {
   /** @internal */
   readonly marshal: Marshal;
 
-  constructor(instance: WebAssembly.Instance, variant: WasmVariant) {
+  /** growth: the threaded variant's growth counter (lib/backends/wasm/threads.ts) */
+  constructor(instance: WebAssembly.Instance, variant: WasmVariant, growth?: Int32Array) {
     this.variant = variant;
-    this.abi = new WasmAbi(instance, WASM_FILES[variant]);
+    this.abi = new WasmAbi(instance, WASM_FILES[variant], growth);
     this.simd = this.abi.simdLevel;
     this.marshal = new Marshal(this.abi);
     this.memory = createWasmMemory(this.abi, () => this.marshal.releaseScratch());
   }
 
+  /** Why this single-threaded variant was loaded instead of the threaded one (backends()). */
+  threadsOff: string | undefined;
+
   details(): BackendDetails {
-    return {
+    const details: BackendDetails = {
       simd: this.simd,
       threads: 1,
       memoryBytes: this.abi.buffer.byteLength,
       variant: WASM_FILES[this.variant],
     };
+    if (this.threadsOff !== undefined) details.threadsOff = this.threadsOff;
+    return details;
   }
 
   run(n: Norm): number {

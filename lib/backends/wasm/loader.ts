@@ -7,6 +7,7 @@ import type { Backend, BackendProvider } from '../../backend.js';
 import { WASM_FILES, wasmImports, type WasmVariant } from './abi.js';
 import { WasmBackend } from './backend.js';
 import { adoptWasmBackend, loadedWasmBackend } from './memory.js';
+import { ThreadedWasmBackend, WORKER_SOURCE, threadsUnavailable, type ThreadHost } from './threads.js';
 
 // (module (func (result v128) i32.const 0 i8x16.splat i8x16.popcnt)): popcnt came late into
 // the SIMD proposal, so engines that only had a pre-standard SIMD reject it too.
@@ -24,14 +25,52 @@ export function simdSupported(): boolean {
   }
 }
 
-/** The variant this engine should load: SIMD128 where it validates, else scalar. */
-export function pickVariant(): WasmVariant {
+/**
+ * Why the threaded variant is not chosen here (undefined when it is): no SIMD128, no
+ * SharedArrayBuffer or shared memory, a page that is not cross-origin isolated, no workers.
+ */
+export function threadsOffReason(workers: boolean): string | undefined {
+  if (!simdSupported()) return 'threads off: no WebAssembly SIMD128';
+  return threadsUnavailable() ?? (workers ? undefined : 'threads off: no Worker in this environment');
+}
+
+/**
+ * The variant this engine should load: the threaded SIMD128 one where threads can run (`workers`:
+ * whether the caller can start workers), else SIMD128 where it validates, else scalar.
+ */
+export function pickVariant(workers = false): WasmVariant {
+  if (threadsOffReason(workers) === undefined) return 'simd128-threads';
   return simdSupported() ? 'simd128' : 'scalar';
 }
 
-/** Instantiates a compiled module of the given variant into a new backend. */
-export function instantiateWasmBackend(module: WebAssembly.Module, variant: WasmVariant): WasmBackend {
+/**
+ * Instantiates a compiled module of the given variant into a new backend; the threaded variant
+ * needs a host to start its workers on, and starts `helpers` of them.
+ */
+export function instantiateWasmBackend(
+  module: WebAssembly.Module,
+  variant: WasmVariant,
+  threads?: { host: ThreadHost; helpers: number },
+): WasmBackend {
+  if (variant === 'simd128-threads') {
+    if (!threads) throw new Error('simdnorm wasm: the threaded variant needs a thread host');
+    return new ThreadedWasmBackend(module, threads.host, threads.helpers);
+  }
   return new WasmBackend(new WebAssembly.Instance(module, wasmImports()), variant);
+}
+
+/** Browsers: Web Workers from a blob of WORKER_SOURCE (no extra file for bundlers to find). */
+let blobUrl: string | undefined;
+export const browserThreadHost: ThreadHost = {
+  spawn(start) {
+    blobUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
+    new Worker(blobUrl, { name: 'simdnorm-wasm' }).postMessage(start);
+  },
+};
+
+function browserHelpers(): number {
+  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return Math.max(0, Math.min(typeof cores === 'number' && cores > 0 ? cores : 1, 16) - 1);
 }
 
 type LocationResolver = (file: string, variant: WasmVariant) => string | URL;
@@ -63,6 +102,7 @@ function pageUrl(): string {
  * literals so that bundlers see and emit both files.
  */
 function defaultUrl(variant: WasmVariant): URL {
+  if (variant === 'simd128-threads') return new URL('../../../wasm/bin/simdnorm-threads.wasm', import.meta.url);
   return variant === 'simd128'
     ? new URL('../../../wasm/bin/simdnorm-simd.wasm', import.meta.url)
     : new URL('../../../wasm/bin/simdnorm-scalar.wasm', import.meta.url);
@@ -75,11 +115,27 @@ export function wasmUrl(variant: WasmVariant): URL {
 }
 
 /** Fetches, compiles and instantiates a variant; a new backend each time. */
-export async function fetchWasmBackend(variant: WasmVariant = pickVariant()): Promise<WasmBackend> {
+export async function fetchWasmBackend(variant?: WasmVariant): Promise<WasmBackend> {
+  const hasWorker = typeof (globalThis as { Worker?: unknown }).Worker === 'function';
+  const explicit = variant !== undefined;
+  const threadsOff = variant === undefined ? threadsOffReason(hasWorker) : undefined;
+  variant ??= pickVariant(hasWorker);
   const url = wasmUrl(variant);
   const response = await fetch(url);
   if (!response.ok) {
     throw new Error(`simdnorm wasm: fetching ${url.href} failed: HTTP ${response.status} ${response.statusText}`);
+  }
+  if (variant === 'simd128-threads') {
+    const module = await WebAssembly.compile(await response.arrayBuffer());
+    try {
+      return instantiateWasmBackend(module, variant, { host: browserThreadHost, helpers: browserHelpers() });
+    } catch (e) {
+      if (explicit) throw e;
+      // E.g. no address space for a shared memory: the single-threaded variant, saying why.
+      const backend = await fetchWasmBackend('simd128');
+      backend.threadsOff = `threads off: ${(e as Error).message.split('\n')[0]}`;
+      return backend;
+    }
   }
   let instance: WebAssembly.Instance;
   try {
@@ -89,7 +145,9 @@ export async function fetchWasmBackend(variant: WasmVariant = pickVariant()): Pr
     if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError) throw e;
     ({ instance } = await WebAssembly.instantiate(await response.arrayBuffer(), wasmImports()));
   }
-  return new WasmBackend(instance, variant);
+  const backend = new WasmBackend(instance, variant);
+  backend.threadsOff = threadsOff;
+  return backend;
 }
 
 let browserLoading: Promise<WasmBackend> | undefined;

@@ -152,7 +152,8 @@ export class Marshal {
     this.flags[slot] = copy;
     this.offsets[slot] = -1;
     this.pointers[slot] = 0;
-    if (typedArrayBuffer(array) === this.callBuffer) {
+    const buffer = typedArrayBuffer(array);
+    if (buffer === this.callBuffer || (this.abi.shared && this.abi.isModuleBuffer(buffer))) {
       if (inLiveBlock(this.abi, array)) {
         this.pointers[slot] = typedArrayByteOffset(array);
         return used;

@@ -71,7 +71,7 @@ export function inLiveBlock(abi: WasmAbi, array: FloatArray): boolean {
 
 /** Whether the backend over `abi` passes `array` by pointer. */
 export function isZeroCopy(abi: WasmAbi, array: FloatArray): boolean {
-  return floatKind(array) !== undefined && typedArrayBuffer(array) === abi.buffer && inLiveBlock(abi, array);
+  return floatKind(array) !== undefined && abi.isModuleBuffer(typedArrayBuffer(array)) && inLiveBlock(abi, array);
 }
 
 /** One backend's WasmMemory; releaseScratch is the marshaller's. */
