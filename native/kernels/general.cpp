@@ -90,10 +90,11 @@ SIMDNORM_INLINE void putLanes(T* p, VDouble v, int64_t k) {
 #endif
   storeLanesAs(p, v, k);
 }
-// f(std::bool_constant<stream>).
+// f(std::bool_constant<stream>); without streaming stores (kStreamLanes false: SSE2, NEON, WASM)
+// only f(false_type) is called, one copy of the loop instead of two identical ones.
 template <typename F>
 SIMDNORM_INLINE void withStream(bool stream, F f) {
-  if (stream) f(std::true_type{});
+  if (kStreamLanes && stream) f(std::true_type{});
   else f(std::false_type{});
 }
 
