@@ -154,6 +154,19 @@ struct ChunkCoefficients {
   T v[4][kChannelChunk];
 };
 
+// dx = dy where y > 0, else +0 (g as the kernels mask it; dx may be dy), for the kernels to run
+// without relu after it (without kFlagCopies: one copy of them).
+template <typename T>
+void maskByRelu(const T* dy, const T* y, int64_t n, T* dx) {
+  constexpr int64_t L = lanes<T>(), kBlock = 16384;
+  parallelFor(ceilDiv(n, kBlock), n, [&](int64_t t) {
+    const int64_t i1 = minOf(n, (t + 1) * kBlock);
+    int64_t i = t * kBlock;
+    for (; i + L <= i1; i += L) store(dx + i, select(load<Vec<T>>(y + i) > Vec<T>{}, load<Vec<T>>(dy + i), Vec<T>{}));
+    for (; i < i1; i++) dx[i] = y[i] > 0 ? dy[i] : T(0);
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -163,6 +176,13 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) dgamma[c] = dbeta[c] = 0;
     return;
+  }
+  if (!kFlagCopies && y != nullptr) {
+    // WASM (store.h's withFlags): relu's mask first, into dx (the ABI lets dx be dy and nothing
+    // else), then the kernels without relu: the same g, the same bits, a copy less of them.
+    maskByRelu(dy, y, g.elements(), dx);
+    dy = dx;
+    y = nullptr;
   }
   const Plan plan = makePlan<T>(g);
   const bool stream = g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;

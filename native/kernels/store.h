@@ -328,11 +328,13 @@ inline void withFlag(bool flag, F f) {
   else f(std::false_type{});
 }
 
-// Two flags, f(a, b), each a type as withFlag gives it (four copies, or one of RuntimeFlags).
+// BatchNorm backward's flags, f(relu, training), each a type as withFlag gives it: four copies
+// natively; without kFlagCopies one, f(std::false_type, RuntimeFlag): the caller has applied relu
+// already (relu must be false there).
 template <typename F>
 inline void withFlags(bool a, bool b, F f) {
   if (!kFlagCopies) {
-    f(RuntimeFlag{a}, RuntimeFlag{b});
+    f(std::false_type{}, RuntimeFlag{b});
   } else if (a) {
     if (b) f(std::true_type{}, std::true_type{});
     else f(std::true_type{}, std::false_type{});
@@ -357,6 +359,12 @@ template <typename V>
 SIMDNORM_INLINE V reluIf(RuntimeFlag on, V y) {
   using E = __typeof__(y[0] + 0);
   const V floor = splat<V>(on.value ? E(0) : -static_cast<E>(__builtin_inf()));
+#if defined(__wasm_simd128__)
+  // pmax(y, floor) is y < floor ? floor : y, one instruction (clang makes the select below a
+  // comparison and a bitselect when floor is not a constant)
+  if constexpr (sizeof(V) == 16 && sizeof(E) == 4) return (V)__builtin_wasm_pmax_f32x4((VFloat)y, (VFloat)floor);
+  if constexpr (sizeof(V) == 16 && sizeof(E) == 8) return (V)__builtin_wasm_pmax_f64x2((VDouble)y, (VDouble)floor);
+#endif
   return select(y < floor, floor, y);
 }
 
