@@ -1218,7 +1218,7 @@ void floatRowsTask(const float* dy, const float* x, const float* y, const float*
       ok = __builtin_isfinite(sums.sumU()) && floatCoefficient(c2) && floatCoefficient(c3);
     }
     if (!ok) {
-      backwardStatistic<float, Relu>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      backwardStatistic<float, Relu || !kFlagCopies>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
       continue;
     }
     run.rows |= uint64_t{1} << (k - run.first);
@@ -1398,7 +1398,7 @@ int32_t backward(const sn_norm& n) {
         float* f = reinterpret_cast<float*>(floats + floatsPerTask * t);
         for (int64_t i = 0; i < 2 * floatsPerTask; i++) f[i] = 0;
         const int64_t k0 = t * tasks.per, k1 = minOf(sh.K, k0 + tasks.per);
-        if (y != nullptr || !kFlagCopies) {
+        if (y != nullptr) {  // both copies: LayerNorm's hot loops, no flag read per vector
           floatRowsTask<true>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
         } else {
           floatRowsTask<false>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
