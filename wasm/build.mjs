@@ -5,7 +5,9 @@
 //   - both import only the two functions lib/backends/wasm/ provides and export the C ABI;
 //   - the threaded one (SIMD128, -pthread) imports a shared memory and only the runtime hooks
 //     lib/backends/wasm/threads.ts provides, and exports what its workers need (its JS glue,
-//     written beside it by emcc, is not used).
+//     written beside it by emcc, is not used);
+//   - each is at most GZIP_BUDGET bytes gzipped at level 9 (issue 19's budget; the README states
+//     the sizes).
 //
 //   node wasm/build.mjs          build into wasm/bin/ (npm run build:wasm)
 //   node wasm/build.mjs --check  build into a temporary directory and fail when the committed
@@ -18,10 +20,13 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const binDir = join(root, 'wasm', 'bin');
 const ARTIFACTS = { 'simdnorm-simd': 'simd128', 'simdnorm-scalar': 'scalar', 'simdnorm-threads': 'simd128-threads' };
+// 128 kB gzipped per variant (issue 19), whatever the variant.
+const GZIP_BUDGET = 128_000;
 const ALLOWED_IMPORTS = new Set(['env.emscripten_notify_memory_growth', 'wasi_snapshot_preview1.proc_exit']);
 // The C ABI as native/abi/table.mjs states it (wasm/exports.cmake is generated from the same list).
 const { wasmExports } = await import(new URL('../native/abi/table.mjs', import.meta.url).href);
@@ -96,14 +101,17 @@ function verify(path, variant) {
   if (threads && !/memory\[0\].*shared <- env\.memory/.test(headers)) fail(`${path} does not import a shared env.memory`);
   const missing = (threads ? THREAD_EXPORTS : REQUIRED_EXPORTS).filter((e) => !exports.has(e));
   if (missing.length) fail(`${path} does not export ${missing.join(', ')}`);
-  return { f32x4, vector, imports };
+  const bytes = readFileSync(path);
+  const gz = gzipSync(bytes, { level: 9 }).length;
+  if (gz > GZIP_BUDGET) fail(`${path} is ${gz} bytes gzipped, over the budget of ${GZIP_BUDGET} (issue 19)`);
+  return { f32x4, vector, imports, size: bytes.length, gz };
 }
 
 function main() {
   if (mode === 'verify') {
     for (const [name, variant] of Object.entries(ARTIFACTS)) {
       const r = verify(join(binDir, `${name}.wasm`), variant);
-      console.log(`${name}.wasm: ${r.f32x4} f32x4 / ${r.vector} SIMD instructions; imports ${r.imports.join(', ') || 'none'}`);
+      console.log(`${name}.wasm: ${r.size} bytes (${r.gz} gzipped), ${r.f32x4} f32x4 / ${r.vector} SIMD instructions; imports ${r.imports.join(', ') || 'none'}`);
     }
     return;
   }
@@ -112,8 +120,7 @@ function main() {
     const built = build(join(work, 'build'));
     for (const [name, variant] of Object.entries(ARTIFACTS)) {
       const r = verify(built[name], variant);
-      const size = readFileSync(built[name]).length;
-      console.log(`${name}.wasm: ${size} bytes, ${r.f32x4} f32x4 / ${r.vector} SIMD instructions; imports ${r.imports.join(', ') || 'none'}`);
+      console.log(`${name}.wasm: ${r.size} bytes (${r.gz} gzipped), ${r.f32x4} f32x4 / ${r.vector} SIMD instructions; imports ${r.imports.join(', ') || 'none'}`);
     }
     if (mode === 'build') {
       mkdirSync(binDir, { recursive: true });

@@ -26,21 +26,23 @@ namespace SIMDNORM_ISA {
 namespace {
 
 // (g, g * (x - mean)) of k elements at offset, in double.
-template <typename T, bool Relu>
-inline Terms gradTerms(const T* dy, const T* x, const T* y, int64_t offset, int64_t k, VDouble mean) {
+template <typename T, typename Relu>
+inline Terms gradTerms(const T* dy, const T* x, const T* y, int64_t offset, int64_t k, VDouble mean, Relu relu) {
   VDouble g = loadDoubleLanes(dy + offset, k);
-  if (Relu) g = select(loadDoubleLanes(y + offset, k) > VDouble{}, g, VDouble{});
+  if (relu) g = select(loadDoubleLanes(y + offset, k) > VDouble{}, g, VDouble{});
   return {g, g * (loadDoubleLanes(x + offset, k) - mean)};
 }
 
 // dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M).
-template <typename T, bool Relu, bool Training>
+template <typename T, typename Relu, typename Training>
 struct InputGrad {
   const T *dy, *x, *y;
+  Relu relu;  // store.h's flag types
+  Training training;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> g = loadLanes(dy + offset, k);
-    if (Relu) g = select(loadLanes(y + offset, k) > Vec<T>{}, g, Vec<T>{});
-    if (!Training) return g * p[1];
+    if (relu) g = select(loadLanes(y + offset, k) > Vec<T>{}, g, Vec<T>{});
+    if (!training) return g * p[1];
     return mulAdd(g, p[1], -mulAdd(loadLanes(x + offset, k) - p[0], p[3], p[2]));
   }
 };
@@ -152,6 +154,19 @@ struct ChunkCoefficients {
   T v[4][kChannelChunk];
 };
 
+// dx = dy where y > 0, else +0 (g as the kernels mask it; dx may be dy), for the kernels to run
+// without relu after it (without kFlagCopies: one copy of them).
+template <typename T>
+void maskByRelu(const T* dy, const T* y, int64_t n, T* dx) {
+  constexpr int64_t L = lanes<T>(), kBlock = 16384;
+  parallelFor(ceilDiv(n, kBlock), n, [&](int64_t t) {
+    const int64_t i1 = minOf(n, (t + 1) * kBlock);
+    int64_t i = t * kBlock;
+    for (; i + L <= i1; i += L) store(dx + i, select(load<Vec<T>>(y + i) > Vec<T>{}, load<Vec<T>>(dy + i), Vec<T>{}));
+    for (; i < i1; i++) dx[i] = y[i] > 0 ? dy[i] : T(0);
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -161,6 +176,13 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) dgamma[c] = dbeta[c] = 0;
     return;
+  }
+  if (!kFlagCopies && y != nullptr) {
+    // WASM (store.h's withFlags): relu's mask first, into dx (the ABI lets dx be dy and nothing
+    // else), then the kernels without relu: the same g, the same bits, a copy less of them.
+    maskByRelu(dy, y, g.elements(), dx);
+    dy = dx;
+    y = nullptr;
   }
   const Plan plan = makePlan<T>(g);
   const bool stream = g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
@@ -190,8 +212,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
                 gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx);
   };
-  withFlag(y != nullptr, [&](auto relu) {
-    constexpr bool Relu = decltype(relu)::value;
+  withFlags(y != nullptr, training, [&](auto relu, auto train) {
     // Rows path: per-column sums of the task, with the mean of column p at meanOf[p - base].
     auto sumRows = [&](int64_t task, const T* meanOf, int64_t base, double* sums1, double* sums2) {
       auto term = [&](int64_t offset, int64_t column, int64_t k) SIMDNORM_LAMBDA_INLINE {
@@ -199,7 +220,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           prefetchAhead(dy + offset);
           prefetchAhead(x + offset);
         }
-        return gradTerms<T, Relu>(dy, x, y, offset, k, loadDoubleLanes(meanOf + (column - base), k));
+        return gradTerms(dy, x, y, offset, k, loadDoubleLanes(meanOf + (column - base), k), relu);
       };
       if constexpr (sizeof(T) == 4 && kFloatRuns) {
         accumulateRows(plan, task, sums1, sums2, term,
@@ -207,7 +228,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
                          prefetchAhead(dy + offset);
                          prefetchAhead(x + offset);
                          VFloat g = load<VFloat>(dy + offset);
-                         if (Relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
+                         if (relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
                          return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(meanOf + (column - base)))};
                        },
                        [](VFloat s1, VFloat s2, float) SIMDNORM_LAMBDA_INLINE {
@@ -229,14 +250,14 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       plan.forEachSpanGroup<kPlaneStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t length)
                                                      SIMDNORM_LAMBDA_INLINE {
         accumulate<decltype(streams)::value>(length, stride, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
-          return gradTerms<T, Relu>(dy, x, y, start + i, k, mu);
+          return gradTerms(dy, x, y, start + i, k, mu, relu);
         }, sums);
       });
       sg = sums.sumU();
       sgx = sums.sumV();
     };
-    withFlag(training, [&](auto train) {
-      const InputGrad<T, Relu, decltype(train)::value> op{dy, x, y};
+    {
+      const InputGrad<T, decltype(relu), decltype(train)> op{dy, x, y, relu, train};
       if (plan.fusedRows) {
         // One task per tile: its sums, its channels' coefficients, its dx.
         parallelFor(plan.tiles, g.elements(), [&](int64_t t) {
@@ -258,7 +279,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
               const VDouble mu = loadDoubleLanes(mean + ca + j, k);
               VDouble sg = {}, sgx = {};
               for (int64_t r = 0; r < plan.rowCount; r++) {
-                const Terms terms = gradTerms<T, Relu>(dy, x, y, r * period + ca + j, k, mu);
+                const Terms terms = gradTerms(dy, x, y, r * period + ca + j, k, mu, relu);
                 sg += terms.u;
                 sgx += terms.v;
               }
@@ -374,7 +395,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           if (wide[c]) wideChannel(c, sumG[c], sumGx[c], dx, nullptr);
         });
       }
-    });
+    }
   });
 }
 

@@ -29,23 +29,25 @@ namespace SIMDNORM_ISA {
 
 namespace {
 
-template <typename T, bool Relu>
+template <typename T, typename Relu>
 struct Normalize {
   const T* x;
+  Relu relu;  // store.h's flag types
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd((loadLanes(x + offset, k) - p[0]) - p[1], p[2], p[3]);
-    return Relu ? relu(y) : y;
+    return reluIf(relu, y);
   }
 };
 
 // The same where lo is 0 (inference: the mean is runningMean itself): the same bits, one load
 // and one subtraction less per vector (the rows path loads every coefficient per vector).
-template <typename T, bool Relu>
+template <typename T, typename Relu>
 struct NormalizeNoLo {
   const T* x;
+  Relu relu;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd(loadLanes(x + offset, k) - p[0], p[2], p[3]);
-    return Relu ? relu(y) : y;
+    return reluIf(relu, y);
   }
 };
 
@@ -240,12 +242,12 @@ bool streams(const Plan& plan) {
 // y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
 // of x is what is still in cache.
-template <typename T, template <typename, bool> class Op = Normalize>
+template <typename T, template <typename, typename> class Op = Normalize>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns) {
   const bool stream = streams<T>(plan);
   withFlag(relu, [&](auto useRelu) {
-    const Op<T, decltype(useRelu)::value> op{x};
+    const Op<T, decltype(useRelu)> op{x, useRelu};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
         applyRows(y, plan, plan.rowTasks() - 1 - t, columns, stream, op);
@@ -303,7 +305,7 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
     if (!plan.columnIsChannel()) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
     withFlag(relu && !anyWide, [&](auto useRelu) {
       applyTile(y, plan, c0, c1, plan.columnIsChannel() ? perChannel : perColumn, stream,
-                Normalize<T, decltype(useRelu)::value>{x});
+                Normalize<T, decltype(useRelu)>{x, useRelu});
     });
     if (!anyWide) return;
     for (int64_t j = 0; j < n; j++) finishChannel(plan, ca + j, tile.wide[j], tile.mean[j], tile.scale[j], beta, relu, y);
@@ -383,7 +385,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     const bool stream = streams<T>(plan);
     const int64_t blocks = plan.blocksPerChannel;
     withFlag(relu, [&](auto useRelu) {
-      const Normalize<T, decltype(useRelu)::value> op{x};
+      const Normalize<T, decltype(useRelu)> op{x, useRelu};
       parallelFor(channels, g.elements(), [&](int64_t c) {
         Moments mc{};
         for (int64_t b = 0; b < blocks; b++) merge(mc, blockMoments(x, plan, c, b));

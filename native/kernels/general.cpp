@@ -7,6 +7,7 @@
 #include "running.h"
 #include "scratch.h"
 #include "simd.h"
+#include "store.h"
 #include "tuning.h"
 
 #include <type_traits>
@@ -90,10 +91,11 @@ SIMDNORM_INLINE void putLanes(T* p, VDouble v, int64_t k) {
 #endif
   storeLanesAs(p, v, k);
 }
-// f(std::bool_constant<stream>).
+// f(std::bool_constant<stream>); without streaming stores (kStreamLanes false: SSE2, NEON, WASM)
+// only f(false_type) is called, one copy of the loop instead of two identical ones.
 template <typename F>
 SIMDNORM_INLINE void withStream(bool stream, F f) {
-  if (stream) f(std::true_type{});
+  if (kStreamLanes && stream) f(std::true_type{});
   else f(std::false_type{});
 }
 
@@ -333,9 +335,9 @@ inline int64_t columnAffine(const Shape& sh, int64_t p) {
 }
 
 // y over task t's rows with per-column coefficients of its sample (mean, scale, shift at [n * W + p]).
-template <typename T, bool Relu>
+template <typename T, typename Relu>
 void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
-                 const double* cScale, const double* cShift, bool stream) {
+                 const double* cScale, const double* cShift, bool stream, Relu relu) {
   const int64_t n = c.sample(t), W = c.W;
   const double *m = cMean + n * W, *sc = cScale + n * W, *sf = cShift + n * W;
   for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
@@ -346,7 +348,7 @@ void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t,
       forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
         VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
                     loadDoubleLanes(sf + p, k);
-        if (Relu) v = relu(v);
+        v = reluIf(relu, v);
         putLanes<decltype(S)::value>(ys + p, v, k);
       });
     });
@@ -359,17 +361,16 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
   const Columns c(sh);
   const bool stream = streamsOutput(y, sh.K * sh.M);
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (relu) columnApply<T, true>(x, y, sh, c, t, cMean, cScale, cShift, stream);
-    else columnApply<T, false>(x, y, sh, c, t, cMean, cScale, cShift, stream);
+    withFlag(relu, [&](auto r) { columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r); });
   });
 }
 
 // ---- forward: y = (x - mean) * coefficient(γ) + β, coefficient(γ) = γ * q (train: q = invStd)
 // or γ / q (inference: q = sqrt(runningVar + eps)), as js.ts, in double ----
 
-template <typename T, bool Relu>
+template <typename T, typename Relu>
 SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift,
-                               bool stream) {
+                               bool stream, Relu relu) {
   if constexpr (sizeof(T) == 4) {
     // Float data in float lanes (as writeElementsFloat, one scale and shift for the span).
     const double mean = mu[0];
@@ -381,8 +382,7 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
       const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vs = splat<VF>(fs), vt = splat<VF>(ft);
       withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
         auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-          VF v = ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt;
-          if (Relu) v = relu(v);
+          VF v = reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt);
           if (k == L) {
             if constexpr (decltype(S)::value && kStreamLanes) streamStore(y + j, v);
             else store(y + j, v);
@@ -399,8 +399,7 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
   }
   withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
     forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      VDouble v = (loadDoubleLanes(x + j, k) - mu) * scale + shift;
-      if (Relu) v = relu(v);
+      const VDouble v = reluIf(relu, (loadDoubleLanes(x + j, k) - mu) * scale + shift);
       putLanes<decltype(S)::value>(y + j, v, k);
     });
   });
@@ -411,9 +410,9 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
 // the BatchNorm kernels split it: x - hi is exact for x near the mean) and q = invStd (inference:
 // 1 / sqrt(runningVar + eps)) in float; a few float roundings, far inside float's tolerance. Only
 // for a finite split and q (else the double path keeps js.ts's IEEE results).
-template <bool Relu>
+template <typename Relu>
 SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, const float* g, const float* b,
-                                        float hi, float lo, float fq, bool stream) {
+                                        float hi, float lo, float fq, bool stream, Relu relu) {
   using VF = Vec<float>;
   constexpr int64_t L = lanes<float>();
   const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vq = splat<VF>(fq);
@@ -421,8 +420,7 @@ SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, c
     auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       const VF gv = g ? loadLanes(g + j, k) : splat<VF>(1.0f);
       const VF bv = b ? loadLanes(b + j, k) : VF{};
-      VF v = ((loadLanes(xs + j, k) - vhi) - vlo) * (gv * vq) + bv;
-      if (Relu) v = relu(v);
+      VF v = reluIf(relu, ((loadLanes(xs + j, k) - vhi) - vlo) * (gv * vq) + bv);
       if (k == L) {
         if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + j, v);
         else store(ys + j, v);
@@ -436,9 +434,9 @@ SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, c
   });
 }
 
-template <typename T, bool Relu, bool Divide>
+template <typename T, typename Relu, bool Divide>
 void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma,
-                    const T* beta, bool stream) {
+                    const T* beta, bool stream, Relu relu) {
   const int64_t group = sh.group(k);
   const VDouble mu = splat<VDouble>(mean), vq = splat<VDouble>(q);
   auto coefficient = [&](double g) { return Divide ? g / q : g * q; };
@@ -448,7 +446,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
     const VDouble shift = splat<VDouble>(beta ? static_cast<double>(beta[group]) : 0.0);
     for (int64_t o = 0; o < sh.outer; o++) {
       const int64_t base = sh.segment(k, o);
-      writeSpan<T, Relu>(x + base, y + base, sh.inner, mu, scale, shift, stream);
+      writeSpan(x + base, y + base, sh.inner, mu, scale, shift, stream, relu);
     }
     return;
   }
@@ -462,7 +460,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
       if (__builtin_isfinite(hi) && __builtin_isfinite(lo) && __builtin_isfinite(fq)) {
         for (int64_t o = 0; o < sh.outer; o++) {
           const int64_t base = sh.segment(k, o);
-          writeElementsFloat<Relu>(x + base, y + base, sh.inner, g, b, hi, lo, fq, stream);
+          writeElementsFloat(x + base, y + base, sh.inner, g, b, hi, lo, fq, stream, relu);
         }
         return;
       }
@@ -475,8 +473,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
         forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
           const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
           const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
-          VDouble v = (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv;
-          if (Relu) v = relu(v);
+          const VDouble v = reluIf(relu, (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv);
           putLanes<decltype(S)::value>(ys + j, v, lanesK);
         });
       });
@@ -493,11 +490,11 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
       if (length < kDoubleLanes) {
         for (int64_t j = base + j0, e = j + length; j < e; j++) {
           const double v = (static_cast<double>(x[j]) - mean) * scale + shift;
-          y[j] = static_cast<T>(Relu && v < 0 ? 0 : v);
+          y[j] = static_cast<T>(relu && v < 0 ? 0 : v);
         }
       } else {
-        writeSpan<T, Relu>(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift),
-                           stream);
+        writeSpan(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift), stream,
+                  relu);
       }
     }
   }
@@ -506,8 +503,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
 template <bool Divide, typename T>
 void applyAny(const T* x, T* y, const Shape& sh, int64_t k, double mean, double q, const T* gamma, const T* beta,
               bool relu, bool stream) {
-  if (relu) applyStatistic<T, true, Divide>(x, y, sh, k, mean, q, gamma, beta, stream);
-  else applyStatistic<T, false, Divide>(x, y, sh, k, mean, q, gamma, beta, stream);
+  withFlag(relu, [&](auto r) { applyStatistic<T, decltype(r), Divide>(x, y, sh, k, mean, q, gamma, beta, stream, r); });
 }
 
 // Every statistic's moments (columns path or statistic by statistic); work: columnMomentsWork.
@@ -663,10 +659,18 @@ struct GradVectors {
   VDouble g{}, gx{}, h{}, hx{};
 };
 
+// Whether g is masked by y > 0. Natively the backward kernels below have a copy per Relu; without
+// store.h's kFlagCopies (WASM: module size, issue 19) only the Relu copy is compiled (the callers'
+// `y || !kFlagCopies`), and it masks where y is given.
+template <bool Relu, typename T>
+SIMDNORM_INLINE bool masks(const T* y) {
+  return Relu && (kFlagCopies || y != nullptr);
+}
+
 template <typename T, bool Relu>
 SIMDNORM_INLINE VDouble gradOf(const T* dy, const T* y, int64_t i, int64_t k) {
   const VDouble g = loadDoubleLanes(dy + i, k);
-  if (!Relu) return g;
+  if (!masks<Relu>(y)) return g;
   return select(loadDoubleLanes(y + i, k) > VDouble{}, g, VDouble{});
 }
 
@@ -860,7 +864,7 @@ int32_t columnBackward(const sn_norm& n) {
     cC[i] = cInv[i] / m;
   }
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (y) columnGradSums<T, true>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
+    if (y || !kFlagCopies) columnGradSums<T, true>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
     else columnGradSums<T, false>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
   });
   // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
@@ -885,7 +889,7 @@ int32_t columnBackward(const sn_norm& n) {
   T* dx = outputOf<T>(n, SN_SLOT_DX);
   const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
   if (dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
-    if (y) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
+    if (y || !kFlagCopies) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
     else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
   });
   T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
@@ -1003,7 +1007,7 @@ int32_t rowsBackward(const sn_norm& n) {
   const bool stream = streamsOutput(dx, K * D);
   auto sweep = [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t chunk, const RowCoefficients& rc,
                    double* pg, double* pb) {
-    if (y != nullptr) {
+    if (y != nullptr || !kFlagCopies) {
       if (training) sweepRows<T, true, true>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
       else sweepRows<T, true, false>(dy, x, y, gamma, D, r0, r1, j0, j1, chunk, rc, dx, pg, pb, stream);
     } else {
@@ -1013,7 +1017,7 @@ int32_t rowsBackward(const sn_norm& n) {
   };
   auto sums = [&](int64_t r, int64_t j0, int64_t j1, double mu, double inv, double& sH, double& sHX) {
     const T* g = gamma ? gamma + j0 : nullptr;
-    if (y != nullptr) rowSums<T, true>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
+    if (y != nullptr || !kFlagCopies) rowSums<T, true>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
     else rowSums<T, false>(dy, x, y, g, r * D + j0, j1 - j0, mu, inv, sH, sHX);
   };
   {
@@ -1098,13 +1102,13 @@ Sums rowGradSums(const float* dy, const float* x, const float* y, const float* g
   Sums sums;
   auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
     VDouble g = loadDoubleLanes(dy + i, k);
-    if (Relu) g = (VDouble)((VDoubleMask)g & (VDoubleMask)(loadDoubleLanes(y + i, k) > VDouble{}));
+    if (masks<Relu>(y)) g = (VDouble)((VDoubleMask)g & (VDoubleMask)(loadDoubleLanes(y + i, k) > VDouble{}));
     const VDouble h = g0 ? g * loadDoubleLanes(g0 + i, k) : g;
     return Terms{h, h * (loadDoubleLanes(x + i, k) - muD)};
   };
   accumulate(D, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
     VFloat g = load<VFloat>(dy + i);
-    if (Relu) g = (VFloat)((VFloatMask)g & (VFloatMask)(load<VFloat>(y + i) > VFloat{}));
+    if (masks<Relu>(y)) g = (VFloat)((VFloatMask)g & (VFloatMask)(load<VFloat>(y + i) > VFloat{}));
     const VFloat h = g0 ? g * load<VFloat>(g0 + i) : g;
     return FloatTerms{h, h * (load<VFloat>(x + i) - mu)};
   }, GradSumsOk{});
@@ -1128,7 +1132,7 @@ void rowGradFloat(const float* dy, const float* x, const float* y, const float* 
   withStream(stream && wholeLines(dx, D), [&](auto S) SIMDNORM_LAMBDA_INLINE {
     auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       VF g = loadLanes(dy + j, k);
-      if (Relu) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
+      if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
       const VF h = g0 ? g * loadLanes(g0 + j, k) : g;
       const VF xm = loadLanes(x + j, k) - vmu;
       const VF v = Training ? mulAdd(h, vinv, -mulAdd(xm, vc3, vc2)) : h * vinv;
@@ -1214,7 +1218,7 @@ void floatRowsTask(const float* dy, const float* x, const float* y, const float*
       ok = __builtin_isfinite(sums.sumU()) && floatCoefficient(c2) && floatCoefficient(c3);
     }
     if (!ok) {
-      backwardStatistic<float, Relu>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      backwardStatistic<float, Relu || !kFlagCopies>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
       continue;
     }
     run.rows |= uint64_t{1} << (k - run.first);
@@ -1296,7 +1300,7 @@ int32_t givenSumsBackward(const sn_norm& n) {
   const int64_t rowsPerTask = maxOf(1, kTaskElements / rowElements);
   parallelFor(ceilDiv(sh.outer, rowsPerTask), sh.outer * rowElements, [&](int64_t t) {
     const int64_t o0 = t * rowsPerTask, o1 = minOf(sh.outer, o0 + rowsPerTask);
-    if (y) givenSumsRows<T, true>(dy, x, y, sh, o0, o1, p, m, dx);
+    if (y || !kFlagCopies) givenSumsRows<T, true>(dy, x, y, sh, o0, o1, p, m, dx);
     else givenSumsRows<T, false>(dy, x, y, sh, o0, o1, p, m, dx);
   });
   return 0;
@@ -1347,7 +1351,7 @@ int32_t sumsOnlyBackward(const sn_norm& n) {
   T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
   parallelFor(sh.stats, sh.K * sh.M, [&](int64_t s) {
     double sumG, sumGD;
-    if (y) channelGradSums<T, true>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
+    if (y || !kFlagCopies) channelGradSums<T, true>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
     else channelGradSums<T, false>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
     dbeta[s] = static_cast<T>(sumG);
     dgamma[s] = static_cast<T>(static_cast<double>(invStd[s]) * sumGD);
@@ -1394,7 +1398,7 @@ int32_t backward(const sn_norm& n) {
         float* f = reinterpret_cast<float*>(floats + floatsPerTask * t);
         for (int64_t i = 0; i < 2 * floatsPerTask; i++) f[i] = 0;
         const int64_t k0 = t * tasks.per, k1 = minOf(sh.K, k0 + tasks.per);
-        if (y != nullptr) {
+        if (y != nullptr) {  // both copies: LayerNorm's hot loops, no flag read per vector
           floatRowsTask<true>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
         } else {
           floatRowsTask<false>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
@@ -1405,7 +1409,7 @@ int32_t backward(const sn_norm& n) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
       if (sh.M == 0) continue;
       const double mu = rms ? 0.0 : static_cast<double>(mean[k]), inv = static_cast<double>(invStd[k]);
-      if (y != nullptr) backwardStatistic<T, true>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      if (y != nullptr || !kFlagCopies) backwardStatistic<T, true>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
       else backwardStatistic<T, false>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
     }
   });

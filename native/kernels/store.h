@@ -303,11 +303,69 @@ void wrapColumns(const Plan& plan, T* const* columns) {
   }
 }
 
-// Calls f(std::true_type) or f(std::false_type): a runtime flag as a template parameter.
+// A runtime flag of an element-wise formula (relu, training) as the formula's template argument
+// sees it: std::true_type or std::false_type (a copy of every output loop per value), or
+// RuntimeFlag (one copy that reads the flag). `if (flag)` and reluIf read all three.
+struct RuntimeFlag {
+  bool value;
+  constexpr explicit operator bool() const { return value; }
+};
+// Whether the flags are copies (native) or RuntimeFlag (WASM, where the module's size counts:
+// issue 19; each copy of BatchNorm's output loops costs kilobytes). SIMDNORM_WASM_STREAMS gives
+// a native build WASM's choice, as tuning.h's streams (the checks of the portable kernels).
+#if defined(__wasm__) || defined(SIMDNORM_WASM_STREAMS)
+constexpr bool kFlagCopies = false;
+#else
+constexpr bool kFlagCopies = true;
+#endif
+
+// Calls f(std::true_type) or f(std::false_type): a runtime flag as a template parameter; without
+// kFlagCopies f(RuntimeFlag).
 template <typename F>
 inline void withFlag(bool flag, F f) {
-  if (flag) f(std::true_type{});
+  if (!kFlagCopies) f(RuntimeFlag{flag});
+  else if (flag) f(std::true_type{});
   else f(std::false_type{});
+}
+
+// BatchNorm backward's flags, f(relu, training), each a type as withFlag gives it: four copies
+// natively; without kFlagCopies one, f(std::false_type, RuntimeFlag): the caller has applied relu
+// already (relu must be false there).
+template <typename F>
+inline void withFlags(bool a, bool b, F f) {
+  if (!kFlagCopies) {
+    f(std::false_type{}, RuntimeFlag{b});
+  } else if (a) {
+    if (b) f(std::true_type{}, std::true_type{});
+    else f(std::true_type{}, std::false_type{});
+  } else {
+    if (b) f(std::false_type{}, std::true_type{});
+    else f(std::false_type{}, std::false_type{});
+  }
+}
+
+// relu(y) where the flag is set (simd.h's relu, NaN kept). A RuntimeFlag takes max(y, floor),
+// floor 0 (relu, the same bits) or -inf (y itself, NaN and -0 included): one instruction (WASM's
+// pmax) instead of a second copy of the loop.
+template <typename V>
+SIMDNORM_INLINE V reluIf(std::true_type, V y) {
+  return relu(y);
+}
+template <typename V>
+SIMDNORM_INLINE V reluIf(std::false_type, V y) {
+  return y;
+}
+template <typename V>
+SIMDNORM_INLINE V reluIf(RuntimeFlag on, V y) {
+  using E = __typeof__(y[0] + 0);
+  const V floor = splat<V>(on.value ? E(0) : -static_cast<E>(__builtin_inf()));
+#if defined(__wasm_simd128__)
+  // pmax(y, floor) is y < floor ? floor : y, one instruction (clang makes the select below a
+  // comparison and a bitselect when floor is not a constant)
+  if constexpr (sizeof(V) == 16 && sizeof(E) == 4) return (V)__builtin_wasm_pmax_f32x4((VFloat)y, (VFloat)floor);
+  if constexpr (sizeof(V) == 16 && sizeof(E) == 8) return (V)__builtin_wasm_pmax_f64x2((VDouble)y, (VDouble)floor);
+#endif
+  return select(y < floor, floor, y);
 }
 
 }  // namespace SIMDNORM_ISA

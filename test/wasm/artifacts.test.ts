@@ -1,10 +1,12 @@
 /**
  * The committed artifacts: the SIMD128 one really contains SIMD instructions (wabt's
  * wasm-objdump, as wasm/build.mjs checks at build time), the scalar one none, and each imports
- * only what lib/backends/wasm/ provides and exports native/abi/table.mjs's wasmExports.
+ * only what lib/backends/wasm/ provides and exports native/abi/table.mjs's wasmExports; each
+ * stays within the size budget of issue 19 (128 kB gzipped, level 9; wasm/build.mjs checks the same).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { wasmImports } from '../../lib/backends/wasm.js';
 import { WASM_EXPORTS } from '../../lib/core/abi.js';
@@ -54,6 +56,13 @@ describe('committed wasm artifacts', () => {
     expect(WebAssembly.validate(simd)).toBe(true);
     expect(WebAssembly.validate(scalar)).toBe(true);
     expect(simd.equals(scalar)).toBe(false);
+  });
+
+  it('each artifact is at most 128 kB (128,000 bytes) gzipped at level 9 (issue 19)', () => {
+    for (const variant of ['simd128', 'scalar'] as const) {
+      const gz = gzipSync(readFileSync(wasmPath(variant)), { level: 9 }).length;
+      expect(gz, `${variant}: ${gz} bytes gzipped`).toBeLessThanOrEqual(128_000);
+    }
   });
 
   it('each artifact imports only what the loader provides', () => {
