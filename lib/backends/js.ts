@@ -16,6 +16,16 @@ function relu(v: number): number {
   return v < 0 ? 0 : v;
 }
 
+/**
+ * The output of a forward element: v (float64) then, with flag residual, v rounded to the dtype
+ * plus z in the dtype (README "BatchNorm variants": y = act(BN(x) + z)), then the ReLU.
+ */
+function outputOf(v: number, z: FloatArray | null, i: number, useRelu: boolean, round: (v: number) => number): number {
+  const sum = z ? round(round(v) + z[i]) : v;
+  return useRelu ? relu(sum) : sum;
+}
+const identity = (v: number): number => v;
+
 /** The geometry of a descriptor and the walk over one statistic's elements. */
 class Walk {
   readonly samples: number;
@@ -145,6 +155,8 @@ function train(n: Norm, w: Walk): number {
   const eps = n.scalars[Scalar.eps];
   const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
   const rms = (n.scalars[Scalar.flags] & Flag.rms) !== 0;
+  const z = n.scalars[Scalar.flags] & Flag.residual ? t[Slot.residual]! : null;
+  const round = y instanceof Float32Array ? Math.fround : identity;
   const statistics = w.samples * w.stats;
   // Batch Renormalization (flag renorm: one sample, γ/β one per statistic, checked by the façade).
   const renorm = (n.scalars[Scalar.flags] & Flag.renorm) !== 0;
@@ -161,14 +173,12 @@ function train(n: Norm, w: Walk): number {
     if (renorm) {
       const { scale, shift } = renormChannel(n, k, st.mean, st.variance);
       w.each(k, (i) => {
-        const v = (x[i] - st.mean) * (scale * inv) + shift;
-        y[i] = useRelu ? relu(v) : v;
+        y[i] = outputOf((x[i] - st.mean) * (scale * inv) + shift, z, i, useRelu, round);
       });
       continue;
     }
     w.each(k, (i, a) => {
-      const v = (x[i] - st.mean) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
-      y[i] = useRelu ? relu(v) : v;
+      y[i] = outputOf((x[i] - st.mean) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0), z, i, useRelu, round);
     });
   }
   if (!t[Slot.runningMean] || w.count * statistics === 0) return 0;
@@ -181,13 +191,14 @@ function infer(n: Norm, w: Walk): number {
   const gamma = t[Slot.gamma], beta = t[Slot.beta];
   const eps = n.scalars[Scalar.eps];
   const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
+  const z = n.scalars[Scalar.flags] & Flag.residual ? t[Slot.residual]! : null;
+  const round = y instanceof Float32Array ? Math.fround : identity;
   for (let k = 0; k < w.samples * w.stats; k++) {
     const c = k % w.stats;
     const m = runningMean[c];
     const root = Math.sqrt(runningVar[c] + eps);
     w.each(k, (i, a) => {
-      const v = (x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0);
-      y[i] = useRelu ? relu(v) : v;
+      y[i] = outputOf((x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0), z, i, useRelu, round);
     });
   }
   return 0;
@@ -199,7 +210,8 @@ function infer(n: Norm, w: Walk): number {
  *   training: dx = invStd/M · (M·h − Σh − x̂·Σh·x̂) over the statistic's elements (rms: mean 0 and no Σh), written
  *     γ·invStd/M · (M·g − Σg − x̂·Σg·x̂) where γ is one per statistic (the reference's form);
  *   eval: dx = g·γ·invStd.
- * Flag sumsOnly: dgamma and dbeta alone (no dx); flag givenSums: givenSumsBackward.
+ * Flag sumsOnly: dgamma and dbeta alone (no dx); flag givenSums: givenSumsBackward. Flag residual:
+ * dz = g too, written beside dx (dz may be dy: g is read before it is written).
  */
 /**
  * Backward from given sums (flag givenSums; BatchNorm-shaped, training): dgamma, dbeta hold Σg·x̂
@@ -234,6 +246,7 @@ function backward(n: Norm, w: Walk): number {
   const flags = n.scalars[Scalar.flags];
   const dx = flags & Flag.sumsOnly ? null : t[Slot.dx]!; // sumsOnly: dgamma and dbeta alone
   const y = flags & Flag.relu ? t[Slot.y] : null;
+  const dz = flags & Flag.residual ? t[Slot.dz]! : null;
   const training = (flags & Flag.training) !== 0;
   const rms = (flags & Flag.rms) !== 0;
   const perStatistic = w.affinePerStatistic && !rms;
@@ -270,12 +283,16 @@ function backward(n: Norm, w: Walk): number {
       const gm = gammaOf(a);
       if (dx) w.each(k, (i) => {
         const xhat = (x[i] - mu) * inv;
-        dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
+        const g = grad(i);
+        if (dz) dz[i] = g;
+        dx[i] = training ? ((gm * inv) / m) * (m * g - sumG - xhat * sumGX) : g * gm * inv;
       });
     } else if (dx) {
       w.each(k, (i, a) => {
         const xhat = (x[i] - mu) * inv;
-        const h = grad(i) * gammaOf(a);
+        const g = grad(i);
+        if (dz) dz[i] = g;
+        const h = g * gammaOf(a);
         dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
       });
     }

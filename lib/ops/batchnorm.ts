@@ -51,6 +51,8 @@ export interface TrainInputs<T extends FloatArray = FloatArray> {
   runningVar?: T | null;
   /** batches already folded into the running statistics (default 0) */
   numBatchesTracked?: number;
+  /** z, added before the activation: y = act(BN(x) + z) (README "BatchNorm variants"); x's shape and type */
+  residual?: T | null;
 }
 
 export interface TrainOptions {
@@ -76,7 +78,7 @@ export interface TrainOptions {
 }
 
 export interface TrainOut<T extends FloatArray = FloatArray> {
-  /** may be `x` itself (in place) */
+  /** may be `x` or `residual` itself (in place) */
   y?: T;
   mean?: T;
   invStd?: T;
@@ -105,6 +107,8 @@ export interface InferInputs<T extends FloatArray = FloatArray> {
   runningVar: T;
   gamma?: T | null;
   beta?: T | null;
+  /** z, added before the activation: y = act(BN(x) + z); x's shape and type */
+  residual?: T | null;
 }
 
 export interface InferOptions {
@@ -128,6 +132,11 @@ export interface BackwardInputs<T extends FloatArray = FloatArray> {
   /** Batch Renormalization's r and d of the forward call (constants of the gradient); both or neither */
   r?: T | null;
   d?: T | null;
+  /**
+   * the forward call's residual: given, the result adds dz (the gradient of the residual, dy masked
+   * by y > 0 under 'relu'); its values are not read (the mask comes from y)
+   */
+  residual?: T | null;
 }
 
 export interface BackwardOptions {
@@ -144,12 +153,16 @@ export interface BackwardOut<T extends FloatArray = FloatArray> {
   dx?: T;
   dgamma?: T;
   dbeta?: T;
+  /** with inputs.residual: may be `dy` itself (in place; then dx may not) */
+  dz?: T;
 }
 
 export interface BackwardResult<T extends FloatArray = FloatArray> {
   dx: T;
   dgamma: T;
   dbeta: T;
+  /** with inputs.residual: the gradient of the residual, its own array (never dy unless out.dz is dy) */
+  dz?: T;
 }
 
 export interface MomentsInputs<T extends FloatArray = FloatArray> {
@@ -241,9 +254,10 @@ function virtualBatches(virtualBatchSize: number | null, dims: readonly number[]
 }
 
 // Names of each call's arrays for the overlap check: outputs first.
-const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta'] as const;
-const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta'] as const;
-const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
+// out.y may be x or residual; out.dx and out.dz may be dy (not both).
+const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta', 'residual'] as const;
+const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta', 'residual'] as const;
+const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'out.dz', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
 const MOMENTS_NAMES = ['out.mean', 'out.variance', 'x'] as const;
 const UPDATE_NAMES = ['runningMean', 'runningVar', 'mean', 'variance'] as const;
 
@@ -278,6 +292,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningMeanValue = input.runningMean;
   const runningVarValue = input.runningVar;
   const numBatchesTracked = checkCount(input.numBatchesTracked, 'numBatchesTracked');
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const out = checkOut(outArg);
   const yValue = out?.y;
@@ -291,6 +306,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
   const runningMean = checkOptionalFloatArray(runningMeanValue, 'runningMean', dtype, C);
   const runningVar = checkOptionalFloatArray(runningVarValue, 'runningVar', dtype, C);
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
   if ((runningMean === null) !== (runningVar === null)) {
     throw new TypeError(
       `runningMean and runningVar must be given together, received runningMean ${describe(runningMeanValue)} and runningVar ${describe(runningVarValue)}`,
@@ -316,8 +332,8 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
   const mean = output(meanValue, 'out.mean', dtype, statistics, shape.dims, per);
   const invStd = output(invStdValue, 'out.invStd', dtype, statistics, shape.dims, per);
-  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
-  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5);
+  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta, residual];
+  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5, 0, 8);
   if (async) checkAllFixed(TRAIN_NAMES, arrays);
   const empty = shape.elements === 0;
   if (empty) {
@@ -344,6 +360,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
     skipNonFinite: opts.skipNonFiniteUpdate,
     renorm: opts.renorm,
+    residual: residual !== null,
   }, chunks);
   const t = norm.tensors;
   t[Slot.x] = x;
@@ -360,6 +377,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
     t[Slot.r] = renorm.r;
     t[Slot.d] = renorm.d;
   }
+  t[Slot.residual] = residual;
   return { norm, y, mean, invStd, numBatchesTracked, empty, renorm };
 }
 
@@ -386,6 +404,8 @@ function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
  * result adds r and d. `virtualBatchSize: v` (ghost BatchNorm, v divides N): statistics per chunk
  * of v samples, mean/invStd of length N/v·C at chunk·C + c, the running statistics updated once
  * with the chunks' mean statistics (each chunk's variance unbiased over its own v·spatial values).
+ * `residual` z (x's shape and type; BatchNorm + residual add + ReLU, README "BatchNorm variants"):
+ * y = act(BN(x) + z), BN(x) rounded to x's type before the add; out.y may be x or z itself.
  * @throws TypeError for wrong types; RangeError for wrong lengths, shapes or options, and for
  *   M = 1 (one value per channel cannot be normalised with batch statistics).
  */
@@ -429,6 +449,7 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningVarValue = input.runningVar;
   const gammaValue = input.gamma;
   const betaValue = input.beta;
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const yValue = checkOut(outArg)?.y;
   // no caller code runs from here on
@@ -439,12 +460,13 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningVar = checkFloatArray(runningVarValue, 'runningVar', dtype, C);
   const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
-  const arrays = [y, x, runningMean, runningVar, gamma, beta];
-  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1);
+  const arrays = [y, x, runningMean, runningVar, gamma, beta, residual];
+  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1, 0, 6);
   if (async) checkAllFixed(INFER_NAMES, arrays);
   if (shape.elements === 0) return { norm: null, y };
-  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu' });
+  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu', residual: residual !== null });
   const t = norm.tensors;
   t[Slot.x] = x;
   t[Slot.runningMean] = runningMean;
@@ -452,13 +474,15 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   t[Slot.gamma] = gamma;
   t[Slot.beta] = beta;
   t[Slot.y] = y;
+  t[Slot.residual] = residual;
   return { norm, y };
 }
 
 /**
  * Inference with the running statistics, per channel:
  *   y = gamma·(x − runningMean)/sqrt(runningVar + eps) + beta (then ReLU),
- * computed as one fused multiply-add per element. Nothing but y is written.
+ * computed as one fused multiply-add per element, plus `residual` z before the activation when
+ * given (y = act(BN(x) + z), as {@link batchNormTrain}). Nothing but y is written.
  * @throws TypeError / RangeError as {@link batchNormTrain}.
  */
 export function batchNormInfer<T extends FloatArray>(
@@ -511,11 +535,13 @@ function prepareBackward(
   const yValue = input.y;
   const rValue = input.r;
   const dValue = input.d;
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const out = checkOut(outArg);
   const dxValue = out?.dx;
   const dgammaValue = out?.dgamma;
   const dbetaValue = out?.dbeta;
+  const dzValue = out?.dz;
   // no caller code runs from here on
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
@@ -543,16 +569,22 @@ function prepareBackward(
   const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape.dims, 'its product');
   const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape.dims, 'its channel dim');
   const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape.dims, 'its channel dim');
-  const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y, r, d];
-  checkNoOverlap(BACKWARD_NAMES, arrays, 3, 0, 3);
+  // The residual only says that the forward had one (its values are not read: the mask is y's).
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
+  if (residual === null && dzValue !== undefined && dzValue !== null) {
+    throw new RangeError(`out.dz is only written with inputs.residual (the forward call's residual), received out.dz without it`);
+  }
+  const dz = residual === null ? null : output(dzValue, 'out.dz', dtype, shape.elements, shape.dims, 'its product');
+  const arrays = [dx, dgamma, dbeta, dz, dy, x, mean, invStd, gamma, y, r, d];
+  checkNoOverlap(BACKWARD_NAMES, arrays, 4, 0, 4, 3, 4);
   if (async) checkAllFixed(BACKWARD_NAMES, arrays);
-  const result = { dx, dgamma, dbeta };
+  const result: BackwardResult = dz === null ? { dx, dgamma, dbeta } : { dx, dgamma, dbeta, dz };
   if (shape.elements === 0) {
     typedArrayFill(dgamma, 0);
     typedArrayFill(dbeta, 0);
     return { norm: null, result, renorm: null };
   }
-  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training }, chunks);
+  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training, residual: dz !== null }, chunks);
   const t = norm.tensors;
   t[Slot.dy] = dy;
   t[Slot.x] = x;
@@ -563,6 +595,7 @@ function prepareBackward(
   t[Slot.dx] = dx;
   t[Slot.dgamma] = dgamma;
   t[Slot.dbeta] = dbeta;
+  t[Slot.dz] = dz;
   return { norm, result, renorm: r === null ? null : { r, d: d! } };
 }
 
@@ -575,6 +608,9 @@ function prepareBackward(
  * Batch Renormalization (inputs `r`, `d` from the forward result, constants): dx as above with
  * gamma·r for gamma, dgamma = Σdy·(x̂·r + d). Ghost BatchNorm (`virtualBatchSize` as in the
  * forward call): mean/invStd per (chunk, channel), dx per chunk, dgamma/dbeta summed over chunks.
+ * With the forward call's `residual` (not read: the mask is y's), the result adds dz = the masked
+ * dy (the gradient of the residual), written in the dx pass into out.dz or a new array (never dy
+ * itself unless out.dz is dy; out.dx and out.dz may not both be dy).
  * @throws TypeError / RangeError as {@link batchNormTrain}; `y` is required exactly with 'relu'.
  */
 export function batchNormBackward<T extends FloatArray>(

@@ -1,4 +1,5 @@
-// Backward, with g = dy masked by (y > 0) when the relu's output y is given:
+// Backward, with g = dy masked by (y > 0) when the relu's output y is given (and g written to dz,
+// the residual's gradient, in the dx pass when dz is given: README "BatchNorm variants"):
 //   dbeta = sum(g),  dgamma = invStd * sum(g * (x - mean))        (one pass, sums in double)
 //   training: dx = g * k - (x - mean) * (k * dgamma * invStd / M) - k * dbeta / M,  k = gamma * invStd
 //             (= gamma * invStd / M * (M * g - dbeta - xhat * dgamma), xhat = (x - mean) * invStd)
@@ -33,26 +34,33 @@ inline Terms gradTerms(const T* dy, const T* x, const T* y, int64_t offset, int6
   return {g, g * (loadDoubleLanes(x + offset, k) - mean)};
 }
 
-// dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M).
-template <typename T, bool Relu, bool Training>
+// dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M); with Dz, g to dz
+// too (dz may be dy: g is read before it is written, and masking twice changes nothing).
+template <typename T, bool Relu, bool Training, bool Dz>
 struct InputGrad {
   const T *dy, *x, *y;
+  T* dz;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> g = loadLanes(dy + offset, k);
     if (Relu) g = select(loadLanes(y + offset, k) > Vec<T>{}, g, Vec<T>{});
+    if (Dz) {
+      if (k == lanes<T>()) store(dz + offset, g);
+      else storePartial(dz + offset, g, k);
+    }
     if (!Training) return g * p[1];
     return mulAdd(g, p[1], -mulAdd(loadLanes(x + offset, k) - p[0], p[3], p[2]));
   }
 };
 
 // dx over channel c by the reference's formula in double, with g = src masked by (y > 0) when y is
-// given. Per element read then write: src may be dx.
+// given, and g to dz when given. Per element read then write: src may be dx, dz may be src.
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
-                 double gamma, double dbeta, double dgamma, bool training, T* dx) {
+                 double gamma, double dbeta, double dgamma, bool training, T* dx, T* dz) {
   const double n = static_cast<double>(plan.count), k = gamma * inv / n;
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
+    if (dz != nullptr) dz[i] = static_cast<T>(grad);
     const double xhat = (static_cast<double>(x[i]) - mean) * inv;
     dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
   });
@@ -156,7 +164,7 @@ struct ChunkCoefficients {
 
 template <typename T>
 void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma,
-              const T* y, bool training, T* dx, T* dgamma, T* dbeta) {
+              const T* y, bool training, T* dx, T* dgamma, T* dbeta, T* dz) {
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) dgamma[c] = dbeta[c] = 0;
@@ -185,10 +193,10 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   const GradChannels<T> grad{dy, x, y, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
-  // A wide channel from src (dy with the mask y, or dx holding g).
+  // A wide channel from src (dy with the mask y, writing dz; or dx holding g, dz written already).
   auto wideChannel = [&](int64_t c, double db, double dg, const T* src, const T* mask) {
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
-                gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx);
+                gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx, src == dy ? dz : nullptr);
   };
   withFlag(y != nullptr, [&](auto relu) {
     constexpr bool Relu = decltype(relu)::value;
@@ -235,8 +243,8 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       sg = sums.sumU();
       sgx = sums.sumV();
     };
-    withFlag(training, [&](auto train) {
-      const InputGrad<T, Relu, decltype(train)::value> op{dy, x, y};
+    withFlags(training, dz != nullptr, [&](auto train, auto withDz) {
+      const InputGrad<T, Relu, decltype(train)::value, decltype(withDz)::value> op{dy, x, y, dz};
       if (plan.fusedRows) {
         // One task per tile: its sums, its channels' coefficients, its dx.
         parallelFor(plan.tiles, g.elements(), [&](int64_t t) {
@@ -379,9 +387,9 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
 }
 
 template void backward<float>(const float*, const float*, Geometry, const float*, const float*,
-                              const float*, const float*, bool, float*, float*, float*);
+                              const float*, const float*, bool, float*, float*, float*, float*);
 template void backward<double>(const double*, const double*, Geometry, const double*, const double*,
-                               const double*, const double*, bool, double*, double*, double*);
+                               const double*, const double*, bool, double*, double*, double*, double*);
 
 }  // namespace SIMDNORM_ISA
 }  // namespace simdnorm

@@ -310,5 +310,11 @@ inline void withFlag(bool flag, F f) {
   else f(std::false_type{});
 }
 
+// The same for two flags: f(a, b) with each a std::true_type or std::false_type.
+template <typename F>
+inline void withFlags(bool a, bool b, F f) {
+  withFlag(a, [&](auto first) { withFlag(b, [&](auto second) { f(first, second); }); });
+}
+
 }  // namespace SIMDNORM_ISA
 }  // namespace simdnorm
