@@ -137,6 +137,8 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   readonly dbeta: T | null;
   /** the last backward's gradient of the forward's residual (overwritten by the next one); null without a residual */
   dz: T | null = null;
+  /** the array the layer writes dz into when backward gets no out.dz (never a caller's out.dz) */
+  private ownDz: FloatArray | undefined = undefined;
   /** true after train(), false after eval() */
   training = true;
 
@@ -288,7 +290,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     if (!s) throw new Error('BatchNorm.backward needs a forward() first');
     const dxOut = out === undefined || out === null ? undefined : (out as { dx?: T }).dx; // read once
     const dzGiven = out === undefined || out === null ? undefined : (out as { dz?: T }).dz; // read once
-    const dzOut = s.residual === null ? dzGiven : dzGiven ?? reuse<T>(this.dz ?? undefined, typedArrayLength(s.x));
+    const dzOut = s.residual === null || dzGiven !== undefined ? dzGiven : reuse<T>(this.ownDz, typedArrayLength(s.x));
     const { dx, dz } = batchNormBackward(
       {
         dy,
@@ -306,6 +308,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       { dx: dxOut, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined, dz: dzOut },
     );
     this.dz = (dz ?? null) as T | null;
+    if (dz !== undefined && dzGiven === undefined) this.ownDz = dz;
     return dx as T;
   }
 
