@@ -52,15 +52,20 @@ struct InputGrad {
   }
 };
 
+// dz = dy masked by (y > 0) when y is given over channel c (dz may be dy), for gradChannel's channels.
+template <typename T>
+void maskChannel(const T* dy, const T* y, const Plan& plan, int64_t c, T* dz) {
+  forEachOfChannel(plan.g, c, [&](int64_t i) { dz[i] = y && !(y[i] > 0) ? T(0) : dy[i]; });
+}
+
 // dx over channel c by the reference's formula in double, with g = src masked by (y > 0) when y is
-// given, and g to dz when given. Per element read then write: src may be dx, dz may be src.
+// given. Per element read then write: src may be dx.
 template <typename T>
 void gradChannel(const T* src, const T* x, const T* y, const Plan& plan, int64_t c, double mean, double inv,
-                 double gamma, double dbeta, double dgamma, bool training, T* dx, T* dz) {
+                 double gamma, double dbeta, double dgamma, bool training, T* dx) {
   const double n = static_cast<double>(plan.count), k = gamma * inv / n;
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double grad = y && !(y[i] > 0) ? 0.0 : static_cast<double>(src[i]);
-    if (dz != nullptr) dz[i] = static_cast<T>(grad);
     const double xhat = (static_cast<double>(x[i]) - mean) * inv;
     dx[i] = static_cast<T>(training ? k * (n * grad - dbeta - xhat * dgamma) : grad * gamma * inv);
   });
@@ -193,10 +198,11 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   const GradChannels<T> grad{dy, x, y, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
-  // A wide channel from src (dy with the mask y, writing dz; or dx holding g, dz written already).
+  // A wide channel from src (dy with the mask y, dz first; or dx holding g, dz written already).
   auto wideChannel = [&](int64_t c, double db, double dg, const T* src, const T* mask) {
+    if (dz != nullptr && src == dy) maskChannel(dy, mask, plan, c, dz);
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
-                gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx, src == dy ? dz : nullptr);
+                gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx);
   };
   withFlag(y != nullptr, [&](auto relu) {
     constexpr bool Relu = decltype(relu)::value;
