@@ -1,10 +1,13 @@
 // The BatchNorm variants against plain BatchNorm in the same run (issue 15's "at most 1.1×"):
 // Batch Renormalization and ghost BatchNorm training forward and backward, and the fused
-// BatchNorm + residual add + ReLU (README "BatchNorm variants") against BatchNorm followed by a
-// separate add and relu, on NCHW [32, 64, 56, 56] float32 with the native backend on 1 thread.
+// BatchNorm + residual add + ReLU (README "BatchNorm variants": training forward, inference and
+// backward) against BatchNorm + relu alone (the fusion moves one more tensor: z read in the
+// forward, dz written in the backward) and against BatchNorm followed by a separate add and relu
+// in JS, on NCHW [32, 64, 56, 56] float32 with the native backend on 1 thread.
 // Rows are timed interleaved (one sample of every row per round, the order rotating by round);
-// the table gives each row's median time per call, its min–max, and its ratio to the BatchNorm
-// row of the same op. A measurement, not a test: nothing here is a pass/fail threshold.
+// the table gives each row's median time per call, its min–max, and its ratio to the first row
+// of the same op; after it, each fused row's ratio to the unfused composition of its op.
+// A measurement, not a test: nothing here is a pass/fail threshold.
 //
 // --clock cpu (the default) times each sample by the process's CPU time (process.cpuUsage: on a
 // machine shared with other work, waiting for a core stretches wall time, not CPU time; with
@@ -119,15 +122,23 @@ const rows = [
     simdnorm.batchNormTrain(base, {}, { y, mean, invStd });
     addRelu(y, z, sum);
   }],
+  ['residual infer', 'BatchNorm inference + relu (fused, no residual)', () => simdnorm.batchNormInfer(base, { activation: 'relu' }, { y })],
+  ['residual infer', 'BatchNorm inference, then add + relu in JS', () => {
+    simdnorm.batchNormInfer(base, {}, { y });
+    addRelu(y, z, sum);
+  }],
   ['residual bwd', 'BatchNorm backward + relu mask', () => simdnorm.batchNormBackward({ dy, x, shape, mean, invStd, gamma, y: reluY.y }, { activation: 'relu' }, { dx })],
   ['residual bwd', 'relu mask in JS, then BatchNorm backward', () => {
     addReluBackward(dy, reluY.y, dz);
     simdnorm.batchNormBackward({ dy: dz, x, shape, mean, invStd, gamma }, {}, { dx });
   }],
 ];
+/** The fused row of a group goes right after its first row (the first is the ratio's baseline). */
+const insertAfterFirst = (group, row) => rows.splice(rows.findIndex(([g]) => g === group) + 1, 0, row);
 if (fusedSaved) {
-  rows.splice(8, 0, ['residual fwd', 'BatchNorm + residual + relu (fused)', () => simdnorm.batchNormTrain({ ...base, residual: z }, { activation: 'relu' }, { y, mean, invStd })]);
-  rows.push(['residual bwd', 'fused backward (dx, dz)', () =>
+  insertAfterFirst('residual fwd', ['residual fwd', 'BatchNorm + residual + relu (fused)', () => simdnorm.batchNormTrain({ ...base, residual: z }, { activation: 'relu' }, { y, mean, invStd })]);
+  insertAfterFirst('residual infer', ['residual infer', 'BatchNorm inference + residual + relu (fused)', () => simdnorm.batchNormInfer({ ...base, residual: z }, { activation: 'relu' }, { y })]);
+  insertAfterFirst('residual bwd', ['residual bwd', 'fused backward (dx, dz)', () =>
     simdnorm.batchNormBackward({ dy, x, shape, mean: fusedSaved.mean, invStd: fusedSaved.invStd, gamma, y: fusedSaved.y, residual: z }, { activation: 'relu' }, { dx, dz })]);
 }
 const chosen = rows.filter(([group, label]) => filter.test(`${group} ${label}`));
@@ -162,4 +173,13 @@ for (let i = 0; i < chosen.length; i++) {
   const lo = Math.min(...samples[i]);
   const hi = Math.max(...samples[i]);
   console.log(`| ${group} | ${label} | ${m.toFixed(2)} | ${lo.toFixed(2)}–${hi.toFixed(2)} | ${(m / baseline[group]).toFixed(2)}× |`);
+}
+// The fusion's value: each fused row against the composition (BatchNorm, then add + relu in JS) of its op.
+for (const group of ['residual fwd', 'residual infer', 'residual bwd']) {
+  const at = (pattern) => chosen.findIndex(([g, label]) => g === group && pattern.test(label));
+  const fused = at(/residual \+ relu \(fused\)|fused backward/);
+  const composed = at(/in JS/);
+  if (fused < 0 || composed < 0) continue;
+  const ratio = median(samples[fused]) / median(samples[composed]);
+  console.log(`${group}: fused ${ratio.toFixed(2)}× the time of the composition (${chosen[composed][1]})`);
 }

@@ -4,6 +4,7 @@
  * backward needs, and reads and writes PyTorch's state-dict names.
  */
 import type { Activation, FloatArray, Layout } from './api.js';
+import { typedArrayLength } from './intrinsics.js';
 import { layerBackward, layerInfer, layerTrain } from './ops/batchnorm.js';
 import { copyState, loadEntries, reuse, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
 import {
@@ -71,6 +72,8 @@ interface Saved {
   r: FloatArray | null;
   d: FloatArray | null;
   virtualBatchSize: number | null;
+  /** the forward's residual (backward then returns dz; its values are not read again) */
+  residual: FloatArray | null;
 }
 
 export type { ArrayOfDType, DTypeOf } from './layers/common.js';
@@ -128,6 +131,10 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   /** gradients of the last backward (overwritten, not accumulated); null without affine */
   readonly dgamma: T | null;
   readonly dbeta: T | null;
+  /** the last backward's gradient of the forward's residual (overwritten by the next one); null without a residual */
+  dz: T | null = null;
+  /** the array the layer writes dz into when backward gets no out.dz (never a caller's out.dz) */
+  private ownDz: FloatArray | undefined = undefined;
   /** true after train(), false after eval() */
   training = true;
 
@@ -212,12 +219,16 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
    * Normalises x (of `shape`, channel axis per `layout`) and keeps x, y and the statistics
    * for {@link backward}: do not modify x between forward and backward. In training mode (or
    * without running statistics) it uses the batch statistics and updates the running ones.
+   * `out.residual` (x's shape and type): z added before the activation, y = act(BN(x) + z)
+   * (README "BatchNorm variants"); {@link backward} then also sets {@link dz}. `out.y` may be x or z.
    */
-  forward(x: T, shape: readonly number[], out?: { y?: T }): T {
+  forward(x: T, shape: readonly number[], out?: { y?: T; residual?: T | null }): T {
     // Each caller value is read once: the shape into a plain array of dims (what the call and
-    // backward then use), out.y once; x is only ever read through intrinsics.
+    // backward then use), out.y and out.residual once; x is only ever read through intrinsics.
     const dims = readShape(shape);
     const yOut = out === undefined || out === null ? undefined : (out as { y?: T }).y;
+    const residualValue = out === undefined || out === null ? undefined : (out as { residual?: T | null }).residual;
+    const residual = residualValue === undefined || residualValue === null ? null : residualValue;
     checkFloatArray(x, 'x', this.dtype);
     const C = shapeOf(dims, this.layout).geometry.channels;
     if (C !== this.numFeatures) {
@@ -244,13 +255,14 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         // N can differ from call to call, and with it the length of ghost statistics
         reuse<T>(this.saved?.mean, statistics),
         reuse<T>(this.saved?.invStd, statistics),
+        residual,
       );
       this.numBatchesTracked = r.numBatchesTracked;
       this.r = (r.r ?? null) as T | null;
       this.d = (r.d ?? null) as T | null;
-      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true, r: r.r ?? null, d: r.d ?? null, virtualBatchSize };
+      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true, r: r.r ?? null, d: r.d ?? null, virtualBatchSize, residual };
     } else {
-      const y = layerInfer(this.inferOptions, x, dims, this.runningMean!, this.runningVar!, this.gamma, this.beta, yOut);
+      const y = layerInfer(this.inferOptions, x, dims, this.runningMean!, this.runningVar!, this.gamma, this.beta, yOut, residual);
       // Eval-mode backward treats the running statistics as the constants they are.
       const mean = this.allocate(this.numFeatures);
       const invStd = this.allocate(this.numFeatures);
@@ -258,22 +270,25 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         mean[c] = this.runningMean![c];
         invStd[c] = 1 / Math.sqrt(this.runningVar![c] + this.eps);
       }
-      saved = { x, shape: dims, y, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null };
+      saved = { x, shape: dims, y, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null, residual };
     }
     this.saved = saved;
     return saved.y as T;
   }
 
   /**
-   * Gradient with respect to the last forward's input; sets {@link dgamma} and {@link dbeta}.
+   * Gradient with respect to the last forward's input; sets {@link dgamma} and {@link dbeta}, and
+   * {@link dz} (into `out.dz` when given, else an array the layer keeps) after a forward with a residual.
    * @throws Error when no forward came before.
    */
-  backward(dy: T, out?: { dx?: T }): T {
+  backward(dy: T, out?: { dx?: T; dz?: T }): T {
     const s = this.saved;
     if (!s) throw new Error('BatchNorm.backward needs a forward() first');
     const dxOut = out === undefined || out === null ? undefined : (out as { dx?: T }).dx; // read once
+    const dzGiven = out === undefined || out === null ? undefined : (out as { dz?: T }).dz; // read once
+    const dzOut = s.residual === null || dzGiven !== undefined ? dzGiven : reuse<T>(this.ownDz, typedArrayLength(s.x));
     const opts = this.backwardOptions(s.training, s.virtualBatchSize);
-    const { dx } = layerBackward(
+    const { dx, dz } = layerBackward(
       opts,
       dy,
       s.x,
@@ -287,7 +302,11 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       dxOut,
       this.dgamma ?? undefined,
       this.dbeta ?? undefined,
+      s.residual,
+      dzOut,
     );
+    this.dz = (dz ?? null) as T | null;
+    if (dz !== undefined && dzGiven === undefined) this.ownDz = dz;
     return dx as T;
   }
 

@@ -494,6 +494,8 @@ export function checkNoOverlap(
   outputs: number,
   allowedOutput = -1,
   allowedInput = -1,
+  otherOutput = -1,
+  otherInput = -1,
 ): void {
   const n = arrays.length;
   for (let i = 0; i < n; i++) {
@@ -522,9 +524,9 @@ export function checkNoOverlap(
           if (!sameMemory(bufferA, bufferB, startA > startB ? startA : startB)) continue;
           how = ` (${names[j]} is a view of another SharedArrayBuffer object over the same memory)`;
         }
-        if (i === allowedOutput && j === allowedInput && startA === startB && endA === endB) continue;
-        const hint =
-          i === allowedOutput && j === allowedInput ? ' (it may be the very same array, not a partial overlap)' : '';
+        const allowed = (i === allowedOutput && j === allowedInput) || (i === otherOutput && j === otherInput);
+        if (allowed && startA === startB && endA === endB) continue;
+        const hint = allowed ? ' (it may be the very same array, not a partial overlap)' : '';
         throw new RangeError(`${names[i]} must not overlap ${names[j]}${hint}${how}`);
       }
     }

@@ -16,6 +16,16 @@ function relu(v: number): number {
   return v < 0 ? 0 : v;
 }
 
+/**
+ * The output of a forward element: v (float64) then, with flag residual, v rounded to the dtype
+ * plus z in the dtype (README "BatchNorm variants": y = act(BN(x) + z)), then the ReLU.
+ */
+function outputOf(v: number, z: FloatArray | null, i: number, useRelu: boolean, round: (v: number) => number): number {
+  const sum = z ? round(round(v) + z[i]) : v;
+  return useRelu ? relu(sum) : sum;
+}
+const identity = (v: number): number => v;
+
 /** The geometry of a descriptor and the walk over one statistic's elements. */
 class Walk {
   readonly samples: number;
@@ -153,8 +163,26 @@ function renormChannel(n: Norm, c: number, mean: number, variance: number): { sc
   return { scale: round(g * r), shift: d === 0 ? b : round(b + g * d) };
 }
 
-/** y[i] = (x[i] − mu)·factor + shift, then the ReLU when asked, for i in [from, to). */
-function applyRun(x: FloatArray, y: FloatArray, from: number, to: number, mu: number, factor: number, shift: number, useRelu: boolean): void {
+/**
+ * y[i] = (x[i] − mu)·factor + shift, plus the residual z[i] when given (outputOf), then the ReLU
+ * when asked, for i in [from, to).
+ */
+function applyRun(
+  x: FloatArray,
+  y: FloatArray,
+  from: number,
+  to: number,
+  mu: number,
+  factor: number,
+  shift: number,
+  useRelu: boolean,
+  z: FloatArray | null,
+  round: (v: number) => number,
+): void {
+  if (z) {
+    for (let i = from; i < to; i++) y[i] = outputOf((x[i] - mu) * factor + shift, z, i, useRelu, round);
+    return;
+  }
   for (let i = from; i < to; i++) {
     const v = (x[i] - mu) * factor + shift;
     y[i] = useRelu ? relu(v) : v;
@@ -168,6 +196,8 @@ function train(n: Norm, w: Walk): number {
   const eps = n.scalars[Scalar.eps];
   const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
   const rms = (n.scalars[Scalar.flags] & Flag.rms) !== 0;
+  const z = n.scalars[Scalar.flags] & Flag.residual ? t[Slot.residual]! : null;
+  const round = y instanceof Float32Array ? Math.fround : identity;
   const statistics = w.samples * w.stats;
   // Batch Renormalization (flag renorm: one sample, γ/β one per statistic, checked by the façade).
   const renorm = (n.scalars[Scalar.flags] & Flag.renorm) !== 0;
@@ -185,7 +215,7 @@ function train(n: Norm, w: Walk): number {
     const mu = st.mean;
     if (renorm) {
       const { scale, shift } = renormChannel(n, k, mu, st.variance);
-      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, scale * inv, shift, useRelu);
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, scale * inv, shift, useRelu, z, round);
       continue;
     }
     const group = w.group(k);
@@ -193,7 +223,7 @@ function train(n: Norm, w: Walk): number {
       // γ/β one per statistic: the factor and shift of the general form below, hoisted
       const factor = (gamma ? gamma[group] : 1) * inv;
       const shift = beta ? beta[group] : 0;
-      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, factor, shift, useRelu);
+      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, factor, shift, useRelu, z, round);
       continue;
     }
     const { run, size } = w;
@@ -201,8 +231,7 @@ function train(n: Norm, w: Walk): number {
       for (let j = 0; j < w.inner; j++) {
         const a = group + (Math.floor(j / run) % size);
         const i = start + j;
-        const v = (x[i] - mu) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0);
-        y[i] = useRelu ? relu(v) : v;
+        y[i] = outputOf((x[i] - mu) * ((gamma ? gamma[a] : 1) * inv) + (beta ? beta[a] : 0), z, i, useRelu, round);
       }
     }
   }
@@ -216,6 +245,8 @@ function infer(n: Norm, w: Walk): number {
   const gamma = t[Slot.gamma], beta = t[Slot.beta];
   const eps = n.scalars[Scalar.eps];
   const useRelu = (n.scalars[Scalar.flags] & Flag.relu) !== 0;
+  const z = n.scalars[Scalar.flags] & Flag.residual ? t[Slot.residual]! : null;
+  const round = y instanceof Float32Array ? Math.fround : identity;
   for (let k = 0; k < w.samples * w.stats; k++) {
     const c = k % w.stats;
     const m = runningMean[c];
@@ -224,7 +255,7 @@ function infer(n: Norm, w: Walk): number {
     if (w.affinePerStatistic) {
       const factor = (gamma ? gamma[group] : 1) / root;
       const shift = beta ? beta[group] : 0;
-      for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, m, factor, shift, useRelu);
+      for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, m, factor, shift, useRelu, z, round);
       continue;
     }
     const { run, size } = w;
@@ -232,8 +263,7 @@ function infer(n: Norm, w: Walk): number {
       for (let j = 0; j < w.inner; j++) {
         const a = group + (Math.floor(j / run) % size);
         const i = start + j;
-        const v = (x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0);
-        y[i] = useRelu ? relu(v) : v;
+        y[i] = outputOf((x[i] - m) * ((gamma ? gamma[a] : 1) / root) + (beta ? beta[a] : 0), z, i, useRelu, round);
       }
     }
   }
@@ -246,7 +276,8 @@ function infer(n: Norm, w: Walk): number {
  *   training: dx = invStd/M · (M·h − Σh − x̂·Σh·x̂) over the statistic's elements (rms: mean 0 and no Σh), written
  *     γ·invStd/M · (M·g − Σg − x̂·Σg·x̂) where γ is one per statistic (the reference's form);
  *   eval: dx = g·γ·invStd.
- * Flag sumsOnly: dgamma and dbeta alone (no dx); flag givenSums: givenSumsBackward.
+ * Flag sumsOnly: dgamma and dbeta alone (no dx); flag givenSums: givenSumsBackward. Flag residual:
+ * dz = g too, written beside dx (dz may be dy: g is read before it is written).
  */
 /**
  * Backward from given sums (flag givenSums; BatchNorm-shaped, training): dgamma, dbeta hold Σg·x̂
@@ -283,6 +314,7 @@ function backward(n: Norm, w: Walk): number {
   const flags = n.scalars[Scalar.flags];
   const dx = flags & Flag.sumsOnly ? null : t[Slot.dx]!; // sumsOnly: dgamma and dbeta alone
   const y = flags & Flag.relu ? t[Slot.y] : null;
+  const dz = flags & Flag.residual ? t[Slot.dz]! : null;
   const training = (flags & Flag.training) !== 0;
   const rms = (flags & Flag.rms) !== 0;
   const perStatistic = w.affinePerStatistic && !rms;
@@ -318,7 +350,9 @@ function backward(n: Norm, w: Walk): number {
         for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
           for (let i = start; i < start + w.inner; i++) {
             const xhat = (x[i] - mu) * inv;
-            dx[i] = training ? ((gm * inv) / m) * (m * grad(i) - sumG - xhat * sumGX) : grad(i) * gm * inv;
+            const g = grad(i); // read before dz and dx are written (either may be dy)
+            if (dz) dz[i] = g;
+            dx[i] = training ? ((gm * inv) / m) * (m * g - sumG - xhat * sumGX) : g * gm * inv;
           }
         }
       }
@@ -343,7 +377,9 @@ function backward(n: Norm, w: Walk): number {
           const a = group + (Math.floor(j / run) % size);
           const i = start + j;
           const xhat = (x[i] - mu) * inv;
-          const h = grad(i) * gammaOf(a);
+          const g = grad(i);
+          if (dz) dz[i] = g;
+          const h = g * gammaOf(a);
           dx[i] = training ? (inv / m) * (m * h - (rms ? 0 : sumH) - xhat * sumHX) : h * inv;
         }
       }

@@ -49,7 +49,7 @@ export interface NativeBinding {
   run(
     scalars: Float64Array, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor, gamma: Tensor, beta: Tensor,
     mean: Tensor, invStd: Tensor, variance: Tensor, runningMean: Tensor, runningVar: Tensor,
-    dgamma: Tensor, dbeta: Tensor, r: Tensor, d: Tensor,
+    dgamma: Tensor, dbeta: Tensor, r: Tensor, d: Tensor, residual: Tensor, dz: Tensor,
     /** bit i set: slot i is given; the others are absent whatever is passed (omitted: every slot inspected) */
     given?: number,
   ): number;
@@ -205,11 +205,11 @@ export function nativeBackend({ binding: b, path }: LoadedBinding): Backend {
     name: 'native',
     run: (n: Norm) => {
       const t = n.tensors;
-      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], given(t));
+      return b.run(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[16], given(t));
     },
     runAsync: (n: Norm) => {
       const t = n.tensors;
-      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], given(t));
+      return b.runAsync(n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[16], given(t));
     },
     setThreads: (n) => b.setThreads(n),
     details: (): NativeDetails => {

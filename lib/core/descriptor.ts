@@ -49,6 +49,8 @@ export interface NormScalars {
   readonly sumsOnly?: boolean;
   /** train: Batch Renormalization with these clips (flag renorm; r and d in their slots) */
   readonly renorm?: { readonly rmax: number; readonly dmax: number } | null;
+  /** train/infer: y = act(BN(x) + residual); backward: dz written beside dx (flag residual) */
+  readonly residual?: boolean;
 }
 
 /** A descriptor with every tensor null (set them with bind or `n.tensors[Slot.x] = x`); new or reused (releaseNorm). */
@@ -72,7 +74,8 @@ export function makeNorm(
   scalars[Scalar.affineRun] = affine.run;
   scalars[Scalar.flags] =
     (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0) |
-    (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0) | (s.renorm ? Flag.renorm : 0);
+    (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0) | (s.renorm ? Flag.renorm : 0) |
+    (s.residual ? Flag.residual : 0);
   scalars[Scalar.eps] = s.eps ?? 0;
   scalars[Scalar.factor] = s.factor ?? 0;
   scalars[Scalar.varScale] = s.varScale ?? 1;

@@ -52,6 +52,8 @@ export interface TrainInputs<T extends FloatArray = FloatArray> {
   runningVar?: T | null;
   /** batches already folded into the running statistics (default 0) */
   numBatchesTracked?: number;
+  /** z, added before the activation: y = act(BN(x) + z) (README "BatchNorm variants"); x's shape and type */
+  residual?: T | null;
 }
 
 export interface TrainOptions {
@@ -77,7 +79,7 @@ export interface TrainOptions {
 }
 
 export interface TrainOut<T extends FloatArray = FloatArray> {
-  /** may be `x` itself (in place) */
+  /** may be `x` or `residual` itself (in place) */
   y?: T;
   mean?: T;
   invStd?: T;
@@ -106,6 +108,8 @@ export interface InferInputs<T extends FloatArray = FloatArray> {
   runningVar: T;
   gamma?: T | null;
   beta?: T | null;
+  /** z, added before the activation: y = act(BN(x) + z); x's shape and type */
+  residual?: T | null;
 }
 
 export interface InferOptions {
@@ -129,6 +133,11 @@ export interface BackwardInputs<T extends FloatArray = FloatArray> {
   /** Batch Renormalization's r and d of the forward call (constants of the gradient); both or neither */
   r?: T | null;
   d?: T | null;
+  /**
+   * the forward call's residual: given, the result adds dz (the gradient of the residual, dy masked
+   * by y > 0 under 'relu'); its values are not read (the mask comes from y)
+   */
+  residual?: T | null;
 }
 
 export interface BackwardOptions {
@@ -145,12 +154,16 @@ export interface BackwardOut<T extends FloatArray = FloatArray> {
   dx?: T;
   dgamma?: T;
   dbeta?: T;
+  /** with inputs.residual: may be `dy` itself (in place; then dx may not) */
+  dz?: T;
 }
 
 export interface BackwardResult<T extends FloatArray = FloatArray> {
   dx: T;
   dgamma: T;
   dbeta: T;
+  /** with inputs.residual: the gradient of the residual, its own array (never dy unless out.dz is dy) */
+  dz?: T;
 }
 
 export interface MomentsInputs<T extends FloatArray = FloatArray> {
@@ -242,9 +255,10 @@ function virtualBatches(virtualBatchSize: number | null, dims: readonly number[]
 }
 
 // Names of each call's arrays for the overlap check: outputs first.
-const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta'] as const;
-const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta'] as const;
-const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
+// out.y may be x or residual; out.dx and out.dz may be dy (not both).
+const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta', 'residual'] as const;
+const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta', 'residual'] as const;
+const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'out.dz', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
 const MOMENTS_NAMES = ['out.mean', 'out.variance', 'x'] as const;
 const UPDATE_NAMES = ['runningMean', 'runningVar', 'mean', 'variance'] as const;
 
@@ -279,13 +293,14 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningMeanValue = input.runningMean;
   const runningVarValue = input.runningVar;
   const numBatchesTracked = checkCount(input.numBatchesTracked, 'numBatchesTracked');
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const out = checkOut(outArg);
   const yValue = out?.y;
   const meanValue = out?.mean;
   const invStdValue = out?.invStd;
   // 2. Check (no caller code runs from here on).
-  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, async);
+  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, residualValue, async);
 }
 
 /**
@@ -304,6 +319,7 @@ function checkTrain(
   yValue: unknown,
   meanValue: unknown,
   invStdValue: unknown,
+  residualValue: unknown,
   async: boolean,
 ): PreparedTrain {
   const shape = shapeOf(dims, opts.layout);
@@ -313,6 +329,7 @@ function checkTrain(
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
   const runningMean = checkOptionalFloatArray(runningMeanValue, 'runningMean', dtype, C);
   const runningVar = checkOptionalFloatArray(runningVarValue, 'runningVar', dtype, C);
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
   if ((runningMean === null) !== (runningVar === null)) {
     throw new TypeError(
       `runningMean and runningVar must be given together, received runningMean ${describe(runningMeanValue)} and runningVar ${describe(runningVarValue)}`,
@@ -338,8 +355,8 @@ function checkTrain(
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
   const mean = output(meanValue, 'out.mean', dtype, statistics, shape.dims, per);
   const invStd = output(invStdValue, 'out.invStd', dtype, statistics, shape.dims, per);
-  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta];
-  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5);
+  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta, residual];
+  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5, 0, 8);
   if (async) checkAllFixed(TRAIN_NAMES, arrays);
   const empty = shape.elements === 0;
   if (empty) {
@@ -366,6 +383,7 @@ function checkTrain(
     varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
     skipNonFinite: opts.skipNonFiniteUpdate,
     renorm: opts.renorm,
+    residual: residual !== null,
   }, chunks);
   const t = norm.tensors;
   t[Slot.x] = x;
@@ -382,6 +400,7 @@ function checkTrain(
     t[Slot.r] = renorm.r;
     t[Slot.d] = renorm.d;
   }
+  t[Slot.residual] = residual;
   return { norm, y, mean, invStd, numBatchesTracked, empty, renorm };
 }
 
@@ -408,6 +427,8 @@ function trainResult(p: PreparedTrain, updated: boolean): TrainResult {
  * result adds r and d. `virtualBatchSize: v` (ghost BatchNorm, v divides N): statistics per chunk
  * of v samples, mean/invStd of length N/v·C at chunk·C + c, the running statistics updated once
  * with the chunks' mean statistics (each chunk's variance unbiased over its own v·spatial values).
+ * `residual` z (x's shape and type; BatchNorm + residual add + ReLU, README "BatchNorm variants"):
+ * y = act(BN(x) + z), BN(x) rounded to x's type before the add; out.y may be x or z itself.
  * @throws TypeError for wrong types; RangeError for wrong lengths, shapes or options, and for
  *   M = 1 (one value per channel cannot be normalised with batch statistics).
  */
@@ -451,10 +472,11 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const runningVarValue = input.runningVar;
   const gammaValue = input.gamma;
   const betaValue = input.beta;
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const yValue = checkOut(outArg)?.y;
   // no caller code runs from here on
-  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, async);
+  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, residualValue, async);
 }
 
 /** Step 2 of an inference call (see checkTrain). */
@@ -467,6 +489,7 @@ function checkInfer(
   gammaValue: unknown,
   betaValue: unknown,
   yValue: unknown,
+  residualValue: unknown,
   async: boolean,
 ): { norm: Norm | null; y: FloatArray } {
   const shape = shapeOf(dims, opts.layout);
@@ -476,12 +499,13 @@ function checkInfer(
   const runningVar = checkFloatArray(runningVarValue, 'runningVar', dtype, C);
   const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
-  const arrays = [y, x, runningMean, runningVar, gamma, beta];
-  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1);
+  const arrays = [y, x, runningMean, runningVar, gamma, beta, residual];
+  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1, 0, 6);
   if (async) checkAllFixed(INFER_NAMES, arrays);
   if (shape.elements === 0) return { norm: null, y };
-  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu' });
+  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu', residual: residual !== null });
   const t = norm.tensors;
   t[Slot.x] = x;
   t[Slot.runningMean] = runningMean;
@@ -489,13 +513,15 @@ function checkInfer(
   t[Slot.gamma] = gamma;
   t[Slot.beta] = beta;
   t[Slot.y] = y;
+  t[Slot.residual] = residual;
   return { norm, y };
 }
 
 /**
  * Inference with the running statistics, per channel:
  *   y = gamma·(x − runningMean)/sqrt(runningVar + eps) + beta (then ReLU),
- * computed as one fused multiply-add per element. Nothing but y is written.
+ * computed as one fused multiply-add per element, plus `residual` z before the activation when
+ * given (y = act(BN(x) + z), as {@link batchNormTrain}). Nothing but y is written.
  * @throws TypeError / RangeError as {@link batchNormTrain}.
  */
 export function batchNormInfer<T extends FloatArray>(
@@ -548,13 +574,15 @@ function prepareBackward(
   const yValue = input.y;
   const rValue = input.r;
   const dValue = input.d;
+  const residualValue = input.residual;
   const dims = readShape(shapeValue);
   const out = checkOut(outArg);
   const dxValue = out?.dx;
   const dgammaValue = out?.dgamma;
   const dbetaValue = out?.dbeta;
+  const dzValue = out?.dz;
   // no caller code runs from here on
-  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, async);
+  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, residualValue, dzValue, async);
 }
 
 type PreparedBackward = { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null };
@@ -574,6 +602,8 @@ function checkBackward(
   dxValue: unknown,
   dgammaValue: unknown,
   dbetaValue: unknown,
+  residualValue: unknown,
+  dzValue: unknown,
   async: boolean,
 ): PreparedBackward {
   const shape = shapeOf(dims, opts.layout);
@@ -602,16 +632,22 @@ function checkBackward(
   const dx = output(dxValue, 'out.dx', dtype, shape.elements, shape.dims, 'its product');
   const dgamma = output(dgammaValue, 'out.dgamma', dtype, C, shape.dims, 'its channel dim');
   const dbeta = output(dbetaValue, 'out.dbeta', dtype, C, shape.dims, 'its channel dim');
-  const arrays = [dx, dgamma, dbeta, dy, x, mean, invStd, gamma, y, r, d];
-  checkNoOverlap(BACKWARD_NAMES, arrays, 3, 0, 3);
+  // The residual only says that the forward had one (its values are not read: the mask is y's).
+  const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
+  if (residual === null && dzValue !== undefined && dzValue !== null) {
+    throw new RangeError(`out.dz is only written with inputs.residual (the forward call's residual), received out.dz without it`);
+  }
+  const dz = residual === null ? null : output(dzValue, 'out.dz', dtype, shape.elements, shape.dims, 'its product');
+  const arrays = [dx, dgamma, dbeta, dz, dy, x, mean, invStd, gamma, y, r, d];
+  checkNoOverlap(BACKWARD_NAMES, arrays, 4, 0, 4, 3, 4);
   if (async) checkAllFixed(BACKWARD_NAMES, arrays);
-  const result = { dx, dgamma, dbeta };
+  const result: BackwardResult = dz === null ? { dx, dgamma, dbeta } : { dx, dgamma, dbeta, dz };
   if (shape.elements === 0) {
     typedArrayFill(dgamma, 0);
     typedArrayFill(dbeta, 0);
     return { norm: null, result, renorm: null };
   }
-  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training }, chunks);
+  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training, residual: dz !== null }, chunks);
   const t = norm.tensors;
   t[Slot.dy] = dy;
   t[Slot.x] = x;
@@ -622,6 +658,7 @@ function checkBackward(
   t[Slot.dx] = dx;
   t[Slot.dgamma] = dgamma;
   t[Slot.dbeta] = dbeta;
+  t[Slot.dz] = dz;
   return { norm, result, renorm: r === null ? null : { r, d: d! } };
 }
 
@@ -634,6 +671,9 @@ function checkBackward(
  * Batch Renormalization (inputs `r`, `d` from the forward result, constants): dx as above with
  * gamma·r for gamma, dgamma = Σdy·(x̂·r + d). Ghost BatchNorm (`virtualBatchSize` as in the
  * forward call): mean/invStd per (chunk, channel), dx per chunk, dgamma/dbeta summed over chunks.
+ * With the forward call's `residual` (not read: the mask is y's), the result adds dz = the masked
+ * dy (the gradient of the residual), written in the dx pass into out.dz or a new array (never dy
+ * itself unless out.dz is dy; out.dx and out.dz may not both be dy).
  * @throws TypeError / RangeError as {@link batchNormTrain}; `y` is required exactly with 'relu'.
  */
 export function batchNormBackward<T extends FloatArray>(
@@ -688,9 +728,10 @@ export function layerTrain(
   y: unknown,
   mean: FloatArray | undefined,
   invStd: FloatArray | undefined,
+  residual: unknown = null,
 ): TrainResult {
   const b = getBackend();
-  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, false);
+  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, residual, false);
   if (p.empty) return trainResult(p, false);
   const ran = b.run(p.norm);
   releaseNorm(p.norm);
@@ -707,9 +748,10 @@ export function layerInfer(
   gamma: FloatArray | null,
   beta: FloatArray | null,
   y: unknown,
+  residual: unknown = null,
 ): FloatArray {
   const b = getBackend();
-  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, false);
+  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, residual, false);
   if (p.norm) {
     b.run(p.norm);
     releaseNorm(p.norm);
@@ -732,9 +774,11 @@ export function layerBackward(
   dx: unknown,
   dgamma: FloatArray | undefined,
   dbeta: FloatArray | undefined,
+  residual: unknown = null,
+  dz: unknown = undefined,
 ): BackwardResult {
   const b = getBackend();
-  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, false);
+  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, residual, dz, false);
   if (p.norm) {
     b.run(p.norm);
     releaseNorm(p.norm);

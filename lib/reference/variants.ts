@@ -299,3 +299,67 @@ export function cumulativeStatsRef(batches: readonly { x: Values; dims: readonly
   }
   return { mean, variance };
 }
+
+/**
+ * BatchNorm + residual add (+ ReLU), forward: y = act(γ·(x − μ)·invStd + β + z) with the batch
+ * statistics (training) or y = act(γ·(x − runningMean)/sqrt(runningVar + eps) + β + z) (inference).
+ */
+export function residualForwardRef(
+  a: { x: Values; dims: readonly number[]; gamma: Values | null; beta: Values | null; residual: Values; runningMean?: Values; runningVar?: Values },
+  o: { layout: RefLayout; eps: number; relu: boolean; training: boolean },
+): { y: Float64Array; mean: Float64Array; invStd: Float64Array } {
+  const g = geometryOf(a.dims, o.layout);
+  const C = g.channels;
+  const x = Float64Array.from(a.x);
+  const y = new Float64Array(x.length);
+  const mean = new Float64Array(C);
+  const invStd = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const s = o.training ? channelStats(x, g, c) : { mean: a.runningMean![c], variance: a.runningVar![c] };
+    const inv = 1 / Math.sqrt(s.variance + o.eps);
+    mean[c] = s.mean;
+    invStd[c] = inv;
+    const gamma = a.gamma ? a.gamma[c] : 1;
+    const beta = a.beta ? a.beta[c] : 0;
+    forChannel(g, c, (k) => {
+      const v = gamma * (x[k] - s.mean) * inv + beta + a.residual[k];
+      y[k] = o.relu && v < 0 ? 0 : v;
+    });
+  }
+  return { y, mean, invStd };
+}
+
+/**
+ * Its backward: g = dy masked by y > 0 under the ReLU (y the forward output), dz = g, and BatchNorm's
+ * backward of g: dβ = Σg, dγ = Σg·x̂, dx = γ·invStd/M·(M·g − Σg − x̂·Σg·x̂) (training) or g·γ·invStd (eval).
+ */
+export function residualBackwardRef(
+  a: { dy: Values; x: Values; dims: readonly number[]; mean: Values; invStd: Values; gamma: Values | null; y: Values | null },
+  o: { layout: RefLayout; training: boolean },
+): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array; dz: Float64Array } {
+  const g = geometryOf(a.dims, o.layout);
+  const C = g.channels;
+  const M = g.outer * g.inner;
+  const dz = Float64Array.from(a.dy, (v, k) => (a.y && !(a.y[k] > 0) ? 0 : v));
+  const dx = new Float64Array(dz.length);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const mu = a.mean[c];
+    const inv = a.invStd[c];
+    let sumG = 0;
+    let sumGXhat = 0;
+    forChannel(g, c, (k) => {
+      sumG += dz[k];
+      sumGXhat += dz[k] * (a.x[k] - mu) * inv;
+    });
+    dbeta[c] = sumG;
+    dgamma[c] = sumGXhat;
+    const gamma = a.gamma ? a.gamma[c] : 1;
+    forChannel(g, c, (k) => {
+      const xhat = (a.x[k] - mu) * inv;
+      dx[k] = o.training ? ((gamma * inv) / M) * (M * dz[k] - sumG - xhat * sumGXhat) : dz[k] * gamma * inv;
+    });
+  }
+  return { dx, dgamma, dbeta, dz };
+}

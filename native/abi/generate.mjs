@@ -37,8 +37,8 @@ function roleRow(phase, subset = 0) {
   return t.slots.map(([slot]) => (roles[slot] ? roleCodes[roles[slot]] : 0));
 }
 function aliasRow(phase) {
-  const row = t.slots.map(() => -1);
-  for (const [out, of] of t.aliases[phase] ?? []) row[slotIndex[out]] = slotIndex[of];
+  const row = t.slots.map(() => 0);
+  for (const [out, of] of t.aliases[phase] ?? []) row[slotIndex[out]] |= 2 ** slotIndex[of];
   return row;
 }
 
@@ -121,8 +121,8 @@ static inline const uint8_t* sn_roles_of(int32_t phase, uint32_t flags) {
   return sn_roles_by_flags[subset][phase];
 }
 
-// The slot an output may be exactly (same address), or -1.
-static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+// The slots an output may be exactly (same address): bit i for slot i (0: none).
+static const uint32_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
 ${phaseNames.map((p) => `    {${aliasRow(p).join(', ')}},  // ${p}`).join('\n')}
 };
 

@@ -10,7 +10,7 @@
 // have one entry per phase over the descriptor (native/kernels/norm.h).
 
 /** Bumped when anything below changes incompatibly (the wasm loader checks it). */
-export const abiVersion = 4;
+export const abiVersion = 5;
 
 /** What a call computes. */
 export const phases = [
@@ -58,6 +58,7 @@ export const flags = [
   ['givenSums', 16, 'backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers\' shards); only dx is computed'],
   ['sumsOnly', 32, 'backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used'],
   ['renorm', 64, 'train (γ/β one per statistic, one sample, no rms): Batch Renormalization, README "BatchNorm variants": per statistic r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − runningMean)/σ, −dmax, dmax) with σ from the running statistics before the update, written to r and d, and y normalised with γ·r for γ and β + γ·d for β (each rounded to the dtype)'],
+  ['residual', 128, 'train, infer, backward (γ/β one per statistic, no rms, not givenSums/sumsOnly): BatchNorm + residual add (+ relu), README "BatchNorm variants": forward y = act(BN(x) + residual), the normalised value rounded to the dtype, then the add in the dtype; backward also writes dz = dy (masked by y > 0 with relu) in the dx pass'],
 ];
 
 /** Tensor lengths, in elements, by the geometry. */
@@ -85,6 +86,8 @@ export const slots = [
   ['dbeta', 'affine'],
   ['r', 'channels'],
   ['d', 'channels'],
+  ['residual', 'elements'],
+  ['dz', 'elements'],
 ];
 
 /**
@@ -114,13 +117,17 @@ export const flagRoles = {
   givenSums: { backward: { dgamma: 'in', dbeta: 'in' } },
   sumsOnly: { backward: { dx: null } },
   renorm: { train: { runningMean: 'inout', runningVar: 'inout', r: 'out', d: 'out' } },
+  residual: { train: { residual: 'in' }, infer: { residual: 'in' }, backward: { dz: 'out' } },
 };
 
-/** The one overlap allowed between an output and another tensor of a call: exactly the same. */
+/**
+ * The overlaps allowed between an output and another tensor of a call: exactly the same memory.
+ * The first pair of a phase is the one the wasm marshaller lets share a copy.
+ */
 export const aliases = {
-  train: [['y', 'x']],
-  infer: [['y', 'x']],
-  backward: [['dx', 'dy']],
+  train: [['y', 'x'], ['y', 'residual']],
+  infer: [['y', 'x'], ['y', 'residual']],
+  backward: [['dx', 'dy'], ['dz', 'dy']],
 };
 
 /** Errors: a call returns >= 0, or -(code << 8 | argument), argument = 1 + a scalar's or slot's index (0: none). */

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define SN_ABI_VERSION 4
+#define SN_ABI_VERSION 5
 
 enum sn_phase {
   SN_PHASE_MOMENTS = 0,  // per-statistic mean and biased variance of x
@@ -51,6 +51,7 @@ enum sn_flag {
   SN_FLAG_GIVEN_SUMS = 16,  // backward (training, γ/β one per statistic, one sample, no rms): dgamma/dbeta are inputs holding Σg·x̂ and Σg over a batch of `sumsCount` values per statistic (e.g. all workers' shards); only dx is computed
   SN_FLAG_SUMS_ONLY = 32,  // backward (γ/β one per statistic, one sample, no rms): only dgamma = Σg·x̂ and dbeta = Σg are computed; dx is not used
   SN_FLAG_RENORM = 64,  // train (γ/β one per statistic, one sample, no rms): Batch Renormalization, README "BatchNorm variants": per statistic r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − runningMean)/σ, −dmax, dmax) with σ from the running statistics before the update, written to r and d, and y normalised with γ·r for γ and β + γ·d for β (each rounded to the dtype)
+  SN_FLAG_RESIDUAL = 128,  // train, infer, backward (γ/β one per statistic, no rms, not givenSums/sumsOnly): BatchNorm + residual add (+ relu), README "BatchNorm variants": forward y = act(BN(x) + residual), the normalised value rounded to the dtype, then the add in the dtype; backward also writes dz = dy (masked by y > 0 with relu) in the dx pass
 };
 
 enum sn_size {
@@ -78,7 +79,9 @@ enum sn_slot {
   SN_SLOT_DBETA = 12,  // affine
   SN_SLOT_R = 13,  // channels
   SN_SLOT_D = 14,  // channels
-  SN_SLOT_COUNT = 15
+  SN_SLOT_RESIDUAL = 15,  // elements
+  SN_SLOT_DZ = 16,  // elements
+  SN_SLOT_COUNT = 17
 };
 
 enum sn_role {
@@ -104,76 +107,132 @@ enum sn_error {
   SN_ERROR_NO_MEMORY = 10,  // scratch memory could not be allocated
 };
 
-static const uint8_t sn_slot_size[SN_SLOT_COUNT] = {SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS};
+static const uint8_t sn_slot_size[SN_SLOT_COUNT] = {SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_STATISTICS, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS, SN_SIZE_AFFINE, SN_SIZE_AFFINE, SN_SIZE_CHANNELS, SN_SIZE_CHANNELS, SN_SIZE_ELEMENTS, SN_SIZE_ELEMENTS};
 
 static const uint8_t sn_roles[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 0, 0},  // train
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 0},  // backward
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update
 };
 
 // Flags that change roles (table.mjs flagRoles), and the roles under each subset of them (subset
 // i has flag j when bit j of i is set; subset 0 is sn_roles).
-#define SN_ROLE_FLAG_COUNT 3
-static const uint32_t sn_role_flags[3] = {SN_FLAG_GIVEN_SUMS, SN_FLAG_SUMS_ONLY, SN_FLAG_RENORM};
-static const uint8_t sn_roles_by_flags[8][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+#define SN_ROLE_FLAG_COUNT 4
+static const uint32_t sn_role_flags[4] = {SN_FLAG_GIVEN_SUMS, SN_FLAG_SUMS_ONLY, SN_FLAG_RENORM, SN_FLAG_RESIDUAL};
+static const uint8_t sn_roles_by_flags[16][SN_PHASE_COUNT][SN_SLOT_COUNT] = {
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 0, 0},  // train
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 0},  // backward
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under givenSums
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 0, 0},  // train under givenSums
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under givenSums
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // backward under givenSums
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under sumsOnly
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under sumsOnly
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under sumsOnly
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under sumsOnly
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 0, 0},  // train under sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 0},  // backward under sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under sumsOnly
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0},  // train under givenSums + sumsOnly
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + sumsOnly
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + sumsOnly
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + sumsOnly
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 0, 0},  // train under givenSums + sumsOnly
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under givenSums + sumsOnly
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // backward under givenSums + sumsOnly
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + sumsOnly
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under renorm
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under renorm
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under renorm
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under renorm
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under renorm
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 0, 0},  // train under renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under renorm
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 0},  // backward under renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under renorm
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + renorm
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under givenSums + renorm
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + renorm
-    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + renorm
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + renorm
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 0, 0},  // train under givenSums + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under givenSums + renorm
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // backward under givenSums + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + renorm
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly + renorm
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under sumsOnly + renorm
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under sumsOnly + renorm
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0},  // backward under sumsOnly + renorm
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under sumsOnly + renorm
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 0, 0},  // train under sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under sumsOnly + renorm
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 0},  // backward under sumsOnly + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under sumsOnly + renorm
   },
   {
-    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly + renorm
-    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3},  // train under givenSums + sumsOnly + renorm
-    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // infer under givenSums + sumsOnly + renorm
-    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0},  // backward under givenSums + sumsOnly + renorm
-    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0},  // update under givenSums + sumsOnly + renorm
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 0, 0},  // train under givenSums + sumsOnly + renorm
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0},  // infer under givenSums + sumsOnly + renorm
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0},  // backward under givenSums + sumsOnly + renorm
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + sumsOnly + renorm
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 1, 0},  // train under residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under residual
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 3},  // backward under residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 1, 0},  // train under givenSums + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under givenSums + residual
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 3},  // backward under givenSums + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 1, 0},  // train under sumsOnly + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under sumsOnly + residual
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 3},  // backward under sumsOnly + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under sumsOnly + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 5, 5, 0, 0, 0, 0, 1, 0},  // train under givenSums + sumsOnly + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under givenSums + sumsOnly + residual
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 3},  // backward under givenSums + sumsOnly + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + sumsOnly + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under renorm + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 1, 0},  // train under renorm + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under renorm + residual
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 3},  // backward under renorm + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under renorm + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + renorm + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 1, 0},  // train under givenSums + renorm + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under givenSums + renorm + residual
+    {1, 2, 1, 3, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 3},  // backward under givenSums + renorm + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + renorm + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under sumsOnly + renorm + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 1, 0},  // train under sumsOnly + renorm + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under sumsOnly + renorm + residual
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 3, 3, 0, 0, 0, 3},  // backward under sumsOnly + renorm + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under sumsOnly + renorm + residual
+  },
+  {
+    {1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0},  // moments under givenSums + sumsOnly + renorm + residual
+    {1, 3, 0, 0, 2, 2, 3, 3, 0, 4, 4, 0, 0, 3, 3, 1, 0},  // train under givenSums + sumsOnly + renorm + residual
+    {1, 3, 0, 0, 2, 2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0},  // infer under givenSums + sumsOnly + renorm + residual
+    {1, 2, 1, 0, 2, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 3},  // backward under givenSums + sumsOnly + renorm + residual
+    {0, 0, 0, 0, 0, 0, 1, 0, 1, 4, 4, 0, 0, 0, 0, 0, 0},  // update under givenSums + sumsOnly + renorm + residual
   },
 };
 
@@ -184,18 +243,18 @@ static inline const uint8_t* sn_roles_of(int32_t phase, uint32_t flags) {
   return sn_roles_by_flags[subset][phase];
 }
 
-// The slot an output may be exactly (same address), or -1.
-static const int8_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
-    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // moments
-    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // train
-    {-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // infer
-    {-1, -1, -1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // backward
-    {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},  // update
+// The slots an output may be exactly (same address): bit i for slot i (0: none).
+static const uint32_t sn_alias[SN_PHASE_COUNT][SN_SLOT_COUNT] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},  // moments
+    {0, 32769, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},  // train
+    {0, 32769, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},  // infer
+    {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4},  // backward
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},  // update
 };
 
 static const char* const sn_phase_names[SN_PHASE_COUNT] = {"moments", "train", "infer", "backward", "update"};
 static const char* const sn_scalar_names[SN_SCALAR_COUNT] = {"phase", "dtype", "samples", "outer", "stats", "inner", "affineGroups", "affineSize", "affineRun", "flags", "eps", "factor", "varScale", "sumsCount", "rmax", "dmax"};
-static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta", "r", "d"};
+static const char* const sn_slot_names[SN_SLOT_COUNT] = {"x", "y", "dy", "dx", "gamma", "beta", "mean", "invStd", "variance", "runningMean", "runningVar", "dgamma", "dbeta", "r", "d", "residual", "dz"};
 // By code: sn_error_names[code] (index 0 unused).
 static const char* const sn_error_names[11] = {"?", "badScalar", "tooLarge", "missing", "unexpected", "tooShort", "misaligned", "overlap", "wrongType", "unsupported", "noMemory"};
 

@@ -1,4 +1,5 @@
-// Backward, with g = dy masked by (y > 0) when the relu's output y is given:
+// Backward, with g = dy masked by (y > 0) when the relu's output y is given (and g written to dz,
+// the residual's gradient, in the dx pass when dz is given: README "BatchNorm variants"):
 //   dbeta = sum(g),  dgamma = invStd * sum(g * (x - mean))        (one pass, sums in double)
 //   training: dx = g * k - (x - mean) * (k * dgamma * invStd / M) - k * dbeta / M,  k = gamma * invStd
 //             (= gamma * invStd / M * (M * g - dbeta - xhat * dgamma), xhat = (x - mean) * invStd)
@@ -33,19 +34,32 @@ inline Terms gradTerms(const T* dy, const T* x, const T* y, int64_t offset, int6
   return {g, g * (loadDoubleLanes(x + offset, k) - mean)};
 }
 
-// dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M).
-template <typename T, typename Relu, typename Training>
+// dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M); with dz, g to dz
+// too (dz may be dy: g is read before it is written, and masking twice changes nothing).
+template <typename T, typename Relu, typename Training, typename Dz>
 struct InputGrad {
   const T *dy, *x, *y;
+  T* dz;
   Relu relu;  // store.h's flag types
   Training training;
+  Dz withDz;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> g = loadLanes(dy + offset, k);
     if (relu) g = select(loadLanes(y + offset, k) > Vec<T>{}, g, Vec<T>{});
+    if (withDz) {
+      if (k == lanes<T>()) store(dz + offset, g);
+      else storePartial(dz + offset, g, k);
+    }
     if (!training) return g * p[1];
     return mulAdd(g, p[1], -mulAdd(loadLanes(x + offset, k) - p[0], p[3], p[2]));
   }
 };
+
+// dz = dy masked by (y > 0) when y is given over channel c (dz may be dy), for gradChannel's channels.
+template <typename T>
+void maskChannel(const T* dy, const T* y, const Plan& plan, int64_t c, T* dz) {
+  forEachOfChannel(plan.g, c, [&](int64_t i) { dz[i] = y && !(y[i] > 0) ? T(0) : dy[i]; });
+}
 
 // dx over channel c by the reference's formula in double, with g = src masked by (y > 0) when y is
 // given. Per element read then write: src may be dx.
@@ -171,7 +185,7 @@ void maskByRelu(const T* dy, const T* y, int64_t n, T* dx) {
 
 template <typename T>
 void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma,
-              const T* y, bool training, T* dx, T* dgamma, T* dbeta) {
+              const T* y, bool training, T* dx, T* dgamma, T* dbeta, T* dz) {
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) dgamma[c] = dbeta[c] = 0;
@@ -207,8 +221,9 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   const GradChannels<T> grad{dy, x, y, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
-  // A wide channel from src (dy with the mask y, or dx holding g).
+  // A wide channel from src (dy with the mask y, dz first; or dx holding g, dz written already).
   auto wideChannel = [&](int64_t c, double db, double dg, const T* src, const T* mask) {
+    if (dz != nullptr && src == dy) maskChannel(dy, mask, plan, c, dz);
     gradChannel(src, x, mask, plan, c, static_cast<double>(mean[c]), static_cast<double>(invStd[c]),
                 gamma ? static_cast<double>(gamma[c]) : 1.0, db, dg, training, dx);
   };
@@ -256,8 +271,8 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       sg = sums.sumU();
       sgx = sums.sumV();
     };
-    {
-      const InputGrad<T, decltype(relu), decltype(train)> op{dy, x, y, relu, train};
+    withFlag(dz != nullptr, [&](auto withDz) {
+      const InputGrad<T, decltype(relu), decltype(train), decltype(withDz)> op{dy, x, y, dz, relu, train, withDz};
       if (plan.fusedRows) {
         // One task per tile: its sums, its channels' coefficients, its dx.
         parallelFor(plan.tiles, g.elements(), [&](int64_t t) {
@@ -395,14 +410,14 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           if (wide[c]) wideChannel(c, sumG[c], sumGx[c], dx, nullptr);
         });
       }
-    }
+    });
   });
 }
 
 template void backward<float>(const float*, const float*, Geometry, const float*, const float*,
-                              const float*, const float*, bool, float*, float*, float*);
+                              const float*, const float*, bool, float*, float*, float*, float*);
 template void backward<double>(const double*, const double*, Geometry, const double*, const double*,
-                               const double*, const double*, bool, double*, double*, double*);
+                               const double*, const double*, bool, double*, double*, double*, double*);
 
 }  // namespace SIMDNORM_ISA
 }  // namespace simdnorm

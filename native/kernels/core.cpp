@@ -80,7 +80,8 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     }
   }
   const double flags = s[SN_SCALAR_FLAGS];
-  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS | SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY | SN_FLAG_RENORM;
+  const double allFlags = SN_FLAG_RELU | SN_FLAG_TRAINING | SN_FLAG_SKIP_NON_FINITE | SN_FLAG_RMS | SN_FLAG_GIVEN_SUMS | SN_FLAG_SUMS_ONLY | SN_FLAG_RENORM |
+                          SN_FLAG_RESIDUAL;
   if (!isCount(flags) || flags > allFlags || (static_cast<uint32_t>(flags) & ~static_cast<uint32_t>(allFlags)) != 0) {
     return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
   }
@@ -109,6 +110,12 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     if (!shaped) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
     if (!(n.rmax >= 1)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_RMAX + 1);  // NaN too; Infinity: no clip
     if (!(n.dmax >= 0)) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_DMAX + 1);
+  }
+  if ((n.flags & SN_FLAG_RESIDUAL) != 0) {
+    // BatchNorm + residual: the kernels of γ/β one per statistic (entry.cpp's routes 1 and 2).
+    const bool perStatistic = n.phase != SN_PHASE_MOMENTS && n.phase != SN_PHASE_UPDATE && !givenSums && !sumsOnly &&
+                              (n.flags & SN_FLAG_RMS) == 0 && (n.stats == 0 || n.affineSize == 1);
+    if (!perStatistic) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS + 1);
   }
 
   // Tensors: presence by role, then bytes and alignment. Each slot's size in bytes, by its class.
@@ -152,7 +159,7 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
       const uint64_t otherBytes = need[other];
       const uintptr_t a0 = reinterpret_cast<uintptr_t>(n.tensor[other]);
       if (otherBytes == 0 || a0 >= o0 + oBytes || o0 >= a0 + otherBytes) continue;
-      if (sn_alias[n.phase][o] == other && a0 == o0 && otherBytes == oBytes) continue;
+      if ((sn_alias[n.phase][o] >> other & 1u) != 0 && a0 == o0 && otherBytes == oBytes) continue;
       return snError(SN_ERROR_OVERLAP, o + 1);
     }
   }

@@ -58,18 +58,19 @@ int32_t run(const sn_norm& n) {
                                n.eps, relu, tensor<T>(n, SN_SLOT_Y), tensor<T>(n, SN_SLOT_MEAN),
                                tensor<T>(n, SN_SLOT_INV_STD), tensor<T>(n, SN_SLOT_RUNNING_MEAN),
                                tensor<T>(n, SN_SLOT_RUNNING_VAR), update, nullptr, nullptr,
-                               (n.flags & SN_FLAG_RENORM) != 0 ? &renorm : nullptr);
+                               (n.flags & SN_FLAG_RENORM) != 0 ? &renorm : nullptr, tensor<T>(n, SN_SLOT_RESIDUAL));
       break;
     }
     case SN_PHASE_INFER:
       SIMDNORM_ISA::inferForward<T>(tensor<T>(n, SN_SLOT_X), g, tensor<T>(n, SN_SLOT_RUNNING_MEAN), tensor<T>(n, SN_SLOT_RUNNING_VAR),
-                      tensor<T>(n, SN_SLOT_GAMMA), tensor<T>(n, SN_SLOT_BETA), n.eps, relu, tensor<T>(n, SN_SLOT_Y));
+                      tensor<T>(n, SN_SLOT_GAMMA), tensor<T>(n, SN_SLOT_BETA), n.eps, relu, tensor<T>(n, SN_SLOT_Y),
+                      tensor<T>(n, SN_SLOT_RESIDUAL));
       break;
     case SN_PHASE_BACKWARD:
       SIMDNORM_ISA::backward<T>(tensor<T>(n, SN_SLOT_DY), tensor<T>(n, SN_SLOT_X), g, tensor<T>(n, SN_SLOT_MEAN),
                   tensor<T>(n, SN_SLOT_INV_STD), tensor<T>(n, SN_SLOT_GAMMA), relu ? tensor<T>(n, SN_SLOT_Y) : nullptr,
                   (n.flags & SN_FLAG_TRAINING) != 0, tensor<T>(n, SN_SLOT_DX), tensor<T>(n, SN_SLOT_DGAMMA),
-                  tensor<T>(n, SN_SLOT_DBETA));
+                  tensor<T>(n, SN_SLOT_DBETA), tensor<T>(n, SN_SLOT_DZ));
       break;
     case SN_PHASE_UPDATE: {
       // The batch variance in double, as the training forward hands it over.
@@ -165,6 +166,8 @@ int32_t runPerSample(const sn_norm& n) {
   T* mean = tensor<T>(n, SN_SLOT_MEAN);
   T* invStd = tensor<T>(n, SN_SLOT_INV_STD);
   T* y = tensor<T>(n, SN_SLOT_Y);
+  const T* residual = tensor<T>(n, SN_SLOT_RESIDUAL);  // flag residual: sample i at + i * slice, as x
+  T* dz = tensor<T>(n, SN_SLOT_DZ);
   const RunningUpdate none{n.factor, n.varScale, false};
   if (grad) {
     for (int64_t a = 0; a < groups; a++) sumGamma[a] = sumBeta[a] = 0;
@@ -178,16 +181,16 @@ int32_t runPerSample(const sn_norm& n) {
       case SN_PHASE_TRAIN:
         SIMDNORM_ISA::trainForward<T>(x + at, g, gamma, beta, n.eps, relu, y + at, mean + st, invStd + st, nullptr,
                                       nullptr, none, running ? batchMean + st : nullptr,
-                                      running ? batchVar + st : nullptr);
+                                      running ? batchVar + st : nullptr, nullptr, residual ? residual + at : nullptr);
         break;
       case SN_PHASE_INFER:
         SIMDNORM_ISA::inferForward<T>(x + at, g, tensor<T>(n, SN_SLOT_RUNNING_MEAN), tensor<T>(n, SN_SLOT_RUNNING_VAR),
-                                      gamma, beta, n.eps, relu, y + at);
+                                      gamma, beta, n.eps, relu, y + at, residual ? residual + at : nullptr);
         break;
       case SN_PHASE_BACKWARD:
         SIMDNORM_ISA::backward<T>(tensor<T>(n, SN_SLOT_DY) + at, x + at, g, mean + st, invStd + st, gamma,
                                   relu && y ? y + at : nullptr, (n.flags & SN_FLAG_TRAINING) != 0,
-                                  tensor<T>(n, SN_SLOT_DX) + at, dgammaSample, dbetaSample);
+                                  tensor<T>(n, SN_SLOT_DX) + at, dgammaSample, dbetaSample, dz ? dz + at : nullptr);
         for (int64_t s = 0; s < stats; s++) {
           sumGamma[s % groups] += static_cast<double>(dgammaSample[s]);
           sumBeta[s % groups] += static_cast<double>(dbetaSample[s]);

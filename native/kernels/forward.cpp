@@ -1,5 +1,5 @@
 // Forward normalisation, one element-wise formula with four per-channel coefficients:
-//   y = ((x - hi) - lo) * scale + shift, then max(y, 0) when relu
+//   y = ((x - hi) - lo) * scale + shift, then + z (the residual, rounded in T), then max(y, 0) when relu
 // Training:  mean, var = channel moments of x, invStd = 1/sqrt(var + eps),
 //            hi + lo = mean split in two T (x - mean keeps its precision at 1e4 +- 1),
 //            scale = gamma * invStd, shift = beta (where lo is below float's normal range, lo = 0
@@ -29,24 +29,29 @@ namespace SIMDNORM_ISA {
 
 namespace {
 
-template <typename T, typename Relu>
+// Residual: z (the residual, README "BatchNorm variants") added to the normalised value in T.
+template <typename T, typename Relu, typename Residual>
 struct Normalize {
-  const T* x;
+  const T *x, *z;
   Relu relu;  // store.h's flag types
+  Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd((loadLanes(x + offset, k) - p[0]) - p[1], p[2], p[3]);
+    if (residual) y = y + loadLanes(z + offset, k);
     return reluIf(relu, y);
   }
 };
 
 // The same where lo is 0 (inference: the mean is runningMean itself): the same bits, one load
 // and one subtraction less per vector (the rows path loads every coefficient per vector).
-template <typename T, typename Relu>
+template <typename T, typename Relu, typename Residual>
 struct NormalizeNoLo {
-  const T* x;
+  const T *x, *z;
   Relu relu;
+  Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd(loadLanes(x + offset, k) - p[0], p[2], p[3]);
+    if (residual) y = y + loadLanes(z + offset, k);
     return reluIf(relu, y);
   }
 };
@@ -202,14 +207,30 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
   return any;
 }
 
-// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then relu.
-// Per element read then write: src may be y.
+// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then with a
+// residual z that value rounded to T plus z in T, then relu. Per element read then write: src
+// (and z) may be y.
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
-                      bool relu, T* y) {
+                      bool relu, T* y, const T* z = nullptr) {
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+    if (z != nullptr) {
+      const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
+      y[i] = relu && sum < 0 ? T(0) : sum;
+    } else {
+      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+    }
+  });
+}
+
+// With a residual and a wide channel anywhere: every channel from x and z by normalizeChannel
+// (the vector pass would need y for the wide channels, and y may be x or z).
+template <typename T>
+void normalizeAllPlain(const T* x, const Plan& plan, const double* mean, const double* scale, const T* shift,
+                       bool relu, T* y, const T* z) {
+  parallelFor(plan.g.channels, plan.g.elements(), [&](int64_t c) {
+    normalizeChannel(x, plan, c, mean[c], scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
   });
 }
 
@@ -242,12 +263,12 @@ bool streams(const Plan& plan) {
 // y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
 // of x is what is still in cache.
-template <typename T, template <typename, typename> class Op = Normalize>
+template <typename T, template <typename, typename, typename> class Op = Normalize>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
-                  T* const* columns) {
+                  T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  withFlag(relu, [&](auto useRelu) {
-    const Op<T, decltype(useRelu)> op{x, useRelu};
+  withEachFlag(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+    const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
         applyRows(y, plan, plan.rowTasks() - 1 - t, columns, stream, op);
@@ -291,7 +312,7 @@ struct TileChannels {
 // goes without relu and the tile's channels are finished by finishChannel.
 template <typename T, typename ChannelCoefficients>
 void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y,
-                    const ChannelCoefficients& coefficients) {
+                    const ChannelCoefficients& coefficients, const T* z) {
   const bool stream = streams<T>(plan);
   parallelFor(plan.tiles, plan.g.elements(), [&](int64_t t) {
     const int64_t c0 = t * plan.tileColumns, c1 = minOf(plan.period, c0 + plan.tileColumns);
@@ -302,10 +323,17 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
     T* const perColumn[4] = {cols[0], cols[1], cols[2], cols[3]};
     TileChannels tile;
     const bool anyWide = coefficients(t, ca, n, perChannel, tile.wide, tile.mean, tile.scale);
+    if (anyWide && z != nullptr) {  // the tile's channels from x and z (normalizeAllPlain)
+      for (int64_t j = 0; j < n; j++) {
+        normalizeChannel(x, plan, ca + j, tile.mean[j], tile.scale[j], beta ? static_cast<double>(beta[ca + j]) : 0.0,
+                         relu, y, z);
+      }
+      return;
+    }
     if (!plan.columnIsChannel()) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
-    withFlag(relu && !anyWide, [&](auto useRelu) {
+    withEachFlag(relu && !anyWide, z != nullptr, [&](auto useRelu, auto useZ) {
       applyTile(y, plan, c0, c1, plan.columnIsChannel() ? perChannel : perColumn, stream,
-                Normalize<T, decltype(useRelu)>{x, useRelu});
+                Normalize<T, decltype(useRelu), decltype(useZ)>{x, z, useRelu, useZ});
     });
     if (!anyWide) return;
     for (int64_t j = 0; j < n; j++) finishChannel(plan, ca + j, tile.wide[j], tile.mean[j], tile.scale[j], beta, relu, y);
@@ -317,7 +345,7 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
                   T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update,
-                  double* batchMeanOut, double* batchVarOut, const Renorm<T>* renorm) {
+                  double* batchMeanOut, double* batchVarOut, const Renorm<T>* renorm, const T* z) {
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) mean[c] = invStd[c] = static_cast<T>(__builtin_nan(""));
@@ -379,13 +407,13 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         for (int64_t j = 0; j < n; j++) batchMeanOut[ca + j] = meanOut[j], batchVarOut[ca + j] = bv[j];
       }
       return any;
-    });
+    }, z);
   } else if (!plan.rows && plan.fused) {
     // One task per channel: its statistics, then its y while the channel is still in cache.
     const bool stream = streams<T>(plan);
     const int64_t blocks = plan.blocksPerChannel;
-    withFlag(relu, [&](auto useRelu) {
-      const Normalize<T, decltype(useRelu)> op{x, useRelu};
+    withEachFlag(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+      const Normalize<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
       parallelFor(channels, g.elements(), [&](int64_t c) {
         Moments mc{};
         for (int64_t b = 0; b < blocks; b++) merge(mc, blockMoments(x, plan, c, b));
@@ -398,7 +426,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         train(c, 1, cm, at, wide + c, batchMean + c, batchVar + c, scale + c);
         updateChunk(c, 1, batchMean + c, batchVar + c);
         if (wide[c]) {
-          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y);
+          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
           return;
         }
         const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
@@ -436,8 +464,12 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     bool anyWide = false;
     for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
     if (plan.rows) wrapColumns(plan, columns);
-    normalizeAll(x, plan, coef, relu && !anyWide, y, columns);
-    if (anyWide) finishWide(plan, wide, batchMean, scale, shift, relu, y);
+    if (anyWide && z != nullptr) {
+      normalizeAllPlain(x, plan, batchMean, scale, shift, relu, y, z);
+    } else {
+      normalizeAll(x, plan, coef, relu && !anyWide, y, columns, z);
+      if (anyWide) finishWide(plan, wide, batchMean, scale, shift, relu, y);
+    }
   }
   if (batchMeanOut != nullptr && !plan.fusedRows) {  // perChannel: batchMean/batchVar hold them all
     for (int64_t c = 0; c < channels; c++) batchMeanOut[c] = batchMean[c], batchVarOut[c] = batchVar[c];
@@ -450,7 +482,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
 
 template <typename T>
 void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar,
-                  const T* gamma, const T* beta, double eps, bool relu, T* y) {
+                  const T* gamma, const T* beta, double eps, bool relu, T* y, const T* z) {
   if (g.elements() == 0) return;
   const Plan plan = makePlan<T>(g);
   const int64_t chunks = ceilDiv(g.channels, kChannelChunk);
@@ -472,7 +504,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
     normalizeTiles(x, plan, beta, relu, y,
                    [&](int64_t, int64_t ca, int64_t n, T* const* at, bool* w, double* mu, double* sc) {
                      return inferChannels(runningMean, runningVar, gamma, beta, eps, ca, n, at, w, mu, sc);
-                   });
+                   }, z);
     return;
   }
   parallelFor(chunks, g.elements(), [&](int64_t chunk) {
@@ -486,15 +518,17 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   bool anyWide = false;
   for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
   if (plan.rows) wrapColumns(plan, columns);
-  normalizeAll<T, NormalizeNoLo>(x, plan, coef, relu && !anyWide, y, columns);
+  if (anyWide && z != nullptr) return normalizeAllPlain(x, plan, mean, scale, beta, relu, y, z);
+  normalizeAll<T, NormalizeNoLo>(x, plan, coef, relu && !anyWide, y, columns, z);
   if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }
 
 #define SIMDNORM_INSTANTIATE(T)                                                                \
   template bool trainForward<T>(const T*, Geometry, const T*, const T*, double, bool, T*, T*, T*, \
-                                T*, T*, RunningUpdate, double*, double*, const Renorm<T>*);    \
+                                T*, T*, RunningUpdate, double*, double*, const Renorm<T>*,     \
+                                const T*);                                                     \
   template void inferForward<T>(const T*, Geometry, const T*, const T*, const T*, const T*,     \
-                                double, bool, T*);
+                                double, bool, T*, const T*);
 SIMDNORM_INSTANTIATE(float)
 SIMDNORM_INSTANTIATE(double)
 #undef SIMDNORM_INSTANTIATE

@@ -28,21 +28,25 @@ struct Renorm {
 };
 
 // Statistics, y (relu when asked), and the running update when runningMean/runningVar are given;
-// returns whether the running stats were written. batchMeanOut/batchVarOut (both or neither; when
+// returns whether the running stats were written. residual (flag residual; may be y): y = act(BN(x)
+// + residual), the normalised value rounded to T before the add. batchMeanOut/batchVarOut (both or neither; when
 // given, `channels` doubles each): the batch mean and biased variance in double as the running
 // update takes them (only when g has elements); null changes nothing.
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu, T* y, T* mean,
                   T* invStd, T* runningMean, T* runningVar, RunningUpdate update, double* batchMeanOut = nullptr,
-                  double* batchVarOut = nullptr, const Renorm<T>* renorm = nullptr);
+                  double* batchVarOut = nullptr, const Renorm<T>* renorm = nullptr,
+                  const T* residual = nullptr);
 
 template <typename T>
 void inferForward(const T* x, Geometry g, const T* runningMean, const T* runningVar, const T* gamma,
-                  const T* beta, double eps, bool relu, T* y);
+                  const T* beta, double eps, bool relu, T* y, const T* residual = nullptr);
 
+// dz (flag residual; may be dy): the gradient of the residual, g = dy masked by y > 0 when y is
+// given, written in the dx pass.
 template <typename T>
 void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invStd, const T* gamma, const T* y,
-              bool training, T* dx, T* dgamma, T* dbeta);
+              bool training, T* dx, T* dgamma, T* dbeta, T* dz = nullptr);
 
 // The running update from a batch mean of either type and a double batch variance.
 template <typename T, typename Mean>

@@ -328,6 +328,13 @@ inline void withFlag(bool flag, F f) {
   else f(std::false_type{});
 }
 
+// Two independent flags, f(a, b), each as withFlag gives it: four copies natively, one in WASM
+// (the residual add of BatchNorm's forward beside relu).
+template <typename F>
+inline void withEachFlag(bool a, bool b, F f) {
+  withFlag(a, [&](auto first) { withFlag(b, [&](auto second) { f(first, second); }); });
+}
+
 // BatchNorm backward's flags, f(relu, training), each a type as withFlag gives it: four copies
 // natively; without kFlagCopies one, f(std::false_type, RuntimeFlag): the caller has applied relu
 // already (relu must be false there).

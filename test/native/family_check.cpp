@@ -232,10 +232,11 @@ void refBackward(const Desc& d, const std::vector<double>& dy, const std::vector
 
 template <typename T>
 struct Tensors {
-  std::vector<T> x, y, dy, dx, gamma, beta, mean, invStd, variance, runningMean, runningVar, dgamma, dbeta, r, d;
+  std::vector<T> x, y, dy, dx, gamma, beta, mean, invStd, variance, runningMean, runningVar, dgamma, dbeta, r, d,
+      residual, dz;
   std::vector<T>* slot(int s) {
     std::vector<T>* all[] = {&x, &y, &dy, &dx, &gamma, &beta, &mean, &invStd, &variance,
-                             &runningMean, &runningVar, &dgamma, &dbeta, &r, &d};
+                             &runningMean, &runningVar, &dgamma, &dbeta, &r, &d, &residual, &dz};
     static_assert(sizeof(all) / sizeof(all[0]) == SN_SLOT_COUNT, "one vector per slot of abi_table.h");
     return all[s];
   }

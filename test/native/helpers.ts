@@ -60,7 +60,7 @@ export function describeNative(name: string, body: () => void): void {
 /** run's positional arguments for a descriptor: the scalars, then one tensor per slot. */
 export function runArgs(n: Norm): Parameters<NativeBinding['run']> {
   const t = n.tensors;
-  return [n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14]];
+  return [n.scalars, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[16]];
 }
 
 export const run = (n: Norm): number => binding().run(...runArgs(n));

@@ -912,6 +912,91 @@ void checkRenorm(Geometry g) {
   report(sameBits(rmA, rmC) && sameBits(rvA, rvC), what + ": the running update as without renorm");
 }
 
+// BatchNorm + residual add + ReLU (flag residual, README "BatchNorm variants") on every path:
+// train and infer y = relu(y + z) of the plain call's y (rounded to T, the add in T) bit for bit,
+// in place over x and over z; backward's dz = dy masked by y > 0 exactly and dx, dgamma, dbeta as
+// without the residual, dz over dy too; threads 1 and 3 bitwise. With `wide` (channel 1's gamma ~
+// 1e37 in float, 1e300 in double: the double fallback, which then computes every channel from x
+// and z, forward.cpp's normalizeAllPlain), y within a few ulps of that composition instead.
+template <typename T>
+void checkResidual(Geometry g, bool wide) {
+  const int64_t C = g.channels;
+  const size_t n = static_cast<size_t>(g.elements());
+  const std::vector<T> x = channelData<T>(g), z = randomVector<T>(n), dy = randomVector<T>(n), beta = randomVector<T>(C);
+  std::vector<T> gamma = randomVector<T>(C, 1, 0.5);
+  if (wide && C > 1) gamma[1] = static_cast<T>(sizeof(T) == 4 ? 1e37 : 1e300);
+  std::vector<T> rm = randomVector<T>(C, 0, 0.3), rv = randomVector<T>(C, 0, 0.5);
+  for (T& v : rv) v = static_cast<T>(0.5 + std::fabs(v));
+  const std::string what = describe(typeName<T>(), g, wide ? " residual (wide channel)" : " residual");
+  // The forward phase (train or infer) with or without the residual, y and saved statistics out.
+  auto forward = [&](int phase, const T* xs, const T* zs, T* y, std::vector<T>& mean, std::vector<T>& inv) {
+    Call c = Call::batchNorm<T>(phase, g);
+    c.what = what;
+    c.flag(SN_FLAG_RELU, zs != nullptr).flag(SN_FLAG_RESIDUAL, zs != nullptr);
+    c.tensor(SN_SLOT_X, xs).tensor(SN_SLOT_GAMMA, gamma.data()).tensor(SN_SLOT_BETA, beta.data()).tensor(SN_SLOT_Y, y);
+    if (phase == SN_PHASE_TRAIN) c.tensor(SN_SLOT_MEAN, mean.data()).tensor(SN_SLOT_INV_STD, inv.data());
+    else c.tensor(SN_SLOT_RUNNING_MEAN, rm.data()).tensor(SN_SLOT_RUNNING_VAR, rv.data());
+    if (zs != nullptr) c.tensor(SN_SLOT_RESIDUAL, zs);
+    return c.run();
+  };
+  std::vector<T> y, yFused;
+  for (int phase : {SN_PHASE_TRAIN, SN_PHASE_INFER}) {
+    const std::string p = what + (phase == SN_PHASE_TRAIN ? " train" : " infer");
+    std::vector<T> plain(n), fused(n), mean(C), inv(C), mean2(C), inv2(C);
+    forward(phase, x.data(), nullptr, plain.data(), mean, inv);
+    simdnorm::setThreads(1);
+    forward(phase, x.data(), z.data(), fused.data(), mean2, inv2);
+    simdnorm::setThreads(3);
+    std::vector<T> fused3(n);
+    forward(phase, x.data(), z.data(), fused3.data(), mean2, inv2);
+    simdnorm::setThreads(0);
+    report(sameBits(fused, fused3), p + ": threads 1 and 3 bitwise");
+    bool same = true, close = true;
+    for (size_t i = 0; i < n; i++) {
+      const T sum = static_cast<T>(plain[i] + z[i]);
+      const T want = sum < 0 ? T(0) : sum;
+      if (!wide) {
+        same = same && std::memcmp(&want, &fused[i], sizeof(T)) == 0;
+      } else {  // the double fallback: y rounded to T, plus z in T
+        close = close && std::fabs(static_cast<double>(fused[i]) - static_cast<double>(want)) <=
+                             4 * tolerance<T>() * (std::fabs(static_cast<double>(want)) + 1);
+      }
+    }
+    report(same, p + ": y = relu(BatchNorm's y + z) bit for bit");
+    report(close, p + ": the wide channel's y");
+    std::vector<T> overX = x, overZ = z;
+    forward(phase, overX.data(), z.data(), overX.data(), mean2, inv2);
+    forward(phase, x.data(), overZ.data(), overZ.data(), mean2, inv2);
+    report(sameBits(overX, fused) && sameBits(overZ, fused), p + ": y over x, y over z");
+    if (phase == SN_PHASE_TRAIN) y = plain, yFused = fused;
+  }
+  // Backward from the fused forward's statistics, masked by its y.
+  std::vector<T> mean(C), inv(C), yTrain(n);
+  forward(SN_PHASE_TRAIN, x.data(), z.data(), yTrain.data(), mean, inv);
+  auto backward = [&](const T* dys, T* dx, T* dz, std::vector<T>& dgamma, std::vector<T>& dbeta) {
+    Call c = Call::batchNorm<T>(SN_PHASE_BACKWARD, g);
+    c.what = what + " backward";
+    c.flag(SN_FLAG_RELU).flag(SN_FLAG_TRAINING).flag(SN_FLAG_RESIDUAL, dz != nullptr);
+    c.tensor(SN_SLOT_DY, dys).tensor(SN_SLOT_X, x.data()).tensor(SN_SLOT_MEAN, mean.data()).tensor(SN_SLOT_INV_STD, inv.data());
+    c.tensor(SN_SLOT_GAMMA, gamma.data()).tensor(SN_SLOT_Y, yTrain.data()).tensor(SN_SLOT_DX, dx);
+    c.tensor(SN_SLOT_DGAMMA, dgamma.data()).tensor(SN_SLOT_DBETA, dbeta.data());
+    if (dz != nullptr) c.tensor(SN_SLOT_DZ, dz);
+    return c.run();
+  };
+  std::vector<T> dx0(n), dg0(C), db0(C), dx1(n), dz1(n, T(-7)), dg1(C), db1(C);
+  backward(dy.data(), dx0.data(), nullptr, dg0, db0);
+  backward(dy.data(), dx1.data(), dz1.data(), dg1, db1);
+  std::vector<T> masked(n);
+  for (size_t i = 0; i < n; i++) masked[i] = yTrain[i] > 0 ? dy[i] : T(0);
+  report(sameBits(dz1, masked), what + " backward: dz = dy masked by y > 0");
+  report(sameBits(dx0, dx1) && sameBits(dg0, dg1) && sameBits(db0, db1), what + " backward: dx, dgamma, dbeta as without dz");
+  std::vector<T> dzOverDy = dy, dx2(n), dg2(C), db2(C), dxOverDy = dy, dz3(n), dg3(C), db3(C);
+  backward(dzOverDy.data(), dx2.data(), dzOverDy.data(), dg2, db2);
+  backward(dxOverDy.data(), dxOverDy.data(), dz3.data(), dg3, db3);
+  report(sameBits(dzOverDy, masked) && sameBits(dx2, dx0), what + " backward: dz over dy");
+  report(sameBits(dxOverDy, dx0) && sameBits(dz3, masked), what + " backward: dx over dy");
+}
+
 // +-Inf in a channel: its mean is that infinity and its variance NaN (as IEEE sums give); the
 // other channels are untouched.
 template <typename T>
@@ -1008,7 +1093,7 @@ void checkRefusals() {
   std::vector<double> wide(128, 0.5);
   float* f = arena.data();
   enum : int { X = 0, Y = 32, DY = 64, DX = 96, GAMMA = 128, BETA = 132, MEAN = 136, INV_STD = 140, VARIANCE = 144,
-               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160, R = 164, D = 168 };
+               RUNNING_MEAN = 148, RUNNING_VAR = 152, DGAMMA = 156, DBETA = 160, R = 164, D = 168, Z = 172, DZ = 200 };
   const Call moments = Call::batchNorm<float>(SN_PHASE_MOMENTS, g)
                            .tensor(SN_SLOT_X, f + X)
                            .tensor(SN_SLOT_MEAN, f + MEAN)
@@ -1118,6 +1203,28 @@ void checkRefusals() {
     expectRefusal(Call(renorm).set(SN_SCALAR_SAMPLES, 2).set(SN_SCALAR_OUTER, 1), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)},
                   "renorm with 2 samples");
     expectRefusal(Call(infer).flag(SN_FLAG_RENORM), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "renorm in infer");
+  }
+  // BatchNorm + residual (flag residual): train, infer and backward of γ/β one per statistic, no rms
+  // and not the SyncBatchNorm halves; residual (forward) and dz (backward) required, y may be x or
+  // the residual exactly, dz may be dy exactly (not dx too).
+  {
+    const Call residual = Call(train).flag(SN_FLAG_RESIDUAL).tensor(SN_SLOT_RESIDUAL, f + Z);
+    sn_norm norm;
+    report(residual.prepare(&norm) == 0, "residual train accepted");
+    report(tensor(residual, SN_SLOT_Y, f + Z).prepare(&norm) == 0, "residual train: y = residual accepted");
+    report(tensor(residual, SN_SLOT_Y, f + X).prepare(&norm) == 0, "residual train: y = x accepted");
+    expectRefusal(tensor(residual, SN_SLOT_RESIDUAL, nullptr), {slot(SN_ERROR_MISSING, SN_SLOT_RESIDUAL)}, "residual flag without residual");
+    expectRefusal(tensor(train, SN_SLOT_RESIDUAL, f + Z), {slot(SN_ERROR_UNEXPECTED, SN_SLOT_RESIDUAL)}, "residual without the flag");
+    expectRefusal(tensor(residual, SN_SLOT_Y, f + Z + 1), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)}, "y overlapping residual");
+    expectRefusal(Call(residual).byteCount(SN_SLOT_RESIDUAL, 24 * 4 - 4), {slot(SN_ERROR_TOO_SHORT, SN_SLOT_RESIDUAL)}, "residual one element short");
+    expectRefusal(Call(residual).flag(SN_FLAG_RMS), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "residual with rms");
+    expectRefusal(Call(moments).flag(SN_FLAG_RESIDUAL), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "residual in moments");
+    const Call back = Call(backward).flag(SN_FLAG_RESIDUAL);
+    expectRefusal(back, {slot(SN_ERROR_MISSING, SN_SLOT_DZ)}, "backward residual without dz");
+    expectRefusal(Call(back).flag(SN_FLAG_SUMS_ONLY), {scalar(SN_ERROR_BAD_SCALAR, SN_SCALAR_FLAGS)}, "residual with sumsOnly");
+    report(tensor(back, SN_SLOT_DZ, f + DZ).prepare(&norm) == 0, "backward residual accepted");
+    report(tensor(back, SN_SLOT_DZ, f + DY).prepare(&norm) == 0, "backward: dz = dy accepted");
+    expectRefusal(tensor(tensor(back, SN_SLOT_DZ, f + DY), SN_SLOT_DX, f + DY), {slot(SN_ERROR_OVERLAP, SN_SLOT_DX)}, "dx = dz = dy");
   }
   // An output overlapping another tensor (but for the allowed exact alias y = x, dx = dy).
   expectRefusal(tensor(train, SN_SLOT_Y, f + X + 1), {slot(SN_ERROR_OVERLAP, SN_SLOT_Y)}, "y overlapping x");
@@ -1365,6 +1472,14 @@ static void runChecks() {
                      Geometry{2, 64, 49}, Geometry{7, 3, 1}, Geometry{8, 1040, 1}}) {
     checkRenorm<float>(g);
     checkRenorm<double>(g);
+  }
+  // BatchNorm + residual on the same paths, with and without a channel on the double fallback.
+  for (Geometry g : {Geometry{8, 3, 10000}, Geometry{4, 5, 33}, Geometry{5000, 64, 1}, Geometry{300, 26, 1},
+                     Geometry{2, 64, 49}, Geometry{7, 3, 1}, Geometry{8, 1040, 1}}) {
+    for (bool wide : {false, true}) {
+      checkResidual<float>(g, wide);
+      checkResidual<double>(g, wide);
+    }
   }
   checkConcurrentCalls();
   checkRunning<float>();

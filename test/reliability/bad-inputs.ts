@@ -201,6 +201,7 @@ type Role =
   | 'tensor' // another tensor of x's length (dy, y)
   | 'param' // a required per-channel array
   | 'optParam' // an optional per-channel array (gamma, beta)
+  | 'optTensor' // an optional tensor of x's length (residual)
   | 'running' // runningMean/runningVar of train: optional, but only as a pair
   | 'statsFirst' // updateRunningStats' runningMean: fixes the element type and C
   | 'shape'
@@ -233,7 +234,7 @@ const channelArrays = (Ctor: FloatCtor, seed: number) => filled(Ctor, C, seed);
 const TRAIN: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   slots: [
     ['x', 'x'], ['shape', 'shape'], ['gamma', 'optParam'], ['beta', 'optParam'], ['runningMean', 'running'],
-    ['runningVar', 'running'], ['numBatchesTracked', 'numBatchesTracked'],
+    ['runningVar', 'running'], ['numBatchesTracked', 'numBatchesTracked'], ['residual', 'optTensor'],
     ['out.y', 'outTensor'], ['out.mean', 'outParam'], ['out.invStd', 'outParam'],
   ],
   options: { eps: 1e-3, momentum: 0.8, unbiasedRunningVar: true, activation: 'relu', skipNonFiniteUpdate: true },
@@ -241,6 +242,7 @@ const TRAIN: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   inputs: (Ctor, layout) => ({
     x: filled(Ctor, ELEMENTS, 1), shape: shapeOf(layout), gamma: channelArrays(Ctor, 2), beta: channelArrays(Ctor, 3),
     runningMean: channelArrays(Ctor, 4), runningVar: channelArrays(Ctor, 5), numBatchesTracked: 2,
+    residual: filled(Ctor, ELEMENTS, 6),
   }),
   out: (Ctor) => ({ y: new Ctor(ELEMENTS).fill(7), mean: new Ctor(C).fill(7), invStd: new Ctor(C).fill(7) }),
   firstChannelArgument: 'gamma',
@@ -250,13 +252,14 @@ const TRAIN: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
 const INFER: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   slots: [
     ['x', 'x'], ['shape', 'shape'], ['runningMean', 'param'], ['runningVar', 'param'], ['gamma', 'optParam'],
-    ['beta', 'optParam'], ['out.y', 'outTensor'],
+    ['beta', 'optParam'], ['residual', 'optTensor'], ['out.y', 'outTensor'],
   ],
   options: { eps: 1e-3, activation: 'relu' },
   foreignOption: ['momentum', 2, RangeError],
   inputs: (Ctor, layout) => ({
     x: filled(Ctor, ELEMENTS, 11), shape: shapeOf(layout), runningMean: channelArrays(Ctor, 12),
     runningVar: channelArrays(Ctor, 13), gamma: channelArrays(Ctor, 14), beta: channelArrays(Ctor, 15),
+    residual: filled(Ctor, ELEMENTS, 16),
   }),
   out: (Ctor) => ({ y: new Ctor(ELEMENTS).fill(7) }),
   firstChannelArgument: 'runningMean',
@@ -266,7 +269,8 @@ const INFER: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
 const BACKWARD: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   slots: [
     ['x', 'x'], ['shape', 'shape'], ['dy', 'tensor'], ['mean', 'param'], ['invStd', 'param'], ['gamma', 'optParam'],
-    ['y', 'tensor'], ['out.dx', 'outTensor'], ['out.dgamma', 'outParam'], ['out.dbeta', 'outParam'],
+    ['y', 'tensor'], ['residual', 'optTensor'], ['out.dx', 'outTensor'], ['out.dgamma', 'outParam'],
+    ['out.dbeta', 'outParam'], ['out.dz', 'outTensor'],
   ],
   // activation 'relu' in the valid call, so that y is a required argument that can be spoiled
   options: { activation: 'relu', training: true },
@@ -274,8 +278,9 @@ const BACKWARD: Omit<OpSpec, 'op' | 'async' | 'invoke'> = {
   inputs: (Ctor, layout) => ({
     dy: filled(Ctor, ELEMENTS, 21), x: filled(Ctor, ELEMENTS, 22), shape: shapeOf(layout), mean: channelArrays(Ctor, 23),
     invStd: channelArrays(Ctor, 24), gamma: channelArrays(Ctor, 25), y: filled(Ctor, ELEMENTS, 26),
+    residual: filled(Ctor, ELEMENTS, 27),
   }),
-  out: (Ctor) => ({ dx: new Ctor(ELEMENTS).fill(7), dgamma: new Ctor(C).fill(7), dbeta: new Ctor(C).fill(7) }),
+  out: (Ctor) => ({ dx: new Ctor(ELEMENTS).fill(7), dgamma: new Ctor(C).fill(7), dbeta: new Ctor(C).fill(7), dz: new Ctor(ELEMENTS).fill(7) }),
   firstChannelArgument: 'mean',
   dtypeBlame: /dy must be a Float(32|64)Array like x/,
 };
@@ -355,9 +360,9 @@ function slotSpoils(spec: OpSpec, path: string, role: Role, Ctor: FloatCtor, lay
     list.push({ argument: path, what, error, blame, apply: (call) => setPath(call, path, value()) });
   const isArray = role !== 'shape' && role !== 'numBatchesTracked' && role !== 'count';
   if (isArray) {
-    const n = role === 'x' || role === 'tensor' || role === 'outTensor' ? ELEMENTS : C;
+    const n = role === 'x' || role === 'tensor' || role === 'optTensor' || role === 'outTensor' ? ELEMENTS : C;
     const valid = () => filled(Ctor, n, 50);
-    const optional = role === 'optParam' || role === 'running' || (role === 'outTensor' || role === 'outParam');
+    const optional = role === 'optParam' || role === 'optTensor' || role === 'running' || (role === 'outTensor' || role === 'outParam');
     for (const s of [...arraySpoils(Ctor, n, valid), ...lyingSpoils(Ctor, n)]) {
       if (s.kind === 'absent') {
         if (optional && role !== 'running') continue; // absent is valid: a default or a new output
@@ -478,6 +483,22 @@ function overlapSpoils(spec: OpSpec, Ctor: FloatCtor): Spoiled[] {
       });
     }
   }
+  // The residual: y may be it exactly, not in part; dz (backward) may be dy, neither dx nor y.
+  if (outTensor === 'out.y' && spec.slots.some(([n]) => n === 'residual')) {
+    add('out.y', 'partially overlapping residual (shifted by one element)', /out\.y must not overlap residual/, (call) => {
+      const host = filled(Ctor, ELEMENTS + 1, 63);
+      call.inputs.residual = host.subarray(0, ELEMENTS);
+      setPath(call, 'out.y', host.subarray(1, ELEMENTS + 1));
+      call.extra.push(host);
+    });
+  }
+  if (spec.slots.some(([n]) => n === 'out.dz')) {
+    add('out.dz', 'the very same array as out.dx', /out\.dx must not overlap out\.dz/, (call) => setPath(call, 'out.dz', getPath(call, 'out.dx')));
+    add('out.dz', 'the very same array as y', /out\.dz must not overlap y/, (call) => setPath(call, 'out.dz', call.inputs.y));
+    add('out.dz', 'without inputs.residual', /out\.dz is only written with inputs\.residual/, (call) => {
+      call.inputs.residual = undefined;
+    });
+  }
   const outParams = spec.slots.filter(([, r]) => r === 'outParam').map(([n]) => n);
   for (const outParam of outParams) {
     for (const [name, role] of spec.slots) {
@@ -564,6 +585,7 @@ function specialSpoils(spec: OpSpec, Ctor: FloatCtor, layout: Layout): Spoiled[]
     add('shape', 'one value per channel (M = 1) in training', R_, /more than 1 value per channel/, (call) => {
       call.inputs.x = filled(Ctor, C, 70);
       call.inputs.shape = layout === 'channels-first' ? [1, C, 1] : [1, 1, C];
+      if (call.inputs.residual) call.inputs.residual = filled(Ctor, C, 71);
       call.out = { ...call.out, y: new Ctor(C).fill(7) };
     });
   }

@@ -8,6 +8,7 @@ import { formatMismatch, rms, toleranceFor, worstMismatch } from '../../lib/comp
 import { Random } from '../../lib/random.js';
 import * as ref from '../../lib/reference/variants.js';
 import type * as Simdnorm from '../../lib/exports.js';
+import { residualCases } from './residual-cases.js';
 
 type Api = typeof Simdnorm;
 type FloatArray = Float32Array | Float64Array;
@@ -484,5 +485,6 @@ export function variantCases(): VariantCase[] {
     }
     cases.push(badInputsCase(dtype));
   }
+  cases.push(...residualCases());
   return cases;
 }

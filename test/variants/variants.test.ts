@@ -2,7 +2,8 @@
  * The BatchNorm variants (README "BatchNorm variants") on every backend (native, wasm, js) like
  * test/conformance/family.test.ts — a backend that cannot load is a loud skip on a developer's
  * machine and a failure in CI; SIMDNORM_TEST_BACKENDS=js,native runs only those — and the float64
- * oracle's renorm backward against central finite differences of its forward (r, d constants).
+ * oracle's renorm backward against central finite differences of its forward (r, d constants), and
+ * its residual backward (dx, dz, dγ, dβ) likewise.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as api from '../../lib/index.js';
@@ -10,6 +11,7 @@ import type { BackendName } from '../../lib/backend.js';
 import { channelStats } from '../../lib/reference.js';
 import { geometryOf, renormBackwardRef, type RefLayout } from '../../lib/reference/variants.js';
 import { Random } from '../../lib/random.js';
+import { residualFiniteDifferences } from './residual-cases.js';
 import { variantCases } from './variants-cases.js';
 
 await api.ready();
@@ -81,6 +83,12 @@ describe('renorm oracle: backward vs central finite differences (float64, r and 
         expect(Math.abs(got.dbeta[c] - fdBeta)).toBeLessThan(1e-7);
       }
     });
+  }
+});
+
+describe('residual oracle: backward (dx, dz, dgamma, dbeta) vs central finite differences (float64)', () => {
+  for (const layout of ['channels-first', 'channels-last'] as const) {
+    for (const relu of [false, true]) it(`${layout}${relu ? ' relu' : ''}`, () => residualFiniteDifferences(layout, relu));
   }
 });
 

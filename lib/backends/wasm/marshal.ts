@@ -163,12 +163,14 @@ export class Marshal {
       );
     }
     // The very same array as an earlier slot (y = x in place, dx = dy, runningMean = x) shares
-    // its copy. (Identity only: two objects viewing the same memory get two copies, which gives
-    // the same result, since every input is copied in before the call and outputs out after it.)
+    // its copy, unless an output already took that copy over (dx over dy's copy, then dz = dy: dz
+    // gets a copy of its own). (Identity only: two objects viewing the same memory get two copies,
+    // which gives the same result, since every input is copied in before the call and outputs out
+    // after it.)
     const before = this.placedCount - 1;
     for (let k = 0; k < before; k++) {
       const j = this.placed[k];
-      if (this.arrays[j] === array && this.offsets[j] >= 0) {
+      if (this.arrays[j] === array && this.offsets[j] >= 0 && !this.takenOver(j, array)) {
         this.offsets[slot] = this.offsets[j];
         this.flags[j] |= copy & COPY_IN; // copy in once, through the first slot
         this.flags[slot] = copy & COPY_OUT;
@@ -183,6 +185,15 @@ export class Marshal {
     }
     this.offsets[slot] = used;
     return used + Math.ceil(typedArrayByteLength(array) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+  }
+
+  /** Whether another array's slot shares slot j's copy (an alias output took it over). */
+  private takenOver(j: number, array: FloatArray): boolean {
+    for (let k = 0; k < this.placedCount; k++) {
+      const other = this.placed[k];
+      if (other !== j && this.offsets[other] === this.offsets[j] && this.arrays[other] !== array) return true;
+    }
+    return false;
   }
 
   /** Whether output `slot` can take over the copy of `input` (placed, copied, same size, read by no other slot). */
