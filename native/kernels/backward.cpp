@@ -191,6 +191,9 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     for (int64_t c = 0; c < channels; c++) dgamma[c] = dbeta[c] = 0;
     return;
   }
+  // The per-channel double fallbacks (plainSums, gradChannel from dy) keep reading the mask: their
+  // arithmetic as it was, NaN signs included.
+  const T* mask = y;
   if (!kFlagCopies && y != nullptr) {
     // WASM (store.h's withFlags): relu's mask first, into dx (the ABI lets dx be dy and nothing
     // else), then the kernels without relu: the same g, the same bits, a copy less of them.
@@ -220,7 +223,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
     for (int q = 0; q < 4; q++) s.take(columns[q], plan.rows && !plan.fusedRows ? columnEntries(plan, lanes<T>()) : 0);
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
-  const GradChannels<T> grad{dy, x, y, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
+  const GradChannels<T> grad{dy, x, mask, &g, mean, invStd, gamma, static_cast<double>(plan.count), training, dgamma, dbeta};
   // A wide channel from src (dy with the mask y, dz first; or dx holding g, dz written already).
   auto wideChannel = [&](int64_t c, double db, double dg, const T* src, const T* mask) {
     if (dz != nullptr && src == dy) maskChannel(dy, mask, plan, c, dz);
@@ -311,7 +314,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           if (training && anyPlain) {
             // The identity coefficients would turn a non-finite x into NaN: the tile's channels
             // (all of its elements) from dy by gradChannel (per element read then write).
-            for (int64_t j = 0; j < n; j++) wideChannel(ca + j, s.g[j], s.gx[j], dy, y);
+            for (int64_t j = 0; j < n; j++) wideChannel(ca + j, s.g[j], s.gx[j], dy, mask);
             return;
           }
           if (!byChannel) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
@@ -335,7 +338,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           ChunkCoefficients<T> k;
           T* const at[4] = {k.v[0], k.v[1], k.v[2], k.v[3]};
           bool anyPlain;
-          if (grad(c, 1, s, at, wide + c, anyPlain)) return wideChannel(c, s.g[0], s.gx[0], dy, y);
+          if (grad(c, 1, s, at, wide + c, anyPlain)) return wideChannel(c, s.g[0], s.gx[0], dy, mask);
           const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
           for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, k4, stream, op);
         });
@@ -390,7 +393,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         bool anyPlain = false;
         for (int64_t chunk = 0; chunk < chunks; chunk++) anyPlain = anyPlain || chunkPlain[chunk];
         if (training && anyPlain) {
-          parallelFor(channels, g.elements(), [&](int64_t c) { wideChannel(c, sumG[c], sumGx[c], dy, y); });
+          parallelFor(channels, g.elements(), [&](int64_t c) { wideChannel(c, sumG[c], sumGx[c], dy, mask); });
           return;
         }
         if (plan.rows) {

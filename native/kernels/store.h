@@ -310,10 +310,11 @@ struct RuntimeFlag {
   bool value;
   constexpr explicit operator bool() const { return value; }
 };
-// Whether the flags are copies (native) or RuntimeFlag (WASM, where the module's size counts:
+// Whether the flags are copies (native, and the scalar WASM build, small anyway) or RuntimeFlag
+// (SIMD128 WASM, where the module's size counts:
 // issue 19; each copy of BatchNorm's output loops costs kilobytes). SIMDNORM_WASM_STREAMS gives
 // a native build WASM's choice, as tuning.h's streams (the checks of the portable kernels).
-#if defined(__wasm__) || defined(SIMDNORM_WASM_STREAMS)
+#if defined(__wasm_simd128__) || defined(SIMDNORM_WASM_STREAMS)
 constexpr bool kFlagCopies = false;
 #else
 constexpr bool kFlagCopies = true;
