@@ -203,20 +203,27 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
   return any;
 }
 
-// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then with a
-// residual z that value rounded to T plus z in T, then relu. Per element read then write: src
-// (and z) may be y.
+// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then relu.
+// Per element read then write: src may be y.
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
-                      bool relu, T* y, const T* z = nullptr) {
+                      bool relu, T* y) {
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-    if (z != nullptr) {
-      const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
-      y[i] = relu && sum < 0 ? T(0) : sum;
-    } else {
-      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
-    }
+    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+  });
+}
+
+// The same with a residual z (null: normalizeChannel): that value rounded to T plus z in T, then
+// relu. Per element read then write: src and z may be y.
+template <typename T>
+void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
+                      bool relu, T* y, const T* z) {
+  if (z == nullptr) return normalizeChannel(src, plan, c, mean, scale, shift, relu, y);
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+    const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
+    y[i] = relu && sum < 0 ? T(0) : sum;
   });
 }
 
