@@ -214,12 +214,11 @@ void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, do
   });
 }
 
-// The same with a residual z (null: normalizeChannel): that value rounded to T plus z in T, then
-// relu. Per element read then write: src and z may be y.
+// The same with a residual z: that value rounded to T plus z in T, then relu. Per element read
+// then write: src and z may be y.
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
                       bool relu, T* y, const T* z) {
-  if (z == nullptr) return normalizeChannel(src, plan, c, mean, scale, shift, relu, y);
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
     const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
@@ -429,7 +428,11 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         train(c, 1, cm, at, wide + c, batchMean + c, batchVar + c, scale + c);
         updateChunk(c, 1, batchMean + c, batchVar + c);
         if (wide[c]) {
-          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
+          if (z != nullptr) {  // the residual's overload
+            normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
+            return;
+          }
+          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y);
           return;
         }
         const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
