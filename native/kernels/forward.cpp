@@ -207,20 +207,26 @@ bool inferChannels(const T* runningMean, const T* runningVar, const T* gamma, co
   return any;
 }
 
-// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then with a
-// residual z that value rounded to T plus z in T, then relu. Per element read then write: src
-// (and z) may be y.
+// y = (x - mean) * scale + shift over channel c, in double (the reference's formula), then relu.
+// Per element read then write: src may be y.
 template <typename T>
 void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
-                      bool relu, T* y, const T* z = nullptr) {
+                      bool relu, T* y) {
   forEachOfChannel(plan.g, c, [&](int64_t i) {
     const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
-    if (z != nullptr) {
-      const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
-      y[i] = relu && sum < 0 ? T(0) : sum;
-    } else {
-      y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
-    }
+    y[i] = static_cast<T>(relu && v < 0 ? 0 : v);
+  });
+}
+
+// The same with a residual z: that value rounded to T plus z in T, then relu. Per element read
+// then write: src and z may be y.
+template <typename T>
+void normalizeChannel(const T* src, const Plan& plan, int64_t c, double mean, double scale, double shift,
+                      bool relu, T* y, const T* z) {
+  forEachOfChannel(plan.g, c, [&](int64_t i) {
+    const double v = (static_cast<double>(src[i]) - mean) * scale + shift;
+    const T sum = static_cast<T>(static_cast<T>(v) + z[i]);
+    y[i] = relu && sum < 0 ? T(0) : sum;
   });
 }
 
@@ -426,7 +432,11 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
         train(c, 1, cm, at, wide + c, batchMean + c, batchVar + c, scale + c);
         updateChunk(c, 1, batchMean + c, batchVar + c);
         if (wide[c]) {
-          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
+          if (z != nullptr) {  // the residual's overload
+            normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y, z);
+            return;
+          }
+          normalizeChannel(x, plan, c, mc.mean, scale[c], shift ? static_cast<double>(shift[c]) : 0.0, relu, y);
           return;
         }
         const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
