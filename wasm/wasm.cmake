@@ -64,7 +64,7 @@ simdnorm_wasm_module(simdnorm-simd "-msimd128")
 simdnorm_wasm_module(simdnorm-scalar "")
 
 # The threaded variant (simdnorm-threads.wasm): the same sources with SIMD128 and -pthread
-# (atomics, shared memory), whose pool (native/kernels/parallel.cpp, SIMDNORM_WASM_THREADS) runs on
+# (atomics, shared memory), whose pool (parallel.cpp in native/kernels, SIMDNORM_WASM_THREADS) runs on
 # workers that lib/backends/wasm/threads.ts starts itself. emscripten 3.1.6 refuses STANDALONE_WASM
 # with pthreads, so this links the ordinary way and only the .wasm is used: the JS glue it writes
 # beside it is discarded; the module imports its shared memory and a few runtime functions
