@@ -29,8 +29,8 @@ list(JOIN SIMDNORM_WASM_EXPORTS "," SIMDNORM_WASM_EXPORT_LIST)
 # debug info, and source paths mapped away so the checkout's location cannot leak in.
 # -unswitch-threshold=0: no loop unswitching. The kernels' run-time flags in WASM (store.h's
 # RuntimeFlag: relu, training, the residual and dz) are there so that each output loop has one
-# copy; unswitching would copy the loops back per flag value (7 KB gzipped of the 128 kB budget,
-# README "Package size").
+# copy; unswitching would copy the loops back per flag value (7 kB gzipped of the 128 kB budget,
+# README "Browsers and bundlers").
 set(SIMDNORM_WASM_COMPILE_OPTIONS
   -O3 -DNDEBUG -g0 -std=c++17 -fno-exceptions -fno-rtti -mllvm -unswitch-threshold=0
   "-ffile-prefix-map=${SIMDNORM_ROOT}=.")
