@@ -79,10 +79,14 @@ function packedManifest(tarball) {
  * programs npm and the `simdnorm` bin use (the shell, env), and nothing else — no g++, cc, make or
  * python3 can be found on it.
  */
+/** `name` as found on this process's PATH (not on a child's bare one), or undefined. */
+function onPath(name) {
+  const isFile = (f) => existsSync(f) && statSync(f).isFile();
+  return (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, name)).find(isFile);
+}
+
 function bareBin(dir) {
   mkdirSync(dir);
-  const isFile = (f) => existsSync(f) && statSync(f).isFile();
-  const onPath = (name) => (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, name)).find(isFile);
   for (const tool of ['node', 'npm', 'npx', 'sh', 'env']) {
     const target = tool === 'node' ? process.execPath : onPath(tool);
     if (!target) fail(`${tool} is not on PATH`);
@@ -161,7 +165,8 @@ try {
   for (const e of expected) {
     const node = join(e.nodedir, 'bin', 'node');
     const [command, pre] =
-      e.arch === process.arch ? [node, []] : ['qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', node]];
+      // qemu-aarch64 by its full path: the child's PATH is the bare one, which does not hold it
+      e.arch === process.arch ? [node, []] : [onPath('qemu-aarch64') ?? 'qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', node]];
     const runEnv = { ...env, PATH: `${dirname(node)}${delimiter}${env.PATH}` };
     const info = run(command, [...pre, cli, 'info', '--json'], { cwd: project, env: runEnv });
     if (info.status !== 0) fail(`info on Node ${e.version} ${e.arch}: ${info.stderr}`);
