@@ -37,8 +37,7 @@ struct Normalize {
   Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd((loadLanes(x + offset, k) - p[0]) - p[1], p[2], p[3]);
-    if (residual) y = y + loadLanes(z + offset, k);
-    return reluIf(relu, y);
+    return reluIf(relu, addIf(residual, y, z, offset, k));
   }
 };
 
@@ -51,8 +50,7 @@ struct NormalizeNoLo {
   Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd(loadLanes(x + offset, k) - p[0], p[2], p[3]);
-    if (residual) y = y + loadLanes(z + offset, k);
-    return reluIf(relu, y);
+    return reluIf(relu, addIf(residual, y, z, offset, k));
   }
 };
 
@@ -273,7 +271,7 @@ template <typename T, template <typename, typename, typename> class Op = Normali
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  withEachFlag(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+  withFlagAndCopies(relu, z != nullptr, [&](auto useRelu, auto useZ) {
     const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {

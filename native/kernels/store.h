@@ -336,6 +336,34 @@ inline void withEachFlag(bool a, bool b, F f) {
   withFlag(a, [&](auto first) { withFlag(b, [&](auto second) { f(first, second); }); });
 }
 
+// A flag as copies (f(std::true_type) or f(std::false_type)), everywhere. For an extra input or
+// output of the formula (BatchNorm's residual z): its RuntimeFlag, a branch in every vector, cost
+// WASM's inference 1.4x its instructions (callgrind under V8), where relu's pmax costs nothing.
+template <typename F>
+inline void withCopies(bool flag, F f) {
+  if (flag) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+// relu as withFlag gives it and b as copies: four copies natively, two in WASM (the output loops
+// that run most: normalizeAll's, inference's and training's beside the fused paths).
+template <typename F>
+inline void withFlagAndCopies(bool a, bool b, F f) {
+  withFlag(a, [&](auto first) { withCopies(b, [&](auto second) { f(first, second); }); });
+}
+
+// A flag as copies natively; without kFlagCopies always f(std::false_type), for a flag that WASM
+// has dealt with before the loops (BatchNorm backward's dz, written by its relu pre-pass).
+template <typename F>
+inline void withNativeCopies(bool flag, F f) {
+  if constexpr (kFlagCopies) {
+    withCopies(flag, f);
+  } else {
+    (void)flag;
+    f(std::false_type{});
+  }
+}
+
 // BatchNorm backward's flags, f(relu, training), each a type as withFlag gives it: four copies
 // natively; without kFlagCopies one, f(std::false_type, RuntimeFlag): the caller has applied relu
 // already (relu must be false there).
@@ -350,6 +378,29 @@ inline void withFlags(bool a, bool b, F f) {
     if (b) f(std::false_type{}, std::true_type{});
     else f(std::false_type{}, std::false_type{});
   }
+}
+
+// y + z[offset, offset + k) where the flag is set (an extra input of the formula: BatchNorm's
+// residual). A RuntimeFlag reads without a branch per vector: absent, it reads k lanes of -0,
+// and y + -0 is y itself (-0 included). (The branch in every vector cost WASM's inference 1.4x
+// its instructions, measured with callgrind under V8; a second copy of the loops, their bytes.)
+template <typename T, typename V>
+SIMDNORM_INLINE V addIf(std::true_type, V y, const T* z, int64_t offset, int64_t k) {
+  return y + loadLanes(z + offset, k);
+}
+template <typename T, typename V>
+SIMDNORM_INLINE V addIf(std::false_type, V y, const T*, int64_t, int64_t) {
+  return y;
+}
+template <typename T>
+struct MinusZeros {
+  static constexpr T lanes[16] = {-T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0),
+                                  -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0)};
+};
+template <typename T, typename V>
+SIMDNORM_INLINE V addIf(RuntimeFlag on, V y, const T* z, int64_t offset, int64_t k) {
+  const T* from = on.value ? z + offset : MinusZeros<T>::lanes;
+  return y + loadLanes(from, k);
 }
 
 // relu(y) where the flag is set (simd.h's relu, NaN kept). A RuntimeFlag takes max(y, floor),
