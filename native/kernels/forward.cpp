@@ -261,6 +261,18 @@ void finishWide(const Plan& plan, const bool* wide, const double* mean, const do
               [&](int64_t c) { finishChannel(plan, c, wide[c], mean[c], scale[c], beta, relu, y); });
 }
 
+// withEachFlag(relu, residual, f), but in WASM (no kFlagCopies) the residual is a copy of its
+// own and only relu a RuntimeFlag (one pmax per vector): a runtime residual flag is a branch per
+// vector of the output loop (no loop unswitching in the WASM build), which made inference 1.1 to
+// 1.4 times slower than before the residual existed (NCHW [8,256,14,14], SIMD128). Natively the
+// same as withEachFlag.
+template <typename F>
+inline void withReluAndResidual(bool relu, bool residual, F f) {
+  if (kFlagCopies) withEachFlag(relu, residual, f);
+  else if (residual) f(RuntimeFlag{relu}, std::true_type{});
+  else f(RuntimeFlag{relu}, std::false_type{});
+}
+
 template <typename T>
 bool streams(const Plan& plan) {
   return plan.g.elements() * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
@@ -268,12 +280,17 @@ bool streams(const Plan& plan) {
 
 // y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
-// of x is what is still in cache.
-template <typename T, template <typename, typename, typename> class Op = Normalize>
+// of x is what is still in cache. SplitResidual: withReluAndResidual's copies (inference, whose
+// output loop is the whole call), else withEachFlag's (the WASM module's size budget).
+template <typename T, template <typename, typename, typename> class Op = Normalize, bool SplitResidual = false>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  withEachFlag(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+  const auto flags = [&](auto f) {
+    if constexpr (SplitResidual) withReluAndResidual(relu, z != nullptr, f);
+    else withEachFlag(relu, z != nullptr, f);
+  };
+  flags([&](auto useRelu, auto useZ) {
     const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
@@ -529,7 +546,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
   if (plan.rows) wrapColumns(plan, columns);
   if (anyWide && z != nullptr) return normalizeAllPlain(x, plan, mean, scale, beta, relu, y, z);
-  normalizeAll<T, NormalizeNoLo>(x, plan, coef, relu && !anyWide, y, columns, z);
+  normalizeAll<T, NormalizeNoLo, true>(x, plan, coef, relu && !anyWide, y, columns, z);
   if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }
 
