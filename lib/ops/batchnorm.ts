@@ -2,7 +2,9 @@
  * BatchNorm's functions: each reads what the caller gave it once, checks it (lib/validate.ts),
  * allocates what the caller did not provide, and builds one descriptor (lib/core/descriptor.ts)
  * that the backend runs; so every backend shares every line of argument handling, and a call
- * that throws has written nothing.
+ * that throws has written nothing. (One check moves: on the native backend a sync call's outputs
+ * overlapping another array are refused by the addon's sn_prepare before anything is written,
+ * and checkNoOverlap then names them; see defersOverlap.)
  *
  * The descriptor of BatchNorm: x[outer][channels][inner] (channels-first: outer N, inner the
  * product of the spatial dims; channels-last: outer N·spatial, inner 1) is samples 1, stats =
