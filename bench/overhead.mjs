@@ -3,7 +3,7 @@
 // medians of interleaved rounds, the plain JS loop timed in the same rounds), through the public
 // API of a built tree (dist/).
 //
-//   node bench/overhead.mjs [--dist <dir>] [--base <dir>] [--rounds 15] [--json]
+//   node bench/overhead.mjs [--dist <dir>] [--base <dir>] [--rounds 15] [--json] [--wall]
 //
 // --dist: another tree's dist/ instead of this one's. --base: a second tree's dist/ (a base
 // worktree, as bench/ab.mjs makes) loaded in the same process and timed in the same interleaved
@@ -16,7 +16,10 @@ import { plainJsCalls } from './contenders/plainjs.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
-  options: { dist: { type: 'string' }, base: { type: 'string' }, rounds: { type: 'string', default: '15' }, json: { type: 'boolean', default: false } },
+  options: {
+    dist: { type: 'string' }, base: { type: 'string' }, rounds: { type: 'string', default: '15' }, json: { type: 'boolean', default: false },
+    wall: { type: 'boolean', default: false },
+  },
 });
 const dist = resolve(args.dist ?? join(root, 'dist'));
 delete process.env.SIMDNORM_NATIVE_PATH; // each side loads the addon of its own tree
@@ -71,6 +74,13 @@ function layerStep(api, d, backend) {
   return { enter, call: () => { layer.forward(d.x, d.shape, { y: d.y }); layer.backward(d.dy, { dx: d.dx }); } };
 }
 
+/** µs per call by the wall clock (the in-cache rows: two threads' span, not their work). */
+function wallTime(call, reps) {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < reps; i++) call();
+  return Number(process.hrtime.bigint() - t0) / 1000 / reps;
+}
+
 function cpuTime(call, reps) {
   const c0 = process.cpuUsage();
   for (let i = 0; i < reps; i++) call();
@@ -83,7 +93,7 @@ const median = (v) => {
 };
 
 /** Medians (µs) of each subject over interleaved rounds of ~5–10 ms batches. */
-function measure(subjects) {
+function measure(subjects, time = cpuTime) {
   const reps = subjects.map((s) => {
     s.enter?.();
     // Warm up, then calibrate: the JIT (and wasm's tier-up) needs tens of thousands of calls
@@ -98,7 +108,7 @@ function measure(subjects) {
     for (let k = 0; k < subjects.length; k++) {
       const i = (k + round) % subjects.length;
       subjects[i].enter?.();
-      samples[i].push(cpuTime(subjects[i].call, reps[i]));
+      samples[i].push(time(subjects[i].call, reps[i]));
     }
   }
   return samples.map(median);
@@ -112,7 +122,7 @@ const add = (what, budget, us, baseline) => {
   const b = budget === null ? '' : `<= ${budget}`;
   const before = us.length > 1 ? ` ${us[1].toFixed(2).padStart(8)} ->` : '';
   const ratio = us.length > 1 ? ` (${(us[0] / us[1]).toFixed(2)}x)` : '';
-  const plain = baseline === undefined ? '' : `  plain JS ${baseline.toFixed(2)} us (${(us[0] / baseline).toFixed(2)}x)`;
+  const plain = baseline === undefined ? '' : `  ${what.includes('vs copy') ? 'in-cache copy' : 'plain JS'} ${baseline.toFixed(2)} us (${(us[0] / baseline).toFixed(2)}x)`;
   console.log(`${what.padEnd(40)}${before} ${us[0].toFixed(2).padStart(8)} us${ratio.padEnd(9)} ${b.padEnd(7)}${plain}`);
 };
 
@@ -145,5 +155,29 @@ for (const shape of [TINY, [16, 60]]) cells(shape, ['infer', 'train', 'backward'
   const t = measure(sides.map((api) => layerStep(api, d, 'auto')));
   add('auto BatchNorm layer [64,256] fwd+bwd', 8, t);
 }
+// Issue 17's in-cache kernels: training forward and backward of tensors that fit in L2, native on
+// one and on two threads, against an in-cache copy of x (Float32Array.prototype.set, one thread)
+// timed in the same rounds. Process CPU time like the rest (x2: the work of both threads, which
+// preemption on a shared machine does not stretch); --wall: the wall clock (x2: their span, what
+// "two threads faster than one" asks, meaningful only on an otherwise idle machine). The copy is
+// the floor of a pass that reads x and writes y.
+for (const shape of [[256, 1024], [8, 256, 14, 14]]) {
+  if (!available.has('native')) break;
+  const d = dataOf(shape);
+  const copy = { call: () => d.y.set(d.x) };
+  for (const op of ['train', 'backward']) {
+    const subjects = [];
+    for (const threads of [1, 2]) {
+      for (const api of sides) {
+        const s = apiCall(api, op, d, 'native');
+        subjects.push({ enter: () => { s.enter(); api.setThreads(threads); }, call: s.call });
+      }
+    }
+    const t = measure([...subjects, copy], args.wall ? wallTime : cpuTime);
+    const k = sides.length;
+    for (let i = 0; i < 2; i++) add(`native x${i + 1} [${shape.join(',')}] ${op} (vs copy)`, null, t.slice(k * i, k * i + k), t[2 * k]);
+  }
+}
+for (const api of sides) api.setThreads(0);
 for (const api of sides) api.useBackend('auto');
 if (args.json) console.log(JSON.stringify(rows, null, 1));

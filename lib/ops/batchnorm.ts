@@ -2,7 +2,9 @@
  * BatchNorm's functions: each reads what the caller gave it once, checks it (lib/validate.ts),
  * allocates what the caller did not provide, and builds one descriptor (lib/core/descriptor.ts)
  * that the backend runs; so every backend shares every line of argument handling, and a call
- * that throws has written nothing.
+ * that throws has written nothing. (One check moves: on the native backend a sync call's outputs
+ * overlapping another array are refused by the addon's sn_prepare before anything is written,
+ * and checkNoOverlap then names them; see defersOverlap.)
  *
  * The descriptor of BatchNorm: x[outer][channels][inner] (channels-first: outer N, inner the
  * product of the spatial dims; channels-last: outer N·spatial, inner 1) is samples 1, stats =
@@ -12,6 +14,7 @@ import { Phase, Slot } from '../core/abi.js';
 import { checkAllFixed, checkOut, momentumFactor, nextCount, output, runAsync, unbiasedScale } from '../core/call.js';
 import { makeNorm, releaseNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
 import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
+import type { Backend } from '../backend.js';
 import { getBackend } from '../registry.js';
 import { renormDgamma, renormScale } from './renorm.js';
 import {
@@ -259,6 +262,38 @@ function virtualBatches(virtualBatchSize: number | null, dims: readonly number[]
 const TRAIN_NAMES = ['out.y', 'out.mean', 'out.invStd', 'runningMean', 'runningVar', 'x', 'gamma', 'beta', 'residual'] as const;
 const INFER_NAMES = ['out.y', 'x', 'runningMean', 'runningVar', 'gamma', 'beta', 'residual'] as const;
 const BACKWARD_NAMES = ['out.dx', 'out.dgamma', 'out.dbeta', 'out.dz', 'dy', 'x', 'mean', 'invStd', 'gamma', 'y', 'r', 'd'] as const;
+// The slots of the names above in a descriptor (-1: not in it).
+const TRAIN_SLOTS = [Slot.y, Slot.mean, Slot.invStd, Slot.runningMean, Slot.runningVar, Slot.x, Slot.gamma, Slot.beta, Slot.residual];
+const INFER_SLOTS = [Slot.y, Slot.x, Slot.runningMean, Slot.runningVar, Slot.gamma, Slot.beta, Slot.residual];
+const BACKWARD_SLOTS = [Slot.dx, Slot.dgamma, Slot.dbeta, Slot.dz, Slot.dy, Slot.x, Slot.mean, Slot.invStd, Slot.gamma, Slot.y, -1, -1];
+
+/**
+ * Whether a sync call on `b` may leave checkNoOverlap to the backend: the native addon's
+ * sn_prepare refuses outputs that overlap another tensor by address (the exact aliases the ops
+ * allow aside) before anything is written, so the JavaScript check, which reads every array's
+ * buffer (a call into V8 per array: most of a small call's façade time), runs only after such a
+ * refusal (runDeferred) to throw its RangeError naming the arguments. Every tensor the check
+ * reads is then in the descriptor; calls where one is not (no elements; renorm's backward, whose
+ * γ is a new array and r, d not in it) check first as before.
+ */
+function defersOverlap(b: Backend): boolean {
+  return b.name === 'native';
+}
+
+/** b.run(n); when it throws, checkNoOverlap over the descriptor's tensors (`slots`, names) first. */
+function runDeferred(
+  b: Backend, n: Norm, names: readonly string[], slots: readonly number[],
+  outputs: number, allowedOutput: number, allowedInput: number, otherOutput: number, otherInput: number,
+): number {
+  try {
+    return b.run(n);
+  } catch (e) {
+    const arrays = slots.map((slot) => (slot < 0 ? null : n.tensors[slot]));
+    releaseNorm(n);
+    checkNoOverlap(names, arrays, outputs, allowedOutput, allowedInput, otherOutput, otherInput);
+    throw e;
+  }
+}
 const MOMENTS_NAMES = ['out.mean', 'out.variance', 'x'] as const;
 const UPDATE_NAMES = ['runningMean', 'runningVar', 'mean', 'variance'] as const;
 
@@ -282,7 +317,7 @@ interface PreparedTrain {
   renorm: { r: FloatArray; d: FloatArray } | null;
 }
 
-function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async: boolean): PreparedTrain {
+function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async: boolean, defer = false): PreparedTrain {
   // 1. Read.
   const opts = parseOptions(options, TRAIN_OPTIONS, 'batchNormTrain');
   const input = checkObject(inputs, 'inputs');
@@ -300,7 +335,7 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const meanValue = out?.mean;
   const invStdValue = out?.invStd;
   // 2. Check (no caller code runs from here on).
-  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, residualValue, async);
+  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, residualValue, async, defer);
 }
 
 /**
@@ -321,6 +356,7 @@ function checkTrain(
   invStdValue: unknown,
   residualValue: unknown,
   async: boolean,
+  defer = false,
 ): PreparedTrain {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
@@ -355,10 +391,12 @@ function checkTrain(
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
   const mean = output(meanValue, 'out.mean', dtype, statistics, shape.dims, per);
   const invStd = output(invStdValue, 'out.invStd', dtype, statistics, shape.dims, per);
-  const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta, residual];
-  checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5, 0, 8);
-  if (async) checkAllFixed(TRAIN_NAMES, arrays);
   const empty = shape.elements === 0;
+  if (!defer || empty) {
+    const arrays = [y, mean, invStd, runningMean, runningVar, x, gamma, beta, residual];
+    checkNoOverlap(TRAIN_NAMES, arrays, 5, 0, 5, 0, 8);
+    if (async) checkAllFixed(TRAIN_NAMES, arrays);
+  }
   if (empty) {
     typedArrayFill(mean, NaN);
     typedArrayFill(invStd, NaN);
@@ -438,9 +476,10 @@ export function batchNormTrain<T extends FloatArray>(
   out?: TrainOut<T>,
 ): TrainResult<T> {
   const b = getBackend();
-  const p = prepareTrain(inputs, options, out, false);
+  const defer = defersOverlap(b);
+  const p = prepareTrain(inputs, options, out, false, defer);
   if (p.empty) return trainResult(p, false) as TrainResult<T>;
-  const ran = b.run(p.norm);
+  const ran = defer ? runDeferred(b, p.norm, TRAIN_NAMES, TRAIN_SLOTS, 5, 0, 5, 0, 8) : b.run(p.norm);
   releaseNorm(p.norm);
   return trainResult(p, ran === 1) as TrainResult<T>;
 }
@@ -463,7 +502,7 @@ export async function batchNormTrainAsync<T extends FloatArray>(
 // Inference
 
 /** The descriptor, or null when x is empty (nothing to compute), and y. */
-function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean): { norm: Norm | null; y: FloatArray } {
+function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async: boolean, defer = false): { norm: Norm | null; y: FloatArray } {
   const opts = parseOptions(options, INFER_OPTIONS, 'batchNormInfer');
   const input = checkObject(inputs, 'inputs');
   const xValue = input.x;
@@ -476,7 +515,7 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const dims = readShape(shapeValue);
   const yValue = checkOut(outArg)?.y;
   // no caller code runs from here on
-  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, residualValue, async);
+  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, residualValue, async, defer);
 }
 
 /** Step 2 of an inference call (see checkTrain). */
@@ -491,6 +530,7 @@ function checkInfer(
   yValue: unknown,
   residualValue: unknown,
   async: boolean,
+  defer = false,
 ): { norm: Norm | null; y: FloatArray } {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
@@ -501,9 +541,11 @@ function checkInfer(
   const beta = checkOptionalFloatArray(betaValue, 'beta', dtype, C);
   const residual = checkOptionalFloatArray(residualValue, 'residual', dtype, shape.elements);
   const y = output(yValue, 'out.y', dtype, shape.elements, shape.dims, 'its product');
-  const arrays = [y, x, runningMean, runningVar, gamma, beta, residual];
-  checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1, 0, 6);
-  if (async) checkAllFixed(INFER_NAMES, arrays);
+  if (!defer || shape.elements === 0) {
+    const arrays = [y, x, runningMean, runningVar, gamma, beta, residual];
+    checkNoOverlap(INFER_NAMES, arrays, 1, 0, 1, 0, 6);
+    if (async) checkAllFixed(INFER_NAMES, arrays);
+  }
   if (shape.elements === 0) return { norm: null, y };
   const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu', residual: residual !== null });
   const t = norm.tensors;
@@ -530,9 +572,11 @@ export function batchNormInfer<T extends FloatArray>(
   out?: { y?: T },
 ): { y: T } {
   const b = getBackend();
-  const p = prepareInfer(inputs, options, out, false);
+  const defer = defersOverlap(b);
+  const p = prepareInfer(inputs, options, out, false, defer);
   if (p.norm) {
-    b.run(p.norm);
+    if (defer) runDeferred(b, p.norm, INFER_NAMES, INFER_SLOTS, 1, 0, 1, 0, 6);
+    else b.run(p.norm);
     releaseNorm(p.norm);
   }
   return { y: p.y as T };
@@ -562,6 +606,7 @@ function prepareBackward(
   options: unknown,
   outArg: unknown,
   async: boolean,
+  defer = false,
 ): PreparedBackward {
   const opts = parseOptions(options, BACKWARD_OPTIONS, 'batchNormBackward');
   const input = checkObject(inputs, 'inputs');
@@ -582,7 +627,7 @@ function prepareBackward(
   const dbetaValue = out?.dbeta;
   const dzValue = out?.dz;
   // no caller code runs from here on
-  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, residualValue, dzValue, async);
+  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, residualValue, dzValue, async, defer);
 }
 
 type PreparedBackward = { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null };
@@ -605,6 +650,7 @@ function checkBackward(
   residualValue: unknown,
   dzValue: unknown,
   async: boolean,
+  defer = false,
 ): PreparedBackward {
   const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
@@ -638,9 +684,11 @@ function checkBackward(
     throw new RangeError(`out.dz is only written with inputs.residual (the forward call's residual), received out.dz without it`);
   }
   const dz = residual === null ? null : output(dzValue, 'out.dz', dtype, shape.elements, shape.dims, 'its product');
-  const arrays = [dx, dgamma, dbeta, dz, dy, x, mean, invStd, gamma, y, r, d];
-  checkNoOverlap(BACKWARD_NAMES, arrays, 4, 0, 4, 3, 4);
-  if (async) checkAllFixed(BACKWARD_NAMES, arrays);
+  if (!defer || shape.elements === 0 || r !== null) {
+    const arrays = [dx, dgamma, dbeta, dz, dy, x, mean, invStd, gamma, y, r, d];
+    checkNoOverlap(BACKWARD_NAMES, arrays, 4, 0, 4, 3, 4);
+    if (async) checkAllFixed(BACKWARD_NAMES, arrays);
+  }
   const result: BackwardResult = dz === null ? { dx, dgamma, dbeta } : { dx, dgamma, dbeta, dz };
   if (shape.elements === 0) {
     typedArrayFill(dgamma, 0);
@@ -682,9 +730,11 @@ export function batchNormBackward<T extends FloatArray>(
   out?: BackwardOut<T>,
 ): BackwardResult<T> {
   const b = getBackend();
-  const p = prepareBackward(inputs, options, out, false);
+  const defer = defersOverlap(b);
+  const p = prepareBackward(inputs, options, out, false, defer);
   if (p.norm) {
-    b.run(p.norm);
+    if (defer) runDeferred(b, p.norm, BACKWARD_NAMES, BACKWARD_SLOTS, 4, 0, 4, 3, 4);
+    else b.run(p.norm);
     releaseNorm(p.norm);
   }
   if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);
@@ -731,9 +781,10 @@ export function layerTrain(
   residual: unknown = null,
 ): TrainResult {
   const b = getBackend();
-  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, residual, false);
+  const defer = defersOverlap(b);
+  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, residual, false, defer);
   if (p.empty) return trainResult(p, false);
-  const ran = b.run(p.norm);
+  const ran = defer ? runDeferred(b, p.norm, TRAIN_NAMES, TRAIN_SLOTS, 5, 0, 5, 0, 8) : b.run(p.norm);
   releaseNorm(p.norm);
   return trainResult(p, ran === 1);
 }
@@ -751,9 +802,11 @@ export function layerInfer(
   residual: unknown = null,
 ): FloatArray {
   const b = getBackend();
-  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, residual, false);
+  const defer = defersOverlap(b);
+  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, residual, false, defer);
   if (p.norm) {
-    b.run(p.norm);
+    if (defer) runDeferred(b, p.norm, INFER_NAMES, INFER_SLOTS, 1, 0, 1, 0, 6);
+    else b.run(p.norm);
     releaseNorm(p.norm);
   }
   return p.y;
@@ -778,9 +831,11 @@ export function layerBackward(
   dz: unknown = undefined,
 ): BackwardResult {
   const b = getBackend();
-  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, residual, dz, false);
+  const defer = defersOverlap(b);
+  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, residual, dz, false, defer);
   if (p.norm) {
-    b.run(p.norm);
+    if (defer) runDeferred(b, p.norm, BACKWARD_NAMES, BACKWARD_SLOTS, 4, 0, 4, 3, 4);
+    else b.run(p.norm);
     releaseNorm(p.norm);
   }
   if (p.norm && p.renorm) renormDgamma(p.result.dgamma, p.result.dbeta, p.renorm.r, p.renorm.d);

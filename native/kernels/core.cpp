@@ -22,7 +22,8 @@ bool useAvx2();  // dispatch.cpp
 static constexpr double kMaxCount = 9007199254740992.0;  // 2^53: every count is an exact double
 static constexpr uint64_t kMaxBytes = uint64_t{1} << 62;
 
-static bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == std::floor(v); }
+// (In range, the conversion is exact for every integer and truncates a fraction: no libm floor.)
+static bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == static_cast<double>(static_cast<int64_t>(v)); }
 
 // a * b, false on overflow past kMaxBytes.
 static bool multiply(uint64_t a, uint64_t b, uint64_t& out) {
@@ -46,8 +47,7 @@ using simdnorm::snError;
 
 extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint64_t* bytes, sn_norm* out) {
   if (s == nullptr || tensors == nullptr || bytes == nullptr || out == nullptr) return snError(SN_ERROR_MISSING, 0);
-  sn_norm n;
-  std::memset(&n, 0, sizeof n);
+  sn_norm n;  // every field is set below (the tensors in the slot loop): no memset of it first
   const double phase = s[SN_SCALAR_PHASE], dtype = s[SN_SCALAR_DTYPE];
   if (!isCount(phase) || phase >= SN_PHASE_COUNT) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_PHASE + 1);
   if (!isCount(dtype) || dtype >= SN_DTYPE_COUNT) return snError(SN_ERROR_BAD_SCALAR, SN_SCALAR_DTYPE + 1);
@@ -126,8 +126,11 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
   uint64_t need[SN_SLOT_COUNT];
   const uint8_t* roles = sn_roles_of(n.phase, n.flags);
   bool anyPair = false;  // PAIR slots: all given or none
+  int present[SN_SLOT_COUNT];  // the slots given, in slot order (the overlap check visits only these)
+  int presentCount = 0;
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) anyPair |= roles[slot] == SN_ROLE_PAIR && tensors[slot] != nullptr;
   for (int slot = 0; slot < SN_SLOT_COUNT; slot++) {
+    n.tensor[slot] = nullptr;
     need[slot] = classBytes[sn_slot_size[slot]];
     void* p = tensors[slot];
     const uint8_t role = roles[slot];
@@ -146,16 +149,19 @@ extern "C" int32_t sn_prepare(const double* s, void* const* tensors, const uint6
     if (reinterpret_cast<uintptr_t>(p) % element != 0) return snError(SN_ERROR_MISALIGNED, slot + 1);
     if (bytes[slot] < need[slot]) return snError(SN_ERROR_TOO_SHORT, slot + 1);
     n.tensor[slot] = p;
+    if (need[slot] > 0) present[presentCount++] = slot;
   }
   // Outputs overlap nothing else, but for the phase's allowed exact alias.
-  for (int o = 0; o < SN_SLOT_COUNT; o++) {
+  // (Only slots given with bytes take part: an absent or empty one overlaps nothing.)
+  for (int i = 0; i < presentCount; i++) {
+    const int o = present[i];
     const uint8_t role = roles[o];
-    if (n.tensor[o] == nullptr || (role != SN_ROLE_OUT && role != SN_ROLE_INOUT && role != SN_ROLE_PAIR)) continue;
+    if (role != SN_ROLE_OUT && role != SN_ROLE_INOUT && role != SN_ROLE_PAIR) continue;
     const uint64_t oBytes = need[o];
-    if (oBytes == 0) continue;
     const uintptr_t o0 = reinterpret_cast<uintptr_t>(n.tensor[o]);
-    for (int other = 0; other < SN_SLOT_COUNT; other++) {
-      if (other == o || n.tensor[other] == nullptr) continue;
+    for (int k = 0; k < presentCount; k++) {
+      const int other = present[k];
+      if (other == o) continue;
       const uint64_t otherBytes = need[other];
       const uintptr_t a0 = reinterpret_cast<uintptr_t>(n.tensor[other]);
       if (otherBytes == 0 || a0 >= o0 + oBytes || o0 >= a0 + otherBytes) continue;

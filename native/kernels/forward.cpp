@@ -37,7 +37,8 @@ struct Normalize {
   Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd((loadLanes(x + offset, k) - p[0]) - p[1], p[2], p[3]);
-    return reluIf(relu, addIf(residual, y, z, offset, k));
+    if (residual) y = y + loadLanes(z + offset, k);
+    return reluIf(relu, y);
   }
 };
 
@@ -50,7 +51,8 @@ struct NormalizeNoLo {
   Residual residual;
   Vec<T> operator()(int64_t offset, int64_t k, const Vec<T>* p) const {
     Vec<T> y = mulAdd(loadLanes(x + offset, k) - p[0], p[2], p[3]);
-    return reluIf(relu, addIf(residual, y, z, offset, k));
+    if (residual) y = y + loadLanes(z + offset, k);
+    return reluIf(relu, y);
   }
 };
 
@@ -266,12 +268,18 @@ bool streams(const Plan& plan) {
 
 // y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
-// of x is what is still in cache.
-template <typename T, template <typename, typename, typename> class Op = Normalize>
+// of x is what is still in cache. SplitResidual: the flags as store.h's withFlagAndCopies gives
+// them (in WASM a copy per residual value: inference, whose output loop is the whole call), else
+// as withEachFlag does (training's, one copy in WASM: the module's size budget).
+template <typename T, template <typename, typename, typename> class Op = Normalize, bool SplitResidual = false>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  withFlagAndCopies(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+  const auto flags = [&](auto f) {
+    if constexpr (SplitResidual) withFlagAndCopies(relu, z != nullptr, f);
+    else withEachFlag(relu, z != nullptr, f);
+  };
+  flags([&](auto useRelu, auto useZ) {
     const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
@@ -527,7 +535,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
   if (plan.rows) wrapColumns(plan, columns);
   if (anyWide && z != nullptr) return normalizeAllPlain(x, plan, mean, scale, beta, relu, y, z);
-  normalizeAll<T, NormalizeNoLo>(x, plan, coef, relu && !anyWide, y, columns, z);
+  normalizeAll<T, NormalizeNoLo, true>(x, plan, coef, relu && !anyWide, y, columns, z);
   if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }
 

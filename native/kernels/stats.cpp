@@ -115,9 +115,9 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
                    },
                    FloatSquaresOk{});
     const int64_t r0 = rb * plan.rowsPerBlock, r1 = minOf(plan.rowCount, r0 + plan.rowsPerBlock);
-    for (int64_t p = c0; p < c1; p++) {
+    const auto redo = [&](int64_t p) {
       const int64_t end = r1 == plan.rowCount && p >= plan.lastRowLength ? r1 - 1 : r1;
-      if (!cancels(static_cast<double>(end - r0), sum1[p - c0], sum2[p - c0])) continue;
+      if (!cancels(static_cast<double>(end - r0), sum1[p - c0], sum2[p - c0])) return;
       double s1 = 0, s2 = 0;
       for (int64_t r = r0; r < end; r++) {
         const double d = static_cast<double>(x[r * plan.period + p]) - shift[p - c0];
@@ -126,7 +126,25 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
       }
       sum1[p - c0] = s1;
       sum2[p - c0] = s2;
+    };
+    // cancels() a vector of columns at a time, lane by lane the same operations (so the same
+    // decisions): most vectors have no column to redo, and a division per column was most of
+    // a small tensor's statistics pass.
+    constexpr int64_t L = kDoubleLanes;
+    const double rows = static_cast<double>(r1 - r0);
+    const int64_t shortFrom = r1 == plan.rowCount ? plan.lastRowLength : plan.period;
+    int64_t p = c0;
+    for (; p + L <= c1; p += L) {
+      VDouble n = splat<VDouble>(rows);
+      if (p + L > shortFrom) {
+        for (int64_t i = 0; i < L; i++) n[i] = p + i >= shortFrom ? rows - 1 : rows;
+      }
+      const VDouble s1 = load<VDouble>(sum1 + (p - c0)), s2 = load<VDouble>(sum2 + (p - c0));
+      const VDoubleMask may = (s1 * (s1 / n) > s2 * (15.0 / 16.0)) & (magnitude(s2) <= splat<VDouble>(__DBL_MAX__));
+      if (!anyLane(may)) continue;
+      for (int64_t i = 0; i < L; i++) redo(p + i);
     }
+    for (; p < c1; p++) redo(p);
   } else {
     accumulateRows(plan, task, sum1, sum2, term);
   }

@@ -345,8 +345,8 @@ inline void withCopies(bool flag, F f) {
   else f(std::false_type{});
 }
 
-// relu as withFlag gives it and b as copies: four copies natively, two in WASM (the output loops
-// that run most: normalizeAll's, inference's and training's beside the fused paths).
+// relu as withFlag gives it and b as copies: four copies natively, two in WASM (inference's
+// output loop, the whole of its call: forward.cpp's normalizeAll).
 template <typename F>
 inline void withFlagAndCopies(bool a, bool b, F f) {
   withFlag(a, [&](auto first) { withCopies(b, [&](auto second) { f(first, second); }); });
@@ -378,29 +378,6 @@ inline void withFlags(bool a, bool b, F f) {
     if (b) f(std::false_type{}, std::true_type{});
     else f(std::false_type{}, std::false_type{});
   }
-}
-
-// y + z[offset, offset + k) where the flag is set (an extra input of the formula: BatchNorm's
-// residual). A RuntimeFlag reads without a branch per vector: absent, it reads k lanes of -0,
-// and y + -0 is y itself (-0 included). (The branch in every vector cost WASM's inference 1.4x
-// its instructions, measured with callgrind under V8; a second copy of the loops, their bytes.)
-template <typename T, typename V>
-SIMDNORM_INLINE V addIf(std::true_type, V y, const T* z, int64_t offset, int64_t k) {
-  return y + loadLanes(z + offset, k);
-}
-template <typename T, typename V>
-SIMDNORM_INLINE V addIf(std::false_type, V y, const T*, int64_t, int64_t) {
-  return y;
-}
-template <typename T>
-struct MinusZeros {
-  static constexpr T lanes[16] = {-T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0),
-                                  -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0), -T(0)};
-};
-template <typename T, typename V>
-SIMDNORM_INLINE V addIf(RuntimeFlag on, V y, const T* z, int64_t offset, int64_t k) {
-  const T* from = on.value ? z + offset : MinusZeros<T>::lanes;
-  return y + loadLanes(from, k);
 }
 
 // relu(y) where the flag is set (simd.h's relu, NaN kept). A RuntimeFlag takes max(y, floor),
