@@ -302,7 +302,7 @@ function peerThreads(results) {
   return [
     'Threads of the peers:',
     `  - onnxruntime-node: intraOpNumThreads = ${n}; onnxruntime-web: ort.env.wasm.numThreads = ${n} (its wasm threads run in Node; in the browser page on a cross-origin isolated page only, else 1)`,
-    '  - tfjs-wasm: 1 thread in Node — @tensorflow/tfjs-backend-wasm 4.22 turns its threaded build off under Node (its WASM_HAS_MULTITHREAD_SUPPORT flag is false when IS_NODE, tfjs issue 3830); in the browser page its threaded SIMD build on a cross-origin isolated page',
+    '  - tfjs-wasm: 1 thread in Node — @tensorflow/tfjs-backend-wasm 4.22 turns its threaded build off under Node (its WASM_HAS_MULTITHREAD_SUPPORT flag is false when IS_NODE, tfjs issue 3830); in the browser page it picks its threaded SIMD build itself on a cross-origin isolated page (this harness does not check which build it loaded)',
     '  - tfjs-cpu: 1 thread (plain JS)',
   ].join('\n');
 }
