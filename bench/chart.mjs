@@ -11,6 +11,11 @@ const COLORS = {
   'native-': '#1f4e9c',
   'native-1': '#6baed6',
   wasm: '#2ca02c',
+  'wasm-': '#2ca02c',
+  'wasm-1': '#74c476',
+  'wasm-copy': '#bcbd22',
+  'wasm-copy-': '#bcbd22',
+  'wasm-copy-1': '#dbdb8d',
   js: '#a6d96a',
   'plain-js': '#7f7f7f',
   'tfjs-cpu': '#ff7f0e',
@@ -19,7 +24,9 @@ const COLORS = {
   'onnxruntime-web': '#c9a6e4',
 };
 const BOUND = '#d62728';
-const color = (id) => COLORS[id] ?? COLORS[Object.keys(COLORS).find((k) => k.endsWith('-') && id.startsWith(k))] ?? '#333';
+// an id's own colour, else that of its longest prefix ending in '-' (wasm-copy-2: 'wasm-copy-', not 'wasm-')
+const color = (id) =>
+  COLORS[id] ?? COLORS[Object.keys(COLORS).filter((k) => k.endsWith('-') && id.startsWith(k)).sort((a, b) => b.length - a.length)[0]] ?? '#333';
 
 /** SVG text escaping and the two primitives every chart draws with (also bench/convergence/chart.mjs). */
 export const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -290,9 +290,21 @@ export function notes(results) {
     list('Formulations rejected by the gate (another formulation of the same contender was timed):', groups.rejected),
     list('Not applicable:', groups.na),
     list('Peer formulations timed (the fastest correct one per task):', groups.chosen, 4),
+    peerThreads(results),
   ]
     .filter(Boolean)
     .join('\n');
+}
+
+/** How many threads each peer had (bench/run.mjs, bench/browser/page.mjs set them), and where one cannot have more. */
+function peerThreads(results) {
+  const n = results.machine?.threads ?? 'all';
+  return [
+    'Threads of the peers:',
+    `  - onnxruntime-node: intraOpNumThreads = ${n}; onnxruntime-web: ort.env.wasm.numThreads = ${n} (its wasm threads run in Node; in the browser page on a cross-origin isolated page only, else 1)`,
+    '  - tfjs-wasm: 1 thread in Node — @tensorflow/tfjs-backend-wasm 4.22 turns its threaded build off under Node (its WASM_HAS_MULTITHREAD_SUPPORT flag is false when IS_NODE, tfjs issue 3830); in the browser page it picks its threaded SIMD build itself on a cross-origin isolated page (this harness does not check which build it loaded)',
+    '  - tfjs-cpu: 1 thread (plain JS)',
+  ].join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------

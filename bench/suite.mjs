@@ -112,7 +112,8 @@ export async function runSuite(profile, env) {
   const plan = [];
   for (const c of cases) for (const op of opsOf(c)) for (const mode of profile.modes) plan.push({ c, op, mode, settings: profile.settings, contenders });
   if (profile.sweep && !env.only) {
-    const subset = contenders.filter((k) => SWEEP_CONTENDERS.some((prefix) => k.id.startsWith(prefix)));
+    // the sweep times zero-copy wasm only (the copies' cost shows in the cases and the small tensors)
+    const subset = contenders.filter((k) => SWEEP_CONTENDERS.some((prefix) => k.id.startsWith(prefix)) && !k.id.startsWith('wasm-copy'));
     for (const c of sweepCases(profile.sweep.exponents)) {
       for (const op of profile.sweep.ops) plan.push({ c, op, mode: 'either', settings: profile.sweepSettings, contenders: subset, sweep: true });
     }

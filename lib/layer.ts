@@ -7,8 +7,8 @@ import type { Activation, FloatArray, Layout } from './api.js';
 import { typedArrayLength } from './intrinsics.js';
 import { layerBackward, layerInfer, layerTrain } from './ops/batchnorm.js';
 import { copyState, loadEntries, reuse, type ArrayOfDType, type DTypeOf, type StateEntry } from './layers/common.js';
+import { arrayOf, Home, type Pinned, type Slot } from './layers/home.js';
 import {
-  allocateFloat,
   checkRenorm,
   checkCount,
   checkFloatArray,
@@ -62,18 +62,19 @@ export interface BatchNormState {
   num_batches_tracked?: number | bigint;
 }
 
+/** What backward needs; arrays pinned (lib/layers/home.ts: a view of module memory is re-made after growth). */
 interface Saved {
-  x: FloatArray;
+  x: Pinned;
   shape: readonly number[];
-  y: FloatArray;
-  mean: FloatArray;
-  invStd: FloatArray;
+  y: Pinned;
+  mean: Pinned;
+  invStd: Pinned;
   training: boolean;
   r: FloatArray | null;
   d: FloatArray | null;
   virtualBatchSize: number | null;
   /** the forward's residual (backward then returns dz; its values are not read again) */
-  residual: FloatArray | null;
+  residual: Pinned | null;
 }
 
 export type { ArrayOfDType, DTypeOf } from './layers/common.js';
@@ -120,19 +121,51 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
   r: T | null = null;
   d: T | null = null;
 
+  // The layer's arrays: blocks of module memory when it was made on the wasm backend (README
+  // "Layers on WASM"), else ordinary arrays; the getters below give a current view of each.
+  private readonly home: Home;
+  private gammaSlot: Slot | null;
+  private betaSlot: Slot | null;
+  private runningMeanSlot: Slot | null;
+  private runningVarSlot: Slot | null;
+  private dgammaSlot: Slot | null;
+  private dbetaSlot: Slot | null;
+  private dzRef: Pinned | null = null;
+
   /** scale (PyTorch's weight), ones at first; null without affine */
-  readonly gamma: T | null;
+  get gamma(): T | null {
+    return arrayOf<T>(this.gammaSlot);
+  }
   /** shift (PyTorch's bias), zeros at first; null without affine */
-  readonly beta: T | null;
+  get beta(): T | null {
+    return arrayOf<T>(this.betaSlot);
+  }
   /** null without trackRunningStats */
-  readonly runningMean: T | null;
-  readonly runningVar: T | null;
+  get runningMean(): T | null {
+    return arrayOf<T>(this.runningMeanSlot);
+  }
+  get runningVar(): T | null {
+    return arrayOf<T>(this.runningVarSlot);
+  }
   numBatchesTracked = 0;
   /** gradients of the last backward (overwritten, not accumulated); null without affine */
-  readonly dgamma: T | null;
-  readonly dbeta: T | null;
+  get dgamma(): T | null {
+    return arrayOf<T>(this.dgammaSlot);
+  }
+  get dbeta(): T | null {
+    return arrayOf<T>(this.dbetaSlot);
+  }
   /** the last backward's gradient of the forward's residual (overwritten by the next one); null without a residual */
-  dz: T | null = null;
+  get dz(): T | null {
+    return this.dzRef === null ? null : (this.home.resolve(this.dzRef) as T);
+  }
+  set dz(value: T | null) {
+    this.dzRef = value;
+  }
+  /** Whether the layer keeps its arrays in the wasm module memory (made on the wasm backend, not disposed). */
+  get inWasmMemory(): boolean {
+    return this.home.inModuleMemory;
+  }
   /** the array the layer writes dz into when backward gets no out.dz (never a caller's out.dz) */
   private ownDz: FloatArray | undefined = undefined;
   /** true after train(), false after eval() */
@@ -180,17 +213,14 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     this.layout = parsed.layout;
     this.activation = parsed.activation;
     this.skipNonFiniteUpdate = parsed.skipNonFiniteUpdate;
-    const make = (fill: number): T => {
-      const a = allocateFloat(dtype, this.numFeatures, "the layer's parameters", 'numFeatures') as T;
-      if (fill !== 0) a.fill(fill);
-      return a;
-    };
-    this.gamma = affine ? make(1) : null;
-    this.beta = affine ? make(0) : null;
-    this.dgamma = affine ? make(0) : null;
-    this.dbeta = affine ? make(0) : null;
-    this.runningMean = trackRunningStats ? make(0) : null;
-    this.runningVar = trackRunningStats ? make(1) : null;
+    this.home = new Home(dtype);
+    const make = (fill: number): Slot => this.home.param(this.numFeatures, fill, 'numFeatures');
+    this.gammaSlot = affine ? make(1) : null;
+    this.betaSlot = affine ? make(0) : null;
+    this.dgammaSlot = affine ? make(0) : null;
+    this.dbetaSlot = affine ? make(0) : null;
+    this.runningMeanSlot = trackRunningStats ? make(0) : null;
+    this.runningVarSlot = trackRunningStats ? make(1) : null;
     this.inferOptions = Object.freeze({ ...DEFAULT_OPTIONS, eps: this.eps, epsGiven: true, layout: this.layout, activation: this.activation });
     this.trainOptions = Object.freeze({
       ...this.inferOptions,
@@ -228,12 +258,18 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     const dims = readShape(shape);
     const yOut = out === undefined || out === null ? undefined : (out as { y?: T }).y;
     const residualValue = out === undefined || out === null ? undefined : (out as { residual?: T | null }).residual;
-    const residual = residualValue === undefined || residualValue === null ? null : residualValue;
+    const residualGiven = residualValue === undefined || residualValue === null ? null : residualValue;
     checkFloatArray(x, 'x', this.dtype);
     const C = shapeOf(dims, this.layout).geometry.channels;
     if (C !== this.numFeatures) {
       throw new RangeError(`shape's channel dim must be numFeatures = ${this.numFeatures}, received ${C} in [${dims.join(', ')}]`);
     }
+    const home = this.home;
+    // Where the inputs lie, before the layer's outputs are allocated (which may grow the module
+    // memory and detach views of it); re-viewed after.
+    const xPin = home.pin(x);
+    const zPin = residualGiven === null ? null : home.pin(residualGiven);
+    const yPin = home.out('y', typedArrayLength(x), yOut, [xPin, zPin]);
     const useBatchStats = this.training || !this.trackRunningStats;
     let saved: Saved;
     if (useBatchStats) {
@@ -242,38 +278,56 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       const renorm = this.training && this.renorm !== null ? this.renormAt(this.numBatchesTracked) : null;
       const statistics = virtualBatchSize === null ? C : (dims[0] / virtualBatchSize) * C;
       const opts = virtualBatchSize === null && renorm === null ? this.trainOptions : { ...this.trainOptions, renorm, virtualBatchSize };
+      // N can differ from call to call, and with it the length of ghost statistics
+      const meanPin = home.out('mean', statistics, undefined, [], this.saved?.mean);
+      const invStdPin = home.out('invStd', statistics, undefined, [], this.saved?.invStd);
       const r = layerTrain(
         opts,
-        x,
+        home.resolve(xPin),
         dims,
         this.gamma,
         this.beta,
         this.training ? this.runningMean : null,
         this.training ? this.runningVar : null,
         this.numBatchesTracked,
-        yOut,
-        // N can differ from call to call, and with it the length of ghost statistics
-        reuse<T>(this.saved?.mean, statistics),
-        reuse<T>(this.saved?.invStd, statistics),
-        residual,
+        home.arg<T>(yPin),
+        home.arg<T>(meanPin),
+        home.arg<T>(invStdPin),
+        zPin === null ? null : home.resolve(zPin),
       );
       this.numBatchesTracked = r.numBatchesTracked;
       this.r = (r.r ?? null) as T | null;
       this.d = (r.d ?? null) as T | null;
-      saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: true, r: r.r ?? null, d: r.d ?? null, virtualBatchSize, residual };
+      saved = {
+        x: xPin,
+        shape: dims,
+        y: home.keep('y', yPin, r.y),
+        mean: home.keep('mean', meanPin, r.mean),
+        invStd: home.keep('invStd', invStdPin, r.invStd),
+        training: true,
+        r: r.r ?? null,
+        d: r.d ?? null,
+        virtualBatchSize,
+        residual: zPin,
+      };
     } else {
-      const y = layerInfer(this.inferOptions, x, dims, this.runningMean!, this.runningVar!, this.gamma, this.beta, yOut, residual);
+      const runningMean = this.runningMean!;
+      const runningVar = this.runningVar!;
+      const y = layerInfer(this.inferOptions, home.resolve(xPin), dims, runningMean, runningVar, this.gamma, this.beta, home.arg<T>(yPin), zPin === null ? null : home.resolve(zPin));
+      const yKept = home.keep('y', yPin, y);
       // Eval-mode backward treats the running statistics as the constants they are.
       const mean = this.allocate(this.numFeatures);
       const invStd = this.allocate(this.numFeatures);
+      const rm = this.runningMean!; // current views (the call may have grown the memory)
+      const rv = this.runningVar!;
       for (let c = 0; c < this.numFeatures; c++) {
-        mean[c] = this.runningMean![c];
-        invStd[c] = 1 / Math.sqrt(this.runningVar![c] + this.eps);
+        mean[c] = rm[c];
+        invStd[c] = 1 / Math.sqrt(rv[c] + this.eps);
       }
-      saved = { x, shape: dims, y, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null, residual };
+      saved = { x: xPin, shape: dims, y: yKept, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null, residual: zPin };
     }
     this.saved = saved;
-    return saved.y as T;
+    return home.resolve(saved.y) as T;
   }
 
   /**
@@ -286,28 +340,59 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     if (!s) throw new Error('BatchNorm.backward needs a forward() first');
     const dxOut = out === undefined || out === null ? undefined : (out as { dx?: T }).dx; // read once
     const dzGiven = out === undefined || out === null ? undefined : (out as { dz?: T }).dz; // read once
-    const dzOut = s.residual === null || dzGiven !== undefined ? dzGiven : reuse<T>(this.ownDz, typedArrayLength(s.x));
+    const home = this.home;
+    const dyPin = home.pin(dy);
+    const n = typedArrayLength(home.resolve(s.x));
+    const reads = [dyPin, s.x, s.y, s.residual];
+    let dxPin = home.out('dx', n, dxOut, reads);
+    // dz: the caller's out.dz, else (after a forward with a residual) the layer's own (a caller's is never reused)
+    let dzPin = s.residual === null && dzGiven === undefined ? undefined : home.out('dz', n, dzGiven, reads, this.ownDz);
     const opts = this.backwardOptions(s.training, s.virtualBatchSize);
-    const { dx, dz } = layerBackward(
-      opts,
-      dy,
-      s.x,
-      s.shape,
-      s.mean,
-      s.invStd,
-      this.gamma,
-      this.activation === 'relu' ? s.y : null,
-      s.r,
-      s.d,
-      dxOut,
-      this.dgamma ?? undefined,
-      this.dbeta ?? undefined,
-      s.residual,
-      dzOut,
-    );
-    this.dz = (dz ?? null) as T | null;
-    if (dz !== undefined && dzGiven === undefined) this.ownDz = dz;
-    return dx as T;
+    const run = () =>
+      layerBackward(
+        opts,
+        home.resolve(dyPin) as T,
+        home.resolve(s.x),
+        s.shape,
+        home.resolve(s.mean),
+        home.resolve(s.invStd),
+        this.gamma,
+        this.activation === 'relu' ? home.resolve(s.y) : null,
+        s.r,
+        s.d,
+        home.arg<T>(dxPin),
+        this.dgamma ?? undefined,
+        this.dbeta ?? undefined,
+        s.residual === null ? null : home.resolve(s.residual),
+        home.arg<T>(dzPin),
+      );
+    let { dx, dz } = run();
+    // The first time (no block yet): run again into the layer's new blocks (Home.rerun).
+    if (home.rerun(dxPin) || (dz !== undefined && home.rerun(dzPin))) {
+      dxPin = home.keep('dx', dxPin, dx);
+      if (dz !== undefined) dzPin = home.keep('dz', dzPin, dz);
+      ({ dx, dz } = run());
+    }
+    this.dzRef = dz === undefined ? null : dzGiven === undefined ? home.keep('dz', dzPin, dz) : dzPin!;
+    if (dz !== undefined && dzGiven === undefined && !home.inModuleMemory) this.ownDz = dz;
+    return home.resolve(home.keep('dx', dxPin, dx)) as T;
+  }
+
+  /**
+   * Moves the layer out of the wasm module memory: its parameters and running statistics are
+   * copied into ordinary arrays (re-read bn.gamma …), what backward needed is dropped (the next
+   * backward needs a forward first), and its blocks are freed once no array it handed out is
+   * reachable (an array kept from it stays valid). The layer keeps working, on any backend. A
+   * layer of ordinary arrays: nothing happens. (A layer that is garbage-collected frees its
+   * blocks the same way without dispose().)
+   */
+  dispose(): void {
+    if (!this.home.inModuleMemory) return;
+    const slots = [this.gammaSlot, this.betaSlot, this.runningMeanSlot, this.runningVarSlot, this.dgammaSlot, this.dbetaSlot];
+    [this.gammaSlot, this.betaSlot, this.runningMeanSlot, this.runningVarSlot, this.dgammaSlot, this.dbetaSlot] = this.home.leave(slots);
+    this.saved = null;
+    this.dzRef = null;
+    this.ownDz = undefined;
   }
 
   // Backward's options per (training, virtualBatchSize) of the forward call; the common two made once.
@@ -367,3 +452,4 @@ function entriesOf(bn: BatchNormLayer<FloatArray>): StateEntry[] {
     ['running_var', 'runningVar', bn.runningVar],
   ];
 }
+

@@ -1,9 +1,9 @@
 /**
  * simdnorm's own backends as contenders, reached through the public API only: `native` on all
  * threads and on one, `wasm`, and the `js` reference. Every call passes caller-owned `out`
- * buffers, so the timed loop allocates nothing. On `wasm` the fastest formulation keeps every
- * array in the module memory (`wasmMemory.alloc`: no copy in or out); the plain-array one is
- * also checked and timed in warm-up, so the JSON records what the copies cost.
+ * buffers, so the timed loop allocates nothing. `wasm` is two contenders per thread count: every
+ * array in the module memory (`wasmMemory.alloc`: no copy in or out, "zero-copy"), and JS arrays
+ * (copied into the module memory and back, "copied": what a caller with ordinary arrays gets).
  *
  * @typedef {import('../runner.mjs').Contender} Contender
  * @typedef {import('../tasks.mjs').Task} Task
@@ -235,18 +235,25 @@ export function simdnormContenders(api, { wasmMemory, crashes = new Map() } = {}
     list.push(contender(`native-${n}`, `native ×${n}`, 'native', () => [formulation(api, 'native', 0, `all ${n} threads`, plainStore)]));
   }
   list.push(contender('native-1', 'native ×1', 'native', () => [formulation(api, 'native', 1, '1 thread', plainStore)]));
-  const wasmFormulations = (threads) => () => [
-    ...(wasmMemory ? [formulation(api, 'wasm', threads, 'arrays in wasm memory (zero-copy)', wasmStore(wasmMemory))] : []),
-    formulation(api, 'wasm', threads, 'JS arrays (copied in and out)', plainStore),
-  ];
+  // wasm twice per thread count: arrays in module memory (wasmMemory.alloc: zero-copy; JS arrays
+  // when the package does not export wasmMemory) and JS arrays (copied in and out), each timed.
+  const zeroCopy = (threads) => () =>
+    wasmMemory
+      ? [formulation(api, 'wasm', threads, 'arrays in wasm memory (zero-copy)', wasmStore(wasmMemory))]
+      : [formulation(api, 'wasm', threads, 'JS arrays (copied in and out)', plainStore)];
+  const copied = (threads) => () => [formulation(api, 'wasm', threads, 'JS arrays (copied in and out)', plainStore)];
   // The threaded wasm variant (lib/backends/wasm/threads.ts): ×1 and × every thread it started.
   const wasm = statuses.get('wasm');
   const wasmThreads = wasm?.details?.variant === 'simdnorm-threads.wasm' ? Number(wasm.details.workers ?? 0) + 1 : 1;
+  const wasmContenders = (suffix, label, threads) => {
+    list.push(contender(`wasm${suffix}`, `wasm${label}${wasmMemory ? ' zero-copy' : ''}`, 'wasm', zeroCopy(threads)));
+    if (wasmMemory) list.push(contender(`wasm-copy${suffix}`, `wasm${label} copied`, 'wasm', copied(threads)));
+  };
   if (wasmThreads > 1) {
-    list.push(contender('wasm-1', 'wasm ×1', 'wasm', wasmFormulations(1)));
-    list.push(contender(`wasm-${wasmThreads}`, `wasm ×${wasmThreads}`, 'wasm', wasmFormulations(wasmThreads)));
+    wasmContenders('-1', ' ×1', 1);
+    wasmContenders(`-${wasmThreads}`, ` ×${wasmThreads}`, wasmThreads);
   } else {
-    list.push(contender('wasm', 'wasm', 'wasm', wasmFormulations(undefined)));
+    wasmContenders('', '', undefined);
   }
   list.push(contender('js', 'js (reference)', 'js', () => [formulation(api, 'js', undefined, 'float64 accumulation', plainStore)]));
   return list;

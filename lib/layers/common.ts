@@ -15,6 +15,7 @@ import {
   type DType,
   type ParsedOptions,
 } from '../validate.js';
+import { Home } from './home.js';
 
 /** The element type name of an array type: 'float32' for Float32Array, 'float64' for Float64Array. */
 export type DTypeOf<T extends FloatArray> = [T] extends [Float64Array]
@@ -186,14 +187,22 @@ export function readNumbers(value: unknown, name: string, n: number): Float64Arr
   return copy;
 }
 
-/** Base of the layers: the dtype and PyTorch's train()/eval() switch. */
+/** Base of the layers: the dtype, PyTorch's train()/eval() switch, where the arrays live. */
 export class Module {
   readonly dtype: DType;
   /** true after train(), false after eval() */
   training = true;
+  /** @internal the layer's arrays: module memory when made on the wasm backend (lib/layers/home.ts) */
+  protected readonly home: Home;
 
   constructor(dtype: DType) {
     this.dtype = dtype;
+    this.home = new Home(dtype);
+  }
+
+  /** Whether the layer keeps its arrays in the wasm module memory (made on the wasm backend, not disposed). */
+  get inWasmMemory(): boolean {
+    return this.home.inModuleMemory;
   }
 
   /** Training mode; returns this. */

@@ -8,17 +8,17 @@ import {
   backwardFirst,
   checkInput,
   copyState,
-  filled,
   layerOptions,
   loadEntries,
   Module,
   outArray,
-  reuse,
   type ArrayOfDType,
   type OptionsFor,
   type OptionsWithDType,
   type StateEntry,
 } from './common.js';
+import { arrayOf, type Pinned, type Slot } from './home.js';
+import { typedArrayLength } from '../intrinsics.js';
 
 export interface GroupNormLayerOptions {
   /** default 1e-5 */
@@ -47,12 +47,13 @@ export interface GroupNormConstructor {
 
 export type GroupNorm<T extends FloatArray = Float32Array> = GroupNormLayer<T>;
 
+/** What backward needs, pinned (lib/layers/home.ts). */
 interface Saved {
-  x: FloatArray;
+  x: Pinned;
   shape: number[];
-  y: FloatArray;
-  mean: FloatArray;
-  invStd: FloatArray;
+  y: Pinned;
+  mean: Pinned;
+  invStd: Pinned;
 }
 
 class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
@@ -62,13 +63,25 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
   readonly affine: boolean;
   readonly layout: Layout;
   readonly activation: Activation;
+  private gammaSlot: Slot | null;
+  private betaSlot: Slot | null;
+  private dgammaSlot: Slot | null;
+  private dbetaSlot: Slot | null;
   /** scale (PyTorch's weight), ones at first; null without affine */
-  readonly gamma: T | null;
+  get gamma(): T | null {
+    return arrayOf<T>(this.gammaSlot);
+  }
   /** shift (PyTorch's bias), zeros at first; null without affine */
-  readonly beta: T | null;
+  get beta(): T | null {
+    return arrayOf<T>(this.betaSlot);
+  }
   /** gradients of the last backward (overwritten, not accumulated); null without affine */
-  readonly dgamma: T | null;
-  readonly dbeta: T | null;
+  get dgamma(): T | null {
+    return arrayOf<T>(this.dgammaSlot);
+  }
+  get dbeta(): T | null {
+    return arrayOf<T>(this.dbetaSlot);
+  }
   private saved: Saved | null = null;
 
   constructor(numGroups: number, numChannels: number, options: GroupNormLayerOptions = {}) {
@@ -85,11 +98,11 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
     this.layout = o.parsed.layout;
     this.activation = o.parsed.activation;
     this.affine = o.flags.affine;
-    const make = (fill: number) => (this.affine ? filled<T>(o.dtype, channels, fill, 'numChannels') : null);
-    this.gamma = make(1);
-    this.beta = make(0);
-    this.dgamma = make(0);
-    this.dbeta = make(0);
+    const make = (fill: number) => (this.affine ? this.home.param(channels, fill, 'numChannels') : null);
+    this.gammaSlot = make(1);
+    this.betaSlot = make(0);
+    this.dgammaSlot = make(0);
+    this.dbetaSlot = make(0);
   }
 
   /**
@@ -105,13 +118,18 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
       throw new RangeError(`shape's channel dim must be numChannels = ${this.numChannels}, received ${C} in [${dims.join(', ')}]`);
     }
     const stats = dims[0] * this.numGroups;
+    const home = this.home;
+    const xPin = home.pin(x);
+    const yPin = home.out('y', typedArrayLength(x), y, [xPin]);
+    const meanPin = home.out('mean', stats, undefined, [], this.saved?.mean);
+    const invStdPin = home.out('invStd', stats, undefined, [], this.saved?.invStd);
     const r = groupNorm(
-      { x, shape: dims, groups: this.numGroups, gamma: this.gamma, beta: this.beta },
+      { x: home.arg<T>(xPin)!, shape: dims, groups: this.numGroups, gamma: this.gamma, beta: this.beta },
       { eps: this.eps, layout: this.layout, activation: this.activation },
-      { y, mean: reuse<T>(this.saved?.mean, stats), invStd: reuse<T>(this.saved?.invStd, stats) },
+      { y: home.arg<T>(yPin), mean: home.arg<T>(meanPin), invStd: home.arg<T>(invStdPin) },
     );
-    this.saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd };
-    return r.y;
+    this.saved = { x: xPin, shape: dims, y: home.keep('y', yPin, r.y), mean: home.keep('mean', meanPin, r.mean), invStd: home.keep('invStd', invStdPin, r.invStd) };
+    return home.resolve(this.saved.y) as T;
   }
 
   /** Gradient with respect to the last forward's input; sets {@link dgamma} and {@link dbeta}. */
@@ -120,21 +138,43 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
     if (!s) throw backwardFirst('GroupNorm');
     const dx = outArray<T>(out, 'dx');
     checkInput(dy, 'dy', this.dtype, 'GroupNorm');
-    const r = groupNormBackward(
-      {
-        dy,
-        x: s.x as T,
-        shape: s.shape,
-        groups: this.numGroups,
-        mean: s.mean as T,
-        invStd: s.invStd as T,
-        gamma: this.gamma,
-        y: this.activation === 'relu' ? (s.y as T) : null,
-      },
-      { layout: this.layout, activation: this.activation },
-      { dx, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
-    );
-    return r.dx;
+    const home = this.home;
+    const dyPin = home.pin(dy);
+    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    const run = (): ReturnType<typeof groupNormBackward> =>
+      groupNormBackward(
+        {
+          dy: home.arg<T>(dyPin)!,
+          x: home.arg<T>(s.x)!,
+          shape: s.shape,
+          groups: this.numGroups,
+          mean: home.arg<T>(s.mean)!,
+          invStd: home.arg<T>(s.invStd)!,
+          gamma: this.gamma,
+          y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
+        },
+        { layout: this.layout, activation: this.activation },
+        { dx: home.arg<T>(dxPin), dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
+      );
+    let r = run();
+    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
+    // memory on error; the layer's block is allocated only now, and the call run again into it, so
+    // that every step gives the bits of the later ones (Home.rerun).
+    if (home.rerun(dxPin)) {
+      dxPin = home.keep('dx', undefined, r.dx);
+      r = run();
+    }
+    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+  }
+
+  /**
+   * Moves the layer out of the wasm module memory (see BatchNorm.dispose): parameters copied into
+   * ordinary arrays, what backward needed dropped, blocks freed once nothing handed out is reachable.
+   */
+  dispose(): void {
+    if (!this.home.inModuleMemory) return;
+    [this.gammaSlot, this.betaSlot, this.dgammaSlot, this.dbetaSlot] = this.home.leave([this.gammaSlot, this.betaSlot, this.dgammaSlot, this.dbetaSlot]);
+    this.saved = null;
   }
 
   private entries(): StateEntry[] {

@@ -9,17 +9,17 @@ import {
   backwardFirst,
   checkInput,
   copyState,
-  filled,
   layerOptions,
   loadEntries,
   Module,
   outArray,
-  reuse,
   type ArrayOfDType,
   type OptionsFor,
   type OptionsWithDType,
   type StateEntry,
 } from './common.js';
+import { arrayOf, type Pinned, type Slot } from './home.js';
+import { typedArrayLength } from '../intrinsics.js';
 
 export interface InstanceNormLayerOptions {
   /** default 1e-5 */
@@ -66,12 +66,13 @@ export interface InstanceNormStateOf<T extends FloatArray> {
   num_batches_tracked?: number;
 }
 
+/** What backward needs, pinned (lib/layers/home.ts). */
 interface Saved {
-  x: FloatArray;
+  x: Pinned;
   shape: number[];
-  y: FloatArray;
-  mean: FloatArray;
-  invStd: FloatArray;
+  y: Pinned;
+  mean: Pinned;
+  invStd: Pinned;
   /** false: normalised with the running statistics (constants for backward) */
   training: boolean;
 }
@@ -86,16 +87,34 @@ class InstanceNormLayer<T extends FloatArray = Float32Array> extends Module {
   readonly skipNonFiniteUpdate: boolean;
   readonly layout: Layout;
   readonly activation: Activation;
+  private gammaSlot: Slot | null;
+  private betaSlot: Slot | null;
+  private dgammaSlot: Slot | null;
+  private dbetaSlot: Slot | null;
+  private runningMeanSlot: Slot | null;
+  private runningVarSlot: Slot | null;
   /** scale (PyTorch's weight), ones at first; null without affine */
-  readonly gamma: T | null;
+  get gamma(): T | null {
+    return arrayOf<T>(this.gammaSlot);
+  }
   /** shift (PyTorch's bias), zeros at first; null without affine */
-  readonly beta: T | null;
+  get beta(): T | null {
+    return arrayOf<T>(this.betaSlot);
+  }
   /** gradients of the last backward (overwritten, not accumulated); null without affine */
-  readonly dgamma: T | null;
-  readonly dbeta: T | null;
+  get dgamma(): T | null {
+    return arrayOf<T>(this.dgammaSlot);
+  }
+  get dbeta(): T | null {
+    return arrayOf<T>(this.dbetaSlot);
+  }
   /** zeros and ones at first; null without trackRunningStats */
-  readonly runningMean: T | null;
-  readonly runningVar: T | null;
+  get runningMean(): T | null {
+    return arrayOf<T>(this.runningMeanSlot);
+  }
+  get runningVar(): T | null {
+    return arrayOf<T>(this.runningVarSlot);
+  }
   numBatchesTracked = 0;
   private saved: Saved | null = null;
 
@@ -120,13 +139,13 @@ class InstanceNormLayer<T extends FloatArray = Float32Array> extends Module {
     this.activation = p.activation;
     this.affine = o.flags.affine;
     this.trackRunningStats = o.flags.trackRunningStats;
-    const make = (present: boolean, fill: number) => (present ? filled<T>(o.dtype, n, fill, 'numFeatures') : null);
-    this.gamma = make(this.affine, 1);
-    this.beta = make(this.affine, 0);
-    this.dgamma = make(this.affine, 0);
-    this.dbeta = make(this.affine, 0);
-    this.runningMean = make(this.trackRunningStats, 0);
-    this.runningVar = make(this.trackRunningStats, 1);
+    const make = (present: boolean, fill: number) => (present ? this.home.param(n, fill, 'numFeatures') : null);
+    this.gammaSlot = make(this.affine, 1);
+    this.betaSlot = make(this.affine, 0);
+    this.dgammaSlot = make(this.affine, 0);
+    this.dbetaSlot = make(this.affine, 0);
+    this.runningMeanSlot = make(this.trackRunningStats, 0);
+    this.runningVarSlot = make(this.trackRunningStats, 1);
   }
 
   /**
@@ -144,9 +163,14 @@ class InstanceNormLayer<T extends FloatArray = Float32Array> extends Module {
     }
     const useInputStats = this.training || !this.trackRunningStats;
     const stats = dims[0] * C;
+    const home = this.home;
+    const xPin = home.pin(x);
+    const yPin = home.out('y', typedArrayLength(x), y, [xPin]);
+    const meanPin = home.out('mean', stats, undefined, [], this.saved?.mean);
+    const invStdPin = home.out('invStd', stats, undefined, [], this.saved?.invStd);
     const r = instanceNorm(
       {
-        x,
+        x: home.arg<T>(xPin)!,
         shape: dims,
         gamma: this.gamma,
         beta: this.beta,
@@ -163,11 +187,11 @@ class InstanceNormLayer<T extends FloatArray = Float32Array> extends Module {
         activation: this.activation,
         useInputStats,
       },
-      { y, mean: reuse<T>(this.saved?.mean, stats), invStd: reuse<T>(this.saved?.invStd, stats) },
+      { y: home.arg<T>(yPin), mean: home.arg<T>(meanPin), invStd: home.arg<T>(invStdPin) },
     );
     this.numBatchesTracked = r.numBatchesTracked;
-    this.saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd, training: useInputStats };
-    return r.y;
+    this.saved = { x: xPin, shape: dims, y: home.keep('y', yPin, r.y), mean: home.keep('mean', meanPin, r.mean), invStd: home.keep('invStd', invStdPin, r.invStd), training: useInputStats };
+    return home.resolve(this.saved.y) as T;
   }
 
   /** Gradient with respect to the last forward's input; sets {@link dgamma} and {@link dbeta}. */
@@ -176,20 +200,42 @@ class InstanceNormLayer<T extends FloatArray = Float32Array> extends Module {
     if (!s) throw backwardFirst('InstanceNorm');
     const dx = outArray<T>(out, 'dx');
     checkInput(dy, 'dy', this.dtype, 'InstanceNorm');
-    const r = instanceNormBackward(
-      {
-        dy,
-        x: s.x as T,
-        shape: s.shape,
-        mean: s.mean as T,
-        invStd: s.invStd as T,
-        gamma: this.gamma,
-        y: this.activation === 'relu' ? (s.y as T) : null,
-      },
-      { layout: this.layout, activation: this.activation, training: s.training },
-      { dx, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
-    );
-    return r.dx;
+    const home = this.home;
+    const dyPin = home.pin(dy);
+    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    const run = (): ReturnType<typeof instanceNormBackward> =>
+      instanceNormBackward(
+        {
+          dy: home.arg<T>(dyPin)!,
+          x: home.arg<T>(s.x)!,
+          shape: s.shape,
+          mean: home.arg<T>(s.mean)!,
+          invStd: home.arg<T>(s.invStd)!,
+          gamma: this.gamma,
+          y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
+        },
+        { layout: this.layout, activation: this.activation, training: s.training },
+        { dx: home.arg<T>(dxPin), dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
+      );
+    let r = run();
+    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
+    // memory on error; the layer's block is allocated only now, and the call run again into it, so
+    // that every step gives the bits of the later ones (Home.rerun).
+    if (home.rerun(dxPin)) {
+      dxPin = home.keep('dx', undefined, r.dx);
+      r = run();
+    }
+    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+  }
+
+  /**
+   * Moves the layer out of the wasm module memory (see BatchNorm.dispose): parameters copied into
+   * ordinary arrays, what backward needed dropped, blocks freed once nothing handed out is reachable.
+   */
+  dispose(): void {
+    if (!this.home.inModuleMemory) return;
+    [this.gammaSlot, this.betaSlot, this.dgammaSlot, this.dbetaSlot, this.runningMeanSlot, this.runningVarSlot] = this.home.leave([this.gammaSlot, this.betaSlot, this.dgammaSlot, this.dbetaSlot, this.runningMeanSlot, this.runningVarSlot]);
+    this.saved = null;
   }
 
   private entries(): StateEntry[] {

@@ -8,19 +8,19 @@ import {
   backwardFirst,
   checkInput,
   copyState,
-  filled,
   layerOptions,
   loadEntries,
   Module,
   outArray,
   product,
   readNormalizedShape,
-  reuse,
   type ArrayOfDType,
   type OptionsFor,
   type OptionsWithDType,
   type StateEntry,
 } from './common.js';
+import { arrayOf, type Pinned, type Slot } from './home.js';
+import { typedArrayLength } from '../intrinsics.js';
 
 export interface LayerNormLayerOptions {
   /** default 1e-5 */
@@ -50,12 +50,13 @@ export interface LayerNormConstructor {
 
 export type LayerNorm<T extends FloatArray = Float32Array> = LayerNormLayer<T>;
 
+/** What backward needs, pinned (lib/layers/home.ts). */
 interface Saved {
-  x: FloatArray;
+  x: Pinned;
   shape: number[];
-  y: FloatArray;
-  mean: FloatArray;
-  invStd: FloatArray;
+  y: Pinned;
+  mean: Pinned;
+  invStd: Pinned;
 }
 
 class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
@@ -63,13 +64,25 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
   readonly eps: number;
   readonly elementwiseAffine: boolean;
   readonly activation: Activation;
+  private weightSlot: Slot | null;
+  private biasSlot: Slot | null;
+  private dweightSlot: Slot | null;
+  private dbiasSlot: Slot | null;
   /** ones at first; null without elementwiseAffine */
-  readonly weight: T | null;
+  get weight(): T | null {
+    return arrayOf<T>(this.weightSlot);
+  }
   /** zeros at first; null without elementwiseAffine or with bias: false */
-  readonly bias: T | null;
+  get bias(): T | null {
+    return arrayOf<T>(this.biasSlot);
+  }
   /** gradients of the last backward (overwritten, not accumulated) */
-  readonly dweight: T | null;
-  readonly dbias: T | null;
+  get dweight(): T | null {
+    return arrayOf<T>(this.dweightSlot);
+  }
+  get dbias(): T | null {
+    return arrayOf<T>(this.dbiasSlot);
+  }
   private saved: Saved | null = null;
 
   constructor(normalizedShape: number | readonly number[], options: LayerNormLayerOptions = {}) {
@@ -83,10 +96,10 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
     const size = product(shape);
     const affine = o.flags.elementwiseAffine;
     const bias = affine && o.flags.bias;
-    this.weight = affine ? filled<T>(o.dtype, size, 1, 'normalizedShape') : null;
-    this.dweight = affine ? filled<T>(o.dtype, size, 0, 'normalizedShape') : null;
-    this.bias = bias ? filled<T>(o.dtype, size, 0, 'normalizedShape') : null;
-    this.dbias = bias ? filled<T>(o.dtype, size, 0, 'normalizedShape') : null;
+    this.weightSlot = affine ? this.home.param(size, 1, 'normalizedShape') : null;
+    this.dweightSlot = affine ? this.home.param(size, 0, 'normalizedShape') : null;
+    this.biasSlot = bias ? this.home.param(size, 0, 'normalizedShape') : null;
+    this.dbiasSlot = bias ? this.home.param(size, 0, 'normalizedShape') : null;
   }
 
   /**
@@ -98,13 +111,18 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
     const y = outArray<T>(out, 'y');
     checkInput(x, 'x', this.dtype, 'LayerNorm');
     const rows = product(dims) / product(this.normalizedShape);
+    const home = this.home;
+    const xPin = home.pin(x);
+    const yPin = home.out('y', typedArrayLength(x), y, [xPin]);
+    const meanPin = home.out('mean', rows, undefined, [], this.saved?.mean);
+    const invStdPin = home.out('invStd', rows, undefined, [], this.saved?.invStd);
     const r = layerNorm(
-      { x, shape: dims, normalizedShape: this.normalizedShape, weight: this.weight, bias: this.bias },
+      { x: home.arg<T>(xPin)!, shape: dims, normalizedShape: this.normalizedShape, weight: this.weight, bias: this.bias },
       { eps: this.eps, activation: this.activation },
-      { y, mean: reuse<T>(this.saved?.mean, rows), invStd: reuse<T>(this.saved?.invStd, rows) },
+      { y: home.arg<T>(yPin), mean: home.arg<T>(meanPin), invStd: home.arg<T>(invStdPin) },
     );
-    this.saved = { x, shape: dims, y: r.y, mean: r.mean, invStd: r.invStd };
-    return r.y;
+    this.saved = { x: xPin, shape: dims, y: home.keep('y', yPin, r.y), mean: home.keep('mean', meanPin, r.mean), invStd: home.keep('invStd', invStdPin, r.invStd) };
+    return home.resolve(this.saved.y) as T;
   }
 
   /** Gradient with respect to the last forward's input; sets {@link dweight} and {@link dbias}. */
@@ -113,21 +131,43 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
     if (!s) throw backwardFirst('LayerNorm');
     const dx = outArray<T>(out, 'dx');
     checkInput(dy, 'dy', this.dtype, 'LayerNorm');
-    const r = layerNormBackward(
-      {
-        dy,
-        x: s.x as T,
-        shape: s.shape,
-        normalizedShape: this.normalizedShape,
-        mean: s.mean as T,
-        invStd: s.invStd as T,
-        weight: this.weight,
-        y: this.activation === 'relu' ? (s.y as T) : null,
-      },
-      { activation: this.activation },
-      { dx, dweight: this.dweight ?? undefined, dbias: this.dbias ?? undefined },
-    );
-    return r.dx;
+    const home = this.home;
+    const dyPin = home.pin(dy);
+    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    const run = (): ReturnType<typeof layerNormBackward> =>
+      layerNormBackward(
+        {
+          dy: home.arg<T>(dyPin)!,
+          x: home.arg<T>(s.x)!,
+          shape: s.shape,
+          normalizedShape: this.normalizedShape,
+          mean: home.arg<T>(s.mean)!,
+          invStd: home.arg<T>(s.invStd)!,
+          weight: this.weight,
+          y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
+        },
+        { activation: this.activation },
+        { dx: home.arg<T>(dxPin), dweight: this.dweight ?? undefined, dbias: this.dbias ?? undefined },
+      );
+    let r = run();
+    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
+    // memory on error; the layer's block is allocated only now, and the call run again into it, so
+    // that every step gives the bits of the later ones (Home.rerun).
+    if (home.rerun(dxPin)) {
+      dxPin = home.keep('dx', undefined, r.dx);
+      r = run();
+    }
+    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+  }
+
+  /**
+   * Moves the layer out of the wasm module memory (see BatchNorm.dispose): parameters copied into
+   * ordinary arrays, what backward needed dropped, blocks freed once nothing handed out is reachable.
+   */
+  dispose(): void {
+    if (!this.home.inModuleMemory) return;
+    [this.weightSlot, this.biasSlot, this.dweightSlot, this.dbiasSlot] = this.home.leave([this.weightSlot, this.biasSlot, this.dweightSlot, this.dbiasSlot]);
+    this.saved = null;
   }
 
   private entries(): StateEntry[] {

@@ -9,19 +9,19 @@ import {
   backwardFirst,
   checkInput,
   copyState,
-  filled,
   layerOptions,
   loadEntries,
   Module,
   outArray,
   product,
   readNormalizedShape,
-  reuse,
   type ArrayOfDType,
   type OptionsFor,
   type OptionsWithDType,
   type StateEntry,
 } from './common.js';
+import { arrayOf, type Pinned, type Slot } from './home.js';
+import { typedArrayLength } from '../intrinsics.js';
 
 export interface RMSNormLayerOptions {
   /** default: the dtype's machine epsilon (PyTorch's eps=None) */
@@ -48,11 +48,12 @@ export interface RMSNormConstructor {
 
 export type RMSNorm<T extends FloatArray = Float32Array> = RMSNormLayer<T>;
 
+/** What backward needs, pinned (lib/layers/home.ts). */
 interface Saved {
-  x: FloatArray;
+  x: Pinned;
   shape: number[];
-  y: FloatArray;
-  invRms: FloatArray;
+  y: Pinned;
+  invRms: Pinned;
 }
 
 class RMSNormLayer<T extends FloatArray = Float32Array> extends Module {
@@ -60,10 +61,16 @@ class RMSNormLayer<T extends FloatArray = Float32Array> extends Module {
   readonly eps: number;
   readonly elementwiseAffine: boolean;
   readonly activation: Activation;
+  private weightSlot: Slot | null;
+  private dweightSlot: Slot | null;
   /** ones at first; null without elementwiseAffine */
-  readonly weight: T | null;
+  get weight(): T | null {
+    return arrayOf<T>(this.weightSlot);
+  }
   /** gradients of the last backward (overwritten, not accumulated) */
-  readonly dweight: T | null;
+  get dweight(): T | null {
+    return arrayOf<T>(this.dweightSlot);
+  }
   private saved: Saved | null = null;
 
   constructor(normalizedShape: number | readonly number[], options: RMSNormLayerOptions = {}) {
@@ -76,8 +83,8 @@ class RMSNormLayer<T extends FloatArray = Float32Array> extends Module {
     this.elementwiseAffine = o.flags.elementwiseAffine;
     const size = product(shape);
     const affine = o.flags.elementwiseAffine;
-    this.weight = affine ? filled<T>(o.dtype, size, 1, 'normalizedShape') : null;
-    this.dweight = affine ? filled<T>(o.dtype, size, 0, 'normalizedShape') : null;
+    this.weightSlot = affine ? this.home.param(size, 1, 'normalizedShape') : null;
+    this.dweightSlot = affine ? this.home.param(size, 0, 'normalizedShape') : null;
   }
 
   /**
@@ -89,13 +96,17 @@ class RMSNormLayer<T extends FloatArray = Float32Array> extends Module {
     const y = outArray<T>(out, 'y');
     checkInput(x, 'x', this.dtype, 'RMSNorm');
     const rows = product(dims) / product(this.normalizedShape);
+    const home = this.home;
+    const xPin = home.pin(x);
+    const yPin = home.out('y', typedArrayLength(x), y, [xPin]);
+    const invRmsPin = home.out('invRms', rows, undefined, [], this.saved?.invRms);
     const r = rmsNorm(
-      { x, shape: dims, normalizedShape: this.normalizedShape, weight: this.weight },
+      { x: home.arg<T>(xPin)!, shape: dims, normalizedShape: this.normalizedShape, weight: this.weight },
       { eps: this.eps, activation: this.activation },
-      { y, invRms: reuse<T>(this.saved?.invRms, rows) },
+      { y: home.arg<T>(yPin), invRms: home.arg<T>(invRmsPin) },
     );
-    this.saved = { x, shape: dims, y: r.y, invRms: r.invRms };
-    return r.y;
+    this.saved = { x: xPin, shape: dims, y: home.keep('y', yPin, r.y), invRms: home.keep('invRms', invRmsPin, r.invRms) };
+    return home.resolve(this.saved.y) as T;
   }
 
   /** Gradient with respect to the last forward's input; sets {@link dweight}. */
@@ -104,20 +115,42 @@ class RMSNormLayer<T extends FloatArray = Float32Array> extends Module {
     if (!s) throw backwardFirst('RMSNorm');
     const dx = outArray<T>(out, 'dx');
     checkInput(dy, 'dy', this.dtype, 'RMSNorm');
-    const r = rmsNormBackward(
-      {
-        dy,
-        x: s.x as T,
-        shape: s.shape,
-        normalizedShape: this.normalizedShape,
-        invRms: s.invRms as T,
-        weight: this.weight,
-        y: this.activation === 'relu' ? (s.y as T) : null,
-      },
-      { activation: this.activation },
-      { dx, dweight: this.dweight ?? undefined },
-    );
-    return r.dx;
+    const home = this.home;
+    const dyPin = home.pin(dy);
+    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    const run = (): ReturnType<typeof rmsNormBackward> =>
+      rmsNormBackward(
+        {
+          dy: home.arg<T>(dyPin)!,
+          x: home.arg<T>(s.x)!,
+          shape: s.shape,
+          normalizedShape: this.normalizedShape,
+          invRms: home.arg<T>(s.invRms)!,
+          weight: this.weight,
+          y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
+        },
+        { activation: this.activation },
+        { dx: home.arg<T>(dxPin), dweight: this.dweight ?? undefined },
+      );
+    let r = run();
+    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
+    // memory on error; the layer's block is allocated only now, and the call run again into it, so
+    // that every step gives the bits of the later ones (Home.rerun).
+    if (home.rerun(dxPin)) {
+      dxPin = home.keep('dx', undefined, r.dx);
+      r = run();
+    }
+    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+  }
+
+  /**
+   * Moves the layer out of the wasm module memory (see BatchNorm.dispose): parameters copied into
+   * ordinary arrays, what backward needed dropped, blocks freed once nothing handed out is reachable.
+   */
+  dispose(): void {
+    if (!this.home.inModuleMemory) return;
+    [this.weightSlot, this.dweightSlot] = this.home.leave([this.weightSlot, this.dweightSlot]);
+    this.saved = null;
   }
 
   private entries(): StateEntry[] {
