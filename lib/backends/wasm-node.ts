@@ -16,6 +16,7 @@ import {
   loadedWasmBackend,
   pickVariant,
   threadsOffReason,
+  ThreadedWasmBackend,
   type ThreadHost,
   WORKER_SOURCE,
 } from './wasm.js';
@@ -83,6 +84,8 @@ export function loadWasmBackendSync(variant?: WasmVariant, helpers = availablePa
     );
   }
   const backend = instantiateWasmBackend(new WebAssembly.Module(bytes), variant, { host: nodeThreadHost, helpers });
+  // Copying calls on one thread run on the single-threaded module, compiled on the first of them.
+  if (backend instanceof ThreadedWasmBackend) backend.soloLoader = () => loadWasmBackendSync('simd128');
   if (variant !== 'simd128-threads') backend.threadsOff = threadsOffReason(true) ?? `threads off: the ${variant} variant was requested (SIMDNORM_WASM_VARIANT)`;
   return backend;
 }

@@ -30,7 +30,7 @@ export {
   wasmBrowserProvider,
   wasmUrl,
 } from './wasm/loader.js';
-export { ThreadedWasmBackend, WORKER_SOURCE, type ThreadHost, type ThreadStart } from './wasm/threads.js';
+export { MIN_PARALLEL_ELEMENTS, ThreadedWasmBackend, WORKER_SOURCE, type ThreadHost, type ThreadStart } from './wasm/threads.js';
 export {
   adoptWasmBackend,
   loadedWasmBackend,

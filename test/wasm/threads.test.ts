@@ -7,12 +7,13 @@
  *  - a script that makes one call and ends exits by itself (idle workers never keep Node alive).
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as api from '../../lib/index.js';
 import type { Geometry } from '../../lib/backend.js';
 import { loadWasmBackendSync } from '../../lib/backends/wasm-node.js';
-import { ThreadedWasmBackend } from '../../lib/backends/wasm.js';
+import { MIN_PARALLEL_ELEMENTS, ThreadedWasmBackend } from '../../lib/backends/wasm.js';
 import { ensureDist } from '../reliability/dist.js';
 import { runAll, type Ctor, type TrainCase } from './helpers.js';
 
@@ -50,6 +51,9 @@ async function warmUp(backend: ThreadedWasmBackend, workers: number): Promise<vo
 describe('threaded wasm: bitwise the same for any thread count', () => {
   const single = loadWasmBackendSync('simd128');
   const threaded = loadWasmBackendSync('simd128-threads', 3) as ThreadedWasmBackend;
+  // The threaded module's own kernels at every thread count: no single-threaded module for
+  // copying calls on one thread (tested below).
+  threaded.soloLoader = undefined;
 
   it('is the threaded variant, with 3 workers', async () => {
     expect(threaded).toBeInstanceOf(ThreadedWasmBackend);
@@ -78,6 +82,67 @@ describe('threaded wasm: bitwise the same for any thread count', () => {
       }
     }
   }
+});
+
+describe('threaded wasm: copying calls on one thread run on the single-threaded module', () => {
+  it('MIN_PARALLEL_ELEMENTS is parallel.h\'s kMinParallelElements', () => {
+    const header = readFileSync(fileURLToPath(new URL('../../native/kernels/parallel.h', import.meta.url)), 'utf8');
+    const m = /kMinParallelElements = int64_t\{1\} << (\d+);/.exec(header);
+    expect(m).not.toBeNull();
+    expect(MIN_PARALLEL_ELEMENTS).toBe(2 ** Number(m![1]));
+  });
+
+  it('plain arrays on one thread (or too few to split) go to simdnorm-simd.wasm, bitwise the same; module memory and several threads stay', () => {
+    const threaded = loadWasmBackendSync('simd128-threads', 1) as ThreadedWasmBackend;
+    expect(threaded.soloLoader).toBeTypeOf('function');
+    const own = loadWasmBackendSync('simd128-threads', 1) as ThreadedWasmBackend;
+    own.soloLoader = undefined;
+    const big: TrainCase = { type: Float32Array, g: { outer: 4, channels: 8, inner: 4096 }, relu: true, affine: true, running: true };
+    const small: TrainCase = { ...big, g: { outer: 2, channels: 3, inner: 20 } };
+    for (const c of [big, small]) {
+      own.setThreads(1);
+      const expected = runAll(own, c, 3);
+      // Several threads, a tensor large enough to split: the threaded module's own calls.
+      threaded.setThreads(2);
+      const scratch = threaded.marshal.scratchBytes;
+      const split = runAll(threaded, c, 3);
+      const bigEnough = c === big;
+      expect(threaded.marshal.scratchBytes > scratch || !bigEnough).toBe(true);
+      threaded.setThreads(1);
+      const before = threaded.marshal.scratchBytes;
+      const got = runAll(threaded, c, 3);
+      expect(threaded.marshal.scratchBytes).toBe(before); // nothing copied into the threaded module
+      expect(threaded.details().oneThreadCopies).toBe('simdnorm-simd.wasm');
+      for (const key of Object.keys(expected)) {
+        expect(sameBits(got[key], expected[key]), key).toBe(true);
+        expect(sameBits(split[key], expected[key]), key).toBe(true);
+      }
+    }
+  });
+
+  it('a call with an array in the threaded module\'s memory runs there', () => {
+    api.useBackend('wasm');
+    try {
+      const backend = api.withBackend('wasm', () => api.backends().find((b) => b.name === 'wasm'));
+      if (backend?.details?.variant !== 'simdnorm-threads.wasm') return; // SIMDNORM_WASM_VARIANT forced another
+      api.setThreads(1);
+      const x = api.wasmMemory.alloc(Float32Array, 120);
+      const y = new Float32Array(120);
+      for (let i = 0; i < 120; i++) x.array[i] = Math.sin(i);
+      const stats = { runningMean: new Float32Array(3), runningVar: new Float32Array(3).fill(1) };
+      api.batchNormInfer({ x: x.array, shape: [2, 3, 4, 5], ...stats }, {}, { y });
+      const plain = new Float32Array(120);
+      api.batchNormInfer({ x: x.array.slice(), shape: [2, 3, 4, 5], ...stats }, {}, { y: plain });
+      expect(sameBits(y, plain)).toBe(true);
+      const stale = x.array;
+      x.free();
+      // A view of a freed block is refused as before (not copied by the single-threaded module).
+      expect(() => api.batchNormInfer({ x: stale, shape: [2, 3, 4, 5], ...stats }, {}, { y })).toThrow(RangeError);
+    } finally {
+      api.setThreads(0);
+      api.useBackend('auto');
+    }
+  });
 });
 
 describe('threaded wasm: chosen in Node, reported', () => {

@@ -103,6 +103,10 @@ export class WasmAbi {
   /** Shared memory only: every buffer object handed out for it (each growth makes a new one). */
   private moduleBuffers: WeakSet<ArrayBufferLike> | undefined;
 
+  /** Whether wasmMemory.alloc ever made a block (memory.ts): until it does, no array a caller
+   * passes can be a view of the module memory (the marshaller's own views are never handed out). */
+  userBlocks = false;
+
   /** Whether the memory is shared (the threaded variant). */
   get shared(): boolean {
     return this.moduleBuffers !== undefined;

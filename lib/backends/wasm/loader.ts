@@ -128,7 +128,10 @@ export async function fetchWasmBackend(variant?: WasmVariant): Promise<WasmBacke
   if (variant === 'simd128-threads') {
     const module = await WebAssembly.compile(await response.arrayBuffer());
     try {
-      return instantiateWasmBackend(module, variant, { host: browserThreadHost, helpers: browserHelpers() });
+      const backend = instantiateWasmBackend(module, variant, { host: browserThreadHost, helpers: browserHelpers() });
+      // Copying calls on one thread run on the single-threaded module, fetched on the first of them.
+      if (backend instanceof ThreadedWasmBackend) backend.soloLoader = () => fetchWasmBackend('simd128');
+      return backend;
     } catch (e) {
       if (explicit) throw e;
       // E.g. no address space for a shared memory: the single-threaded variant, saying why.

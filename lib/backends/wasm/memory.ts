@@ -90,6 +90,7 @@ export function createWasmMemory(abi: WasmAbi, releaseScratch: () => void): Wasm
     let view: FloatArray = new type(abi.buffer, ptr, length);
     view.fill(0);
     let freed = false;
+    abi.userBlocks = true;
     return {
       ptr,
       length,

@@ -14,6 +14,10 @@
  * simply do not join it.
  */
 import type { BackendDetails } from '../../backend.js';
+import { Scalar } from '../../core/abi.js';
+import type { Norm } from '../../core/descriptor.js';
+import { typedArrayBuffer } from '../../intrinsics.js';
+import { WASM_FILES } from './abi.js';
 import { WasmBackend } from './backend.js';
 
 /** What a worker needs: the compiled module, the shared memory, its stack, the growth counter. */
@@ -28,6 +32,19 @@ export interface ThreadStart {
 export interface ThreadHost {
   spawn(start: ThreadStart): void;
 }
+
+/**
+ * Below this many elements a job runs on the calling thread alone (native/kernels/parallel.h's
+ * kMinParallelElements; test/wasm/threads.test.ts checks that they agree).
+ */
+export const MIN_PARALLEL_ELEMENTS = 65536;
+
+/**
+ * Where a copying call that runs on one thread goes instead (see ThreadedWasmBackend.run): a
+ * single-threaded SIMD128 backend, or a promise of one (browsers compile asynchronously), or
+ * undefined when there is none.
+ */
+export type SoloLoader = () => WasmBackend | Promise<WasmBackend> | undefined;
 
 /** Never more workers than this, whatever the core count. */
 export const MAX_WASM_HELPERS = 63;
@@ -168,10 +185,82 @@ export class ThreadedWasmBackend extends WasmBackend {
     this.thread.sn_thread_pool(0, mainCanWait);
     this.startHelpers(helpers);
     this.defaultThreads = this.helpers + 1;
+    this.threads = this.defaultThreads;
   }
 
   /** setThreads(0): the workers started at load, plus the caller. */
   private readonly defaultThreads: number;
+  /** The threads a call may use now (setThreads' n, capped at the workers plus the caller). */
+  private threads: number;
+
+  /**
+   * The single-threaded module that takes copying calls on one thread (run), made on the first
+   * such call by `soloLoader` (set by the loader); null once loading it failed.
+   */
+  soloLoader: SoloLoader | undefined;
+  private solo: WasmBackend | null | undefined;
+
+  /**
+   * A call whose arrays are all ordinary JS memory (the functional API's default: they are copied
+   * in and out) and which runs on one thread (setThreads(1), or too small to split) runs on a
+   * single-threaded module instead: V8 copies into and out of a shared memory about 1.7x slower
+   * than into an ordinary one (a relaxed-atomic copy), which cost such calls up to 1.5x their
+   * time. The kernels and the split are the same, so the results are bitwise the same. A call
+   * with any array in this module's memory (wasmMemory.alloc, the layers' blocks) runs here.
+   */
+  override run(n: Norm): number {
+    if (this.soloLoader !== undefined && this.solo !== null && this.onOneThread(n) && !this.inModuleMemory(n)) {
+      const solo = this.solo ?? this.loadSolo();
+      if (solo) return solo.run(n);
+    }
+    return super.run(n);
+  }
+
+  private onOneThread(n: Norm): boolean {
+    if (this.threads <= 1) return true;
+    const s = n.scalars;
+    return s[Scalar.samples] * s[Scalar.outer] * s[Scalar.stats] * s[Scalar.inner] < MIN_PARALLEL_ELEMENTS;
+  }
+
+  private inModuleMemory(n: Norm): boolean {
+    if (!this.abi.userBlocks) return false;
+    const tensors = n.tensors;
+    for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i];
+      if (t !== null && t !== undefined && this.abi.isModuleBuffer(typedArrayBuffer(t))) return true;
+    }
+    return false;
+  }
+
+  /** The solo backend if it is ready (else undefined: this call runs here), starting its load. */
+  private loadSolo(): WasmBackend | undefined {
+    if (this.soloPending) return undefined;
+    let got: WasmBackend | Promise<WasmBackend> | undefined;
+    try {
+      got = this.soloLoader!();
+    } catch {
+      got = undefined;
+    }
+    if (got === undefined) {
+      this.solo = null;
+    } else if (got instanceof WasmBackend) {
+      this.solo = got;
+    } else {
+      this.soloPending = true;
+      got.then(
+        (b) => {
+          this.solo = b;
+          this.soloPending = false;
+        },
+        () => {
+          this.solo = null;
+          this.soloPending = false;
+        },
+      );
+    }
+    return this.solo ?? undefined;
+  }
+  private soloPending = false;
 
   /** Starts workers until there are `count` (never fewer than now, at most maxHelpers). */
   private startHelpers(count: number): void {
@@ -198,6 +287,7 @@ export class ThreadedWasmBackend extends WasmBackend {
   setThreads(n: number): void {
     if (n > 1) this.startHelpers(n - 1);
     this.thread.sn_set_threads(n > 0 ? n : this.defaultThreads);
+    this.threads = Math.min(n > 0 ? n : this.defaultThreads, this.helpers + 1);
   }
 
   /** @internal how many times a worker has joined a job (tests) */
@@ -206,7 +296,9 @@ export class ThreadedWasmBackend extends WasmBackend {
   }
 
   override details(): BackendDetails {
-    return { ...super.details(), threads: this.thread.sn_get_threads(), workers: this.helpers };
+    const details: BackendDetails = { ...super.details(), threads: this.thread.sn_get_threads(), workers: this.helpers };
+    if (this.solo) details.oneThreadCopies = WASM_FILES[this.solo.variant];
+    return details;
   }
 }
 
