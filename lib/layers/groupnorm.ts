@@ -140,8 +140,8 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
     checkInput(dy, 'dy', this.dtype, 'GroupNorm');
     const home = this.home;
     const dyPin = home.pin(dy);
-    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
-    const run = (): ReturnType<typeof groupNormBackward> =>
+    const dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    return home.backward(dxPin, (dxArg) =>
       groupNormBackward(
         {
           dy: home.arg<T>(dyPin)!,
@@ -154,17 +154,9 @@ class GroupNormLayer<T extends FloatArray = Float32Array> extends Module {
           y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
         },
         { layout: this.layout, activation: this.activation },
-        { dx: home.arg<T>(dxPin), dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
-      );
-    let r = run();
-    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
-    // memory on error; the layer's block is allocated only now, and the call run again into it, so
-    // that every step gives the bits of the later ones (Home.rerun).
-    if (home.rerun(dxPin)) {
-      dxPin = home.keep('dx', undefined, r.dx);
-      r = run();
-    }
-    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+        { dx: dxArg, dgamma: this.dgamma ?? undefined, dbeta: this.dbeta ?? undefined },
+      ).dx,
+    ) as T;
   }
 
   /**

@@ -164,6 +164,20 @@ export class Home {
     return pinned === undefined && this.memory !== null;
   }
 
+  /**
+   * A family layer's backward: `run(dx)` calls the op with dx (the layer's block, the caller's
+   * array, or undefined: the op allocates) and returns its dx; run again into the layer's new
+   * block where {@link rerun} says so. Returns dx as the layer keeps it.
+   */
+  backward(pinned: Pinned | undefined, run: (dx: FloatArray | undefined) => FloatArray): FloatArray {
+    let result = run(this.arg(pinned));
+    if (this.rerun(pinned)) {
+      pinned = this.keep('dx', undefined, result);
+      result = run(this.arg(pinned));
+    }
+    return this.resolve(this.keep('dx', pinned, result));
+  }
+
   /** A pinned output or input as the array to pass now (undefined stays undefined). */
   arg<T extends FloatArray>(p: Pinned | undefined): T | undefined {
     return p === undefined ? undefined : (this.resolve(p) as T);

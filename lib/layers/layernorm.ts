@@ -133,8 +133,8 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
     checkInput(dy, 'dy', this.dtype, 'LayerNorm');
     const home = this.home;
     const dyPin = home.pin(dy);
-    let dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
-    const run = (): ReturnType<typeof layerNormBackward> =>
+    const dxPin = home.out('dx', typedArrayLength(dy), dx, [dyPin, s.x, s.y]);
+    return home.backward(dxPin, (dxArg) =>
       layerNormBackward(
         {
           dy: home.arg<T>(dyPin)!,
@@ -147,17 +147,9 @@ class LayerNormLayer<T extends FloatArray = Float32Array> extends Module {
           y: this.activation === 'relu' ? home.arg<T>(s.y)! : null,
         },
         { activation: this.activation },
-        { dx: home.arg<T>(dxPin), dweight: this.dweight ?? undefined, dbias: this.dbias ?? undefined },
-      );
-    let r = run();
-    // The first time (no block yet): that call checked the arguments, and wrote nothing of module
-    // memory on error; the layer's block is allocated only now, and the call run again into it, so
-    // that every step gives the bits of the later ones (Home.rerun).
-    if (home.rerun(dxPin)) {
-      dxPin = home.keep('dx', undefined, r.dx);
-      r = run();
-    }
-    return home.resolve(home.keep('dx', dxPin, r.dx)) as T;
+        { dx: dxArg, dweight: this.dweight ?? undefined, dbias: this.dbias ?? undefined },
+      ).dx,
+    ) as T;
   }
 
   /**
