@@ -7,6 +7,65 @@ namespace general {
 
 namespace {
 
+// Float data: the shifted sums of the whole float vectors of columns of `rows` rows from `first`
+// (row stride W; shifts: values of x or 0, exact in float) in float lanes over runs of at most
+// kFloatRun rows, each run added to the double sums where FloatSquaresOk holds for its lanes, else
+// summed again in double; to s1/s2[p]. Returns how many columns it did (a multiple of the lanes).
+template <int = 0>
+int64_t floatColumnSums(const float* first, int64_t W, int64_t rows, const double* shifts, double* s1, double* s2) {
+  using VF = VFloat;
+  constexpr int64_t FL = kFloatLanes, L = kDoubleLanes;
+  const int64_t whole = W / FL * FL;
+  for (int64_t p = 0; p < whole; p += FL) {
+    float sf[FL];
+    for (int64_t i = 0; i < FL; i++) sf[i] = static_cast<float>(shifts[p + i]);
+    const VF vs = load<VF>(sf);
+    const VDouble dlo = load<VDouble>(shifts + p), dhi = load<VDouble>(shifts + p + L);
+    VDouble u0{}, u1{}, v0{}, v1{};
+    const float* at = first + p;
+    for (int64_t r = 0; r < rows; r += kFloatRun) {
+      const int64_t re = minOf(rows, r + kFloatRun);
+      VF a1{}, a2{}, b1{}, b2{};
+      int64_t q = r;
+      for (; q + 2 <= re; q += 2) {
+        const VF d = load<VF>(at + q * W) - vs, e = load<VF>(at + (q + 1) * W) - vs;
+        a1 += d;
+        a2 += d * d;
+        b1 += e;
+        b2 += e * e;
+      }
+      if (q < re) {
+        const VF d = load<VF>(at + q * W) - vs;
+        a1 += d;
+        a2 += d * d;
+      }
+      const VF fu = a1 + b1, fv = a2 + b2;
+      if (allLanes(FloatSquaresOk{}(fu, fv, 0.0f))) {
+        VDouble lo, hi;
+        toDoubles(fu, lo, hi);
+        u0 += lo;
+        u1 += hi;
+        toDoubles(fv, lo, hi);
+        v0 += lo;
+        v1 += hi;
+      } else {
+        for (q = r; q < re; q++) {
+          const VDouble d = loadDouble(at + q * W) - dlo, e = loadDouble(at + q * W + L) - dhi;
+          u0 += d;
+          v0 += d * d;
+          u1 += e;
+          v1 += e * e;
+        }
+      }
+    }
+    store(s1 + p, u0);
+    store(s1 + p + L, u1);
+    store(s2 + p, v0);
+    store(s2 + p + L, v1);
+  }
+  return whole;
+}
+
 // Task t's per-column shifted sums, to shift/s1/s2[t * W + p].
 template <typename T>
 void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool rms, double* shift, double* s1,
@@ -15,7 +74,12 @@ void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool r
   double* sh0 = shift + t * W;
   const T* first = x + c.rowStart(sh, n, r0);
   for (int64_t p = 0; p < W; p++) sh0[p] = rms ? 0.0 : shiftOf(static_cast<double>(first[p]));
-  forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+  int64_t whole = 0;  // columns done in float runs
+  if constexpr (sizeof(T) == 4 && kFloatRuns) {
+    whole = floatColumnSums(first, W, r1 - r0, sh0, s1 + t * W, s2 + t * W);
+  }
+  forLanes(W - whole, [&](int64_t q, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const int64_t p = whole + q;
     const VDouble base = loadDoubleLanes(sh0 + p, k);
     VDouble a1{}, a2{}, b1{}, b2{};
     const T* at = first + p;
@@ -92,6 +156,51 @@ void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t,
 }
 
 
+// Float data in float lanes, as the general kernel's writeSpan: y = ((x - hi) - lo) * scale + shift
+// per column, the mean split into float hi + lo and scale, shift rounded to float; false (nothing
+// written) where a column's split or coefficients are not finite or W exceeds kColumnsFloatMax.
+constexpr int64_t kColumnsFloatMax = 1024;  // per-column float coefficients on the stack (16 kB)
+
+template <typename Relu>
+bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                      const double* cScale, const double* cShift, bool stream, Relu relu) {
+  using VF = Vec<float>;
+  constexpr int64_t L = lanes<float>();
+  const int64_t n = c.sample(t), W = c.W;
+  if (W > kColumnsFloatMax) return false;
+  alignas(64) float hi[kColumnsFloatMax], lo[kColumnsFloatMax], sc[kColumnsFloatMax], sf[kColumnsFloatMax];
+  const double *m = cMean + n * W, *s = cScale + n * W, *f = cShift + n * W;
+  for (int64_t p = 0; p < W; p++) {
+    hi[p] = static_cast<float>(m[p]);
+    lo[p] = static_cast<float>(m[p] - static_cast<double>(hi[p]));
+    sc[p] = static_cast<float>(s[p]);
+    sf[p] = static_cast<float>(f[p]);
+    if (!__builtin_isfinite(hi[p]) || !__builtin_isfinite(lo[p]) || !__builtin_isfinite(sc[p]) ||
+        !__builtin_isfinite(sf[p])) {
+      return false;
+    }
+  }
+  for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
+    const int64_t start = c.rowStart(sh, n, r);
+    const float* xs = x + start;
+    float* ys = y + start;
+    auto value = [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      return reluIf(relu, ((loadLanes(xs + p, k) - loadLanes(hi + p, k)) - loadLanes(lo + p, k)) *
+                                  loadLanes(sc + p, k) +
+                              loadLanes(sf + p, k));
+    };
+    withStream(stream && wholeLines(ys, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+      int64_t p = 0;
+      for (; p + L <= W; p += L) {
+        if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + p, value(p, L));
+        else store(ys + p, value(p, L));
+      }
+      if (p < W) storePartial(ys + p, value(p, W - p), W - p);
+    });
+  }
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -100,7 +209,12 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
   const Columns c(sh);
   const bool stream = streamsOutput(y, sh.K * sh.M);
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    withFlag(relu, [&](auto r) { columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r); });
+    withFlag(relu, [&](auto r) {
+      if constexpr (sizeof(T) == 4) {
+        if (columnApplyFloat(x, y, sh, c, t, cMean, cScale, cShift, stream, r)) return;
+      }
+      columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r);
+    });
   });
 }
 

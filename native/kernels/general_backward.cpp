@@ -329,14 +329,11 @@ bool groupGradFloat(const float* dy, const float* x, const float* y, const float
     const float A = static_cast<float>((gamma ? static_cast<double>(gamma[group + r % sh.size]) : 1.0) * invD);
     const float* ys = y ? y + at : nullptr;
     const float fc2 = static_cast<float>(c2), fc3 = static_cast<float>(c3);
-    const bool lines = stream && wholeLines(dx + at, R);
-    if (training) {
-      if (lines) spanGradFloat<Relu, true, true>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-      else spanGradFloat<Relu, true, false>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-    } else {
-      if (lines) spanGradFloat<Relu, false, true>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-      else spanGradFloat<Relu, false, false>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-    }
+    const bool lines = kStreamLanes && stream && wholeLines(dx + at, R);  // (one copy without streaming stores)
+    withStream(lines, [&](auto S) {
+      if (training) spanGradFloat<Relu, true, decltype(S)::value>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
+      else spanGradFloat<Relu, false, decltype(S)::value>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
+    });
   }
   return true;
 }

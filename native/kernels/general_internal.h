@@ -258,11 +258,13 @@ inline int32_t noMemory() { return snError(SN_ERROR_NO_MEMORY, 0); }
 // row with per-column coefficients.
 
 constexpr int64_t kColumnsMaxInner = 16;
+// Elements per task of the columns path (whole rows, at least 16): few blocks per statistic to merge.
+constexpr int64_t kColumnsBlock = 65536;
 
 struct Columns {
   int64_t W, rows, blocks, tasks;
   explicit Columns(const Shape& sh) : W(sh.stats * sh.inner) {
-    rows = maxOf(16, kGeneralBlock / maxOf(W, 1));
+    rows = maxOf(16, kColumnsBlock / maxOf(W, 1));
     blocks = ceilDiv(sh.outer, rows);
     tasks = sh.samples * blocks;
   }
