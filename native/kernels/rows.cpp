@@ -200,7 +200,8 @@ int32_t rowsTrainForward(const sn_norm& n) {
   parallelFor(tasks, K * D, [&](int64_t t) {
     const int64_t k0 = t * per, k1 = minOf(K, k0 + per);
     withFlag(relu, [&](auto r) {
-      if (gamma && beta) rowsTask<true, true>(x, y, D, gamma, beta, mean, invStd, n.eps, rms, stream, k0, k1, r);
+      // (without kFlagCopies, WASM: one copy, γ/β absent read as null pointers per vector)
+      if (!kFlagCopies || (gamma && beta)) rowsTask<true, true>(x, y, D, gamma, beta, mean, invStd, n.eps, rms, stream, k0, k1, r);
       else if (gamma) rowsTask<true, false>(x, y, D, gamma, beta, mean, invStd, n.eps, rms, stream, k0, k1, r);
       else rowsTask<false, false>(x, y, D, gamma, beta, mean, invStd, n.eps, rms, stream, k0, k1, r);
     });
