@@ -1,4 +1,7 @@
-// The general kernel (general.cpp): every descriptor of norm.h, for what the BatchNorm kernels
+// The general kernel (general.cpp: the phases, moments and y; general_backward.cpp: backward by
+// statistic, GroupNorm-shaped float spans, givenSums, sumsOnly; columns.cpp: short segments;
+// rows_backward.cpp and rows.h: LayerNorm / RMSNorm-shaped rows; internals: general_internal.h):
+// every descriptor of norm.h, for what the BatchNorm kernels
 // (phases.h) do not compute — γ/β varying inside a statistic (affineSize > 1: LayerNorm,
 // GroupNorm) and statistics about zero (the rms flag: RMSNorm) — and the helpers entry.cpp needs
 // to run the per-sample BatchNorm kernels (InstanceNorm, ghost BatchNorm): per-statistic double

@@ -18,6 +18,10 @@ set(SIMDNORM_KERNEL_ISA_SOURCES
   "${SIMDNORM_KERNEL_DIR}/backward.cpp"
   "${SIMDNORM_KERNEL_DIR}/running.cpp"
   "${SIMDNORM_KERNEL_DIR}/general.cpp"
+  "${SIMDNORM_KERNEL_DIR}/general_backward.cpp"
+  "${SIMDNORM_KERNEL_DIR}/columns.cpp"
+  "${SIMDNORM_KERNEL_DIR}/rows.cpp"
+  "${SIMDNORM_KERNEL_DIR}/rows_backward.cpp"
   "${SIMDNORM_KERNEL_DIR}/entry.cpp")
 set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
