@@ -74,8 +74,8 @@ void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool r
   double* sh0 = shift + t * W;
   const T* first = x + c.rowStart(sh, n, r0);
   for (int64_t p = 0; p < W; p++) sh0[p] = rms ? 0.0 : shiftOf(static_cast<double>(first[p]));
-  int64_t whole = 0;  // columns done in float runs
-  if constexpr (sizeof(T) == 4 && kFloatRuns) {
+  int64_t whole = 0;  // columns done in float runs (natively: see general_backward.cpp's groupGrad)
+  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
     whole = floatColumnSums(first, W, r1 - r0, sh0, s1 + t * W, s2 + t * W);
   }
   forLanes(W - whole, [&](int64_t q, int64_t k) SIMDNORM_LAMBDA_INLINE {

@@ -338,11 +338,13 @@ bool groupGradFloat(const float* dy, const float* x, const float* y, const float
   return true;
 }
 
-// groupGradFloat where kFloatRuns holds (a template: its float runs need four-lane vectors).
+// groupGradFloat where kFloatRuns holds (a template: its float runs need four-lane vectors), and
+// not in the SIMD128 WASM build (no kFlagCopies), whose size budget (README "Browsers and
+// bundlers") it would break: there GroupNorm's backward keeps its double path.
 template <bool Relu, typename T>
 bool groupGrad(const T* dy, const T* x, const T* y, const T* gamma, const Shape& sh, int64_t k, T mu, T inv,
                bool training, bool rms, T* dx, double* partG, double* partB, double* work, bool stream) {
-  if constexpr (sizeof(T) == 4 && kFloatRuns) {
+  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
     return groupGradFloat<Relu>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB, work, stream);
   } else {
     return false;
