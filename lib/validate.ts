@@ -248,21 +248,26 @@ export interface RenormClip {
   readonly dmax: number;
 }
 
-export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze({
-  eps: 1e-5,
-  momentum: 0.9,
-  unbiasedRunningVar: true,
-  layout: 'channels-first',
-  activation: 'none',
-  skipNonFiniteUpdate: false,
-  training: true,
-  useInputStats: true,
-  epsGiven: false,
-  renorm: null,
-  virtualBatchSize: null,
-});
+export const DEFAULT_OPTIONS: Readonly<ParsedOptions> = Object.freeze(defaultOptions());
 
 type OptionName = Exclude<keyof ParsedOptions, 'epsGiven'>;
+
+/** A new object holding DEFAULT_OPTIONS' values (a literal: cheaper than a spread per call). */
+function defaultOptions(): ParsedOptions {
+  return {
+    eps: 1e-5,
+    momentum: 0.9,
+    unbiasedRunningVar: true,
+    layout: 'channels-first',
+    activation: 'none',
+    skipNonFiniteUpdate: false,
+    training: true,
+    useInputStats: true,
+    epsGiven: false,
+    renorm: null,
+    virtualBatchSize: null,
+  };
+}
 
 /**
  * Every option of the family (BatchNorm's functions, layerNorm, rmsNorm, groupNorm, instanceNorm
@@ -282,6 +287,7 @@ export const FAMILY_OPTIONS: readonly OptionName[] = Object.freeze([
   'renorm',
   'virtualBatchSize',
 ]);
+const FAMILY_OPTION_SET: ReadonlySet<string> = new Set(FAMILY_OPTIONS);
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps), case-insensitive. */
 function editDistance(a: string, b: string): number {
@@ -342,13 +348,13 @@ export function parseOptions(
   const record = options as Record<string, unknown>;
   const keys = Object.keys(record);
   if (keys.length === 0) return DEFAULT_OPTIONS; // `{}`: as fast as no options
-  const parsed: ParsedOptions = { ...DEFAULT_OPTIONS };
+  const parsed = defaultOptions();
   const known: readonly string[] = shared ? FAMILY_OPTIONS : allowed;
   // Each own enumerable key is read once (a getter or Proxy trap runs once); the values kept are
   // primitives, checked here.
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k];
-    if (!known.includes(key)) {
+    if (shared ? !FAMILY_OPTION_SET.has(key) : !known.includes(key)) {
       const names = [...known, ...otherNames];
       const guess = closestName(key, names);
       const where = shared ? `${fn} or any simdnorm operation` : fn;
