@@ -50,12 +50,10 @@ set(SIMDNORM_WASM_LINK_OPTIONS
 # -DSIMDNORM_WASM_EXTRA_LINK_OPTIONS=--profiling-funcs keeps function names.
 set(SIMDNORM_WASM_EXTRA_LINK_OPTIONS "" CACHE STRING "extra emcc link options (profiling)")
 
-# The sources that hold no element loop (the dispatch, the descriptor's checks, the running
-# update) for size: -Os, about 1 kB of the budget. (Not the pool's nor the ABI's: at -Os the
-# threaded variant gave wrong results under load, test/conformance on 2 threads.)
-set_source_files_properties(
-  "${SIMDNORM_KERNELS}/dispatch.cpp" "${SIMDNORM_KERNELS}/core.cpp" "${SIMDNORM_KERNELS}/running.cpp"
-  PROPERTIES COMPILE_OPTIONS "-Os")
+# kernels.cmake's sources without element loops for size: -Os, about 1 kB of the budget. (Not
+# the pool's nor the ABI's: at -Os the threaded variant gave wrong results on 2 threads,
+# test/conformance.)
+set_source_files_properties(${SIMDNORM_KERNEL_SIZE_SOURCES} PROPERTIES COMPILE_OPTIONS "-Os")
 
 function(simdnorm_wasm_module target simd_flags)
   add_executable(${target} ${SIMDNORM_WASM_SOURCES})

@@ -27,6 +27,12 @@ set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
   "${SIMDNORM_KERNEL_DIR}/dispatch.cpp"
   "${SIMDNORM_KERNEL_DIR}/core.cpp")
+# The sources without element loops (the dispatch, the descriptor's checks, the running update),
+# which the WASM build compiles for size (wasm/wasm.cmake).
+set(SIMDNORM_KERNEL_SIZE_SOURCES
+  "${SIMDNORM_KERNEL_DIR}/dispatch.cpp"
+  "${SIMDNORM_KERNEL_DIR}/core.cpp"
+  "${SIMDNORM_KERNEL_DIR}/running.cpp")
 
 if(EMSCRIPTEN)
   return()  # wasm/wasm.cmake wants the lists only
