@@ -84,6 +84,19 @@ describe('threaded wasm: bitwise the same for any thread count', () => {
   }
 });
 
+describe('threaded wasm: the main thread has thread-local storage of its own', () => {
+  it('a call leaves the module memory\'s first 256 bytes zero (a __tls_base of 0 put thread_locals there)', () => {
+    const threaded = loadWasmBackendSync('simd128-threads', 1) as ThreadedWasmBackend;
+    threaded.soloLoader = undefined;
+    const c: TrainCase = { type: Float32Array, g: { outer: 8, channels: 16, inner: 33 * 35 }, relu: true, affine: true, running: true };
+    for (const n of [1, 2]) {
+      threaded.setThreads(n);
+      runAll(threaded, c, 5);
+    }
+    expect(Array.from(new Uint32Array(threaded.abi.buffer, 0, 64)).every((w) => w === 0)).toBe(true);
+  });
+});
+
 describe('threaded wasm: copying calls on one thread run on the single-threaded module', () => {
   it('MIN_PARALLEL_ELEMENTS is parallel.h\'s kMinParallelElements', () => {
     const header = readFileSync(fileURLToPath(new URL('../../native/kernels/parallel.h', import.meta.url)), 'utf8');

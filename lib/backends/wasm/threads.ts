@@ -134,6 +134,7 @@ if (typeof require === 'function' && typeof self === 'undefined') {
 
 interface ThreadExports {
   __wasm_call_ctors(): void;
+  emscripten_tls_init(): number;
   _emscripten_thread_init(tb: number, isMainBrowserThread: number, isMainRuntimeThread: number, canBlock: number, profile: number): void;
   sn_thread_stack(): number;
   sn_thread_pool(helpers: number, mainCanWait: number): void;
@@ -168,8 +169,11 @@ export class ThreadedWasmBackend extends WasmBackend {
     const mainCanWait = canBlock() ? 1 : 0;
     let exports: ThreadExports | undefined;
     const imports = runtimeImports(memory, growth, (tb) => {
-      // What emscripten's glue does for the main thread: record its thread block.
+      // What emscripten's glue does for the main thread (PThread.threadInit): record its thread
+      // block and give it its thread-local storage. Without emscripten_tls_init its __tls_base
+      // stays 0 and its thread_locals (parallel.cpp's scratch buffer) live at address 12.
       exports!._emscripten_thread_init(tb, mainCanWait ? 0 : 1, 1, mainCanWait, 0);
+      exports!.emscripten_tls_init();
     });
     const instance = new WebAssembly.Instance(module, imports as unknown as WebAssembly.Imports);
     exports = instance.exports as unknown as ThreadExports;
