@@ -164,7 +164,6 @@ constexpr int64_t kColumnsFloatMax = 1024;  // per-column float coefficients on 
 template <typename Relu>
 bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
                       const double* cScale, const double* cShift, bool stream, Relu relu) {
-  using VF = Vec<float>;
   constexpr int64_t L = lanes<float>();
   const int64_t n = c.sample(t), W = c.W;
   if (W > kColumnsFloatMax) return false;
