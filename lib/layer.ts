@@ -344,9 +344,9 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     const dyPin = home.pin(dy);
     const n = typedArrayLength(home.resolve(s.x));
     const reads = [dyPin, s.x, s.y, s.residual];
-    let dxPin = home.out('dx', n, dxOut, reads);
+    const dxPin = home.out('dx', n, dxOut, reads);
     // dz: the caller's out.dz, else (after a forward with a residual) the layer's own (a caller's is never reused)
-    let dzPin = s.residual === null && dzGiven === undefined ? undefined : home.out('dz', n, dzGiven, reads, this.ownDz);
+    const dzPin = s.residual === null && dzGiven === undefined ? undefined : home.out('dz', n, dzGiven, reads, this.ownDz);
     const opts = this.backwardOptions(s.training, s.virtualBatchSize);
     const run = () =>
       layerBackward(
@@ -366,13 +366,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         s.residual === null ? null : home.resolve(s.residual),
         home.arg<T>(dzPin),
       );
-    let { dx, dz } = run();
-    // The first time (no block yet): run again into the layer's new blocks (Home.rerun).
-    if (home.rerun(dxPin) || (dz !== undefined && home.rerun(dzPin))) {
-      dxPin = home.keep('dx', dxPin, dx);
-      if (dz !== undefined) dzPin = home.keep('dz', dzPin, dz);
-      ({ dx, dz } = run());
-    }
+    const { dx, dz } = run();
     this.dzRef = dz === undefined ? null : dzGiven === undefined ? home.keep('dz', dzPin, dz) : dzPin!;
     if (dz !== undefined && dzGiven === undefined && !home.inModuleMemory) this.ownDz = dz;
     return home.resolve(home.keep('dx', dxPin, dx)) as T;

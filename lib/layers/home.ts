@@ -153,29 +153,11 @@ export class Home {
   }
 
   /**
-   * Whether a backward call that had no output block yet (`pinned` undefined: the op allocated
-   * its dx and the call checked every argument) is to run again into the layer's new block. It
-   * is: the kernels may round dx differently when it is written over dy (what a copied dx is on
-   * wasm, sharing dy's copy) than elsewhere (a block of the layer), and a layer's steps then give
-   * the same bits from the first on. Backward's outputs are overwritten, not accumulated, so a
-   * second run changes nothing else.
-   */
-  rerun(pinned: Pinned | undefined): boolean {
-    return pinned === undefined && this.memory !== null;
-  }
-
-  /**
    * A family layer's backward: `run(dx)` calls the op with dx (the layer's block, the caller's
-   * array, or undefined: the op allocates) and returns its dx; run again into the layer's new
-   * block where {@link rerun} says so. Returns dx as the layer keeps it.
+   * array, or undefined: the op allocates) and returns its dx. Returns dx as the layer keeps it.
    */
   backward(pinned: Pinned | undefined, run: (dx: FloatArray | undefined) => FloatArray): FloatArray {
-    let result = run(this.arg(pinned));
-    if (this.rerun(pinned)) {
-      pinned = this.keep('dx', undefined, result);
-      result = run(this.arg(pinned));
-    }
-    return this.resolve(this.keep('dx', pinned, result));
+    return this.resolve(this.keep('dx', pinned, run(this.arg(pinned))));
   }
 
   /** A pinned output or input as the array to pass now (undefined stays undefined). */

@@ -14,7 +14,7 @@
  * (lib/intrinsics.ts): no caller code runs during a call, and what the façade checked is what is
  * copied. On an error result nothing is copied back (the kernels wrote nothing either).
  */
-import { ALIASES, SLOT_COUNT, SLOT_NAMES, Scalar, rolesOf } from '../../core/abi.js';
+import { ALIASES, Phase, SLOT_COUNT, SLOT_NAMES, Scalar, rolesOf } from '../../core/abi.js';
 import { abiError, type FloatArray, type Norm } from '../../core/descriptor.js';
 import {
   elementBytes,
@@ -35,8 +35,13 @@ const COPY_OUT = 2;
  * is given anyway is only copied in (sn_run refuses it). */
 const COPY_BY_ROLE = [COPY_IN, COPY_IN, COPY_IN, COPY_OUT, COPY_IN | COPY_OUT, COPY_IN | COPY_OUT];
 const ROLE_OUT = 3;
-/** The output each phase lets be exactly one input (y over x, dx over dy), by phase code. */
-const ALIAS = ALIASES;
+/**
+ * The output that may take over its input's copy, by phase code: y over x (the forward phases).
+ * Not dx over dy: the family's float32 backward rounds dx differently when dx is dy (its float-runs
+ * path needs g readable after dx is written), so a copied dx sharing dy's copy gave other bits
+ * than a zero-copy or native dx, and always took the slower path.
+ */
+const ALIAS = ALIASES.map((a, phase) => (phase === Phase.backward ? undefined : a));
 const SCRATCH_ALIGN = 16;
 
 /** Per role table (rolesOf's, one per phase and flag set), every slot in the order the marshaller
