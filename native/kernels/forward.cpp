@@ -11,6 +11,8 @@
 // is computed as (x - mean) * scale + beta in double instead (normalizeChannel, fallback.h's
 // plainChannel); the other channels are untouched. Per-channel work runs over chunks of channels
 // in double vectors (TrainChannels, inferChannels).
+#include <cstdlib>
+
 #include "batchnorm.h"
 #include "fallback.h"
 #include "lanes.h"
@@ -268,18 +270,14 @@ bool streams(const Plan& plan) {
 
 // y from per-channel coefficients, on the plan's path (columns: rows-path coefficients per column,
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
-// of x is what is still in cache. SplitResidual: the flags as store.h's withFlagAndCopies gives
-// them (in WASM a copy per residual value: inference, whose output loop is the whole call), else
-// as withEachFlag does (training's, one copy in WASM: the module's size budget).
-template <typename T, template <typename, typename, typename> class Op = Normalize, bool SplitResidual = false>
+// of x is what is still in cache. Flags: how the loops take relu and the residual (store.h's
+// FlagAndCopies for inference, whose output loop is the whole call: in WASM a copy per residual
+// value; FlagAndNativeCopies for training, whose residual WASM adds in a pass of its own).
+template <typename T, template <typename, typename, typename> class Op, typename Flags>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  const auto flags = [&](auto f) {
-    if constexpr (SplitResidual) withFlagAndCopies(relu, z != nullptr, f);
-    else withEachFlag(relu, z != nullptr, f);
-  };
-  flags([&](auto useRelu, auto useZ) {
+  Flags::apply(relu, z != nullptr, [&](auto useRelu, auto useZ) {
     const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
     if (plan.rows) {
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
@@ -321,8 +319,8 @@ struct TileChannels {
 // fusedRows: one task per tile, which computes its channels' coefficients with
 // coefficients(t, ca, n, coef, wide, mean, scale) (the tile's channels [ca, ca + n), one chunk;
 // returns whether one is wide), then their y. With a wide channel in the tile, the vector pass
-// goes without relu and the tile's channels are finished by finishChannel.
-template <typename T, typename ChannelCoefficients>
+// goes without relu and the tile's channels are finished by finishChannel. Flags as normalizeAll's.
+template <typename Flags, typename T, typename ChannelCoefficients>
 void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y,
                     const ChannelCoefficients& coefficients, const T* z) {
   const bool stream = streams<T>(plan);
@@ -343,12 +341,26 @@ void normalizeTiles(const T* x, const Plan& plan, const T* beta, bool relu, T* y
       return;
     }
     if (!plan.columnIsChannel()) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
-    withEachFlag(relu && !anyWide, z != nullptr, [&](auto useRelu, auto useZ) {
+    Flags::apply(relu && !anyWide, z != nullptr, [&](auto useRelu, auto useZ) {
       applyTile(y, plan, c0, c1, plan.columnIsChannel() ? perChannel : perColumn, stream,
                 Normalize<T, decltype(useRelu), decltype(useZ)>{x, z, useRelu, useZ});
     });
     if (!anyWide) return;
     for (int64_t j = 0; j < n; j++) finishChannel(plan, ca + j, tile.wide[j], tile.mean[j], tile.scale[j], beta, relu, y);
+  });
+}
+
+// y = y + z in T, then relu, over n elements (WASM training's residual pass: trainForward).
+template <typename T>
+void addResidual(T* y, const T* z, int64_t n, bool relu) {
+  constexpr int64_t L = lanes<T>();
+  withFlag(relu, [&](auto useRelu) {
+    parallelFor(ceilDiv(n, kBlockElements), n, [&](int64_t t) {
+      const int64_t end = minOf(n, (t + 1) * kBlockElements);
+      int64_t i = t * kBlockElements;
+      for (; i + L <= end; i += L) store(y + i, reluIf(useRelu, load<Vec<T>>(y + i) + load<Vec<T>>(z + i)));
+      if (i < end) storePartial(y + i, reluIf(useRelu, loadLanes(y + i, end - i) + loadLanes(z + i, end - i)), end - i);
+    });
   });
 }
 
@@ -358,6 +370,27 @@ template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
                   T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update,
                   double* batchMeanOut, double* batchVarOut, const Renorm<T>* renorm, const T* z) {
+  if constexpr (!kFlagCopies) {
+    // WASM keeps one copy of the training output loops, without the residual: a residual flag
+    // read in every vector cost those loops about 20% more instructions (callgrind under V8),
+    // and a second copy does not fit the module's size budget. The residual goes in a pass of its
+    // own instead, y = relu(y + z) after y without relu: the same bits, as the fused formula adds
+    // z to y rounded to T. When z is y, a copy of z is kept first (before anything is written).
+    if (z != nullptr && g.elements() > 0) {
+      const int64_t n = g.elements();
+      T* copy = nullptr;
+      if (z == y) {
+        copy = static_cast<T*>(scratchBlock(static_cast<size_t>(n) * sizeof(T)));
+        if (copy == nullptr) return false;  // out of memory: nothing written
+        __builtin_memcpy(copy, z, static_cast<size_t>(n) * sizeof(T));
+      }
+      const bool updated = trainForward(x, g, gamma, beta, eps, false, y, mean, invStd, runningMean, runningVar,
+                                        update, batchMeanOut, batchVarOut, renorm, static_cast<const T*>(nullptr));
+      if (!scratchFailed()) addResidual(y, copy ? copy : z, n, relu);
+      std::free(copy);
+      return updated;
+    }
+  }
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
     for (int64_t c = 0; c < channels; c++) mean[c] = invStd[c] = static_cast<T>(__builtin_nan(""));
@@ -398,7 +431,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     }
   };
   if (plan.fusedRows) {
-    normalizeTiles(x, plan, shift, relu, y,
+    normalizeTiles<FlagAndNativeCopies>(x, plan, shift, relu, y,
                    [&](int64_t t, int64_t ca, int64_t n, T* const* at, bool* wideOut, double* meanOut,
                        double* scaleOut) {
       ChunkMoments cm;
@@ -424,7 +457,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     // One task per channel: its statistics, then its y while the channel is still in cache.
     const bool stream = streams<T>(plan);
     const int64_t blocks = plan.blocksPerChannel;
-    withEachFlag(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+    withFlagAndNativeCopies(relu, z != nullptr, [&](auto useRelu, auto useZ) {
       const Normalize<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
       parallelFor(channels, g.elements(), [&](int64_t c) {
         Moments mc{};
@@ -483,7 +516,7 @@ bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double 
     if (anyWide && z != nullptr) {
       normalizeAllPlain(x, plan, batchMean, scale, shift, relu, y, z);
     } else {
-      normalizeAll(x, plan, coef, relu && !anyWide, y, columns, z);
+      normalizeAll<T, Normalize, FlagAndNativeCopies>(x, plan, coef, relu && !anyWide, y, columns, z);
       if (anyWide) finishWide(plan, wide, batchMean, scale, shift, relu, y);
     }
   }
@@ -517,7 +550,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   if (plan.fusedRows) {
-    normalizeTiles(x, plan, beta, relu, y,
+    normalizeTiles<EachFlag>(x, plan, beta, relu, y,
                    [&](int64_t, int64_t ca, int64_t n, T* const* at, bool* w, double* mu, double* sc) {
                      return inferChannels(runningMean, runningVar, gamma, beta, eps, ca, n, at, w, mu, sc);
                    }, z);
@@ -535,7 +568,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   for (int64_t chunk = 0; chunk < chunks; chunk++) anyWide = anyWide || chunkWide[chunk];
   if (plan.rows) wrapColumns(plan, columns);
   if (anyWide && z != nullptr) return normalizeAllPlain(x, plan, mean, scale, beta, relu, y, z);
-  normalizeAll<T, NormalizeNoLo, true>(x, plan, coef, relu && !anyWide, y, columns, z);
+  normalizeAll<T, NormalizeNoLo, FlagAndCopies>(x, plan, coef, relu && !anyWide, y, columns, z);
   if (anyWide) finishWide(plan, wide, mean, scale, beta, relu, y);
 }
 

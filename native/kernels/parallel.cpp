@@ -289,6 +289,12 @@ void* scratch(size_t bytes) {
   return reinterpret_cast<void*>((p + 63) & ~uintptr_t{63});
 }
 
+void* scratchBlock(size_t bytes) {
+  void* p = bytes > scratchLimit.load(std::memory_order_relaxed) ? nullptr : std::malloc(bytes == 0 ? 1 : bytes);
+  if (p == nullptr) scratchFailure = true;
+  return p;
+}
+
 void clearScratchFailure() { scratchFailure = false; }
 bool scratchFailed() { return scratchFailure; }
 void setScratchLimit(size_t bytes) { scratchLimit.store(bytes == 0 ? SIZE_MAX : bytes, std::memory_order_relaxed); }

@@ -32,6 +32,9 @@ inline void parallelFor(int64_t tasks, int64_t elements, const F& fn, int thread
 // when it cannot be allocated: the kernel then returns before writing anything, and
 // scratchFailed() (batchnorm.h) says so until clearScratchFailure() (each public kernel's start).
 void* scratch(size_t bytes);
+// A block of its own (std::free it when done), for a kernel that must keep a copy of an input
+// it overwrites: nullptr when it cannot be had, with scratchFailed() then true, as scratch().
+void* scratchBlock(size_t bytes);
 
 #if defined(__EMSCRIPTEN__) && defined(__EMSCRIPTEN_PTHREADS__)
 // The threaded wasm variant's pool (wasm/abi.cpp's sn_thread_* exports): `helpers` workers have

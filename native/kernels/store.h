@@ -364,6 +364,29 @@ inline void withNativeCopies(bool flag, F f) {
   }
 }
 
+// relu as withFlag gives it and b as withNativeCopies does: four copies natively, one in WASM,
+// where b must be false (BatchNorm training's residual: WASM's trainForward adds it in a pass of
+// its own, forward.cpp).
+template <typename F>
+inline void withFlagAndNativeCopies(bool a, bool b, F f) {
+  withFlag(a, [&](auto first) { withNativeCopies(b, [&](auto second) { f(first, second); }); });
+}
+
+// The three ways above of giving an output loop relu and the residual, as types (a kernel's
+// template parameter).
+struct EachFlag {
+  template <typename F>
+  static void apply(bool a, bool b, F f) { withEachFlag(a, b, f); }
+};
+struct FlagAndCopies {
+  template <typename F>
+  static void apply(bool a, bool b, F f) { withFlagAndCopies(a, b, f); }
+};
+struct FlagAndNativeCopies {
+  template <typename F>
+  static void apply(bool a, bool b, F f) { withFlagAndNativeCopies(a, b, f); }
+};
+
 // BatchNorm backward's flags, f(relu, training), each a type as withFlag gives it: four copies
 // natively; without kFlagCopies one, f(std::false_type, RuntimeFlag): the caller has applied relu
 // already (relu must be false there).
