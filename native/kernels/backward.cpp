@@ -10,6 +10,8 @@
 // k * dgamma * invStd / M is not finite or, in float, not a normal float (gamma ~ 1e37, data std
 // above ~1e19: invStd^2 underflows). The other channels are untouched. Per-channel work runs over
 // chunks of channels in double vectors (GradChannels).
+#include <type_traits>
+
 #include "batchnorm.h"
 #include "fallback.h"
 #include "lanes.h"
@@ -293,7 +295,18 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       sgx = sums.sumV();
     };
     withNativeCopies(dz != nullptr, [&](auto withDz) {
-      const InputGrad<T, decltype(relu), decltype(train), decltype(withDz)> op{dy, x, y, dz, relu, train, withDz};
+      // apply(op) with the dx formula of the flags. In WASM (train a RuntimeFlag) a copy per
+      // training value of float's dx loops alone: the flag read in every vector cost them 17% more
+      // instructions (callgrind under V8; WASM's engines do not unswitch the loop), and copies of
+      // the whole kernel, or of double's loops too, do not fit the module's size budget.
+      auto withOp = [&](auto apply) SIMDNORM_LAMBDA_INLINE {
+        auto make = [&](auto t) { return InputGrad<T, decltype(relu), decltype(t), decltype(withDz)>{dy, x, y, dz, relu, t, withDz}; };
+        if constexpr (std::is_same<decltype(train), RuntimeFlag>::value && sizeof(T) == 4) {
+          withCopies(train.value, [&](auto t) { apply(make(t)); });
+        } else {
+          apply(make(train));
+        }
+      };
       if (plan.fusedRows) {
         // One task per tile: its sums, its channels' coefficients, its dx.
         parallelFor(plan.tiles, g.elements(), [&](int64_t t) {
@@ -336,7 +349,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
             return;
           }
           if (!byChannel) spreadChannels(plan, ca, n, static_cast<const T* const*>(perChannel), perColumn, c0);
-          applyTile(dx, plan, c0, c1, byChannel ? perChannel : perColumn, stream, op);
+          withOp([&](const auto& op) { applyTile(dx, plan, c0, c1, byChannel ? perChannel : perColumn, stream, op); });
           if (!anyWide) return;
           for (int64_t j = 0; j < n; j++) {
             if (w[j]) wideChannel(ca + j, s.g[j], s.gx[j], dx, nullptr);
@@ -358,7 +371,9 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
           bool anyPlain;
           if (grad(c, 1, s, at, wide + c, anyPlain)) return wideChannel(c, s.g[0], s.gx[0], dy, mask);
           const Coefficients<T> k4{{k.v[0][0], k.v[1][0], k.v[2][0], k.v[3][0]}};
-          for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, k4, stream, op);
+          withOp([&](const auto& op) {
+            for (int64_t b = blocks - 1; b >= 0; b--) applyBlock(dx, plan, c, b, k4, stream, op);
+          });
         });
       } else {
         // The sums by blocks, each chunk of channels adds them up in block order and finds its
@@ -416,12 +431,16 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         }
         if (plan.rows) {
           wrapColumns(plan, columns);
-          parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
-            applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
+          withOp([&](const auto& op) {
+            parallelFor(plan.rowTasks(), g.elements(), [&](int64_t t) {
+              applyRows(dx, plan, plan.rowTasks() - 1 - t, columns, stream, op);  // cache-warm end first
+            });
           });
         } else {
           const int64_t last = plan.orderTasks() - 1;
-          parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
+          withOp([&](const auto& op) {
+            parallelFor(last + 1, g.elements(), [&](int64_t t) { applyInOrder(dx, plan, last - t, coef, stream, op); });
+          });
         }
         // dx = g on the wide channels: now by gradChannel from dx.
         bool any = false;
