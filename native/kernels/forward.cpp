@@ -364,32 +364,37 @@ void addResidual(T* y, const T* z, int64_t n, bool relu) {
   });
 }
 
+// WASM keeps one copy of the training output loops and of inference's fused-rows loop, without
+// the residual: a residual flag read in every vector cost those loops about 20% more instructions
+// (callgrind under V8), and second copies do not fit the module's size budget. There the residual
+// goes in a pass of its own: run() computes y without relu and without z, then y = relu(y + z):
+// the same bits, as the fused formula adds z to y rounded to T. When z is y, a copy of z is kept
+// first (before anything is written). Returns run()'s result.
+template <typename T, typename Run>
+bool residualPass(T* y, const T* z, int64_t n, bool relu, Run run) {
+  T* copy = nullptr;
+  if (z == y) {
+    copy = static_cast<T*>(scratchBlock(static_cast<size_t>(n) * sizeof(T)));
+    if (copy == nullptr) return false;  // out of memory: nothing written
+    __builtin_memcpy(copy, z, static_cast<size_t>(n) * sizeof(T));
+  }
+  const bool result = run();
+  if (!scratchFailed()) addResidual(y, copy ? copy : z, n, relu);
+  std::free(copy);
+  return result;
+}
+
 }  // namespace
 
 template <typename T>
 bool trainForward(const T* x, Geometry g, const T* gamma, const T* beta, double eps, bool relu,
                   T* y, T* mean, T* invStd, T* runningMean, T* runningVar, RunningUpdate update,
                   double* batchMeanOut, double* batchVarOut, const Renorm<T>* renorm, const T* z) {
-  if constexpr (!kFlagCopies) {
-    // WASM keeps one copy of the training output loops, without the residual: a residual flag
-    // read in every vector cost those loops about 20% more instructions (callgrind under V8),
-    // and a second copy does not fit the module's size budget. The residual goes in a pass of its
-    // own instead, y = relu(y + z) after y without relu: the same bits, as the fused formula adds
-    // z to y rounded to T. When z is y, a copy of z is kept first (before anything is written).
-    if (z != nullptr && g.elements() > 0) {
-      const int64_t n = g.elements();
-      T* copy = nullptr;
-      if (z == y) {
-        copy = static_cast<T*>(scratchBlock(static_cast<size_t>(n) * sizeof(T)));
-        if (copy == nullptr) return false;  // out of memory: nothing written
-        __builtin_memcpy(copy, z, static_cast<size_t>(n) * sizeof(T));
-      }
-      const bool updated = trainForward(x, g, gamma, beta, eps, false, y, mean, invStd, runningMean, runningVar,
-                                        update, batchMeanOut, batchVarOut, renorm, static_cast<const T*>(nullptr));
-      if (!scratchFailed()) addResidual(y, copy ? copy : z, n, relu);
-      std::free(copy);
-      return updated;
-    }
+  if (!kFlagCopies && z != nullptr && g.elements() > 0) {
+    return residualPass(y, z, g.elements(), relu, [&] {
+      return trainForward(x, g, gamma, beta, eps, false, y, mean, invStd, runningMean, runningVar, update,
+                          batchMeanOut, batchVarOut, renorm, static_cast<const T*>(nullptr));
+    });
   }
   const int64_t channels = g.channels;
   if (g.elements() == 0) {
@@ -534,6 +539,13 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
                   const T* gamma, const T* beta, double eps, bool relu, T* y, const T* z) {
   if (g.elements() == 0) return;
   const Plan plan = makePlan<T>(g);
+  if (!kFlagCopies && z != nullptr && plan.fusedRows) {  // WASM: residualPass
+    residualPass(y, z, g.elements(), relu, [&] {
+      inferForward(x, g, runningMean, runningVar, gamma, beta, eps, false, y, static_cast<const T*>(nullptr));
+      return false;
+    });
+    return;
+  }
   const int64_t chunks = ceilDiv(g.channels, kChannelChunk);
   const int64_t perChannel = plan.fusedRows ? 0 : g.channels;  // fusedRows: all per tile, on the stack
   Coefficients<T>* coef;
@@ -550,7 +562,7 @@ void inferForward(const T* x, Geometry g, const T* runningMean, const T* running
   };
   if (!carveScratch(scratchLayout)) return;  // out of memory: nothing written
   if (plan.fusedRows) {
-    normalizeTiles<EachFlag>(x, plan, beta, relu, y,
+    normalizeTiles<FlagAndNativeCopies>(x, plan, beta, relu, y,
                    [&](int64_t, int64_t ca, int64_t n, T* const* at, bool* w, double* mu, double* sc) {
                      return inferChannels(runningMean, runningVar, gamma, beta, eps, ca, n, at, w, mu, sc);
                    }, z);

@@ -11,11 +11,11 @@ namespace simdnorm {
 namespace SIMDNORM_ISA {
 
 template <typename T>
-inline Vec<T> loadLanes(const T* p, int64_t k) {
+SIMDNORM_INLINE Vec<T> loadLanes(const T* p, int64_t k) {
   return k == lanes<T>() ? load<Vec<T>>(p) : loadPartial<Vec<T>>(p, k);
 }
 template <typename T>
-inline VDouble loadDoubleLanes(const T* p, int64_t k) {
+SIMDNORM_INLINE VDouble loadDoubleLanes(const T* p, int64_t k) {
   return k == kDoubleLanes ? loadDouble(p) : loadDoublePartial(p, k);
 }
 

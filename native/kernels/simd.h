@@ -199,8 +199,8 @@ inline VDouble keepLanes(VDouble v, int64_t k) {
 }
 
 // kDoubleLanes values from p as doubles (the accumulation unit of every reduction).
-inline VDouble loadDouble(const double* p) { return load<VDouble>(p); }
-inline VDouble loadDouble(const float* p) {
+SIMDNORM_INLINE VDouble loadDouble(const double* p) { return load<VDouble>(p); }
+SIMDNORM_INLINE VDouble loadDouble(const float* p) {
 #if defined(__AVX2__) && defined(__FMA__)
   return (VDouble)_mm256_cvtps_pd(_mm_loadu_ps(p));  // GCC 12 splits the generic conversion
 #elif defined(__SSE2__)
@@ -267,7 +267,7 @@ inline VDouble roundTo(VDouble v) {
 }
 // The first k (<= kDoubleLanes) lanes of v, rounded to T, to p.
 template <typename T>
-inline void storeLanesAs(T* p, VDouble v, int64_t k) {
+SIMDNORM_INLINE void storeLanesAs(T* p, VDouble v, int64_t k) {
   const typename HalfOf<T>::V t = toLanesOf<T>(v);
   if (k == kDoubleLanes) store(p, t);
   else storePartial(p, t, k);

@@ -329,13 +329,6 @@ inline void withFlag(bool flag, F f) {
   else f(std::false_type{});
 }
 
-// Two independent flags, f(a, b), each as withFlag gives it: four copies natively, one in WASM
-// (the residual add of BatchNorm's forward beside relu).
-template <typename F>
-inline void withEachFlag(bool a, bool b, F f) {
-  withFlag(a, [&](auto first) { withFlag(b, [&](auto second) { f(first, second); }); });
-}
-
 // A flag as copies (f(std::true_type) or f(std::false_type)), everywhere. For an extra input or
 // output of the formula (BatchNorm's residual z): its RuntimeFlag, a branch in every vector, cost
 // WASM's inference 1.4x its instructions (callgrind under V8), where relu's pmax costs nothing.
@@ -372,12 +365,8 @@ inline void withFlagAndNativeCopies(bool a, bool b, F f) {
   withFlag(a, [&](auto first) { withNativeCopies(b, [&](auto second) { f(first, second); }); });
 }
 
-// The three ways above of giving an output loop relu and the residual, as types (a kernel's
+// The two ways above of giving an output loop relu and the residual, as types (a kernel's
 // template parameter).
-struct EachFlag {
-  template <typename F>
-  static void apply(bool a, bool b, F f) { withEachFlag(a, b, f); }
-};
 struct FlagAndCopies {
   template <typename F>
   static void apply(bool a, bool b, F f) { withFlagAndCopies(a, b, f); }
