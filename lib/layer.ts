@@ -20,6 +20,7 @@ import {
   shapeOf,
   type DType,
   type ParsedOptions,
+  type Shape,
 } from './validate.js';
 
 export interface BatchNormOptions {
@@ -65,7 +66,8 @@ export interface BatchNormState {
 /** What backward needs; arrays pinned (lib/layers/home.ts: a view of module memory is re-made after growth). */
 interface Saved {
   x: Pinned;
-  shape: readonly number[];
+  /** the forward's shape under the layer's layout (backward's too) */
+  shape: Shape;
   y: Pinned;
   mean: Pinned;
   invStd: Pinned;
@@ -230,6 +232,19 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     });
   }
 
+  // The last forward's shape: a step of the same dims reuses it instead of deriving it again.
+  private lastShape: Shape | null = null;
+  /** shapeOf(dims, layout), the last one again when `dims` (read by readShape) are the same. */
+  private shapeFor(dims: readonly number[]): Shape {
+    const last = this.lastShape;
+    if (last !== null && last.dims.length === dims.length) {
+      let same = true;
+      for (let i = 0; i < dims.length; i++) same = same && last.dims[i] === dims[i];
+      if (same) return last;
+    }
+    return (this.lastShape = shapeOf(dims, this.layout));
+  }
+
   private allocate(length: number): FloatArray {
     return this.dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
   }
@@ -260,7 +275,8 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     const residualValue = out === undefined || out === null ? undefined : (out as { residual?: T | null }).residual;
     const residualGiven = residualValue === undefined || residualValue === null ? null : residualValue;
     checkFloatArray(x, 'x', this.dtype);
-    const C = shapeOf(dims, this.layout).geometry.channels;
+    const shapeOfX = this.shapeFor(dims);
+    const C = shapeOfX.geometry.channels;
     if (C !== this.numFeatures) {
       throw new RangeError(`shape's channel dim must be numFeatures = ${this.numFeatures}, received ${C} in [${dims.join(', ')}]`);
     }
@@ -284,7 +300,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       const r = layerTrain(
         opts,
         home.resolve(xPin),
-        dims,
+        shapeOfX,
         this.gamma,
         this.beta,
         this.training ? this.runningMean : null,
@@ -300,7 +316,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
       this.d = (r.d ?? null) as T | null;
       saved = {
         x: xPin,
-        shape: dims,
+        shape: shapeOfX,
         y: home.keep('y', yPin, r.y),
         mean: home.keep('mean', meanPin, r.mean),
         invStd: home.keep('invStd', invStdPin, r.invStd),
@@ -313,7 +329,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
     } else {
       const runningMean = this.runningMean!;
       const runningVar = this.runningVar!;
-      const y = layerInfer(this.inferOptions, home.resolve(xPin), dims, runningMean, runningVar, this.gamma, this.beta, home.arg<T>(yPin), zPin === null ? null : home.resolve(zPin));
+      const y = layerInfer(this.inferOptions, home.resolve(xPin), shapeOfX, runningMean, runningVar, this.gamma, this.beta, home.arg<T>(yPin), zPin === null ? null : home.resolve(zPin));
       const yKept = home.keep('y', yPin, y);
       // Eval-mode backward treats the running statistics as the constants they are.
       const mean = this.allocate(this.numFeatures);
@@ -324,7 +340,7 @@ class BatchNormLayer<T extends FloatArray = Float32Array> {
         mean[c] = rm[c];
         invStd[c] = 1 / Math.sqrt(rv[c] + this.eps);
       }
-      saved = { x: xPin, shape: dims, y: yKept, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null, residual: zPin };
+      saved = { x: xPin, shape: shapeOfX, y: yKept, mean, invStd, training: false, r: null, d: null, virtualBatchSize: null, residual: zPin };
     }
     this.saved = saved;
     return home.resolve(saved.y) as T;

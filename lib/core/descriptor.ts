@@ -61,27 +61,43 @@ export function makeNorm(
   affine: AffineMap,
   s: NormScalars = {},
 ): Norm {
-  const n = spares.pop() ?? { scalars: new Float64Array(SCALAR_COUNT), tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
-  const scalars = n.scalars;
-  scalars[Scalar.phase] = phase;
-  scalars[Scalar.dtype] = dtype instanceof Float64Array ? DType.f64 : DType.f32;
-  scalars[Scalar.samples] = g.samples;
-  scalars[Scalar.outer] = g.outer;
-  scalars[Scalar.stats] = g.stats;
-  scalars[Scalar.inner] = g.inner;
-  scalars[Scalar.affineGroups] = affine.groups;
-  scalars[Scalar.affineSize] = affine.size;
-  scalars[Scalar.affineRun] = affine.run;
-  scalars[Scalar.flags] =
+  const flags =
     (s.relu ? Flag.relu : 0) | (s.training ? Flag.training : 0) | (s.skipNonFinite ? Flag.skipNonFinite : 0) | (s.rms ? Flag.rms : 0) |
     (s.givenSums ? Flag.givenSums : 0) | (s.sumsOnly ? Flag.sumsOnly : 0) | (s.renorm ? Flag.renorm : 0) |
     (s.residual ? Flag.residual : 0);
-  scalars[Scalar.eps] = s.eps ?? 0;
-  scalars[Scalar.factor] = s.factor ?? 0;
-  scalars[Scalar.varScale] = s.varScale ?? 1;
-  scalars[Scalar.sumsCount] = s.sumsCount ?? 0;
-  scalars[Scalar.rmax] = s.renorm ? s.renorm.rmax : 1;
-  scalars[Scalar.dmax] = s.renorm ? s.renorm.dmax : 0;
+  return makeNormOf(
+    phase, dtype instanceof Float64Array ? DType.f64 : DType.f32, g.samples, g.outer, g.stats, g.inner, affine.groups, affine.size, affine.run,
+    flags, s.eps ?? 0, s.factor ?? 0, s.varScale ?? 1, s.sumsCount ?? 0, s.renorm ? s.renorm.rmax : 1, s.renorm ? s.renorm.dmax : 0,
+  );
+}
+
+/**
+ * makeNorm with every scalar given as a number, in Scalar order (`flags` from Flag): no object per
+ * call, for an op's hot path (lib/ops/batchnorm.ts).
+ */
+export function makeNormOf(
+  phase: PhaseCode, dtype: number, samples: number, outer: number, stats: number, inner: number,
+  affineGroups: number, affineSize: number, affineRun: number, flags: number,
+  eps: number, factor: number, varScale: number, sumsCount: number, rmax: number, dmax: number,
+): Norm {
+  const n = spares.pop() ?? { scalars: new Float64Array(SCALAR_COUNT), tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
+  const scalars = n.scalars;
+  scalars[Scalar.phase] = phase;
+  scalars[Scalar.dtype] = dtype;
+  scalars[Scalar.samples] = samples;
+  scalars[Scalar.outer] = outer;
+  scalars[Scalar.stats] = stats;
+  scalars[Scalar.inner] = inner;
+  scalars[Scalar.affineGroups] = affineGroups;
+  scalars[Scalar.affineSize] = affineSize;
+  scalars[Scalar.affineRun] = affineRun;
+  scalars[Scalar.flags] = flags;
+  scalars[Scalar.eps] = eps;
+  scalars[Scalar.factor] = factor;
+  scalars[Scalar.varScale] = varScale;
+  scalars[Scalar.sumsCount] = sumsCount;
+  scalars[Scalar.rmax] = rmax;
+  scalars[Scalar.dmax] = dmax;
   return n;
 }
 

@@ -89,6 +89,8 @@ export class Home {
   /** The module memory the layer's arrays live in; null: ordinary JS arrays. */
   private memory: WasmMemory | null;
   private readonly outputs = new Map<string, Block>();
+  /** Whether pin() ever made a ModuleRef: until then every Pinned is an array (resolve asks nothing). */
+  private refs = false;
 
   constructor(private readonly dtype: DType) {
     let backend;
@@ -169,12 +171,13 @@ export class Home {
   pin(array: FloatArray): Pinned {
     const memory = this.memory ?? loadedMemory();
     if (memory === null || !memory.isZeroCopy(array)) return array;
+    this.refs = true;
     return new ModuleRef(array, typedArrayByteOffset(array), typedArrayLength(array), elementBytes(array) === 8);
   }
 
   /** The pinned array, in the memory's current buffer (a new view when the memory grew since). */
   resolve(p: Pinned): FloatArray {
-    if (!(p instanceof ModuleRef)) return p;
+    if (!this.refs || !(p instanceof ModuleRef)) return p as FloatArray;
     const memory = this.memory ?? loadedMemory();
     if (memory === null) return p.array;
     // A view of a shared memory stays valid when it grows; a non-shared one is detached (length 0).
@@ -223,7 +226,14 @@ function overlaps(own: Pinned, p: Pinned): boolean {
   return p.ptr < end && own.ptr < p.ptr + p.length * (p.f64 ? 8 : 4);
 }
 
-/** The loaded wasm backend's memory (a plain-array layer may still get module views as inputs). */
+/**
+ * The loaded wasm backend's memory (a plain-array layer may still get module views as inputs),
+ * or null while no array of it can be handed out: a caller's array is a view of a block of the
+ * module memory only once wasmMemory.alloc (or a wasm layer) has made one (WasmAbi.userBlocks;
+ * the marshaller's own views are never handed out). Until then pin() asks nothing per array: the
+ * module-buffer check reads a shared memory's byteLength, a call into the runtime per input.
+ */
 function loadedMemory(): WasmMemory | null {
-  return loadedWasmBackend()?.memory ?? null;
+  const wasm = loadedWasmBackend();
+  return wasm !== undefined && wasm.abi.userBlocks ? wasm.memory : null;
 }

@@ -10,9 +10,9 @@
  * product of the spatial dims; channels-last: outer N·spatial, inner 1) is samples 1, stats =
  * channels, γ/β one per statistic (affine groups C, size 1).
  */
-import { Phase, Slot } from '../core/abi.js';
+import { DType as DTypeCode, Flag, Phase, Slot } from '../core/abi.js';
 import { checkAllFixed, checkOut, momentumFactor, nextCount, output, runAsync, unbiasedScale } from '../core/call.js';
-import { makeNorm, releaseNorm, type FloatArray, type Norm, type NormScalars } from '../core/descriptor.js';
+import { makeNorm, makeNormOf, releaseNorm, type FloatArray, type Norm } from '../core/descriptor.js';
 import { typedArrayFill, typedArrayLength } from '../intrinsics.js';
 import type { Backend } from '../backend.js';
 import { getBackend } from '../registry.js';
@@ -31,8 +31,10 @@ import {
   readShape,
   shapeOf,
   type Activation,
+  type DType,
   type Layout,
   type ParsedOptions,
+  type RenormClip,
   type Shape,
 } from '../validate.js';
 
@@ -236,10 +238,24 @@ export interface UpdateRunningStatsResult {
  * N/chunks samples: samples = chunks, outer = outer/chunks (channels-first: N/chunks;
  * channels-last: N/chunks·spatial), statistics at chunk·C + c.
  */
-function batchNormDescriptor(phase: (typeof Phase)[keyof typeof Phase], x: FloatArray, shape: Shape, scalars: NormScalars, chunks = 1): Norm {
+function batchNormDescriptor(
+  phase: (typeof Phase)[keyof typeof Phase],
+  dtype: DType,
+  shape: Shape,
+  flags: number,
+  eps = 0,
+  factor = 0,
+  varScale = 1,
+  renorm: RenormClip | null = null,
+  chunks = 1,
+): Norm {
   const g = shape.geometry;
   const outer = chunks === 1 ? g.outer : chunks === 0 ? 0 : g.outer / chunks;
-  return makeNorm(phase, x, { samples: chunks, outer, stats: g.channels, inner: g.inner }, { groups: g.channels, size: 1, run: 1 }, scalars);
+  // makeNormOf: the scalars as numbers, no objects on the hot path
+  return makeNormOf(
+    phase, dtype === 'float64' ? DTypeCode.f64 : DTypeCode.f32, chunks, outer, g.channels, g.inner, g.channels, 1, 1,
+    renorm === null ? flags : flags | Flag.renorm, eps, factor, varScale, 0, renorm === null ? 1 : renorm.rmax, renorm === null ? 0 : renorm.dmax,
+  );
 }
 
 /**
@@ -335,17 +351,17 @@ function prepareTrain(inputs: unknown, options: unknown, outArg: unknown, async:
   const meanValue = out?.mean;
   const invStdValue = out?.invStd;
   // 2. Check (no caller code runs from here on).
-  return checkTrain(opts, xValue, dims, gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, residualValue, async, defer);
+  return checkTrain(opts, xValue, shapeOf(dims, opts.layout), gammaValue, betaValue, runningMeanValue, runningVarValue, numBatchesTracked, yValue, meanValue, invStdValue, residualValue, async, defer);
 }
 
 /**
- * Step 2 of a training call: the values read in step 1 (`dims` from readShape, the count
+ * Step 2 of a training call: the values read in step 1 (`shape` from readShape's dims, the count
  * checked), checked, the outputs allocated, the descriptor built. Runs no caller code.
  */
 function checkTrain(
   opts: Readonly<ParsedOptions>,
   xValue: unknown,
-  dims: readonly number[],
+  shape: Shape,
   gammaValue: unknown,
   betaValue: unknown,
   runningMeanValue: unknown,
@@ -358,7 +374,6 @@ function checkTrain(
   async: boolean,
   defer = false,
 ): PreparedTrain {
-  const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
   const gamma = checkOptionalFloatArray(gammaValue, 'gamma', dtype, C);
@@ -414,15 +429,10 @@ function checkTrain(
     }
     renorm = { r, d };
   }
-  const norm = batchNormDescriptor(Phase.train, x, shape, {
-    eps: opts.eps,
-    relu: opts.activation === 'relu',
-    factor: running ? momentumFactor(opts.momentum, numBatchesTracked) : 0,
-    varScale: running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1,
-    skipNonFinite: opts.skipNonFiniteUpdate,
-    renorm: opts.renorm,
-    residual: residual !== null,
-  }, chunks);
+  const flags = (opts.activation === 'relu' ? Flag.relu : 0) | (opts.skipNonFiniteUpdate ? Flag.skipNonFinite : 0) | (residual !== null ? Flag.residual : 0);
+  const factor = running ? momentumFactor(opts.momentum, numBatchesTracked) : 0;
+  const varScale = running ? unbiasedScale(opts.unbiasedRunningVar, M) : 1;
+  const norm = batchNormDescriptor(Phase.train, dtype, shape, flags, opts.eps, factor, varScale, opts.renorm, chunks);
   const t = norm.tensors;
   t[Slot.x] = x;
   t[Slot.gamma] = gamma;
@@ -515,14 +525,14 @@ function prepareInfer(inputs: unknown, options: unknown, outArg: unknown, async:
   const dims = readShape(shapeValue);
   const yValue = checkOut(outArg)?.y;
   // no caller code runs from here on
-  return checkInfer(opts, xValue, dims, runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, residualValue, async, defer);
+  return checkInfer(opts, xValue, shapeOf(dims, opts.layout), runningMeanValue, runningVarValue, gammaValue, betaValue, yValue, residualValue, async, defer);
 }
 
 /** Step 2 of an inference call (see checkTrain). */
 function checkInfer(
   opts: Readonly<ParsedOptions>,
   xValue: unknown,
-  dims: readonly number[],
+  shape: Shape,
   runningMeanValue: unknown,
   runningVarValue: unknown,
   gammaValue: unknown,
@@ -532,7 +542,6 @@ function checkInfer(
   async: boolean,
   defer = false,
 ): { norm: Norm | null; y: FloatArray } {
-  const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const C = shape.geometry.channels;
   const runningMean = checkFloatArray(runningMeanValue, 'runningMean', dtype, C);
@@ -547,7 +556,8 @@ function checkInfer(
     if (async) checkAllFixed(INFER_NAMES, arrays);
   }
   if (shape.elements === 0) return { norm: null, y };
-  const norm = batchNormDescriptor(Phase.infer, x, shape, { eps: opts.eps, relu: opts.activation === 'relu', residual: residual !== null });
+  const flags = (opts.activation === 'relu' ? Flag.relu : 0) | (residual !== null ? Flag.residual : 0);
+  const norm = batchNormDescriptor(Phase.infer, dtype, shape, flags, opts.eps);
   const t = norm.tensors;
   t[Slot.x] = x;
   t[Slot.runningMean] = runningMean;
@@ -627,7 +637,7 @@ function prepareBackward(
   const dbetaValue = out?.dbeta;
   const dzValue = out?.dz;
   // no caller code runs from here on
-  return checkBackward(opts, dyValue, xValue, dims, meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, residualValue, dzValue, async, defer);
+  return checkBackward(opts, dyValue, xValue, shapeOf(dims, opts.layout), meanValue, invStdValue, gammaValue, yValue, rValue, dValue, dxValue, dgammaValue, dbetaValue, residualValue, dzValue, async, defer);
 }
 
 type PreparedBackward = { norm: Norm | null; result: BackwardResult; renorm: { r: FloatArray; d: FloatArray } | null };
@@ -637,7 +647,7 @@ function checkBackward(
   opts: Readonly<ParsedOptions>,
   dyValue: unknown,
   xValue: unknown,
-  dims: readonly number[],
+  shape: Shape,
   meanValue: unknown,
   invStdValue: unknown,
   gammaValue: unknown,
@@ -652,7 +662,6 @@ function checkBackward(
   async: boolean,
   defer = false,
 ): PreparedBackward {
-  const shape = shapeOf(dims, opts.layout);
   const { x, dtype } = checkTensor(xValue, 'x', shape);
   const dy = checkFloatArray(dyValue, 'dy', dtype, shape.elements);
   const C = shape.geometry.channels;
@@ -695,7 +704,8 @@ function checkBackward(
     typedArrayFill(dbeta, 0);
     return { norm: null, result, renorm: null };
   }
-  const norm = batchNormDescriptor(Phase.backward, x, shape, { relu: opts.activation === 'relu', training: opts.training, residual: dz !== null }, chunks);
+  const flags = (opts.activation === 'relu' ? Flag.relu : 0) | (opts.training ? Flag.training : 0) | (dz !== null ? Flag.residual : 0);
+  const norm = batchNormDescriptor(Phase.backward, dtype, shape, flags, 0, 0, 1, null, chunks);
   const t = norm.tensors;
   t[Slot.dy] = dy;
   t[Slot.x] = x;
@@ -761,15 +771,16 @@ export async function batchNormBackwardAsync<T extends FloatArray>(
 // The layer's calls (lib/layer.ts)
 //
 // A layer's options are its own, checked once when it was made: it passes them parsed, and its
-// own arrays and the caller's x, shape (read by readShape), dy and out values positionally, so a
-// step skips parseOptions and the reads of the argument objects. Every check of step 2 runs as
-// in the public functions, on every call.
+// own arrays and the caller's x, shape (read by readShape; the Shape it derived, kept for the
+// backward and for the next step of the same dims), dy and out values positionally, so a step
+// skips parseOptions, the reads of the argument objects and re-deriving the shape. Every check
+// of step 2 runs as in the public functions, on every call.
 
 /** @internal batchNormTrain for the BatchNorm layer: `opts` as parseOptions returns them for TRAIN_OPTIONS. */
 export function layerTrain(
   opts: Readonly<ParsedOptions>,
   x: unknown,
-  dims: readonly number[],
+  shape: Shape,
   gamma: FloatArray | null,
   beta: FloatArray | null,
   runningMean: FloatArray | null,
@@ -782,7 +793,7 @@ export function layerTrain(
 ): TrainResult {
   const b = getBackend();
   const defer = defersOverlap(b);
-  const p = checkTrain(opts, x, dims, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, residual, false, defer);
+  const p = checkTrain(opts, x, shape, gamma, beta, runningMean, runningVar, numBatchesTracked, y, mean, invStd, residual, false, defer);
   if (p.empty) return trainResult(p, false);
   const ran = defer ? runDeferred(b, p.norm, TRAIN_NAMES, TRAIN_SLOTS, 5, 0, 5, 0, 8) : b.run(p.norm);
   releaseNorm(p.norm);
@@ -793,7 +804,7 @@ export function layerTrain(
 export function layerInfer(
   opts: Readonly<ParsedOptions>,
   x: unknown,
-  dims: readonly number[],
+  shape: Shape,
   runningMean: FloatArray,
   runningVar: FloatArray,
   gamma: FloatArray | null,
@@ -803,7 +814,7 @@ export function layerInfer(
 ): FloatArray {
   const b = getBackend();
   const defer = defersOverlap(b);
-  const p = checkInfer(opts, x, dims, runningMean, runningVar, gamma, beta, y, residual, false, defer);
+  const p = checkInfer(opts, x, shape, runningMean, runningVar, gamma, beta, y, residual, false, defer);
   if (p.norm) {
     if (defer) runDeferred(b, p.norm, INFER_NAMES, INFER_SLOTS, 1, 0, 1, 0, 6);
     else b.run(p.norm);
@@ -817,7 +828,7 @@ export function layerBackward(
   opts: Readonly<ParsedOptions>,
   dy: unknown,
   x: FloatArray,
-  dims: readonly number[],
+  shape: Shape,
   mean: FloatArray,
   invStd: FloatArray,
   gamma: FloatArray | null,
@@ -832,7 +843,7 @@ export function layerBackward(
 ): BackwardResult {
   const b = getBackend();
   const defer = defersOverlap(b);
-  const p = checkBackward(opts, dy, x, dims, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, residual, dz, false, defer);
+  const p = checkBackward(opts, dy, x, shape, mean, invStd, gamma, y, r, d, dx, dgamma, dbeta, residual, dz, false, defer);
   if (p.norm) {
     if (defer) runDeferred(b, p.norm, BACKWARD_NAMES, BACKWARD_SLOTS, 4, 0, 4, 3, 4);
     else b.run(p.norm);
@@ -873,7 +884,7 @@ export function moments<T extends FloatArray>(
     typedArrayFill(mean, NaN);
     typedArrayFill(variance, NaN);
   } else {
-    const norm = batchNormDescriptor(Phase.moments, x, shape, {});
+    const norm = batchNormDescriptor(Phase.moments, dtype, shape, 0);
     norm.tensors[Slot.x] = x;
     norm.tensors[Slot.mean] = mean;
     norm.tensors[Slot.variance] = variance;
