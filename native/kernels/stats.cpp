@@ -229,10 +229,17 @@ void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const dou
       store(m.m2 + j, select(bEmpty, am2, select(aEmpty, bm2, m2)));
     });
   }
-  forLanes(n, [&](int64_t j, int64_t) SIMDNORM_LAMBDA_INLINE {
-    store(m.mean + j, load<VDouble>(m.shift + j) + load<VDouble>(m.dev + j) / load<VDouble>(m.n + j));
+  // recomputeNotFinite's scan only where a lane's mean or m2 is not finite (or a partial vector,
+  // whose padding lanes are 0 / 0): a scalar scan of every channel cost [64,256]'s training ~7%.
+  VDoubleMask notFinite{};
+  bool partial = false;
+  forLanes(n, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    const VDouble mean = load<VDouble>(m.shift + j) + load<VDouble>(m.dev + j) / load<VDouble>(m.n + j);
+    store(m.mean + j, mean);
+    notFinite |= notFiniteLanes(mean) | notFiniteLanes(load<VDouble>(m.m2 + j));
+    partial |= k < kDoubleLanes;
   });
-  recomputeNotFinite(x, plan, ca, n, m);
+  if (partial || anyLane(notFinite)) recomputeNotFinite(x, plan, ca, n, m);
 }
 
 // The moments chunkMoments gives for one row block, in one pass: each channel shifted by its
