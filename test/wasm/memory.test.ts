@@ -162,6 +162,15 @@ describe('copies of aliased arguments', () => {
       runningVar: new Float32Array(1).fill(1), gamma: null, beta: null, eps: 1e-5, relu: false, y: new Float32Array(1 << 18),
     });
     expect(fresh.marshal.scratchBytes).toBeLessThan(1.1 * (1 << 20));
+    // BatchNorm's backward: dx over dy's copy, two tensors (dy, x) and not three.
+    const back = loadWasmBackendSync();
+    const C1 = { outer: 1, channels: 1, inner: 1 << 18 };
+    const one = () => new Float32Array(1);
+    ops(back).backward({
+      dy: big, x: big.map((v, i) => v + (i % 7)), geometry: C1, mean: one(), invStd: one().fill(1), gamma: null, y: null,
+      training: true, dx: new Float32Array(1 << 18), dgamma: one(), dbeta: one(),
+    });
+    expect(back.marshal.scratchBytes).toBeLessThan(2.1 * (1 << 20));
   });
 
   it('dx over dy, except when x is the same array as dy', () => {
