@@ -23,10 +23,10 @@ static constexpr double kMaxCount = 9007199254740992.0;  // 2^53: every count is
 static constexpr uint64_t kMaxBytes = uint64_t{1} << 62;
 
 // (In range, the conversion is exact for every integer and truncates a fraction: no libm floor.)
-static bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == static_cast<double>(static_cast<int64_t>(v)); }
+static inline __attribute__((always_inline)) bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == static_cast<double>(static_cast<int64_t>(v)); }
 
 // a * b, false on overflow past kMaxBytes.
-static bool multiply(uint64_t a, uint64_t b, uint64_t& out) {
+static inline __attribute__((always_inline)) bool multiply(uint64_t a, uint64_t b, uint64_t& out) {
   return !__builtin_mul_overflow(a, b, &out) && out <= kMaxBytes;
 }
 
