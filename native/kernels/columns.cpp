@@ -221,8 +221,9 @@ namespace {
 
 // Columns path of backward: per task and column Σg, Σg x̂, Σh, Σh x̂ (g, x̂, h as backwardStatistic).
 template <typename T, bool Relu>
-void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t,
-                    const double* cMean, const double* cInv, const double* cGamma, double* sums) {
+void columnGradSums(const BackwardTensors<T>& args, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                    const double* cInv, const double* cGamma, double* sums) {
+  const T *dy = args.dy, *x = args.x, *y = args.y;
   const int64_t n = c.sample(t), W = c.W, r0 = c.firstRow(t), r1 = c.endRow(sh, t);
   const int64_t first = c.rowStart(sh, n, r0);
   double* out = sums + 4 * t * W;
@@ -247,9 +248,12 @@ void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const 
 }
 
 template <typename T, bool Relu>
-void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t, bool training,
-                const double* cMean, const double* cInv, const double* cGamma, const double* cSumH,
-                const double* cSumHX, const double* cC, T* dx, bool stream) {
+void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                const double* cInv, const double* cGamma, const double* cSumH, const double* cSumHX, const double* cC,
+                bool stream) {
+  const T *dy = args.dy, *x = args.x, *y = args.y;
+  T* dx = args.dx;
+  const bool training = args.training;
   const int64_t n = c.sample(t), W = c.W;
   const VDouble vm = splat<VDouble>(static_cast<double>(sh.M));
   const double *mu = cMean + n * W, *inv = cInv + n * W, *gm = cGamma + n * W, *sH = cSumH + n * W,
@@ -294,24 +298,18 @@ int32_t columnBackward(const sn_norm& n) {
       })) {
     return noMemory();
   }
-  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
-  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
-  const T* x = tensorOf<T>(n, SN_SLOT_X);
-  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
-  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
-  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
-  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  const BackwardTensors<T> args(n);
   const double m = static_cast<double>(sh.M);
   for (int64_t i = 0; i < SW; i++) {
     const int64_t k = i / W * sh.stats + i % W / sh.inner, a = columnAffine(sh, i % W);
-    cMean[i] = rms ? 0.0 : static_cast<double>(mean[k]);
-    cInv[i] = static_cast<double>(invStd[k]);
-    cGamma[i] = gamma ? static_cast<double>(gamma[a]) : 1.0;
+    cMean[i] = args.rms ? 0.0 : static_cast<double>(args.mean[k]);
+    cInv[i] = static_cast<double>(args.invStd[k]);
+    cGamma[i] = args.gamma ? static_cast<double>(args.gamma[a]) : 1.0;
     cC[i] = cInv[i] / m;
   }
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (y || !kFlagCopies) columnGradSums<T, true>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
-    else columnGradSums<T, false>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
+    if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t, cMean, cInv, cGamma, sums);
+    else columnGradSums<T, false>(args, sh, c, t, cMean, cInv, cGamma, sums);
   });
   // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
   for (int64_t k = 0; k < sh.K; k++) sumH[k] = sumHX[k] = 0;
@@ -329,20 +327,17 @@ int32_t columnBackward(const sn_norm& n) {
   }
   for (int64_t i = 0; i < SW; i++) {
     const int64_t k = i / W * sh.stats + i % W / sh.inner;
-    cSumH[i] = rms ? 0.0 : sumH[k];
+    cSumH[i] = args.rms ? 0.0 : sumH[k];
     cSumHX[i] = sumHX[k];
   }
-  T* dx = outputOf<T>(n, SN_SLOT_DX);
-  const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
-  if (dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
-    if (y || !kFlagCopies) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
-    else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
+  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
+  if (args.dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
+    if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+    else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
   });
-  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
-  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
   for (int64_t a = 0; a < affine; a++) {
-    dgamma[a] = static_cast<T>(acc[a]);
-    dbeta[a] = static_cast<T>(acc[affine + a]);
+    args.dgamma[a] = static_cast<T>(acc[a]);
+    args.dbeta[a] = static_cast<T>(acc[affine + a]);
   }
   return 0;
 }
