@@ -156,6 +156,21 @@ void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t,
 }
 
 
+// out[p] = value(p, k) over a row of W floats (whole vectors, then the last k < lanes); streaming
+// stores where stream holds and the row is whole 64-byte lines.
+template <typename F>
+SIMDNORM_INLINE void writeFloatRow(float* out, int64_t W, bool stream, F value) {
+  constexpr int64_t L = kFloatLanes;
+  withStream(stream && wholeLines(out, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+    int64_t p = 0;
+    for (; p + L <= W; p += L) {
+      if constexpr (decltype(S)::value && kStreamLanes) streamStore(out + p, value(p, L));
+      else store(out + p, value(p, L));
+    }
+    if (p < W) storePartial(out + p, value(p, W - p), W - p);
+  });
+}
+
 // Float data in float lanes, as the general kernel's writeSpan: y = ((x - hi) - lo) * scale + shift
 // per column, the mean split into float hi + lo and scale, shift rounded to float; false (nothing
 // written) where a column's split or coefficients are not finite or W exceeds kColumnsFloatMax.
@@ -164,7 +179,6 @@ constexpr int64_t kColumnsFloatMax = 1024;  // per-column float coefficients on 
 template <typename Relu>
 bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
                       const double* cScale, const double* cShift, bool stream, Relu relu) {
-  constexpr int64_t L = lanes<float>();
   const int64_t n = c.sample(t), W = c.W;
   if (W > kColumnsFloatMax) return false;
   alignas(64) float hi[kColumnsFloatMax], lo[kColumnsFloatMax], sc[kColumnsFloatMax], sf[kColumnsFloatMax];
@@ -188,14 +202,7 @@ bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& 
                                   loadLanes(sc + p, k) +
                               loadLanes(sf + p, k));
     };
-    withStream(stream && wholeLines(ys, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-      int64_t p = 0;
-      for (; p + L <= W; p += L) {
-        if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + p, value(p, L));
-        else store(ys + p, value(p, L));
-      }
-      if (p < W) storePartial(ys + p, value(p, W - p), W - p);
-    });
+    writeFloatRow(ys, W, stream, value);
   }
   return true;
 }
@@ -276,6 +283,202 @@ void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& 
 }
 
 
+// ---- the columns path's backward of float data in float lanes (natively: kFloatRuns and
+// kFlagCopies, as general_backward.cpp's groupGrad), PyTorch's group_norm backward: sample by
+// sample, so a sample's dy and x come from memory once for the sums and from cache for dx. Per
+// task and column Σg and Σg (x - mean) in float over runs of kFloatRun rows (fixed by the
+// geometry), each run added to the double sums where GradSumsOk holds for its vector of columns,
+// else that run in double; per statistic Σh = Σ γ Σg and Σh (x - mean) = Σ γ Σg (x - mean) in
+// double in (row block, column) order; then dx = g A - ((x - mean) c3 + c2) in float with per
+// column A = γ invStd and the statistic's c2 = invStd Σh / M (rms: 0), c3 = invStd² Σh (x - mean)
+// / M (backwardStatistic's formula expanded, as groupGradFloat). A sample with a statistic whose
+// coefficients are not finite or not normal floats goes by the double path, decided before any
+// of its dx is written (so dx may be dy). ----
+
+// Float partial sums of a task's current run of rows: Σg, Σg (x - mean) per column (whole
+// vectors), the run's first row and its end.
+struct ColumnRun {
+  float *g, *gd;
+  int64_t first, end;
+};
+
+// Adds row r (whole vectors of columns; dy, x, y at the task's first row) to the run's float sums.
+// One row at a time, with read-ahead hints: rows in lockstep (more streams) read memory slower here.
+template <bool Relu>
+SIMDNORM_INLINE void addRowFloat(const float* dy, const float* x, const float* y, int64_t W, int64_t whole, int64_t r,
+                                 const float* fMu, const ColumnRun& run) {
+  using VF = VFloat;
+  constexpr int64_t FL = kFloatLanes, perLine = 64 / (FL * 4) > 0 ? 64 / (FL * 4) : 1;
+  auto add = [&](int64_t p, int64_t i) SIMDNORM_LAMBDA_INLINE {
+    VF g = load<VF>(dy + i);
+    if (masks<Relu>(y)) g = select(load<VF>(y + i) > VF{}, g, VF{});
+    store(run.g + p, load<VF>(run.g + p) + g);
+    store(run.gd + p, load<VF>(run.gd + p) + g * (load<VF>(x + i) - load<VF>(fMu + p)));
+  };
+  int64_t p = 0, i = r * W;
+  for (; p + perLine * FL <= whole; p += perLine * FL, i += perLine * FL) {  // a hint per 64-byte line
+    prefetchAhead(dy + i);
+    prefetchAhead(x + i);
+    for (int64_t v = 0; v < perLine; v++) add(p + v * FL, i + v * FL);
+  }
+  for (; p < whole; p += FL, i += FL) add(p, i);
+}
+
+// Adds the run's float sums to sg/sgd (double) where GradSumsOk holds for a vector of columns,
+// else those columns of the run's rows in double; clears the float sums.
+template <bool Relu>
+void flushColumnRun(const float* dy, const float* x, const float* y, int64_t W, int64_t whole, const float* fMu,
+                    const ColumnRun& run, double* sg, double* sgd) {
+  constexpr int64_t FL = kFloatLanes, L = kDoubleLanes;
+  for (int64_t p = 0; p < whole; p += FL) {
+    const VFloat a = load<VFloat>(run.g + p), b = load<VFloat>(run.gd + p);
+    if (allLanes(GradSumsOk{}(a, b, 0.0f))) {
+      VDouble lo, hi;
+      toDoubles(a, lo, hi);
+      store(sg + p, load<VDouble>(sg + p) + lo);
+      store(sg + p + L, load<VDouble>(sg + p + L) + hi);
+      toDoubles(b, lo, hi);
+      store(sgd + p, load<VDouble>(sgd + p) + lo);
+      store(sgd + p + L, load<VDouble>(sgd + p + L) + hi);
+    } else {
+      for (int64_t r = run.first; r < run.end; r++) {
+        for (int64_t h = 0; h < FL; h += L) {
+          const int64_t i = r * W + p + h;
+          const VDouble g = gradOf<float, Relu>(dy, y, i, L);
+          store(sg + p + h, load<VDouble>(sg + p + h) + g);
+          store(sgd + p + h, load<VDouble>(sgd + p + h) + g * (loadDouble(x + i) - loadDouble(fMu + p + h)));
+        }
+      }
+    }
+    store(run.g + p, VFloat{});
+    store(run.gd + p, VFloat{});
+  }
+}
+
+// Task t's per-column Σg, Σg (x - mean) (sample n's means fMu) to sums[4 t W + p], [.. + W + p];
+// floats: 2 W zeroed floats of the task's own.
+template <bool Relu>
+void columnGradSumsFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t t,
+                         const float* fMu, double* sums, float* floats) {
+  const int64_t n = c.sample(t), W = c.W, whole = W / kFloatLanes * kFloatLanes;
+  const int64_t rows = c.endRow(sh, t) - c.firstRow(t), first = c.rowStart(sh, n, c.firstRow(t));
+  const float *dy = args.dy + first, *x = args.x + first, *y = args.y ? args.y + first : nullptr;
+  double* sg = sums + 4 * t * W;
+  double* sgd = sg + W;
+  for (int64_t p = 0; p < 2 * W; p++) sg[p] = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatRun) {
+    const ColumnRun run{floats, floats + W, r0, minOf(rows, r0 + kFloatRun)};
+    for (int64_t r = r0; r < run.end; r++) addRowFloat<Relu>(dy, x, y, W, whole, r, fMu, run);
+    flushColumnRun<Relu>(dy, x, y, W, whole, fMu, run, sg, sgd);
+  }
+  for (int64_t p = whole; p < W; p++) {  // the last columns (W not a whole number of vectors) in double
+    const double mu = fMu[p];
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t i = r * W + p;
+      const double g = y && !(y[i] > 0) ? 0.0 : static_cast<double>(dy[i]);
+      sg[p] += g;
+      sgd[p] += g * (static_cast<double>(x[i]) - mu);
+    }
+  }
+}
+
+// Per-column float coefficients of one sample: mean, A = γ invStd, c2, c3 (W each).
+struct ColumnCoefficients {
+  float *mu, *A, *c2, *c3;
+};
+
+// dx of task t's rows in float: g A - ((x - mean) c3 + c2) (training), else g A.
+template <bool Relu, bool Training>
+void columnGradFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t t,
+                     const ColumnCoefficients& f, bool stream) {
+  using VF = VFloat;
+  const int64_t n = c.sample(t), W = c.W;
+  const float *mu = f.mu, *A = f.A, *c2 = f.c2, *c3 = f.c3;  // in registers, not read again after each store
+  for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
+    const int64_t start = c.rowStart(sh, n, r);
+    const float *dy = args.dy + start, *x = args.x + start, *y = args.y ? args.y + start : nullptr;
+    float* dx = args.dx + start;
+    auto value = [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VF g = loadLanes(dy + p, k);
+      if (masks<Relu>(y)) g = select(loadLanes(y + p, k) > VF{}, g, VF{});
+      if constexpr (Training) {
+        const VF xm = loadLanes(x + p, k) - loadLanes(mu + p, k);
+        return mulAdd(g, loadLanes(A + p, k), -mulAdd(xm, loadLanes(c3 + p, k), loadLanes(c2 + p, k)));
+      } else {
+        return g * loadLanes(A + p, k);
+      }
+    };
+    writeFloatRow(dx, W, stream, value);
+  }
+}
+
+// Per column of a sample: its statistic within the sample (p / inner) and its γ/β entry.
+struct ColumnIndex {
+  int64_t *statistic, *affine;
+};
+
+// Sample n of a float backward on the columns path (dx given); false (nothing written, nothing
+// added to acc) where it must go by the double path. floats: (4 + 2 blocks) W floats; sumH, sumHD:
+// stats doubles.
+template <bool Relu>
+bool columnSampleFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t n,
+                       const ColumnIndex& index, double* sums, double* sumH, double* sumHD, double* acc, float* floats,
+                       bool stream) {
+  const int64_t W = c.W, affine = sh.affine(), k0 = n * sh.stats, t0 = n * c.blocks;
+  float* fMu = floats;
+  for (int64_t p = 0; p < W; p++) {
+    const float mu = args.rms ? 0.0f : args.mean[k0 + p / sh.inner];
+    if (!__builtin_isfinite(mu)) return false;
+    fMu[p] = mu;
+  }
+  const ColumnCoefficients f{fMu, floats + W, floats + 2 * W, floats + 3 * W};
+  parallelFor(c.blocks, sh.M * sh.stats, [&](int64_t b) {
+    float* own = floats + (4 + 2 * b) * W;
+    for (int64_t p = 0; p < 2 * W; p++) own[p] = 0;
+    columnGradSumsFloat<Relu>(args, sh, c, t0 + b, fMu, sums, own);
+  });
+  for (int64_t s = 0; s < sh.stats; s++) sumH[s] = sumHD[s] = 0;
+  for (int64_t t = t0; t < t0 + c.blocks; t++) {
+    const double* ts = sums + 4 * t * W;
+    for (int64_t p = 0; p < W; p++) {
+      const double ga = args.gamma ? static_cast<double>(args.gamma[index.affine[p]]) : 1.0;
+      sumH[index.statistic[p]] += ga * ts[p];
+      sumHD[index.statistic[p]] += ga * ts[W + p];
+    }
+  }
+  const double m = static_cast<double>(sh.M);
+  for (int64_t s = 0; s < sh.stats; s++) {
+    const double inv = static_cast<double>(args.invStd[k0 + s]), cs = inv / m;
+    const double c2 = args.rms ? 0.0 : cs * sumH[s], c3 = inv * cs * (inv * sumHD[s]);
+    if (!floatCoefficient(inv) || inv == 0 || !__builtin_isfinite(sumH[s]) || !__builtin_isfinite(sumHD[s]) ||
+        (args.training && (!floatCoefficient(c2) || !floatCoefficient(c3)))) {
+      return false;
+    }
+    for (int64_t p = s * sh.inner; p < (s + 1) * sh.inner; p++) {
+      const double A = (args.gamma ? static_cast<double>(args.gamma[index.affine[p]]) : 1.0) * inv;
+      if (!floatCoefficient(A)) return false;
+      f.A[p] = static_cast<float>(A);
+      f.c2[p] = static_cast<float>(c2);
+      f.c3[p] = static_cast<float>(c3);
+    }
+  }
+  for (int64_t t = t0; t < t0 + c.blocks; t++) {  // dgamma, dbeta: in (row block, column) order
+    const double* ts = sums + 4 * t * W;
+    for (int64_t p = 0; p < W; p++) {
+      const int64_t a = index.affine[p];
+      acc[affine + a] += ts[p];
+      acc[a] += static_cast<double>(args.invStd[k0 + index.statistic[p]]) * ts[W + p];
+    }
+  }
+  // the last blocks first: the sums pass left them in the nearest cache
+  parallelFor(c.blocks, sh.M * sh.stats, [&](int64_t b) {
+    const int64_t t = t0 + c.blocks - 1 - b;
+    if (args.training) columnGradFloat<Relu, true>(args, sh, c, t, f, stream);
+    else columnGradFloat<Relu, false>(args, sh, c, t, f, stream);
+  });
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -283,7 +486,12 @@ int32_t columnBackward(const sn_norm& n) {
   const Shape sh(n);
   const Columns c(sh);
   const int64_t affine = sh.affine(), W = c.W, SW = sh.samples * W;
+  // float data natively, dx given (not sumsOnly): sample by sample in float lanes where it can
+  const bool inFloat = sizeof(T) == 4 && kFloatRuns && kFlagCopies && (n.flags & SN_FLAG_SUMS_ONLY) == 0 &&
+                       outputOf<T>(n, SN_SLOT_DX) != nullptr;
   double *cMean, *cInv, *cGamma, *cSumH, *cSumHX, *cC, *sums, *sumH, *sumHX, *acc;
+  float* floats;
+  ColumnIndex index;
   if (!carveScratch([&](Carver& s) {
         s.take(cMean, SW);
         s.take(cInv, SW);
@@ -295,6 +503,9 @@ int32_t columnBackward(const sn_norm& n) {
         s.take(sumH, sh.K);
         s.take(sumHX, sh.K);
         s.take(acc, 2 * affine);
+        s.take(floats, inFloat ? (4 + 2 * c.blocks) * W : 0);
+        s.take(index.statistic, inFloat ? W : 0);
+        s.take(index.affine, inFloat ? W : 0);
       })) {
     return noMemory();
   }
@@ -307,34 +518,54 @@ int32_t columnBackward(const sn_norm& n) {
     cGamma[i] = args.gamma ? static_cast<double>(args.gamma[a]) : 1.0;
     cC[i] = cInv[i] / m;
   }
-  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t, cMean, cInv, cGamma, sums);
-    else columnGradSums<T, false>(args, sh, c, t, cMean, cInv, cGamma, sums);
-  });
-  // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
-  for (int64_t k = 0; k < sh.K; k++) sumH[k] = sumHX[k] = 0;
   for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
-  for (int64_t t = 0; t < c.tasks; t++) {
-    const double* ts = sums + 4 * t * W;
-    const int64_t k0 = c.sample(t) * sh.stats;
-    for (int64_t p = 0; p < W; p++) {
-      const int64_t k = k0 + p / sh.inner, a = columnAffine(sh, p);
-      acc[affine + a] += ts[p];
-      acc[a] += ts[W + p];
-      sumH[k] += ts[2 * W + p];
-      sumHX[k] += ts[3 * W + p];
+  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
+  // Samples [n0, n1) in double: every task's Σg, Σg x̂, Σh, Σh x̂, then dx (null: sumsOnly).
+  auto inDouble = [&](int64_t n0, int64_t n1) {
+    const int64_t t0 = n0 * c.blocks, tasks = (n1 - n0) * c.blocks, elements = (n1 - n0) * sh.stats * sh.M;
+    parallelFor(tasks, elements, [&](int64_t b) {
+      if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t0 + b, cMean, cInv, cGamma, sums);
+      else columnGradSums<T, false>(args, sh, c, t0 + b, cMean, cInv, cGamma, sums);
+    });
+    // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
+    for (int64_t k = n0 * sh.stats; k < n1 * sh.stats; k++) sumH[k] = sumHX[k] = 0;
+    for (int64_t t = t0; t < t0 + tasks; t++) {
+      const double* ts = sums + 4 * t * W;
+      const int64_t k0 = c.sample(t) * sh.stats;
+      for (int64_t p = 0; p < W; p++) {
+        const int64_t k = k0 + p / sh.inner, a = columnAffine(sh, p);
+        acc[affine + a] += ts[p];
+        acc[a] += ts[W + p];
+        sumH[k] += ts[2 * W + p];
+        sumHX[k] += ts[3 * W + p];
+      }
+    }
+    for (int64_t i = n0 * W; i < n1 * W; i++) {
+      const int64_t k = i / W * sh.stats + i % W / sh.inner;
+      cSumH[i] = args.rms ? 0.0 : sumH[k];
+      cSumHX[i] = sumHX[k];
+    }
+    if (args.dx == nullptr) return;
+    parallelFor(tasks, elements, [&](int64_t b) {
+      const int64_t t = t0 + b;
+      if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+      else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+    });
+  };
+  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
+    for (int64_t p = 0; inFloat && p < W; p++) {
+      index.statistic[p] = p / sh.inner;
+      index.affine[p] = columnAffine(sh, p);
+    }
+    for (int64_t s = 0; inFloat && s < sh.samples; s++) {
+      double *sH = sumH + s * sh.stats, *sHD = sumHX + s * sh.stats;
+      auto sample = [&](auto relu) {
+        return columnSampleFloat<decltype(relu)::value>(args, sh, c, s, index, sums, sH, sHD, acc, floats, stream);
+      };
+      if (!(args.y ? sample(std::true_type{}) : sample(std::false_type{}))) inDouble(s, s + 1);
     }
   }
-  for (int64_t i = 0; i < SW; i++) {
-    const int64_t k = i / W * sh.stats + i % W / sh.inner;
-    cSumH[i] = args.rms ? 0.0 : sumH[k];
-    cSumHX[i] = sumHX[k];
-  }
-  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
-  if (args.dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
-    if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
-    else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
-  });
+  if (!inFloat) inDouble(0, sh.samples);
   for (int64_t a = 0; a < affine; a++) {
     args.dgamma[a] = static_cast<T>(acc[a]);
     args.dbeta[a] = static_cast<T>(acc[affine + a]);
