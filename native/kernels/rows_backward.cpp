@@ -174,8 +174,8 @@ namespace {
 // ---- LayerNorm-shaped backward of float data in float lanes (one segment per statistic, γ/β by
 // the element, one γ/β group), as the BatchNorm kernels' backward (backward.cpp) does it: Σh and
 // Σh (x - mean) over float runs (accumulate, runs checked by GradSumsOk), then
-// dx = h invStd - (x̂ c3 + c2) in float, x̂ = (x - mean) invStd, c2 = invStd Σh / M (rms: 0),
-// c3 = invStd Σh x̂ / M (= backwardStatistic's formula expanded; x̂ also goes into Σg x̂). The per-column Σg, Σg x̂ of a task go in float over
+// dx = h invStd - ((x - mean) c3 + c2) in float, c2 = invStd Σh / M (rms: 0), c3 = invStd Σh x̂ / M
+// (= backwardStatistic's formula expanded). The per-column Σg, Σg x̂ of a task go in float over
 // runs of kFloatRun rows (fixed by the geometry), each run added to the task's double partials
 // where GradSumsOk holds for its vector of columns, else those columns of the run's rows again in
 // double (so dx must not be dy: those rows' g are read again). A row whose sums or coefficients are not finite or not normal floats goes by
@@ -216,22 +216,21 @@ void rowGradFloat(const float* dy, const float* x, const float* y, const float* 
   using VF = VFloat;
   constexpr int64_t L = kFloatLanes;
   const VF vmu = splat<VF>(mu), vinv = splat<VF>(inv), vc2 = splat<VF>(c2), vc3 = splat<VF>(c3);
-  float *runG = run.g, *runGX = run.gx;  // in registers: a vector store could change run's fields
   withStream(stream && wholeLines(dx, D), [&](auto S) SIMDNORM_LAMBDA_INLINE {
     auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
       VF g = loadLanes(dy + j, k);
       if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
       const VF h = g0 ? g * loadLanes(g0 + j, k) : g;
-      const VF xh = (loadLanes(x + j, k) - vmu) * vinv;
-      const VF v = Training ? mulAdd(h, vinv, -mulAdd(xh, vc3, vc2)) : h * vinv;
+      const VF xm = loadLanes(x + j, k) - vmu;
+      const VF v = Training ? mulAdd(h, vinv, -mulAdd(xm, vc3, vc2)) : h * vinv;
       if (k == L) {
         if constexpr (decltype(S)::value && kStreamLanes) streamStore(dx + j, v);
         else store(dx + j, v);
       } else {
         storePartial(dx + j, v, k);
       }
-      store(runG + j, load<VF>(runG + j) + g);  // lanes past k: g = 0
-      store(runGX + j, load<VF>(runGX + j) + g * xh);
+      store(run.g + j, load<VF>(run.g + j) + g);  // lanes past k: g = 0
+      store(run.gx + j, load<VF>(run.gx + j) + g * (xm * vinv));
     };
     int64_t j = 0;
     for (; j + L <= D; j += L) body(j, L);
@@ -248,24 +247,17 @@ void flushRun(const float* dy, const float* x, const float* y, const float* mean
   for (int64_t j = 0; j < D; j += L) {
     const VFloat sg = load<VFloat>(run.g + j), sgx = load<VFloat>(run.gx + j);
     if (allLanes(GradSumsOk{}(sg, sgx, 0))) {
-      VDouble lo, hi, gxLo, gxHi;
+      VDouble lo, hi;
+      double gs[L], gxs[L];
       toDoubles(sg, lo, hi);
-      toDoubles(sgx, gxLo, gxHi);
-      if (j + L <= D) {
-        store(partB + j, load<VDouble>(partB + j) + lo);
-        store(partB + j + L / 2, load<VDouble>(partB + j + L / 2) + hi);
-        store(partG + j, load<VDouble>(partG + j) + gxLo);
-        store(partG + j + L / 2, load<VDouble>(partG + j + L / 2) + gxHi);
-      } else {  // the last columns
-        double gs[L], gxs[L];
-        store(gs, lo);
-        store(gs + L / 2, hi);
-        store(gxs, gxLo);
-        store(gxs + L / 2, gxHi);
-        for (int64_t c = j; c < D; c++) {
-          partB[c] += gs[c - j];
-          partG[c] += gxs[c - j];
-        }
+      store(gs, lo);
+      store(gs + L / 2, hi);
+      toDoubles(sgx, lo, hi);
+      store(gxs, lo);
+      store(gxs + L / 2, hi);
+      for (int64_t c = j, e = minOf(D, j + L); c < e; c++) {
+        partB[c] += gs[c - j];
+        partG[c] += gxs[c - j];
       }
     } else {
       for (int64_t r = 0; r < 64; r++) {
@@ -309,7 +301,7 @@ void floatRowsTaskIn(const float* dy, const float* x, const float* y, const floa
       const Sums sums = rowGradSums<Relu>(dy + base, x + base, yr, gamma, D, mu);
       const double c = static_cast<double>(inv) / m, sumHX = static_cast<double>(inv) * sums.sumV();
       c2 = rms ? 0.0 : c * sums.sumU();
-      c3 = c * sumHX;
+      c3 = static_cast<double>(inv) * c * sumHX;
       ok = __builtin_isfinite(sums.sumU()) && floatCoefficient(c2) && floatCoefficient(c3);
     }
     if (!ok) {
