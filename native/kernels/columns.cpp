@@ -521,7 +521,7 @@ int32_t columnBackward(const sn_norm& n) {
   for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
   const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
   // Samples [n0, n1) in double: every task's Σg, Σg x̂, Σh, Σh x̂, then dx (null: sumsOnly).
-  auto inDouble = [&](int64_t n0, int64_t n1) {
+  auto inDouble = [&](int64_t n0, int64_t n1) SIMDNORM_LAMBDA_INLINE {
     const int64_t t0 = n0 * c.blocks, tasks = (n1 - n0) * c.blocks, elements = (n1 - n0) * sh.stats * sh.M;
     parallelFor(tasks, elements, [&](int64_t b) {
       if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t0 + b, cMean, cInv, cGamma, sums);
