@@ -292,8 +292,8 @@ void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& 
 // double in (row block, column) order; then dx = g A - ((x - mean) c3 + c2) in float with per
 // column A = γ invStd and the statistic's c2 = invStd Σh / M (rms: 0), c3 = invStd² Σh (x - mean)
 // / M (backwardStatistic's formula expanded, as groupGradFloat). A sample with a statistic whose
-// coefficients are not finite or not normal floats goes by the double path, decided before any
-// of its dx is written (so dx may be dy). ----
+// coefficients are not finite or not normal floats goes by backwardStatistic in double, decided
+// before any of its dx is written (so dx may be dy). ----
 
 // Float partial sums of a task's current run of rows: Σg, Σg (x - mean) per column (whole
 // vectors), the run's first row and its end.
@@ -418,7 +418,7 @@ struct ColumnIndex {
 };
 
 // Sample n of a float backward on the columns path (dx given); false (nothing written, nothing
-// added to acc) where it must go by the double path. floats: (4 + 2 blocks) W floats; sumH, sumHD:
+// added to acc) where it must go in double. floats: (4 + 2 blocks) W floats; sumH, sumHD:
 // stats doubles.
 template <bool Relu>
 bool columnSampleFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t n,
@@ -479,6 +479,40 @@ bool columnSampleFloat(const BackwardTensors<float>& args, const Shape& sh, cons
   return true;
 }
 
+
+// The float path of columnBackward (natively, float data, dx given), sample by sample: a sample
+// whose coefficients columnSampleFloat refuses goes statistic by statistic through
+// backwardStatistic (in double), before any of its dx is written. (A template: only where kFloatRuns.)
+template <int = 0>
+int32_t columnBackwardFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, ColumnIndex index,
+                            double* sums, double* sumH, double* sumHD, double* acc, float* floats) {
+  const int64_t affine = sh.affine();
+  const bool stream = streamsOutput(args.dx, sh.K * sh.M);
+  for (int64_t p = 0; p < c.W; p++) {
+    index.statistic[p] = p / sh.inner;
+    index.affine[p] = columnAffine(sh, p);
+  }
+  for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
+  auto samples = [&](auto relu) {
+    constexpr bool Relu = decltype(relu)::value;
+    for (int64_t s = 0; s < sh.samples; s++) {
+      double *sH = sumH + s * sh.stats, *sHD = sumHD + s * sh.stats;
+      if (columnSampleFloat<Relu>(args, sh, c, s, index, sums, sH, sHD, acc, floats, stream)) continue;
+      for (int64_t k = s * sh.stats; k < (s + 1) * sh.stats; k++) {
+        const double mu = args.rms ? 0.0 : static_cast<double>(args.mean[k]), inv = args.invStd[k];
+        backwardStatistic<float, Relu>(args.dy, args.x, args.y, args.gamma, sh, k, mu, inv, args.training, args.rms,
+                                       args.dx, acc, acc + affine);
+      }
+    }
+  };
+  if (args.y) samples(std::true_type{});
+  else samples(std::false_type{});
+  for (int64_t a = 0; a < affine; a++) {
+    args.dgamma[a] = static_cast<float>(acc[a]);
+    args.dbeta[a] = static_cast<float>(acc[affine + a]);
+  }
+  return 0;
+}
 }  // namespace
 
 template <typename T>
@@ -510,6 +544,9 @@ int32_t columnBackward(const sn_norm& n) {
     return noMemory();
   }
   const BackwardTensors<T> args(n);
+  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
+    if (inFloat) return columnBackwardFloat(args, sh, c, index, sums, sumH, sumHX, acc, floats);
+  }
   const double m = static_cast<double>(sh.M);
   for (int64_t i = 0; i < SW; i++) {
     const int64_t k = i / W * sh.stats + i % W / sh.inner, a = columnAffine(sh, i % W);
@@ -518,54 +555,34 @@ int32_t columnBackward(const sn_norm& n) {
     cGamma[i] = args.gamma ? static_cast<double>(args.gamma[a]) : 1.0;
     cC[i] = cInv[i] / m;
   }
+  parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
+    if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t, cMean, cInv, cGamma, sums);
+    else columnGradSums<T, false>(args, sh, c, t, cMean, cInv, cGamma, sums);
+  });
+  // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
+  for (int64_t k = 0; k < sh.K; k++) sumH[k] = sumHX[k] = 0;
   for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
-  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
-  // Samples [n0, n1) in double: every task's Σg, Σg x̂, Σh, Σh x̂, then dx (null: sumsOnly).
-  auto inDouble = [&](int64_t n0, int64_t n1) SIMDNORM_LAMBDA_INLINE {
-    const int64_t t0 = n0 * c.blocks, tasks = (n1 - n0) * c.blocks, elements = (n1 - n0) * sh.stats * sh.M;
-    parallelFor(tasks, elements, [&](int64_t b) {
-      if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t0 + b, cMean, cInv, cGamma, sums);
-      else columnGradSums<T, false>(args, sh, c, t0 + b, cMean, cInv, cGamma, sums);
-    });
-    // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
-    for (int64_t k = n0 * sh.stats; k < n1 * sh.stats; k++) sumH[k] = sumHX[k] = 0;
-    for (int64_t t = t0; t < t0 + tasks; t++) {
-      const double* ts = sums + 4 * t * W;
-      const int64_t k0 = c.sample(t) * sh.stats;
-      for (int64_t p = 0; p < W; p++) {
-        const int64_t k = k0 + p / sh.inner, a = columnAffine(sh, p);
-        acc[affine + a] += ts[p];
-        acc[a] += ts[W + p];
-        sumH[k] += ts[2 * W + p];
-        sumHX[k] += ts[3 * W + p];
-      }
-    }
-    for (int64_t i = n0 * W; i < n1 * W; i++) {
-      const int64_t k = i / W * sh.stats + i % W / sh.inner;
-      cSumH[i] = args.rms ? 0.0 : sumH[k];
-      cSumHX[i] = sumHX[k];
-    }
-    if (args.dx == nullptr) return;
-    parallelFor(tasks, elements, [&](int64_t b) {
-      const int64_t t = t0 + b;
-      if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
-      else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
-    });
-  };
-  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
-    for (int64_t p = 0; inFloat && p < W; p++) {
-      index.statistic[p] = p / sh.inner;
-      index.affine[p] = columnAffine(sh, p);
-    }
-    for (int64_t s = 0; inFloat && s < sh.samples; s++) {
-      double *sH = sumH + s * sh.stats, *sHD = sumHX + s * sh.stats;
-      auto sample = [&](auto relu) {
-        return columnSampleFloat<decltype(relu)::value>(args, sh, c, s, index, sums, sH, sHD, acc, floats, stream);
-      };
-      if (!(args.y ? sample(std::true_type{}) : sample(std::false_type{}))) inDouble(s, s + 1);
+  for (int64_t t = 0; t < c.tasks; t++) {
+    const double* ts = sums + 4 * t * W;
+    const int64_t k0 = c.sample(t) * sh.stats;
+    for (int64_t p = 0; p < W; p++) {
+      const int64_t k = k0 + p / sh.inner, a = columnAffine(sh, p);
+      acc[affine + a] += ts[p];
+      acc[a] += ts[W + p];
+      sumH[k] += ts[2 * W + p];
+      sumHX[k] += ts[3 * W + p];
     }
   }
-  if (!inFloat) inDouble(0, sh.samples);
+  for (int64_t i = 0; i < SW; i++) {
+    const int64_t k = i / W * sh.stats + i % W / sh.inner;
+    cSumH[i] = args.rms ? 0.0 : sumH[k];
+    cSumHX[i] = sumHX[k];
+  }
+  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
+  if (args.dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
+    if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+    else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+  });
   for (int64_t a = 0; a < affine; a++) {
     args.dgamma[a] = static_cast<T>(acc[a]);
     args.dbeta[a] = static_cast<T>(acc[affine + a]);
