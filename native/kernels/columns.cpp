@@ -156,6 +156,21 @@ void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t,
 }
 
 
+// out[p] = value(p, k) over a row of W floats (whole vectors, then the last k < lanes); streaming
+// stores where stream holds and the row is whole 64-byte lines.
+template <typename F>
+SIMDNORM_INLINE void writeFloatRow(float* out, int64_t W, bool stream, F value) {
+  constexpr int64_t L = kFloatLanes;
+  withStream(stream && wholeLines(out, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
+    int64_t p = 0;
+    for (; p + L <= W; p += L) {
+      if constexpr (decltype(S)::value && kStreamLanes) streamStore(out + p, value(p, L));
+      else store(out + p, value(p, L));
+    }
+    if (p < W) storePartial(out + p, value(p, W - p), W - p);
+  });
+}
+
 // Float data in float lanes, as the general kernel's writeSpan: y = ((x - hi) - lo) * scale + shift
 // per column, the mean split into float hi + lo and scale, shift rounded to float; false (nothing
 // written) where a column's split or coefficients are not finite or W exceeds kColumnsFloatMax.
@@ -164,7 +179,6 @@ constexpr int64_t kColumnsFloatMax = 1024;  // per-column float coefficients on 
 template <typename Relu>
 bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
                       const double* cScale, const double* cShift, bool stream, Relu relu) {
-  constexpr int64_t L = lanes<float>();
   const int64_t n = c.sample(t), W = c.W;
   if (W > kColumnsFloatMax) return false;
   alignas(64) float hi[kColumnsFloatMax], lo[kColumnsFloatMax], sc[kColumnsFloatMax], sf[kColumnsFloatMax];
@@ -188,14 +202,7 @@ bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& 
                                   loadLanes(sc + p, k) +
                               loadLanes(sf + p, k));
     };
-    withStream(stream && wholeLines(ys, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-      int64_t p = 0;
-      for (; p + L <= W; p += L) {
-        if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + p, value(p, L));
-        else store(ys + p, value(p, L));
-      }
-      if (p < W) storePartial(ys + p, value(p, W - p), W - p);
-    });
+    writeFloatRow(ys, W, stream, value);
   }
   return true;
 }
@@ -221,8 +228,9 @@ namespace {
 
 // Columns path of backward: per task and column Σg, Σg x̂, Σh, Σh x̂ (g, x̂, h as backwardStatistic).
 template <typename T, bool Relu>
-void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t,
-                    const double* cMean, const double* cInv, const double* cGamma, double* sums) {
+void columnGradSums(const BackwardTensors<T>& args, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                    const double* cInv, const double* cGamma, double* sums) {
+  const T *dy = args.dy, *x = args.x, *y = args.y;
   const int64_t n = c.sample(t), W = c.W, r0 = c.firstRow(t), r1 = c.endRow(sh, t);
   const int64_t first = c.rowStart(sh, n, r0);
   double* out = sums + 4 * t * W;
@@ -247,9 +255,12 @@ void columnGradSums(const T* dy, const T* x, const T* y, const Shape& sh, const 
 }
 
 template <typename T, bool Relu>
-void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Columns& c, int64_t t, bool training,
-                const double* cMean, const double* cInv, const double* cGamma, const double* cSumH,
-                const double* cSumHX, const double* cC, T* dx, bool stream) {
+void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
+                const double* cInv, const double* cGamma, const double* cSumH, const double* cSumHX, const double* cC,
+                bool stream) {
+  const T *dy = args.dy, *x = args.x, *y = args.y;
+  T* dx = args.dx;
+  const bool training = args.training;
   const int64_t n = c.sample(t), W = c.W;
   const VDouble vm = splat<VDouble>(static_cast<double>(sh.M));
   const double *mu = cMean + n * W, *inv = cInv + n * W, *gm = cGamma + n * W, *sH = cSumH + n * W,
@@ -272,6 +283,236 @@ void columnGrad(const T* dy, const T* x, const T* y, const Shape& sh, const Colu
 }
 
 
+// ---- the columns path's backward of float data in float lanes (natively: kFloatRuns and
+// kFlagCopies, as general_backward.cpp's groupGrad), PyTorch's group_norm backward: sample by
+// sample, so a sample's dy and x come from memory once for the sums and from cache for dx. Per
+// task and column Σg and Σg (x - mean) in float over runs of kFloatRun rows (fixed by the
+// geometry), each run added to the double sums where GradSumsOk holds for its vector of columns,
+// else that run in double; per statistic Σh = Σ γ Σg and Σh (x - mean) = Σ γ Σg (x - mean) in
+// double in (row block, column) order; then dx = g A - ((x - mean) c3 + c2) in float with per
+// column A = γ invStd and the statistic's c2 = invStd Σh / M (rms: 0), c3 = invStd² Σh (x - mean)
+// / M (backwardStatistic's formula expanded, as groupGradFloat). A sample with a statistic whose
+// coefficients are not finite or not normal floats goes by backwardStatistic in double, decided
+// before any of its dx is written (so dx may be dy). ----
+
+// Float partial sums of a task's current run of rows: Σg, Σg (x - mean) per column (whole
+// vectors), the run's first row and its end.
+struct ColumnRun {
+  float *g, *gd;
+  int64_t first, end;
+};
+
+// Adds row r (whole vectors of columns; dy, x, y at the task's first row) to the run's float sums.
+// One row at a time, with read-ahead hints: rows in lockstep (more streams) read memory slower here.
+template <bool Relu>
+SIMDNORM_INLINE void addRowFloat(const float* dy, const float* x, const float* y, int64_t W, int64_t whole, int64_t r,
+                                 const float* fMu, const ColumnRun& run) {
+  using VF = VFloat;
+  constexpr int64_t FL = kFloatLanes, perLine = 64 / (FL * 4) > 0 ? 64 / (FL * 4) : 1;
+  auto add = [&](int64_t p, int64_t i) SIMDNORM_LAMBDA_INLINE {
+    VF g = load<VF>(dy + i);
+    if (masks<Relu>(y)) g = select(load<VF>(y + i) > VF{}, g, VF{});
+    store(run.g + p, load<VF>(run.g + p) + g);
+    store(run.gd + p, load<VF>(run.gd + p) + g * (load<VF>(x + i) - load<VF>(fMu + p)));
+  };
+  int64_t p = 0, i = r * W;
+  for (; p + perLine * FL <= whole; p += perLine * FL, i += perLine * FL) {  // a hint per 64-byte line
+    prefetchAhead(dy + i);
+    prefetchAhead(x + i);
+    for (int64_t v = 0; v < perLine; v++) add(p + v * FL, i + v * FL);
+  }
+  for (; p < whole; p += FL, i += FL) add(p, i);
+}
+
+// Adds the run's float sums to sg/sgd (double) where GradSumsOk holds for a vector of columns,
+// else those columns of the run's rows in double; clears the float sums.
+template <bool Relu>
+void flushColumnRun(const float* dy, const float* x, const float* y, int64_t W, int64_t whole, const float* fMu,
+                    const ColumnRun& run, double* sg, double* sgd) {
+  constexpr int64_t FL = kFloatLanes, L = kDoubleLanes;
+  for (int64_t p = 0; p < whole; p += FL) {
+    const VFloat a = load<VFloat>(run.g + p), b = load<VFloat>(run.gd + p);
+    if (allLanes(GradSumsOk{}(a, b, 0.0f))) {
+      VDouble lo, hi;
+      toDoubles(a, lo, hi);
+      store(sg + p, load<VDouble>(sg + p) + lo);
+      store(sg + p + L, load<VDouble>(sg + p + L) + hi);
+      toDoubles(b, lo, hi);
+      store(sgd + p, load<VDouble>(sgd + p) + lo);
+      store(sgd + p + L, load<VDouble>(sgd + p + L) + hi);
+    } else {
+      for (int64_t r = run.first; r < run.end; r++) {
+        for (int64_t h = 0; h < FL; h += L) {
+          const int64_t i = r * W + p + h;
+          const VDouble g = gradOf<float, Relu>(dy, y, i, L);
+          store(sg + p + h, load<VDouble>(sg + p + h) + g);
+          store(sgd + p + h, load<VDouble>(sgd + p + h) + g * (loadDouble(x + i) - loadDouble(fMu + p + h)));
+        }
+      }
+    }
+    store(run.g + p, VFloat{});
+    store(run.gd + p, VFloat{});
+  }
+}
+
+// Task t's per-column Σg, Σg (x - mean) (sample n's means fMu) to sums[4 t W + p], [.. + W + p];
+// floats: 2 W zeroed floats of the task's own.
+template <bool Relu>
+void columnGradSumsFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t t,
+                         const float* fMu, double* sums, float* floats) {
+  const int64_t n = c.sample(t), W = c.W, whole = W / kFloatLanes * kFloatLanes;
+  const int64_t rows = c.endRow(sh, t) - c.firstRow(t), first = c.rowStart(sh, n, c.firstRow(t));
+  const float *dy = args.dy + first, *x = args.x + first, *y = args.y ? args.y + first : nullptr;
+  double* sg = sums + 4 * t * W;
+  double* sgd = sg + W;
+  for (int64_t p = 0; p < 2 * W; p++) sg[p] = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatRun) {
+    const ColumnRun run{floats, floats + W, r0, minOf(rows, r0 + kFloatRun)};
+    for (int64_t r = r0; r < run.end; r++) addRowFloat<Relu>(dy, x, y, W, whole, r, fMu, run);
+    flushColumnRun<Relu>(dy, x, y, W, whole, fMu, run, sg, sgd);
+  }
+  for (int64_t p = whole; p < W; p++) {  // the last columns (W not a whole number of vectors) in double
+    const double mu = fMu[p];
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t i = r * W + p;
+      const double g = y && !(y[i] > 0) ? 0.0 : static_cast<double>(dy[i]);
+      sg[p] += g;
+      sgd[p] += g * (static_cast<double>(x[i]) - mu);
+    }
+  }
+}
+
+// Per-column float coefficients of one sample: mean, A = γ invStd, c2, c3 (W each).
+struct ColumnCoefficients {
+  float *mu, *A, *c2, *c3;
+};
+
+// dx of task t's rows in float: g A - ((x - mean) c3 + c2) (training), else g A.
+template <bool Relu, bool Training>
+void columnGradFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t t,
+                     const ColumnCoefficients& f, bool stream) {
+  using VF = VFloat;
+  const int64_t n = c.sample(t), W = c.W;
+  const float *mu = f.mu, *A = f.A, *c2 = f.c2, *c3 = f.c3;  // in registers, not read again after each store
+  for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
+    const int64_t start = c.rowStart(sh, n, r);
+    const float *dy = args.dy + start, *x = args.x + start, *y = args.y ? args.y + start : nullptr;
+    float* dx = args.dx + start;
+    auto value = [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      VF g = loadLanes(dy + p, k);
+      if (masks<Relu>(y)) g = select(loadLanes(y + p, k) > VF{}, g, VF{});
+      if constexpr (Training) {
+        const VF xm = loadLanes(x + p, k) - loadLanes(mu + p, k);
+        return mulAdd(g, loadLanes(A + p, k), -mulAdd(xm, loadLanes(c3 + p, k), loadLanes(c2 + p, k)));
+      } else {
+        return g * loadLanes(A + p, k);
+      }
+    };
+    writeFloatRow(dx, W, stream, value);
+  }
+}
+
+// Per column of a sample: its statistic within the sample (p / inner) and its γ/β entry.
+struct ColumnIndex {
+  int64_t *statistic, *affine;
+};
+
+// Sample n of a float backward on the columns path (dx given); false (nothing written, nothing
+// added to acc) where it must go in double. floats: (4 + 2 blocks) W floats; sumH, sumHD:
+// stats doubles.
+template <bool Relu>
+bool columnSampleFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, int64_t n,
+                       const ColumnIndex& index, double* sums, double* sumH, double* sumHD, double* acc, float* floats,
+                       bool stream) {
+  const int64_t W = c.W, affine = sh.affine(), k0 = n * sh.stats, t0 = n * c.blocks;
+  float* fMu = floats;
+  for (int64_t p = 0; p < W; p++) {
+    const float mu = args.rms ? 0.0f : args.mean[k0 + p / sh.inner];
+    if (!__builtin_isfinite(mu)) return false;
+    fMu[p] = mu;
+  }
+  const ColumnCoefficients f{fMu, floats + W, floats + 2 * W, floats + 3 * W};
+  parallelFor(c.blocks, sh.M * sh.stats, [&](int64_t b) {
+    float* own = floats + (4 + 2 * b) * W;
+    for (int64_t p = 0; p < 2 * W; p++) own[p] = 0;
+    columnGradSumsFloat<Relu>(args, sh, c, t0 + b, fMu, sums, own);
+  });
+  for (int64_t s = 0; s < sh.stats; s++) sumH[s] = sumHD[s] = 0;
+  for (int64_t t = t0; t < t0 + c.blocks; t++) {
+    const double* ts = sums + 4 * t * W;
+    for (int64_t p = 0; p < W; p++) {
+      const double ga = args.gamma ? static_cast<double>(args.gamma[index.affine[p]]) : 1.0;
+      sumH[index.statistic[p]] += ga * ts[p];
+      sumHD[index.statistic[p]] += ga * ts[W + p];
+    }
+  }
+  const double m = static_cast<double>(sh.M);
+  for (int64_t s = 0; s < sh.stats; s++) {
+    const double inv = static_cast<double>(args.invStd[k0 + s]), cs = inv / m;
+    const double c2 = args.rms ? 0.0 : cs * sumH[s], c3 = inv * cs * (inv * sumHD[s]);
+    if (!floatCoefficient(inv) || inv == 0 || !__builtin_isfinite(sumH[s]) || !__builtin_isfinite(sumHD[s]) ||
+        (args.training && (!floatCoefficient(c2) || !floatCoefficient(c3)))) {
+      return false;
+    }
+    for (int64_t p = s * sh.inner; p < (s + 1) * sh.inner; p++) {
+      const double A = (args.gamma ? static_cast<double>(args.gamma[index.affine[p]]) : 1.0) * inv;
+      if (!floatCoefficient(A)) return false;
+      f.A[p] = static_cast<float>(A);
+      f.c2[p] = static_cast<float>(c2);
+      f.c3[p] = static_cast<float>(c3);
+    }
+  }
+  for (int64_t t = t0; t < t0 + c.blocks; t++) {  // dgamma, dbeta: in (row block, column) order
+    const double* ts = sums + 4 * t * W;
+    for (int64_t p = 0; p < W; p++) {
+      const int64_t a = index.affine[p];
+      acc[affine + a] += ts[p];
+      acc[a] += static_cast<double>(args.invStd[k0 + index.statistic[p]]) * ts[W + p];
+    }
+  }
+  // the last blocks first: the sums pass left them in the nearest cache
+  parallelFor(c.blocks, sh.M * sh.stats, [&](int64_t b) {
+    const int64_t t = t0 + c.blocks - 1 - b;
+    if (args.training) columnGradFloat<Relu, true>(args, sh, c, t, f, stream);
+    else columnGradFloat<Relu, false>(args, sh, c, t, f, stream);
+  });
+  return true;
+}
+
+
+// The float path of columnBackward (natively, float data, dx given), sample by sample: a sample
+// whose coefficients columnSampleFloat refuses goes statistic by statistic through
+// backwardStatistic (in double), before any of its dx is written. (A template: only where kFloatRuns.)
+template <int = 0>
+int32_t columnBackwardFloat(const BackwardTensors<float>& args, const Shape& sh, const Columns& c, ColumnIndex index,
+                            double* sums, double* sumH, double* sumHD, double* acc, float* floats) {
+  const int64_t affine = sh.affine();
+  const bool stream = streamsOutput(args.dx, sh.K * sh.M);
+  for (int64_t p = 0; p < c.W; p++) {
+    index.statistic[p] = p / sh.inner;
+    index.affine[p] = columnAffine(sh, p);
+  }
+  for (int64_t a = 0; a < 2 * affine; a++) acc[a] = 0;
+  auto samples = [&](auto relu) {
+    constexpr bool Relu = decltype(relu)::value;
+    for (int64_t s = 0; s < sh.samples; s++) {
+      double *sH = sumH + s * sh.stats, *sHD = sumHD + s * sh.stats;
+      if (columnSampleFloat<Relu>(args, sh, c, s, index, sums, sH, sHD, acc, floats, stream)) continue;
+      for (int64_t k = s * sh.stats; k < (s + 1) * sh.stats; k++) {
+        const double mu = args.rms ? 0.0 : static_cast<double>(args.mean[k]), inv = args.invStd[k];
+        backwardStatistic<float, Relu>(args.dy, args.x, args.y, args.gamma, sh, k, mu, inv, args.training, args.rms,
+                                       args.dx, acc, acc + affine);
+      }
+    }
+  };
+  if (args.y) samples(std::true_type{});
+  else samples(std::false_type{});
+  for (int64_t a = 0; a < affine; a++) {
+    args.dgamma[a] = static_cast<float>(acc[a]);
+    args.dbeta[a] = static_cast<float>(acc[affine + a]);
+  }
+  return 0;
+}
 }  // namespace
 
 template <typename T>
@@ -279,7 +520,12 @@ int32_t columnBackward(const sn_norm& n) {
   const Shape sh(n);
   const Columns c(sh);
   const int64_t affine = sh.affine(), W = c.W, SW = sh.samples * W;
+  // float data natively, dx given (not sumsOnly): sample by sample in float lanes where it can
+  const bool inFloat = sizeof(T) == 4 && kFloatRuns && kFlagCopies && (n.flags & SN_FLAG_SUMS_ONLY) == 0 &&
+                       outputOf<T>(n, SN_SLOT_DX) != nullptr;
   double *cMean, *cInv, *cGamma, *cSumH, *cSumHX, *cC, *sums, *sumH, *sumHX, *acc;
+  float* floats;
+  ColumnIndex index;
   if (!carveScratch([&](Carver& s) {
         s.take(cMean, SW);
         s.take(cInv, SW);
@@ -291,27 +537,27 @@ int32_t columnBackward(const sn_norm& n) {
         s.take(sumH, sh.K);
         s.take(sumHX, sh.K);
         s.take(acc, 2 * affine);
+        s.take(floats, inFloat ? (4 + 2 * c.blocks) * W : 0);
+        s.take(index.statistic, inFloat ? W : 0);
+        s.take(index.affine, inFloat ? W : 0);
       })) {
     return noMemory();
   }
-  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
-  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
-  const T* x = tensorOf<T>(n, SN_SLOT_X);
-  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
-  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
-  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
-  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
+  const BackwardTensors<T> args(n);
+  if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
+    if (inFloat) return columnBackwardFloat(args, sh, c, index, sums, sumH, sumHX, acc, floats);
+  }
   const double m = static_cast<double>(sh.M);
   for (int64_t i = 0; i < SW; i++) {
     const int64_t k = i / W * sh.stats + i % W / sh.inner, a = columnAffine(sh, i % W);
-    cMean[i] = rms ? 0.0 : static_cast<double>(mean[k]);
-    cInv[i] = static_cast<double>(invStd[k]);
-    cGamma[i] = gamma ? static_cast<double>(gamma[a]) : 1.0;
+    cMean[i] = args.rms ? 0.0 : static_cast<double>(args.mean[k]);
+    cInv[i] = static_cast<double>(args.invStd[k]);
+    cGamma[i] = args.gamma ? static_cast<double>(args.gamma[a]) : 1.0;
     cC[i] = cInv[i] / m;
   }
   parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {
-    if (y || !kFlagCopies) columnGradSums<T, true>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
-    else columnGradSums<T, false>(dy, x, y, sh, c, t, cMean, cInv, cGamma, sums);
+    if (args.y || !kFlagCopies) columnGradSums<T, true>(args, sh, c, t, cMean, cInv, cGamma, sums);
+    else columnGradSums<T, false>(args, sh, c, t, cMean, cInv, cGamma, sums);
   });
   // Per statistic Σh, Σh x̂ and per entry Σg x̂, Σg: in (sample, row block, column) order.
   for (int64_t k = 0; k < sh.K; k++) sumH[k] = sumHX[k] = 0;
@@ -329,20 +575,17 @@ int32_t columnBackward(const sn_norm& n) {
   }
   for (int64_t i = 0; i < SW; i++) {
     const int64_t k = i / W * sh.stats + i % W / sh.inner;
-    cSumH[i] = rms ? 0.0 : sumH[k];
+    cSumH[i] = args.rms ? 0.0 : sumH[k];
     cSumHX[i] = sumHX[k];
   }
-  T* dx = outputOf<T>(n, SN_SLOT_DX);
-  const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
-  if (dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
-    if (y || !kFlagCopies) columnGrad<T, true>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
-    else columnGrad<T, false>(dy, x, y, sh, c, t, training, cMean, cInv, cGamma, cSumH, cSumHX, cC, dx, stream);
+  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
+  if (args.dx != nullptr) parallelFor(c.tasks, sh.K * sh.M, [&](int64_t t) {  // null: sumsOnly
+    if (args.y || !kFlagCopies) columnGrad<T, true>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
+    else columnGrad<T, false>(args, sh, c, t, cMean, cInv, cGamma, cSumH, cSumHX, cC, stream);
   });
-  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
-  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
   for (int64_t a = 0; a < affine; a++) {
-    dgamma[a] = static_cast<T>(acc[a]);
-    dbeta[a] = static_cast<T>(acc[affine + a]);
+    args.dgamma[a] = static_cast<T>(acc[a]);
+    args.dbeta[a] = static_cast<T>(acc[affine + a]);
   }
   return 0;
 }

@@ -220,19 +220,15 @@ void channelGradSums(const T* dy, const T* x, const T* y, const Shape& sh, int64
 template <typename T>
 int32_t sumsOnlyBackward(const sn_norm& n) {
   const Shape sh(n);
-  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
-  const T* x = tensorOf<T>(n, SN_SLOT_X);
-  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
-  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
-  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
-  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
-  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
+  const BackwardTensors<T> args(n);
   parallelFor(sh.stats, sh.K * sh.M, [&](int64_t s) {
+    const T *dy = args.dy, *x = args.x, *y = args.y;
+    const double mu = static_cast<double>(args.mean[s]);
     double sumG, sumGD;
-    if (y || !kFlagCopies) channelGradSums<T, true>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
-    else channelGradSums<T, false>(dy, x, y, sh, s, static_cast<double>(mean[s]), sumG, sumGD);
-    dbeta[s] = static_cast<T>(sumG);
-    dgamma[s] = static_cast<T>(static_cast<double>(invStd[s]) * sumGD);
+    if (y || !kFlagCopies) channelGradSums<T, true>(dy, x, y, sh, s, mu, sumG, sumGD);
+    else channelGradSums<T, false>(dy, x, y, sh, s, mu, sumG, sumGD);
+    args.dbeta[s] = static_cast<T>(sumG);
+    args.dgamma[s] = static_cast<T>(static_cast<double>(args.invStd[s]) * sumGD);
   });
   return 0;
 }
@@ -342,10 +338,12 @@ bool groupGradFloat(const float* dy, const float* x, const float* y, const float
 // not in the SIMD128 WASM build (no kFlagCopies), whose size budget (README "Browsers and
 // bundlers") it would break: there GroupNorm's backward keeps its double path.
 template <bool Relu, typename T>
-bool groupGrad(const T* dy, const T* x, const T* y, const T* gamma, const Shape& sh, int64_t k, T mu, T inv,
-               bool training, bool rms, T* dx, double* partG, double* partB, double* work, bool stream) {
+bool groupGrad(const BackwardTensors<T>& args, const Shape& sh, int64_t k, double* partG, double* partB, double* work,
+               bool stream) {
   if constexpr (sizeof(T) == 4 && kFloatRuns && kFlagCopies) {
-    return groupGradFloat<Relu>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB, work, stream);
+    const float mu = args.rms ? 0.0f : args.mean[k];
+    return groupGradFloat<Relu>(args.dy, args.x, args.y, args.gamma, sh, k, mu, args.invStd[k], args.training,
+                                args.rms, args.dx, partG, partB, work, stream);
   } else {
     return false;
   }
@@ -362,11 +360,12 @@ int32_t backward(const sn_norm& n) {
   const Shape sh(n);
   const int64_t affine = sh.affine();
   const Tasks tasks = statisticTasks(sh, maxOf(1, minOf(kMaxGradTasks, kMaxPartialDoubles / maxOf(1, 2 * affine))));
-  T* dx = outputOf<T>(n, SN_SLOT_DX);
+  const BackwardTensors<T> args(n);
   // dx in place of dy: a run that fails GradSumsOk could no longer read its g (see floatRowsTask)
-  const bool floatRows = sizeof(T) == 4 && dx != nullptr && static_cast<const void*>(dx) != n.tensor[SN_SLOT_DY] && useFloatRows(sh);
+  const bool floatRows = sizeof(T) == 4 && args.dx != nullptr && static_cast<const void*>(args.dx) != args.dy &&
+                         useFloatRows(sh);
   const int64_t floatsPerTask = floatRows ? floatRowsPadded(sh) : 0;  // 2 arrays of floats: as doubles
-  const bool floatGroups = sizeof(T) == 4 && dx != nullptr && useFloatGroups(sh);
+  const bool floatGroups = sizeof(T) == 4 && args.dx != nullptr && useFloatGroups(sh);
   const int64_t groupWork = floatGroups ? 2 * (sh.inner / sh.run) : 0;
   double *part, *floats, *groupSums;
   if (!carveScratch([&](Carver& s) {
@@ -376,16 +375,7 @@ int32_t backward(const sn_norm& n) {
       })) {
     return noMemory();
   }
-  const bool rms = (n.flags & SN_FLAG_RMS) != 0, training = (n.flags & SN_FLAG_TRAINING) != 0;
-  const T* dy = tensorOf<T>(n, SN_SLOT_DY);
-  const T* x = tensorOf<T>(n, SN_SLOT_X);
-  const T* mean = tensorOf<T>(n, SN_SLOT_MEAN);
-  const T* invStd = tensorOf<T>(n, SN_SLOT_INV_STD);
-  const T* gamma = tensorOf<T>(n, SN_SLOT_GAMMA);
-  const T* y = (n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr;
-  T* dgamma = outputOf<T>(n, SN_SLOT_DGAMMA);
-  T* dbeta = outputOf<T>(n, SN_SLOT_DBETA);
-  const bool stream = dx != nullptr && streamsOutput(dx, sh.K * sh.M);
+  const bool stream = args.dx != nullptr && streamsOutput(args.dx, sh.K * sh.M);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t t) {
     double* partG = part + 2 * affine * t;
     double* partB = partG + affine;
@@ -395,10 +385,10 @@ int32_t backward(const sn_norm& n) {
         float* f = reinterpret_cast<float*>(floats + floatsPerTask * t);
         for (int64_t i = 0; i < 2 * floatsPerTask; i++) f[i] = 0;
         const int64_t k0 = t * tasks.per, k1 = minOf(sh.K, k0 + tasks.per);
-        if (y != nullptr) {  // both copies: LayerNorm's hot loops, no flag read per vector
-          floatRowsTask<true>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
+        if (args.y != nullptr) {  // both copies: LayerNorm's hot loops, no flag read per vector
+          floatRowsTask<true>(args, sh, k0, k1, partG, partB, f, stream);
         } else {
-          floatRowsTask<false>(dy, x, y, gamma, mean, invStd, sh, k0, k1, training, rms, dx, partG, partB, f, stream);
+          floatRowsTask<false>(args, sh, k0, k1, partG, partB, f, stream);
         }
         return;
       }
@@ -406,17 +396,20 @@ int32_t backward(const sn_norm& n) {
     for (int64_t k = t * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
       if (sh.M == 0) continue;
       if (floatGroups) {
-        const T mk = rms ? T(0) : mean[k];
         double* w = groupSums + groupWork * t;
-        if (y != nullptr || !kFlagCopies) {
-          if (groupGrad<true>(dy, x, y, gamma, sh, k, mk, invStd[k], training, rms, dx, partG, partB, w, stream)) continue;
-        } else if (groupGrad<false>(dy, x, y, gamma, sh, k, mk, invStd[k], training, rms, dx, partG, partB, w, stream)) {
+        if (args.y != nullptr || !kFlagCopies) {
+          if (groupGrad<true>(args, sh, k, partG, partB, w, stream)) continue;
+        } else if (groupGrad<false>(args, sh, k, partG, partB, w, stream)) {
           continue;
         }
       }
-      const double mu = rms ? 0.0 : static_cast<double>(mean[k]), inv = static_cast<double>(invStd[k]);
-      if (y != nullptr || !kFlagCopies) backwardStatistic<T, true>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
-      else backwardStatistic<T, false>(dy, x, y, gamma, sh, k, mu, inv, training, rms, dx, partG, partB);
+      const double mu = args.rms ? 0.0 : static_cast<double>(args.mean[k]), inv = static_cast<double>(args.invStd[k]);
+      auto inDouble = [&](auto relu) {
+        backwardStatistic<T, decltype(relu)::value>(args.dy, args.x, args.y, args.gamma, sh, k, mu, inv, args.training,
+                                                    args.rms, args.dx, partG, partB);
+      };
+      if (args.y != nullptr || !kFlagCopies) inDouble(std::true_type{});
+      else inDouble(std::false_type{});
     }
   });
   for (int64_t a = 0; a < affine; a++) {
@@ -425,8 +418,8 @@ int32_t backward(const sn_norm& n) {
       g += part[2 * affine * t + a];
       b += part[2 * affine * t + affine + a];
     }
-    dgamma[a] = static_cast<T>(g);
-    dbeta[a] = static_cast<T>(b);
+    args.dgamma[a] = static_cast<T>(g);
+    args.dbeta[a] = static_cast<T>(b);
   }
   return 0;
 }

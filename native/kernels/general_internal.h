@@ -112,6 +112,20 @@ T* outputOf(const sn_norm& n, int slot) {
   return static_cast<T*>(n.tensor[slot]);
 }
 
+// A backward call's tensors and flags (y: only with the relu flag, else null; dx: null with sumsOnly).
+template <typename T>
+struct BackwardTensors {
+  const T *dy, *x, *mean, *invStd, *gamma, *y;
+  T *dx, *dgamma, *dbeta;
+  bool rms, training;
+  explicit BackwardTensors(const sn_norm& n)
+      : dy(tensorOf<T>(n, SN_SLOT_DY)), x(tensorOf<T>(n, SN_SLOT_X)), mean(tensorOf<T>(n, SN_SLOT_MEAN)),
+        invStd(tensorOf<T>(n, SN_SLOT_INV_STD)), gamma(tensorOf<T>(n, SN_SLOT_GAMMA)),
+        y((n.flags & SN_FLAG_RELU) != 0 ? tensorOf<T>(n, SN_SLOT_Y) : nullptr), dx(outputOf<T>(n, SN_SLOT_DX)),
+        dgamma(outputOf<T>(n, SN_SLOT_DGAMMA)), dbeta(outputOf<T>(n, SN_SLOT_DBETA)),
+        rms((n.flags & SN_FLAG_RMS) != 0), training((n.flags & SN_FLAG_TRAINING) != 0) {}
+};
+
 // f(start, length) for the spans of block b of a statistic (first element of segment o: base(o)).
 struct Blocks {
   int64_t pieces, pieceLength, segmentsPerBlock, count;
@@ -356,9 +370,8 @@ inline int64_t floatRowsPadded(const Shape& sh) { return ceilDiv(sh.inner, kFloa
 // Rows [k0, k1) of a float LayerNorm-shaped backward (useFloatRows), partials to partG/partB;
 // floats: 2 * floatRowsPadded zeroed floats of scratch. Only where kFloatRuns holds.
 template <bool Relu>
-void floatRowsTask(const float* dy, const float* x, const float* y, const float* gamma, const float* mean,
-                   const float* invStd, const Shape& sh, int64_t k0, int64_t k1, bool training, bool rms, float* dx,
-                   double* partG, double* partB, float* floats, bool stream);
+void floatRowsTask(const BackwardTensors<float>& args, const Shape& sh, int64_t k0, int64_t k1, double* partG,
+                   double* partB, float* floats, bool stream);
 
 }  // namespace general
 }  // namespace SIMDNORM_ISA
