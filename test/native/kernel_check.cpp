@@ -1037,6 +1037,17 @@ void checkOutOfMemory(Geometry g) {
   r = abi::backward<T>(x.data(), x.data(), g, rm.data(), rv.data(), nullptr, nullptr, true, out.data(), a.data(),
                        b.data());
   ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched();
+  // With a residual, y apart from it and y over it (where WASM's settings copy z first).
+  for (bool over : {false, true}) {
+    std::vector<T> z(n, T(3));
+    const std::vector<T> z0 = z;
+    Call c = Call::batchNorm<T>(SN_PHASE_TRAIN, g);
+    c.what = describe(typeName<T>(), g, " residual out of memory");
+    c.flag(SN_FLAG_RESIDUAL).tensor(SN_SLOT_X, x.data()).tensor(SN_SLOT_RESIDUAL, z.data());
+    c.tensor(SN_SLOT_Y, over ? z.data() : out.data()).tensor(SN_SLOT_MEAN, a.data()).tensor(SN_SLOT_INV_STD, b.data());
+    r = c.run();
+    ok = ok && r == kNoMemory && simdnorm::scratchFailed() && untouched() && z == z0;
+  }
   executeMayFail = false;
   simdnorm::setScratchLimit(0);
   r = abi::moments(x.data(), g, a.data(), b.data());
