@@ -41,8 +41,13 @@ int64_t floatColumnSums(const float* first, int64_t W, int64_t rows, const doubl
       }
       const VF fu = a1 + b1, fv = a2 + b2;
       if (allLanes(FloatSquaresOk{}(fu, fv, 0.0f))) {
-        addHalves(fu, u0, u1);
-        addHalves(fv, v0, v1);
+        VDouble lo, hi;
+        toDoubles(fu, lo, hi);
+        u0 += lo;
+        u1 += hi;
+        toDoubles(fv, lo, hi);
+        v0 += lo;
+        v1 += hi;
       } else {
         for (q = r; q < re; q++) {
           const VDouble d = loadDouble(at + q * W) - dlo, e = loadDouble(at + q * W + L) - dhi;

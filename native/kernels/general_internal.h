@@ -175,9 +175,20 @@ void plainStatistic(const T* x, const Shape& sh, int64_t k, bool rms, double& me
     variance = squares / count;
     return;
   }
-  double m2;
-  referenceMoments(count, each, mean, m2);
-  variance = m2 / count;
+  double sum = 0;
+  each([&](double v) { sum += v; });
+  double m = sum / count, residual = 0, squares = 0;
+  each([&](double v) {
+    const double d = v - m;
+    residual += d;
+    squares += d * d;
+  });
+  if (__builtin_isfinite(residual)) {
+    m += residual / count;
+    squares -= residual * (residual / count);
+  }
+  mean = m;
+  variance = (squares < 0 ? 0 : squares) / count;
 }
 
 // mean and variance of statistic k from its merged moments (rms: its sum of squares); where they

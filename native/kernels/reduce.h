@@ -53,29 +53,8 @@ inline void merge(Moments& a, const Moments& b) {
 }
 
 // Whether these moments are IEEE's values; if not (+-Inf or NaN among the values, or squares
-// beyond double's range), the channel is recomputed by finiteOrPlain.
+// beyond double's range), the channel is recomputed by plainMoments.
 inline bool finite(const Moments& m) { return __builtin_isfinite(m.mean) && __builtin_isfinite(m.m2); }
-
-// The reference's two-pass moments (lib/reference.ts, operation for operation, in double) of the
-// `count` values each(f) passes to f in order: their mean and m2, the sum of squared deviations
-// corrected by the first pass's residual (at least 0).
-template <typename Each>
-inline void referenceMoments(double count, Each each, double& mean, double& m2) {
-  double sum = 0;
-  each([&](double v) { sum += v; });
-  double m = sum / count, residual = 0, squares = 0;
-  each([&](double v) {
-    const double d = v - m;
-    residual += d;
-    squares += d * d;
-  });
-  if (__builtin_isfinite(residual)) {
-    m += residual / count;
-    squares -= residual * (residual / count);
-  }
-  mean = m;
-  m2 = squares < 0 ? 0 : squares;
-}
 
 // ---- the reduction loops ------------------------------------------------------------------
 
@@ -126,15 +105,6 @@ inline void toDoubles(V v, VDouble& lo, VDouble& hi) {
   lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), VDouble);
   hi = __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), VDouble);
 #endif
-}
-
-// lo += v's low half and hi += its high half, in double (a float run's sums into double sums).
-template <typename V>
-inline void addHalves(V v, VDouble& lo, VDouble& hi) {
-  VDouble l, h;
-  toDoubles(v, l, h);
-  lo += l;
-  hi += h;
 }
 
 // Whether every lane of a float mask is set.
@@ -202,8 +172,13 @@ SIMDNORM_INLINE void accumulate(int64_t n, int64_t stride, Term term, Sums& sums
       }
       const VFloat u = (f1[0] + f1[1]) + (f1[2] + f1[3]), v = (f2[0] + f2[1]) + (f2[2] + f2[3]);
       if (allLanes(ok(u, v, static_cast<float>(kFloatRun)))) {
-        addHalves(u, s.u[0], s.u[1]);
-        addHalves(v, s.v[0], s.v[1]);
+        VDouble lo, hi;
+        toDoubles(u, lo, hi);
+        s.u[0] += lo;
+        s.u[1] += hi;
+        toDoubles(v, lo, hi);
+        s.v[0] += lo;
+        s.v[1] += hi;
         i += run;
       } else {
         inDouble(i + run);
@@ -273,8 +248,13 @@ inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t st
     for (int u = 0; u < U; u++) {
       const VFloatMask good = ok(s1[u], s2[u], static_cast<float>((re - rs) * S));
       if (allLanes(good)) {
-        addHalves(s1[u], acc1[2 * u], acc1[2 * u + 1]);
-        addHalves(s2[u], acc2[2 * u], acc2[2 * u + 1]);
+        VDouble lo, hi;
+        toDoubles(s1[u], lo, hi);
+        acc1[2 * u] += lo;
+        acc1[2 * u + 1] += hi;
+        toDoubles(s2[u], lo, hi);
+        acc2[2 * u] += lo;
+        acc2[2 * u + 1] += hi;
       } else {
         for (int q = 0; q < S; q++) {
           sumColumns<2>(plan, rs + q * stride, re + q * stride, j + u * FL, L, acc1 + 2 * u, acc2 + 2 * u, termD);

@@ -33,9 +33,20 @@ void plainRow(const float* x, int64_t D, bool rms, double& mean, double& varianc
     variance = squares / count;
     return;
   }
-  double m2;
-  referenceMoments(count, [&](auto f) { for (int64_t j = 0; j < D; j++) f(static_cast<double>(x[j])); }, mean, m2);
-  variance = m2 / count;
+  double sum = 0;
+  for (int64_t j = 0; j < D; j++) sum += static_cast<double>(x[j]);
+  double m = sum / count, residual = 0, squares = 0;
+  for (int64_t j = 0; j < D; j++) {
+    const double d = static_cast<double>(x[j]) - m;
+    residual += d;
+    squares += d * d;
+  }
+  if (__builtin_isfinite(residual)) {
+    m += residual / count;
+    squares -= residual * (residual / count);
+  }
+  mean = m;
+  variance = (squares < 0 ? 0 : squares) / count;
 }
 
 // The row's mean (rms: 0) and biased variance (rms: mean of squares) from shifted sums in float
@@ -73,8 +84,13 @@ bool floatRow(const float* x, int64_t D, bool rms, double& mean, double& varianc
       }
       const VF u = a1 + b1, v = a2 + b2;
       if (!allLanes(FloatSquaresOk{}(u, v, 0.0f))) return false;
-      addHalves(u, u0, u1);
-      addHalves(v, v0, v1);
+      VDouble lo, hi;
+      toDoubles(u, lo, hi);
+      u0 += lo;
+      u1 += hi;
+      toDoubles(v, lo, hi);
+      v0 += lo;
+      v1 += hi;
     }
     double s1 = sumLanes(u0 + u1), s2 = sumLanes(v0 + v1);
     for (; j < D; j++) {

@@ -23,10 +23,19 @@ Moments finiteOrPlain(const T* x, const Geometry& g, int64_t c, const Moments& m
   if (finite(m)) return m;
   // lib/reference.ts's channelStats, operation for operation.
   const double n = static_cast<double>(g.perChannel());
-  double mean, m2;
-  referenceMoments(n, [&](auto f) { forEachOfChannel(g, c, [&](int64_t i) { f(static_cast<double>(x[i])); }); },
-                   mean, m2);
-  return {n, mean, m2, 0, 0};
+  double sum = 0;
+  forEachOfChannel(g, c, [&](int64_t i) { sum += static_cast<double>(x[i]); });
+  double mean = sum / n, residual = 0, squares = 0;
+  forEachOfChannel(g, c, [&](int64_t i) {
+    const double d = static_cast<double>(x[i]) - mean;
+    residual += d;
+    squares += d * d;
+  });
+  if (__builtin_isfinite(residual)) {
+    mean += residual / n;
+    squares -= residual * (residual / n);
+  }
+  return {n, mean, squares < 0 ? 0 : squares, 0, 0};
 }
 
 // Planes path, shifted by the block's first value.
