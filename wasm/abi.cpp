@@ -32,9 +32,14 @@ std::map<uintptr_t, uint32_t>& blocks() {
   return live;
 }
 
+// The block sn_alloc made last, tried before the map: the marshaller's scratch area holds every
+// copied tensor of a call, and it is (re)made after the blocks made once. (size 0: none;
+// forgotten when freed.)
+uintptr_t lastStart = 0;
+uint32_t lastSize = 0;
 // The bytes from p to the end of the live block p lies in (0 at its very end), or -1 when p lies
-// in no live block.
-int64_t bytesToEnd(uintptr_t p) {
+// in no live block, from the map.
+__attribute__((noinline)) int64_t lookUp(uintptr_t p) {
   auto& live = blocks();
   auto it = live.upper_bound(p);
   if (it == live.begin()) return -1;
@@ -42,6 +47,11 @@ int64_t bytesToEnd(uintptr_t p) {
   const uintptr_t offset = p - it->first;
   if (offset > it->second) return -1;
   return static_cast<int64_t>(it->second - offset);
+}
+// The same, the last block sn_alloc made first (a p at its very end may start the next block).
+int64_t bytesToEnd(uintptr_t p) {
+  if (p >= lastStart && p - lastStart < lastSize) return static_cast<int64_t>(lastSize - (p - lastStart));
+  return lookUp(p);
 }
 
 // Whether [p, p + bytes) lies inside one live block and p is a multiple of align.
@@ -65,6 +75,8 @@ SN_EXPORT uintptr_t sn_alloc(uint32_t bytes) {
   void* p = std::aligned_alloc(16, (bytes + 15u) & ~15u);
   if (p == nullptr) return 0;
   blocks()[reinterpret_cast<uintptr_t>(p)] = bytes;
+  lastStart = reinterpret_cast<uintptr_t>(p);
+  lastSize = bytes;
   return reinterpret_cast<uintptr_t>(p);
 }
 
@@ -74,6 +86,7 @@ SN_EXPORT int32_t sn_free(uintptr_t p) {
   auto& live = blocks();
   auto it = live.find(p);
   if (it == live.end()) return -1;
+  if (p == lastStart) lastSize = 0;
   live.erase(it);
   std::free(reinterpret_cast<void*>(p));
   return 0;

@@ -25,8 +25,10 @@ static constexpr uint64_t kMaxBytes = uint64_t{1} << 62;
 // (In range, the conversion is exact for every integer and truncates a fraction: no libm floor.)
 static inline __attribute__((always_inline)) bool isCount(double v) { return v >= 0 && v <= kMaxCount && v == static_cast<double>(static_cast<int64_t>(v)); }
 
-// a * b, false on overflow past kMaxBytes.
+// a * b, false on overflow past kMaxBytes. (Factors below 2^32 first: their product cannot
+// overflow, and WASM has no 64 x 64 -> 128-bit multiply, __builtin_mul_overflow's call there.)
 static inline __attribute__((always_inline)) bool multiply(uint64_t a, uint64_t b, uint64_t& out) {
+  if (((a | b) >> 32) == 0) return (out = a * b) <= kMaxBytes;
   return !__builtin_mul_overflow(a, b, &out) && out <= kMaxBytes;
 }
 

@@ -104,15 +104,13 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
     return Terms{d, d * d};
   };
   if constexpr (sizeof(T) == 4 && kFloatRuns) {
-#if !defined(__wasm__)
     if (const int64_t r = rb * plan.rowsPerBlock; minOf(plan.rowCount, r + plan.rowsPerBlock) - r == 1) {
       // A block of one row (a small tensor): the sums of a column's one value d = x - shift
       // are d and d², and the float run below would be redone in double for every column but
       // those with d = 0 (the check after it: one value always "cancels"). These are the sums
       // that gives, bit for bit (0 + d as the sums start from 0; a missing column of a short
       // last row 0), without the float run and a scalar division per column: most of a tiny
-      // training call's kernel time. (Natively only: the WASM modules stay as built, within
-      // their size budget, README "Browsers and bundlers"; their results are the same.)
+      // training call's kernel time.
       const int64_t shortFrom = r + 1 == plan.rowCount ? plan.lastRowLength : plan.period;
       const T* row = x + r * plan.period;
       for (int64_t p = c0; p < c1; p++) {
@@ -122,7 +120,6 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
       }
       return;
     }
-#endif
     // The shifts are values of x (or 0): exact as floats.
     float shiftF[kTileColumns];
     for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);

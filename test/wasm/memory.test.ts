@@ -106,6 +106,22 @@ describe.each(variants)('zero-copy arrays (%s)', (variant) => {
     block.free(); // a second free is a no-op
   });
 
+  it('a view of wasmMemory.buffer is refused before any alloc too (the marshaller skips the buffer check only until a caller can hold a view)', () => {
+    const wasm = loadWasmBackendSync(variant);
+    const backend = ops(wasm);
+    const g = { outer: 3, channels: 5, inner: 7 };
+    const x = randomArray(Float64Array, 105, random(4));
+    backend.moments({ x, geometry: g, mean: new Float64Array(5), variance: new Float64Array(5) }); // no block yet: copies
+    expect(wasm.abi.userBlocks).toBe(false);
+    const stray = new Float64Array(wasm.memory.buffer, 8, 5);
+    expect(wasm.abi.userBlocks).toBe(true);
+    const before = Array.from(stray);
+    expect(() => backend.moments({ x, geometry: g, mean: stray, variance: new Float64Array(5) })).toThrow(
+      /mean is a view of the wasm module memory outside every live wasmMemory.alloc block/,
+    );
+    expect(Array.from(stray)).toEqual(before);
+  });
+
   it('growth detaches old views; WasmArray.array hands out a fresh one with the same data', () => {
     const wasm = loadWasmBackendSync(variant);
     const mem = wasm.memory;

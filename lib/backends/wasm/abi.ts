@@ -103,8 +103,10 @@ export class WasmAbi {
   /** Shared memory only: every buffer object handed out for it (each growth makes a new one). */
   private moduleBuffers: WeakSet<ArrayBufferLike> | undefined;
 
-  /** Whether wasmMemory.alloc ever made a block (memory.ts): until it does, no array a caller
-   * passes can be a view of the module memory (the marshaller's own views are never handed out). */
+  /** Whether a caller may hold a view of the module memory: set once wasmMemory.alloc has made a
+   * block or wasmMemory.buffer was read (memory.ts). Until then no array a caller passes can be
+   * one (the marshaller's own views are never handed out), and the marshaller does not read the
+   * buffer of each array. */
   userBlocks = false;
 
   /** Whether the memory is shared (the threaded variant). */

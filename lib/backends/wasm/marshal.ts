@@ -21,7 +21,6 @@ import {
   Float32,
   Float64,
   typedArrayBuffer,
-  typedArrayByteLength,
   typedArrayByteOffset,
   typedArrayLength,
   typedArraySet,
@@ -83,9 +82,13 @@ export class Marshal {
   /** bytes of the scratch area (tests read it) */
   scratchBytes = 0;
   // Per-call state, reused across calls.
-  private readonly arrays: (FloatArray | null)[] = new Array<FloatArray | null>(SLOT_COUNT).fill(null);
+  private readonly arrays: (FloatArray | null)[] = Array.from({ length: SLOT_COUNT }, () => null); // packed: no hole checks
   private readonly offsets = new Int32Array(SLOT_COUNT).fill(-1); // in scratch, -1: by pointer or null
   private readonly flags = new Int32Array(SLOT_COUNT);
+  // Each given array's element count and whether it is a Float64Array, read once in place (no
+  // caller code runs during a call, so they hold until its copies back).
+  private readonly counts = new Float64Array(SLOT_COUNT);
+  private readonly wide = new Uint8Array(SLOT_COUNT);
   private readonly placed = new Int32Array(SLOT_COUNT); // the slots given in this call, in the order placed
   private placedCount = 0;
   private readonly pointers = new Uint32Array(SLOT_COUNT);
@@ -94,6 +97,7 @@ export class Marshal {
   private readonly viewBuffers: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(SLOT_COUNT).fill(null);
   private readonly viewStarts = new Float64Array(SLOT_COUNT);
   private readonly viewCounts = new Float64Array(SLOT_COUNT);
+  private readonly viewWide = new Uint8Array(SLOT_COUNT);
   // Views of the whole module memory, replaced when it grows.
   private heap32 = new Float32Array(0);
   private heap64 = new Float64Array(0);
@@ -138,8 +142,8 @@ export class Marshal {
       const p = this.scratch + offset;
       this.pointers[slot] = p;
       if (this.flags[slot] & COPY_IN) {
-        const count = typedArrayLength(array);
-        if (elementBytes(array) === 8) {
+        const count = this.counts[slot];
+        if (this.wide[slot] === 1) {
           if (count < LOOP_COPY) copy64(this.heap64, p / 8, array as Float64Array, 0, count);
           else typedArraySet(this.heap64, array, p / 8);
         } else {
@@ -165,25 +169,34 @@ export class Marshal {
     this.flags[slot] = copy;
     this.offsets[slot] = -1;
     this.pointers[slot] = 0;
-    const buffer = typedArrayBuffer(array);
-    if (buffer === this.callBuffer || (this.abi.shared && this.abi.isModuleBuffer(buffer))) {
-      if (inLiveBlock(this.abi, array)) {
-        this.pointers[slot] = typedArrayByteOffset(array);
-        return used;
+    // (Until a caller can hold a view of the module memory, no array is one: abi.userBlocks.)
+    if (this.abi.userBlocks) {
+      const buffer = typedArrayBuffer(array);
+      if (buffer === this.callBuffer || (this.abi.shared && this.abi.isModuleBuffer(buffer))) {
+        if (inLiveBlock(this.abi, array)) {
+          this.pointers[slot] = typedArrayByteOffset(array);
+          return used;
+        }
+        throw new RangeError(
+          `simdnorm wasm: ${SLOT_NAMES[slot]} is a view of the wasm module memory outside every live wasmMemory.alloc block (freed, or not from alloc); pass a block's .array or an ordinary array`,
+        );
       }
-      throw new RangeError(
-        `simdnorm wasm: ${SLOT_NAMES[slot]} is a view of the wasm module memory outside every live wasmMemory.alloc block (freed, or not from alloc); pass a block's .array or an ordinary array`,
-      );
     }
+    const count = typedArrayLength(array);
+    const wide = elementBytes(array) === 8 ? 1 : 0;
+    this.counts[slot] = count;
+    this.wide[slot] = wide;
     // The very same array as an earlier slot (y = x in place, dx = dy, runningMean = x) shares
     // its copy, unless an output already took that copy over (dx over dy's copy, then dz = dy: dz
     // gets a copy of its own). (Identity only: two objects viewing the same memory get two copies,
     // which gives the same result, since every input is copied in before the call and outputs out
     // after it.)
     const before = this.placedCount - 1;
+    const placed = this.placed, arrays = this.arrays, counts = this.counts;
     for (let k = 0; k < before; k++) {
-      const j = this.placed[k];
-      if (this.arrays[j] === array && this.offsets[j] >= 0 && !this.takenOver(j, array)) {
+      const j = placed[k];
+      // (the count first: a number compare rules out most slots before the object compare)
+      if (counts[j] === count && arrays[j] === array && this.offsets[j] >= 0 && !this.takenOver(j, array)) {
         this.offsets[slot] = this.offsets[j];
         this.flags[j] |= copy & COPY_IN; // copy in once, through the first slot
         this.flags[slot] = copy & COPY_OUT;
@@ -192,12 +205,12 @@ export class Marshal {
     }
     // An output over its alias input (y over x, dx over dy), both copied: it shares the input's
     // copy when no other slot reads that copy, so the scratch area holds one tensor less.
-    if (alias !== undefined && alias[0] === slot && this.sharesAlias(slot, alias[1], array)) {
+    if (alias !== undefined && alias[0] === slot && this.sharesAlias(slot, alias[1])) {
       this.offsets[slot] = this.offsets[alias[1]];
       return used;
     }
     this.offsets[slot] = used;
-    return used + Math.ceil(typedArrayByteLength(array) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
+    return used + Math.ceil((count * (wide === 1 ? 8 : 4)) / SCRATCH_ALIGN) * SCRATCH_ALIGN;
   }
 
   /** Whether another array's slot shares slot j's copy (an alias output took it over). */
@@ -210,11 +223,10 @@ export class Marshal {
   }
 
   /** Whether output `slot` can take over the copy of `input` (placed, copied, same size, read by no other slot). */
-  private sharesAlias(slot: number, input: number, array: FloatArray): boolean {
-    const inputArray = this.arrays[input];
+  private sharesAlias(slot: number, input: number): boolean {
     const offset = this.offsets[input];
-    if (inputArray === null || offset < 0 || typedArrayByteLength(inputArray) !== typedArrayByteLength(array) ||
-        elementBytes(inputArray) !== elementBytes(array)) return false;
+    if (this.arrays[input] === null || offset < 0 || this.counts[input] !== this.counts[slot] ||
+        this.wide[input] !== this.wide[slot]) return false;
     let isPlaced = false;
     for (let k = 0; k < this.placedCount; k++) {
       const j = this.placed[k];
@@ -233,8 +245,8 @@ export class Marshal {
       const array = this.arrays[slot];
       if (offset < 0 || array === null || !(this.flags[slot] & COPY_OUT)) continue;
       const byteStart = this.scratch + offset;
-      const count = typedArrayLength(array);
-      const f64 = elementBytes(array) === 8;
+      const count = this.counts[slot];
+      const f64 = this.wide[slot] === 1;
       // A loop beats a set() call for short arrays.
       if (count < LOOP_COPY) {
         if (f64) copy64(array as Float64Array, 0, this.heap64, byteStart / 8, count);
@@ -251,12 +263,13 @@ export class Marshal {
   private viewOf(slot: number, f64: boolean, byteStart: number, count: number): FloatArray {
     const view = this.views[slot];
     if (view !== null && this.viewBuffers[slot] === this.heapBuffer && this.viewStarts[slot] === byteStart &&
-        this.viewCounts[slot] === count && (elementBytes(view) === 8) === f64) return view;
+        this.viewCounts[slot] === count && this.viewWide[slot] === (f64 ? 1 : 0)) return view;
     const made = f64 ? new Float64(this.heapBuffer, byteStart, count) : new Float32(this.heapBuffer, byteStart, count);
     this.views[slot] = made;
     this.viewBuffers[slot] = this.heapBuffer;
     this.viewStarts[slot] = byteStart;
     this.viewCounts[slot] = count;
+    this.viewWide[slot] = f64 ? 1 : 0;
     return made;
   }
 

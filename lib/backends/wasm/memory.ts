@@ -113,6 +113,7 @@ export function createWasmMemory(abi: WasmAbi, releaseScratch: () => void): Wasm
     alloc: alloc as WasmMemory['alloc'],
     isZeroCopy: (array) => isZeroCopy(abi, array),
     get buffer() {
+      abi.userBlocks = true; // the caller may make views of it (marshal.ts then checks every array)
       return abi.buffer;
     },
     get bytes() {
