@@ -80,7 +80,7 @@ export function makeNormOf(
   affineGroups: number, affineSize: number, affineRun: number, flags: number,
   eps: number, factor: number, varScale: number, sumsCount: number, rmax: number, dmax: number,
 ): Norm {
-  const n = spares.pop() ?? { scalars: new Float64Array(SCALAR_COUNT), tensors: new Array<FloatArray | null>(SLOT_COUNT).fill(null) };
+  const n = spares.pop() ?? { scalars: new Float64Array(SCALAR_COUNT), tensors: Array.from({ length: SLOT_COUNT }, (): FloatArray | null => null) };
   const scalars = n.scalars;
   scalars[Scalar.phase] = phase;
   scalars[Scalar.dtype] = dtype;

@@ -115,17 +115,14 @@ export class Marshal {
     const alias = aliasOf(n, phase);
     const tensors = n.tensors;
     this.callBuffer = this.abi.buffer;
+    if (this.placedCount !== 0) this.release(); // (a call that threw half-way)
     let used = 0;
     try {
       for (let k = 0; k < SLOT_COUNT; k++) {
         const slot = order[k];
         const array = tensors[slot];
-        if (array === null || array === undefined) {
-          this.pointers[slot] = 0; // absent (a slot never given is null in every table)
-          this.offsets[slot] = -1;
-          continue;
-        }
-        used = this.place(slot, array, COPY_BY_ROLE[roles[slot]] ?? COPY_IN, used, alias);
+        // An absent slot (null in every table) keeps pointer 0 and offset -1 (release).
+        if (array !== null && array !== undefined) used = this.place(slot, array, COPY_BY_ROLE[roles[slot]] ?? COPY_IN, used, alias);
       }
       this.ensureScratch(used);
     } catch (e) {
@@ -273,9 +270,15 @@ export class Marshal {
     return made;
   }
 
-  /** Drops the references to the caller's arrays (keeps none alive between calls). */
+  /** Drops the references to the caller's arrays (keeps none alive between calls); every slot's
+   * pointer is 0 and offset -1 again, as run expects of the slots a call does not give. */
   private release(): void {
-    for (let k = 0; k < this.placedCount; k++) this.arrays[this.placed[k]] = null;
+    for (let k = 0; k < this.placedCount; k++) {
+      const slot = this.placed[k];
+      this.arrays[slot] = null;
+      this.pointers[slot] = 0;
+      this.offsets[slot] = -1;
+    }
     this.placedCount = 0;
   }
 
