@@ -262,7 +262,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       };
       if constexpr (sizeof(T) == 4 && kFloatRuns) {
         accumulateRows(plan, task, sums1, sums2, term,
-                       [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                       [SIMDNORM_TERM_CAPTURE(dy, x, y, meanOf, base)](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
                          prefetchAhead(dy + offset);
                          prefetchAhead(x + offset);
                          VFloat g = load<VFloat>(dy + offset);

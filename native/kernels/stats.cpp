@@ -127,7 +127,7 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
     float shiftF[kTileColumns];
     for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
     accumulateRows(plan, task, sum1, sum2, term,
-                   [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                   [SIMDNORM_TERM_CAPTURE(x, c0)](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
                      prefetchAhead(x + offset);
                      VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
                      return FloatTerms{d, d * d};
