@@ -224,6 +224,13 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
 #else
 #define SIMDNORM_UNROLL_UNITS _Pragma("GCC unroll 8")
 #endif
+// Natively, sumColumnsFloat with what it calls inlined: eight units are two calls of four
+// (below), one call then, whose set-up is most of a call's instructions over a few rows.
+#if defined(__wasm__)
+#define SIMDNORM_UNITS_FLATTEN
+#else
+#define SIMDNORM_UNITS_FLATTEN __attribute__((flatten))
+#endif
 
 // The capture list of a float term of sumColumnsFloat: natively the named values by copy (in the
 // term's copy they stay in registers), the rest by reference; in WASM all by reference, as built.
@@ -242,7 +249,7 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
 // S streams of rows, stream q's rows [ra, rb) + q * stride, go in lockstep: a run is then
 // kFloatRun / S rows of each (kFloatRun values per lane in all).
 template <int U, int S, typename TermF, typename Ok, typename TermD>
-inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t stride, int64_t j, VDouble* acc1,
+SIMDNORM_UNITS_FLATTEN inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t stride, int64_t j, VDouble* acc1,
                             VDouble* acc2, const TermF& termF, const Ok& ok, const TermD& termD) {
   constexpr int64_t L = kDoubleLanes, FL = kFloatLanes, R = kFloatRun / S;
 #if !defined(__wasm__)
