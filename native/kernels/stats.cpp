@@ -135,9 +135,10 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
     // The shifts are values of x (or 0): exact as floats.
     float shiftF[kTileColumns];
     for (int64_t p = c0; p < c1; p++) shiftF[p - c0] = static_cast<float>(shift[p - c0]);
+    const bool ahead = readsAhead(plan.g.elements() * static_cast<int64_t>(sizeof(T)));
     accumulateRows(plan, task, sum1, sum2, term,
-                   [SIMDNORM_TERM_CAPTURE(x, c0)](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
-                     prefetchAhead(x + offset);
+                   [SIMDNORM_TERM_CAPTURE(x, c0, ahead)](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                     if (ahead) prefetchAhead(x + offset);
                      VFloat d = load<VFloat>(x + offset) - load<VFloat>(shiftF + (column - c0));
                      return FloatTerms{d, d * d};
                    },
