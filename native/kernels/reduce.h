@@ -270,9 +270,7 @@ SIMDNORM_UNITS_FLATTEN inline void sumColumnsFloat(const Plan& plan, int64_t ra,
   }
 #endif
   const int64_t period = plan.period;
-#if defined(__wasm__)
-  const TermF& f = termF;
-#else
+#if !defined(__wasm__)
   // A copy of the term: what it captures by value then stays in registers. Read through the
   // caller's closure it is loaded again in every row (to the compiler a prefetch may write memory).
   const TermF f = termF;
@@ -293,7 +291,11 @@ SIMDNORM_UNITS_FLATTEN inline void sumColumnsFloat(const Plan& plan, int64_t ra,
       for (int q = 0; q < S; q++) {
         SIMDNORM_UNROLL_UNITS
         for (int u = 0; u < U; u++) {
+#if defined(__wasm__)
+          FloatTerms t = termF(at[q] + u * FL, j + u * FL);
+#else
           FloatTerms t = f(at[q] + u * FL, j + u * FL);
+#endif
           s1[u] += t.u;
           s2[u] += t.v;
         }
