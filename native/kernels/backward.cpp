@@ -261,10 +261,20 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         return gradTerms(dy, x, y, offset, k, loadDoubleLanes(meanOf + (column - base), k), relu);
       };
       if constexpr (sizeof(T) == 4 && kFloatRuns) {
+#if defined(__wasm__)
         accumulateRows(plan, task, sums1, sums2, term,
                        [&](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
                          prefetchAhead(dy + offset);
                          prefetchAhead(x + offset);
+#else
+        const bool ahead = readsAhead(2 * g.elements() * static_cast<int64_t>(sizeof(T)));
+        accumulateRows(plan, task, sums1, sums2, term,
+                       [SIMDNORM_TERM_CAPTURE(dy, x, y, meanOf, base, ahead)](int64_t offset, int64_t column) SIMDNORM_LAMBDA_INLINE {
+                         if (ahead) {
+                           prefetchAhead(dy + offset);
+                           prefetchAhead(x + offset);
+                         }
+#endif
                          VFloat g = load<VFloat>(dy + offset);
                          if (relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
                          return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(meanOf + (column - base)))};

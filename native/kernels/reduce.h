@@ -217,6 +217,29 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
   }
 }
 
+// Natively, the loops over the units of sumColumnsFloat unrolled: the sums then stay in registers
+// (a loop over an array of them keeps the array in memory). WASM's modules stay as built.
+#if defined(__wasm__)
+#define SIMDNORM_UNROLL_UNITS
+#else
+#define SIMDNORM_UNROLL_UNITS _Pragma("GCC unroll 8")
+#endif
+// Natively, sumColumnsFloat with what it calls inlined: eight units are two calls of four
+// (below), one call then, whose set-up is most of a call's instructions over a few rows.
+#if defined(__wasm__)
+#define SIMDNORM_UNITS_FLATTEN
+#else
+#define SIMDNORM_UNITS_FLATTEN __attribute__((flatten))
+#endif
+
+// The capture list of a float term of sumColumnsFloat: natively the named values by copy (in the
+// term's copy they stay in registers), the rest by reference; in WASM all by reference, as built.
+#if defined(__wasm__)
+#define SIMDNORM_TERM_CAPTURE(...) &
+#else
+#define SIMDNORM_TERM_CAPTURE(...) &, __VA_ARGS__
+#endif
+
 // As sumColumns<U> over whole float vectors (kFloatLanes lanes each), with termF giving the
 // terms in float: summed in float over runs of kFloatRun rows (from ra: fixed by the geometry),
 // each run then added to acc1/acc2 in double. A run whose float sums fail ok(s1, s2, rows) (a
@@ -226,25 +249,60 @@ inline void sumColumns(const Plan& plan, int64_t ra, int64_t rb, int64_t j, int6
 // S streams of rows, stream q's rows [ra, rb) + q * stride, go in lockstep: a run is then
 // kFloatRun / S rows of each (kFloatRun values per lane in all).
 template <int U, int S, typename TermF, typename Ok, typename TermD>
-inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t stride, int64_t j, VDouble* acc1,
+SIMDNORM_UNITS_FLATTEN inline void sumColumnsFloat(const Plan& plan, int64_t ra, int64_t rb, int64_t stride, int64_t j, VDouble* acc1,
                             VDouble* acc2, const TermF& termF, const Ok& ok, const TermD& termD) {
   constexpr int64_t L = kDoubleLanes, FL = kFloatLanes, R = kFloatRun / S;
+#if !defined(__wasm__)
+  if constexpr (S == 1 && U > 4 && U % 4 == 0) {
+    // Natively (kWideFloatUnits), over a tensor in the caches (readsAhead false), four units at a
+    // time: the float sums of eight units and their terms need more than the 16 vector
+    // registers, and the compiler then spills a sum and recomputes every unit's column index in
+    // each row. (From memory, whole rows of eight units read faster: NHWC [32,56,56,64]'s
+    // training forward took 1.1x with four.) Each column's sums are the same: its runs, the
+    // order of its rows in a run and of its runs in acc1/acc2 do not depend on the units beside
+    // it (ok decides per unit).
+    if (!readsAhead(plan.g.elements() * static_cast<int64_t>(sizeof(float)))) {
+      for (int v = 0; v < U; v += 4) {
+        sumColumnsFloat<4, 1>(plan, ra, rb, stride, j + v * FL, acc1 + 2 * v, acc2 + 2 * v, termF, ok, termD);
+      }
+      return;
+    }
+  }
+#endif
   const int64_t period = plan.period;
+#if !defined(__wasm__)
+  // A copy of the term: what it captures by value then stays in registers. Read through the
+  // caller's closure it is loaded again in every row (to the compiler a prefetch may write memory).
+  const TermF f = termF;
+#endif
   for (int64_t rs = ra; rs < rb; rs += R) {
     const int64_t re = minOf(rb, rs + R);
+#if defined(__wasm__)
     VFloat s1[U] = {}, s2[U] = {};
+#else
+    // Zeroed one by one: `= {}` zeroes the arrays in memory first (rep stos, twice per run).
+    VFloat s1[U], s2[U];
+    SIMDNORM_UNROLL_UNITS
+    for (int u = 0; u < U; u++) s1[u] = s2[u] = VFloat{};
+#endif
     int64_t at[S];  // element (r, j) of each stream (an index stepped by the period, not a product)
     for (int q = 0; q < S; q++) at[q] = (rs + q * stride) * period + j;
     for (int64_t r = rs; r < re; r++) {
       for (int q = 0; q < S; q++) {
+        SIMDNORM_UNROLL_UNITS
         for (int u = 0; u < U; u++) {
+#if defined(__wasm__)
           FloatTerms t = termF(at[q] + u * FL, j + u * FL);
+#else
+          FloatTerms t = f(at[q] + u * FL, j + u * FL);
+#endif
           s1[u] += t.u;
           s2[u] += t.v;
         }
         at[q] += period;
       }
     }
+    SIMDNORM_UNROLL_UNITS
     for (int u = 0; u < U; u++) {
       const VFloatMask good = ok(s1[u], s2[u], static_cast<float>((re - rs) * S));
       if (allLanes(good)) {

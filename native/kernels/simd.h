@@ -41,6 +41,15 @@ constexpr uintptr_t kPrefetchBytes = 8192;
 SIMDNORM_INLINE void prefetchAhead(const void* p) {
   __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kPrefetchBytes), 0, 3);
 }
+// Whether the float column sums of a rows-path pass over `bytes` of inputs read ahead: natively
+// from kPrefetchFromBytes (below, the inputs come from the caches, where a hint per vector only
+// takes load slots: [64, 256]'s backward reads two vectors and hints two per step); never in WASM.
+#if defined(__wasm__)
+constexpr bool readsAhead(int64_t) { return false; }
+#else
+constexpr int64_t kPrefetchFromBytes = int64_t{256} << 10;
+inline bool readsAhead(int64_t bytes) { return bytes >= kPrefetchFromBytes; }
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__)
 constexpr int kVectorBytes = 32;
