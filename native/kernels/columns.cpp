@@ -134,8 +134,11 @@ void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool r
   });
 }
 
+#if !defined(__wasm__)
 // Statistic k's moments from its columns' sums (columnSums of its sample's row blocks), merged
-// in (row block, column) order.
+// in (row block, column) order: columnMoments' merge, for columnTrainFloat (WASM keeps only
+// columnMoments' own copy, byte for byte as before: the module's size budget, README "Browsers
+// and bundlers").
 template <typename T>
 SIMDNORM_INLINE void columnStatistic(const T* x, const Shape& sh, const Columns& c, int64_t k, bool rms,
                                      const double* shift, const double* s1, const double* s2, double& mean,
@@ -154,6 +157,7 @@ SIMDNORM_INLINE void columnStatistic(const T* x, const Shape& sh, const Columns&
   }
   finishStatistic(x, sh, k, rms, total, squares, mean, variance);
 }
+#endif
 
 }  // namespace
 
@@ -168,7 +172,19 @@ void columnMoments(const T* x, const Shape& sh, bool rms, double* mean, double* 
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t task) {
     for (int64_t k = task * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
-      columnStatistic(x, sh, c, k, rms, shift, s1, s2, mean[k], variance[k]);
+      const int64_t n = k / sh.stats, s = k % sh.stats;
+      Moments total{};
+      double squares = 0;
+      for (int64_t rb = 0; rb < c.blocks; rb++) {
+        const int64_t t = n * c.blocks + rb;
+        const double rows = static_cast<double>(c.endRow(sh, t) - c.firstRow(t));
+        for (int64_t j = 0; j < sh.inner; j++) {
+          const int64_t i = t * c.W + s * sh.inner + j;
+          if (rms) squares += s2[i];
+          else merge(total, shiftedMoments(rows, shift[i], s1[i], s2[i]));
+        }
+      }
+      finishStatistic(x, sh, k, rms, total, squares, mean[k], variance[k]);
     }
   });
 }
@@ -264,6 +280,8 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
 }
 
 #if !defined(__wasm__)
+namespace {
+
 // y's per-column float coefficients (as columnApplyFloat's): the mean split into hi + lo, scale,
 // shift, W entries each and then the first kFloatLanes again (a vector that wraps to the next row).
 struct FloatCoefficients {
@@ -339,6 +357,25 @@ SIMDNORM_INLINE void applyFloatRun(const float* x, float* y, int64_t count, int6
   plain(count);
 }
 
+// y of sample n (its coefficients at [n * W + p]; f: scratch for their float copies) in float
+// lanes by applyFloatRun, row block by row block (the last first: the sums pass left them in the
+// nearest cache), or, where a float coefficient is not finite, in double by columnApply.
+void applySample(const float* x, float* y, const Shape& sh, const Columns& c, int64_t n, const double* cMean,
+                 const double* cScale, const double* cShift, const FloatCoefficients& f, bool stream, bool relu) {
+  const int64_t W = c.W, t0 = n * c.blocks;
+  const bool inFloat = floatCoefficients(cMean + n * W, cScale + n * W, cShift + n * W, W, f);
+  parallelFor(c.blocks, sh.stats * sh.M, [&](int64_t b) {
+    const int64_t t = t0 + c.blocks - 1 - b;
+    withFlag(relu, [&](auto r) {
+      if (!inFloat) return columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r);
+      const int64_t start = c.rowStart(sh, n, c.firstRow(t));
+      applyFloatRun(x + start, y + start, (c.endRow(sh, t) - c.firstRow(t)) * W, W, f, stream, r);
+    });
+  });
+}
+
+}  // namespace
+
 // The training forward of float data sample by sample (general_internal.h's useSampleColumns;
 // native only, as general_backward.cpp's groupGrad): a sample's column sums (its row blocks in
 // parallel), its statistics, per-column coefficients and y while the sample is still in cache
@@ -383,15 +420,7 @@ void columnTrainFloat(const sn_norm& nd, const Shape& sh, double* batchMean, dou
         cShift[i] = beta ? static_cast<double>(beta[a]) : 0.0;
       }
     }
-    const bool inFloat = floatCoefficients(cMean + n * W, cScale + n * W, cShift + n * W, W, f);
-    parallelFor(c.blocks, sampleElements, [&](int64_t b) {
-      const int64_t t = t0 + c.blocks - 1 - b;
-      withFlag(relu, [&](auto r) {
-        if (!inFloat) return columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r);
-        const int64_t start = c.rowStart(sh, n, c.firstRow(t));
-        applyFloatRun(x + start, y + start, (c.endRow(sh, t) - c.firstRow(t)) * W, W, f, stream, r);
-      });
-    });
+    applySample(x, y, sh, c, n, cMean, cScale, cShift, f, stream, relu);
   }
 }
 #endif
