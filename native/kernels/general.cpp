@@ -204,8 +204,12 @@ int32_t train(const sn_norm& n) {
   const bool rms = (n.flags & SN_FLAG_RMS) != 0, relu = (n.flags & SN_FLAG_RELU) != 0;
   T* runningMean = outputOf<T>(n, SN_SLOT_RUNNING_MEAN);
   const bool running = runningMean != nullptr && sh.K * sh.M > 0;
-  const bool samples = sizeof(T) == 4 && useSampleColumns(sh);  // (false in WASM)
+#if defined(__wasm__)
+  const bool samples = false, columns = useColumns(sh);
+#else
+  const bool samples = sizeof(T) == 4 && useSampleColumns(sh);
   const bool columns = samples || useColumns(sh);
+#endif
   const int64_t SW = columns ? sh.samples * sh.stats * sh.inner : 0;
   double *batchMean, *batchVar, *work, *columnWork, *cMean, *cScale, *cShift;
   if (!carveScratch([&](Carver& s) {
