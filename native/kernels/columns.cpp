@@ -11,57 +11,90 @@ namespace {
 // (row stride W; shifts: values of x or 0, exact in float) in float lanes over runs of at most
 // kFloatRun rows, each run added to the double sums where FloatSquaresOk holds for its lanes, else
 // summed again in double; to s1/s2[p]. Returns how many columns it did (a multiple of the lanes).
+// Row by row, the run's float sums in L1 (tiles of at most kColumnsTile columns): the rows come
+// from memory in order, with read-ahead hints (a column at a time, down `rows` rows 4W bytes
+// apart, they read memory slower: GroupNorm NHWC [8,64,64,320] G=32, README's benchmark case). Per lane the same operations in the same order as a column at a
+// time: a run's even rows to one float sum, its odd rows to another, added at the run's end.
+constexpr int64_t kColumnsTile = 512;
+
 template <int = 0>
 int64_t floatColumnSums(const float* first, int64_t W, int64_t rows, const double* shifts, double* s1, double* s2) {
   using VF = VFloat;
-  constexpr int64_t FL = kFloatLanes, L = kDoubleLanes;
+  constexpr int64_t FL = kFloatLanes, L = kDoubleLanes, perLine = 64 / (FL * 4) > 0 ? 64 / (FL * 4) : 1;
   const int64_t whole = W / FL * FL;
-  for (int64_t p = 0; p < whole; p += FL) {
-    float sf[FL];
-    for (int64_t i = 0; i < FL; i++) sf[i] = static_cast<float>(shifts[p + i]);
-    const VF vs = load<VF>(sf);
-    const VDouble dlo = load<VDouble>(shifts + p), dhi = load<VDouble>(shifts + p + L);
-    VDouble u0{}, u1{}, v0{}, v1{};
-    const float* at = first + p;
+  alignas(64) float sf[kColumnsTile], a1[kColumnsTile], a2[kColumnsTile], b1[kColumnsTile], b2[kColumnsTile];
+  for (int64_t c0 = 0; c0 < whole; c0 += kColumnsTile) {
+    const int64_t n = minOf(kColumnsTile, whole - c0);
+    for (int64_t p = 0; p < n; p++) {
+      sf[p] = static_cast<float>(shifts[c0 + p]);
+      a1[p] = a2[p] = b1[p] = b2[p] = 0;
+    }
+    for (int64_t p = 0; p < n; p += FL) {
+      store(s1 + c0 + p, VDouble{});
+      store(s1 + c0 + p + L, VDouble{});
+      store(s2 + c0 + p, VDouble{});
+      store(s2 + c0 + p + L, VDouble{});
+    }
+    const float* at = first + c0;
+    // rows q (even in the run: a1, a2) and q + 1 (odd: b1, b2), or q alone
+    auto rowPair = [&](int64_t q, bool pair) SIMDNORM_LAMBDA_INLINE {
+      const float* u = at + q * W;
+      const float* v = u + W;
+      auto add = [&](int64_t p) SIMDNORM_LAMBDA_INLINE {
+        const VF vs = load<VF>(sf + p);
+        const VF d = load<VF>(u + p) - vs;
+        store(a1 + p, load<VF>(a1 + p) + d);
+        store(a2 + p, load<VF>(a2 + p) + d * d);
+        if (pair) {
+          const VF e = load<VF>(v + p) - vs;
+          store(b1 + p, load<VF>(b1 + p) + e);
+          store(b2 + p, load<VF>(b2 + p) + e * e);
+        }
+      };
+      int64_t p = 0;
+      for (; p + perLine * FL <= n; p += perLine * FL) {  // a hint per 64-byte line
+        prefetchAhead(u + p);  // (the first row's only: with a hint for v too it read slower)
+        for (int64_t i = 0; i < perLine; i++) add(p + i * FL);
+      }
+      for (; p < n; p += FL) add(p);
+    };
     for (int64_t r = 0; r < rows; r += kFloatRun) {
       const int64_t re = minOf(rows, r + kFloatRun);
-      VF a1{}, a2{}, b1{}, b2{};
       int64_t q = r;
-      for (; q + 2 <= re; q += 2) {
-        const VF d = load<VF>(at + q * W) - vs, e = load<VF>(at + (q + 1) * W) - vs;
-        a1 += d;
-        a2 += d * d;
-        b1 += e;
-        b2 += e * e;
-      }
-      if (q < re) {
-        const VF d = load<VF>(at + q * W) - vs;
-        a1 += d;
-        a2 += d * d;
-      }
-      const VF fu = a1 + b1, fv = a2 + b2;
-      if (allLanes(FloatSquaresOk{}(fu, fv, 0.0f))) {
-        VDouble lo, hi;
-        toDoubles(fu, lo, hi);
-        u0 += lo;
-        u1 += hi;
-        toDoubles(fv, lo, hi);
-        v0 += lo;
-        v1 += hi;
-      } else {
-        for (q = r; q < re; q++) {
-          const VDouble d = loadDouble(at + q * W) - dlo, e = loadDouble(at + q * W + L) - dhi;
-          u0 += d;
-          v0 += d * d;
-          u1 += e;
-          v1 += e * e;
+      for (; q + 2 <= re; q += 2) rowPair(q, true);
+      if (q < re) rowPair(q, false);
+      for (int64_t p = 0; p < n; p += FL) {
+        const VF fu = load<VF>(a1 + p) + load<VF>(b1 + p), fv = load<VF>(a2 + p) + load<VF>(b2 + p);
+        double *u = s1 + c0 + p, *v = s2 + c0 + p;
+        if (allLanes(FloatSquaresOk{}(fu, fv, 0.0f))) {
+          VDouble lo, hi;
+          toDoubles(fu, lo, hi);
+          store(u, load<VDouble>(u) + lo);
+          store(u + L, load<VDouble>(u + L) + hi);
+          toDoubles(fv, lo, hi);
+          store(v, load<VDouble>(v) + lo);
+          store(v + L, load<VDouble>(v + L) + hi);
+        } else {
+          const VDouble dlo = load<VDouble>(shifts + c0 + p), dhi = load<VDouble>(shifts + c0 + p + L);
+          VDouble u0 = load<VDouble>(u), u1 = load<VDouble>(u + L), v0 = load<VDouble>(v), v1 = load<VDouble>(v + L);
+          for (int64_t k = r; k < re; k++) {
+            const VDouble d = loadDouble(at + k * W + p) - dlo, e = loadDouble(at + k * W + p + L) - dhi;
+            u0 += d;
+            v0 += d * d;
+            u1 += e;
+            v1 += e * e;
+          }
+          store(u, u0);
+          store(u + L, u1);
+          store(v, v0);
+          store(v + L, v1);
         }
+        store(a1 + p, VF{});
+        store(a2 + p, VF{});
+        store(b1 + p, VF{});
+        store(b2 + p, VF{});
       }
     }
-    store(s1 + p, u0);
-    store(s1 + p + L, u1);
-    store(s2 + p, v0);
-    store(s2 + p + L, v1);
   }
   return whole;
 }
@@ -101,10 +134,34 @@ void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool r
   });
 }
 
-// Every statistic's moments on the columns path; work: 3 * tasks * W doubles.
+#if !defined(__wasm__)
+// Statistic k's moments from its columns' sums (columnSums of its sample's row blocks), merged
+// in (row block, column) order: columnMoments' merge, for columnTrainFloat (WASM keeps only
+// columnMoments' own copy, byte for byte as before: the module's size budget, README "Browsers
+// and bundlers").
+template <typename T>
+SIMDNORM_INLINE void columnStatistic(const T* x, const Shape& sh, const Columns& c, int64_t k, bool rms,
+                                     const double* shift, const double* s1, const double* s2, double& mean,
+                                     double& variance) {
+  const int64_t n = k / sh.stats, s = k % sh.stats;
+  Moments total{};
+  double squares = 0;
+  for (int64_t rb = 0; rb < c.blocks; rb++) {
+    const int64_t t = n * c.blocks + rb;
+    const double rows = static_cast<double>(c.endRow(sh, t) - c.firstRow(t));
+    for (int64_t j = 0; j < sh.inner; j++) {
+      const int64_t i = t * c.W + s * sh.inner + j;
+      if (rms) squares += s2[i];
+      else merge(total, shiftedMoments(rows, shift[i], s1[i], s2[i]));
+    }
+  }
+  finishStatistic(x, sh, k, rms, total, squares, mean, variance);
+}
+#endif
 
 }  // namespace
 
+// Every statistic's moments on the columns path; work: 3 * tasks * W doubles.
 template <typename T>
 void columnMoments(const T* x, const Shape& sh, bool rms, double* mean, double* variance, double* work) {
   const Columns c(sh);
@@ -174,8 +231,6 @@ SIMDNORM_INLINE void writeFloatRow(float* out, int64_t W, bool stream, F value) 
 // Float data in float lanes, as the general kernel's writeSpan: y = ((x - hi) - lo) * scale + shift
 // per column, the mean split into float hi + lo and scale, shift rounded to float; false (nothing
 // written) where a column's split or coefficients are not finite or W exceeds kColumnsFloatMax.
-constexpr int64_t kColumnsFloatMax = 1024;  // per-column float coefficients on the stack (16 kB)
-
 template <typename Relu>
 bool columnApplyFloat(const float* x, float* y, const Shape& sh, const Columns& c, int64_t t, const double* cMean,
                       const double* cScale, const double* cShift, bool stream, Relu relu) {
@@ -223,6 +278,152 @@ void columnApplyAll(const T* x, T* y, const Shape& sh, bool relu, const double* 
     });
   });
 }
+
+#if !defined(__wasm__)
+namespace {
+
+// y's per-column float coefficients (as columnApplyFloat's): the mean split into hi + lo, scale,
+// shift, W entries each and then the first kFloatLanes again (a vector that wraps to the next row).
+struct FloatCoefficients {
+  float *hi, *lo, *sc, *sf;
+};
+
+// f from a sample's double coefficients (W <= kColumnsFloatMax); false where one is not finite
+// (then y goes in double, columnApply, as columnApplyFloat's callers do).
+bool floatCoefficients(const double* m, const double* s, const double* t, int64_t W, const FloatCoefficients& f) {
+  for (int64_t p = 0; p < W; p++) {
+    f.hi[p] = static_cast<float>(m[p]);
+    f.lo[p] = static_cast<float>(m[p] - static_cast<double>(f.hi[p]));
+    f.sc[p] = static_cast<float>(s[p]);
+    f.sf[p] = static_cast<float>(t[p]);
+    if (!__builtin_isfinite(f.hi[p]) || !__builtin_isfinite(f.lo[p]) || !__builtin_isfinite(f.sc[p]) ||
+        !__builtin_isfinite(f.sf[p])) {
+      return false;
+    }
+  }
+  for (int64_t p = 0; p < kFloatLanes; p++) {
+    const int64_t q = p % W;
+    f.hi[W + p] = f.hi[q];
+    f.lo[W + p] = f.lo[q];
+    f.sc[W + p] = f.sc[q];
+    f.sf[W + p] = f.sf[q];
+  }
+  return true;
+}
+
+// y of `count` elements of whole rows (W columns) from x, y in float lanes as columnApplyFloat
+// (the same operations per element), as one run: with stream, the 64-byte lines wholly inside
+// it go out with streaming stores whatever the alignment of y (columnApplyFloat's rows of whole
+// lines need y 64-byte aligned, which a JS array's data need not be), the rest with plain stores.
+template <typename Relu>
+SIMDNORM_INLINE void applyFloatRun(const float* x, float* y, int64_t count, int64_t W, const FloatCoefficients& f,
+                                   bool stream, Relu relu) {
+  constexpr int64_t L = kFloatLanes, line = 64 / sizeof(float);
+  const float *hi = f.hi, *lo = f.lo, *sc = f.sc, *sf = f.sf;
+  int64_t i = 0, p = 0;  // element i of the run, in column p
+  auto value = [&](int64_t k) SIMDNORM_LAMBDA_INLINE {
+    return reluIf(relu, ((loadLanes(x + i, k) - loadLanes(hi + p, k)) - loadLanes(lo + p, k)) * loadLanes(sc + p, k) +
+                            loadLanes(sf + p, k));
+  };
+  auto step = [&](int64_t k) SIMDNORM_LAMBDA_INLINE {
+    i += k;
+    p += k;
+    while (p >= W) p -= W;  // (W may be less than a vector)
+  };
+  auto plain = [&](int64_t end) SIMDNORM_LAMBDA_INLINE {
+    while (i + L <= end) {
+      store(y + i, value(L));
+      step(L);
+    }
+    if (i < end) {
+      const int64_t k = end - i;
+      storePartial(y + i, value(k), k);
+      step(k);
+    }
+  };
+  if (kStreamLanes && stream) {
+    const int64_t head = minOf(count, static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(y) % 64) % 64 / sizeof(float)));
+    if (reinterpret_cast<uintptr_t>(y) % sizeof(float) == 0) {
+      plain(head);
+      const int64_t lines = i + (count - i) / line * line;
+      while (i < lines) {
+        for (int64_t v = 0; v < line; v += L) {
+          streamStore(y + i, value(L));
+          step(L);
+        }
+      }
+    }
+  }
+  plain(count);
+}
+
+// y of sample n (its coefficients at [n * W + p]; f: scratch for their float copies) in float
+// lanes by applyFloatRun, row block by row block (the last first: the sums pass left them in the
+// nearest cache), or, where a float coefficient is not finite, in double by columnApply.
+void applySample(const float* x, float* y, const Shape& sh, const Columns& c, int64_t n, const double* cMean,
+                 const double* cScale, const double* cShift, const FloatCoefficients& f, bool stream, bool relu) {
+  const int64_t W = c.W, t0 = n * c.blocks;
+  const bool inFloat = floatCoefficients(cMean + n * W, cScale + n * W, cShift + n * W, W, f);
+  parallelFor(c.blocks, sh.stats * sh.M, [&](int64_t b) {
+    const int64_t t = t0 + c.blocks - 1 - b;
+    withFlag(relu, [&](auto r) {
+      if (!inFloat) return columnApply(x, y, sh, c, t, cMean, cScale, cShift, stream, r);
+      const int64_t start = c.rowStart(sh, n, c.firstRow(t));
+      applyFloatRun(x + start, y + start, (c.endRow(sh, t) - c.firstRow(t)) * W, W, f, stream, r);
+    });
+  });
+}
+
+}  // namespace
+
+// The training forward of float data sample by sample (general_internal.h's useSampleColumns;
+// native only, as general_backward.cpp's groupGrad): a sample's column sums (its row blocks in
+// parallel), its statistics, per-column coefficients and y while the sample is still in cache
+// (the last row blocks first), each step as columnMoments, train's coefficients and
+// columnApplyAll do them: the same operations, the same bits.
+void columnTrainFloat(const sn_norm& nd, const Shape& sh, double* batchMean, double* batchVar, double* work,
+                      double* cMean, double* cScale, double* cShift) {
+  const Columns c(sh);
+  const int64_t W = c.W;
+  const bool rms = (nd.flags & SN_FLAG_RMS) != 0, relu = (nd.flags & SN_FLAG_RELU) != 0;
+  const float* x = tensorOf<float>(nd, SN_SLOT_X);
+  const float* gamma = tensorOf<float>(nd, SN_SLOT_GAMMA);
+  const float* beta = tensorOf<float>(nd, SN_SLOT_BETA);
+  float* y = outputOf<float>(nd, SN_SLOT_Y);
+  float* mean = outputOf<float>(nd, SN_SLOT_MEAN);
+  float* invStd = outputOf<float>(nd, SN_SLOT_INV_STD);
+  double* shift = work;
+  double* s1 = work + c.tasks * W;
+  double* s2 = s1 + c.tasks * W;
+  // y's float coefficients of the current sample (W entries and the first vector's again)
+  alignas(64) float hi[kColumnsFloatMax + kFloatLanes], lo[kColumnsFloatMax + kFloatLanes],
+      sc[kColumnsFloatMax + kFloatLanes], sf[kColumnsFloatMax + kFloatLanes];
+  const FloatCoefficients f{hi, lo, sc, sf};
+  // streaming stores for large outputs at any alignment of y (applyFloatRun: whole lines only)
+  const bool stream = kStreamLanes && sh.K * sh.M * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+  const int64_t sampleElements = sh.stats * sh.M;
+  for (int64_t n = 0; n < sh.samples; n++) {
+    const int64_t t0 = n * c.blocks;
+    parallelFor(c.blocks, sampleElements, [&](int64_t b) { columnSums(x, sh, c, t0 + b, rms, shift, s1, s2); });
+    for (int64_t k = n * sh.stats; k < (n + 1) * sh.stats; k++) {
+      double mu, var;
+      columnStatistic(x, sh, c, k, rms, shift, s1, s2, mu, var);
+      const double inv = 1 / __builtin_sqrt(var + nd.eps);
+      batchMean[k] = mu;
+      batchVar[k] = var;
+      mean[k] = static_cast<float>(mu);
+      invStd[k] = static_cast<float>(inv);
+      for (int64_t p = k % sh.stats * sh.inner, e = p + sh.inner; p < e; p++) {
+        const int64_t a = columnAffine(sh, p), i = n * W + p;
+        cMean[i] = mu;
+        cScale[i] = (gamma ? static_cast<double>(gamma[a]) : 1.0) * inv;
+        cShift[i] = beta ? static_cast<double>(beta[a]) : 0.0;
+      }
+    }
+    applySample(x, y, sh, c, n, cMean, cScale, cShift, f, stream, relu);
+  }
+}
+#endif
 
 namespace {
 

@@ -204,14 +204,19 @@ int32_t train(const sn_norm& n) {
   const bool rms = (n.flags & SN_FLAG_RMS) != 0, relu = (n.flags & SN_FLAG_RELU) != 0;
   T* runningMean = outputOf<T>(n, SN_SLOT_RUNNING_MEAN);
   const bool running = runningMean != nullptr && sh.K * sh.M > 0;
-  const bool columns = useColumns(sh);
+#if defined(__wasm__)
+  const bool samples = false, columns = useColumns(sh);
+#else
+  const bool samples = sizeof(T) == 4 && useSampleColumns(sh);
+  const bool columns = samples || useColumns(sh);
+#endif
   const int64_t SW = columns ? sh.samples * sh.stats * sh.inner : 0;
   double *batchMean, *batchVar, *work, *columnWork, *cMean, *cScale, *cShift;
   if (!carveScratch([&](Carver& s) {
         s.take(batchMean, sh.K);
         s.take(batchVar, sh.K);
         s.take(work, running ? 2 * sh.stats : 0);
-        s.take(columnWork, columnMomentsWork(sh));
+        s.take(columnWork, samples ? sampleColumnsWork(sh) : columnMomentsWork(sh));
         s.take(cMean, SW);
         s.take(cScale, SW);
         s.take(cShift, SW);
@@ -225,7 +230,11 @@ int32_t train(const sn_norm& n) {
   T* mean = outputOf<T>(n, SN_SLOT_MEAN);
   T* invStd = outputOf<T>(n, SN_SLOT_INV_STD);
   const double eps = n.eps;
-  if (columns) {
+  if (samples) {
+#if !defined(__wasm__)
+    if constexpr (sizeof(T) == 4) columnTrainFloat(n, sh, batchMean, batchVar, columnWork, cMean, cScale, cShift);
+#endif
+  } else if (columns) {
     momentsAll(x, sh, rms, batchMean, batchVar, columnWork);
     const int64_t W = sh.stats * sh.inner;
     for (int64_t k = 0; k < sh.K; k++) {

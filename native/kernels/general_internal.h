@@ -298,6 +298,29 @@ inline int64_t columnAffine(const Shape& sh, int64_t p) {
   return s % sh.groups * sh.size + (j / sh.run) % sh.size;
 }
 
+// Per-column float coefficients of y on the stack up to this many columns (16 kB; columns.cpp).
+constexpr int64_t kColumnsFloatMax = 1024;
+
+// Natively, float data of at least 16 rows of at most kColumnsFloatMax columns (GroupNorm
+// channels-last, any C / G): the columns path's training forward sample by sample
+// (columnTrainFloat), PyTorch's group_norm design: a sample's x comes from memory once, for its
+// sums, and from cache for y. Not in WASM (no kFlagCopies: its size budget, README "Browsers and
+// bundlers"), whose forward keeps the columns path below kColumnsMaxInner and the statistics
+// above.
+inline bool useSampleColumns(const Shape& sh) {
+  return kFloatRuns && kFlagCopies && sh.outer >= 16 && sh.K > 0 && sh.M > 0 &&
+         sh.stats * sh.inner <= kColumnsFloatMax;
+}
+inline int64_t sampleColumnsWork(const Shape& sh) { return 3 * Columns(sh).tasks * Columns(sh).W; }
+
+#if !defined(__wasm__)
+// The training forward where useSampleColumns holds (float data): y, mean, invStd, and the batch
+// moments in double (batchMean, batchVar: K each); work: sampleColumnsWork doubles; cMean,
+// cScale, cShift: samples * W doubles each.
+void columnTrainFloat(const sn_norm& n, const Shape& sh, double* batchMean, double* batchVar, double* work,
+                      double* cMean, double* cScale, double* cShift);
+#endif
+
 // The columns path (columns.cpp): every statistic's moments (work: columnMomentsWork doubles), y
 // with per-column coefficients of each sample (mean, scale, shift at [n * W + p]), backward.
 template <typename T>
