@@ -134,11 +134,8 @@ void columnSums(const T* x, const Shape& sh, const Columns& c, int64_t t, bool r
   });
 }
 
-#if !defined(__wasm__)
 // Statistic k's moments from its columns' sums (columnSums of its sample's row blocks), merged
-// in (row block, column) order: columnMoments' merge, for columnTrainFloat (WASM keeps only
-// columnMoments' own copy, byte for byte as before: the module's size budget, README "Browsers
-// and bundlers").
+// in (row block, column) order (columnMoments, columnTrainFloat).
 template <typename T>
 SIMDNORM_INLINE void columnStatistic(const T* x, const Shape& sh, const Columns& c, int64_t k, bool rms,
                                      const double* shift, const double* s1, const double* s2, double& mean,
@@ -157,7 +154,6 @@ SIMDNORM_INLINE void columnStatistic(const T* x, const Shape& sh, const Columns&
   }
   finishStatistic(x, sh, k, rms, total, squares, mean, variance);
 }
-#endif
 
 }  // namespace
 
@@ -172,19 +168,7 @@ void columnMoments(const T* x, const Shape& sh, bool rms, double* mean, double* 
   const Tasks tasks = statisticTasks(sh, INT64_MAX);
   parallelFor(tasks.count, sh.K * sh.M, [&](int64_t task) {
     for (int64_t k = task * tasks.per, end = minOf(sh.K, k + tasks.per); k < end; k++) {
-      const int64_t n = k / sh.stats, s = k % sh.stats;
-      Moments total{};
-      double squares = 0;
-      for (int64_t rb = 0; rb < c.blocks; rb++) {
-        const int64_t t = n * c.blocks + rb;
-        const double rows = static_cast<double>(c.endRow(sh, t) - c.firstRow(t));
-        for (int64_t j = 0; j < sh.inner; j++) {
-          const int64_t i = t * c.W + s * sh.inner + j;
-          if (rms) squares += s2[i];
-          else merge(total, shiftedMoments(rows, shift[i], s1[i], s2[i]));
-        }
-      }
-      finishStatistic(x, sh, k, rms, total, squares, mean[k], variance[k]);
+      columnStatistic(x, sh, c, k, rms, shift, s1, s2, mean[k], variance[k]);
     }
   });
 }
