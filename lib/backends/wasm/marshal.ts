@@ -163,9 +163,7 @@ export class Marshal {
   private place(slot: number, array: FloatArray, copy: number, used: number, alias: readonly [number, number] | undefined): number {
     this.placed[this.placedCount++] = slot;
     this.arrays[slot] = array;
-    this.flags[slot] = copy;
-    this.offsets[slot] = -1;
-    this.pointers[slot] = 0;
+    this.flags[slot] = copy; // (its pointer is 0 and its offset -1 until set below: release)
     // (Until a caller can hold a view of the module memory, no array is one: abi.userBlocks.)
     if (this.abi.userBlocks) {
       const buffer = typedArrayBuffer(array);
