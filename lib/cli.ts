@@ -511,8 +511,14 @@ function unknownCommand(name: string): UsageError {
   return new UsageError(`simdnorm: ${what}${guess ? `; did you mean ${guess}?` : ''} (commands: ${Object.keys(COMMANDS).join(', ')}; simdnorm --help)`);
 }
 
+// The exit code, not a call of process.exit: in Node 24 that can deadlock when a V8 background
+// compile job waits for a garbage collection the exiting main thread never runs
+// (nodejs/node#54918); a natural end disposes of the isolate first, which releases such jobs.
+// Nothing of ours keeps the event loop alive (the WebAssembly workers are unref'd).
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    process.exitCode = code;
+  },
   (e: unknown) => {
     if (e instanceof UsageError) {
       console.error(e.message.startsWith('simdnorm') ? e.message : `simdnorm: ${e.message}`);
@@ -520,6 +526,6 @@ main(process.argv.slice(2)).then(
       const message = e instanceof Error ? e.message : String(e);
       console.error(message.startsWith('simdnorm:') ? message : `simdnorm: ${message}`);
     }
-    process.exit(2);
+    process.exitCode = 2;
   },
 );

@@ -47,7 +47,7 @@ function run(command, argv, options = {}) {
   const started = Date.now();
   const r = spawnSync(command, argv, { encoding: 'utf8', timeout: 20 * 60_000, maxBuffer: 64 << 20, ...options });
   r.seconds = (Date.now() - started) / 1000;
-  if (r.error) fail(`${command} could not run: ${r.error.message}`);
+  if (r.error) fail(`${command} ${argv.join(' ')} could not run: ${r.error.message}`);
   return r;
 }
 
@@ -168,14 +168,16 @@ try {
       // qemu-aarch64 by its full path: the child's PATH is the bare one, which does not hold it
       e.arch === process.arch ? [node, []] : [onPath('qemu-aarch64') ?? 'qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', node]];
     const runEnv = { ...env, PATH: `${dirname(node)}${delimiter}${env.PATH}` };
-    const info = run(command, [...pre, cli, 'info', '--json'], { cwd: project, env: runEnv });
+    // Each takes seconds (arm64 under qemu ~6 s); a hang fails in 5 minutes, not CI's 20.
+    const limits = { cwd: project, env: runEnv, timeout: 5 * 60_000 };
+    const info = run(command, [...pre, cli, 'info', '--json'], limits);
     if (info.status !== 0) fail(`info on Node ${e.version} ${e.arch}: ${info.stderr}`);
     const native = JSON.parse(info.stdout).find((b) => b.name === 'native');
     if (!native?.available) fail(`native unavailable on Node ${e.version} ${e.arch}: ${native?.reason}`);
     if (native.details.origin !== 'prebuild' || !native.details.path.endsWith(e.file)) {
       fail(`Node ${e.version} ${e.arch} loaded ${native.details.path}, not prebuilds/${e.file}`);
     }
-    const verify = run(command, [...pre, cli, 'verify', '--backend', 'native', '--cases', cases, '--quiet'], { cwd: project, env: runEnv });
+    const verify = run(command, [...pre, cli, 'verify', '--backend', 'native', '--cases', cases, '--quiet'], limits);
     const text = `${verify.stdout}${verify.stderr}`;
     if (verify.status !== 0 || !/native\s+ok/i.test(text)) fail(`verify on Node ${e.version} ${e.arch}:\n${text}`);
     console.log(
