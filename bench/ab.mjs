@@ -16,9 +16,12 @@
 // tree's addon and wasm), so the harness survives changes of the backend interface or the ABI;
 // the façade's per-call work is measured on both sides (it matters only for tiny shapes).
 // Per task (shape × op × mode): the outputs of both sides are compared bit for bit once, then
-// each of ≥ 15 rounds times a batch of calls on each side (the order alternating by round); the
+// each of ≥ 15 rounds times a batch of calls on each side (the order alternating by round; both
+// sides read the same inputs and write the same output arrays, so that where an allocation
+// happens to start is not charged to one side); the
 // table gives each side's median time per call and the ratio after/before (current/base);
-// tasks above 1.05 are rerun once with twice the rounds (--no-rerun: not), and --filter <regex>
+// tasks above 1.05 are rerun once, each in a new process after a warm-up pass, with twice the
+// rounds (--no-rerun: not), and --filter <regex>
 // (matched against "shape op mode", e.g. 'NHWC.*infer.*x2') runs a subset.
 // A tool, not a test: not run by npm test or CI.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -141,10 +144,14 @@ function filled(n, seed, scale = 1, offset = 0) {
   return a;
 }
 
-/** One side's call of an op on prepared data, writing into its own outputs. */
-function caller(api, op, d, layout) {
+/** Outputs for one task: `into` of a task's two callers are the same arrays (see measure). */
+function outputsFor(d) {
   const C = d.gamma.length, n = d.x.length;
-  const o = { y: new Float32Array(n), mean: new Float32Array(C), invStd: new Float32Array(C), dx: new Float32Array(n), dgamma: new Float32Array(C), dbeta: new Float32Array(C) };
+  return { y: new Float32Array(n), mean: new Float32Array(C), invStd: new Float32Array(C), dx: new Float32Array(n), dgamma: new Float32Array(C), dbeta: new Float32Array(C) };
+}
+
+/** One side's call of an op on prepared data, writing into the outputs `o`. */
+function caller(api, op, d, layout, o) {
   const rm = d.runningMean.slice(), rv = d.runningVar.slice();
   const { x, shape, gamma, beta, dy } = d;
   const calls = {
@@ -195,10 +202,17 @@ function measure(s, op, m, count) {
     api.useBackend(m.backend);
     api.setThreads(m.threads);
   }
-  const b = caller(sides.base, op, d, s.layout), c = caller(sides.current, op, d, s.layout);
-  b.call();
-  c.call();
-  const bits = sameBits(b.outputs, c.outputs) ? 'same' : 'DIFFER';
+  // The bits: each side once into outputs of its own.
+  const bOnce = caller(sides.base, op, d, s.layout, outputsFor(d)), cOnce = caller(sides.current, op, d, s.layout, outputsFor(d));
+  bOnce.call();
+  cOnce.call();
+  const bits = sameBits(bOnce.outputs, cOnce.outputs) ? 'same' : 'DIFFER';
+  // The times: both sides write the same output arrays. Two allocations of y differ in where they
+  // start relative to x (mod 64 bytes), which moves a streaming kernel's time by up to 20% (NHWC
+  // [32,56,56,64] infer native: 1.68 ms with x and y alike, 2.05 ms otherwise, either side), so
+  // outputs of their own would charge an allocation to one side.
+  const shared = outputsFor(d);
+  const b = caller(sides.base, op, d, s.layout, shared), c = caller(sides.current, op, d, s.layout, shared);
   // calibrate on the base, then warm both
   let reps = 1;
   while (time(b.call, reps) * reps < targetMs / 2 && reps < 1 << 20) reps *= 2;
@@ -222,26 +236,56 @@ const line = (r, note = '') =>
   `${r.shape.padEnd(20)} ${r.op.padEnd(9)} ${r.mode.padEnd(10)} ${r.base.toFixed(4).padStart(10)} ${r.current.toFixed(4).padStart(11)} ${r.ratio.toFixed(3).padStart(13)}  ${r.bits}${note}`;
 const header = `${'shape'.padEnd(20)} ${'op'.padEnd(9)} ${'mode'.padEnd(10)} ${'base ms'.padStart(10)} ${'current ms'.padStart(11)} ${'after/before'.padStart(13)}  bits`;
 
+const taskName = (s, op, m) => `${s.label} ${op} ${m.label}`;
+
+// --child: one task (--filter), measured after a discarded warm-up pass, printed as JSON: the
+// fresh-process rerun of an outlier (below).
+if (flag('--child')) {
+  const [s, op, m] = SHAPES.flatMap((s) => OPS.flatMap((op) => MODES.map((m) => [s, op, m]))).find(([s, op, m]) => filter?.test(taskName(s, op, m))) ?? [];
+  if (!s) throw new Error(`--child: no task matches --filter ${option('--filter')}`);
+  measure(s, op, m, 15); // the JIT and the memory of both sides settled, as in a full run
+  const r = measure(s, op, m, rounds);
+  console.log(`JSON ${JSON.stringify({ base: r.base, current: r.current, ratio: r.ratio, bits: r.bits })}`);
+  process.exit(0);
+}
+
+/**
+ * An outlier measured again in a new process: a rerun in this one keeps the same memory layout
+ * (each side's wasm memory and scratch area, the heap's placement of its arrays), which moves a
+ * task's time by several percent either way and would repeat the first outcome.
+ */
+function rerunFresh(o) {
+  const exact = taskName(o.s, o.op, o.m).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const args = [fileURLToPath(import.meta.url), '--base', sha, '--clock', clock, '--rounds', String(2 * rounds), '--filter', `^${exact}$`, '--child'];
+  if (flag('--committed-wasm')) args.push('--committed-wasm');
+  if (quick) args.push('--quick');
+  const out = run(process.execPath, args, root);
+  const json = out.split('\n').find((l) => l.startsWith('JSON '));
+  if (!json) throw new Error(`rerun of ${taskName(o.s, o.op, o.m)} printed no result:\n${out}`);
+  return { ...o, ...JSON.parse(json.slice(5)) };
+}
+
 let rows = [];
 console.log(`\n${rounds} rounds per task, each side's batch ~${targetMs} ms, order alternating; times are medians per call (${clock === 'cpu' ? 'process CPU time' : 'wall time'})`);
 console.log(header);
 for (const s of SHAPES) {
   for (const op of OPS) {
     for (const m of MODES) {
-      if (filter && !filter.test(`${s.label} ${op} ${m.label}`)) continue;
+      if (filter && !filter.test(taskName(s, op, m))) continue;
       const row = measure(s, op, m, rounds);
       rows.push(row);
       console.log(line(row));
     }
   }
 }
-// Outliers (above 1.05) once more, with twice the rounds: the rerun's row replaces the first.
+// Outliers (above 1.05) once more, each in a new process, with twice the rounds: the rerun's row
+// replaces the first.
 const outliers = rows.filter((r) => r.ratio > 1.05);
 if (outliers.length && !flag('--no-rerun')) {
-  console.log(`\nrerun of the ${outliers.length} above 1.05, ${2 * rounds} rounds:`);
+  console.log(`\nrerun of the ${outliers.length} above 1.05, each in a new process after a warm-up pass, ${2 * rounds} rounds:`);
   console.log(header);
   for (const o of outliers) {
-    const again = measure(o.s, o.op, o.m, 2 * rounds);
+    const again = rerunFresh(o);
     console.log(line(again, `   (first: ${o.ratio.toFixed(3)})`));
     rows = rows.map((r) => (r === o ? again : r));
   }
