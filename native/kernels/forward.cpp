@@ -272,22 +272,25 @@ bool streams(const Plan& plan) {
 // coef: planes-path coefficients per channel). Last task first: after a statistics pass, the end
 // of x is what is still in cache. Flags: how the loops take relu and the residual (store.h's
 // FlagAndCopies for inference, whose output loop is the whole call: in WASM a copy per residual
-// value; FlagAndNativeCopies for training, whose residual WASM adds in a pass of its own).
+// value; FlagAndNativeCopies for training, whose residual WASM adds in a pass of its own; the
+// planes path takes their planes<T>).
 template <typename T, template <typename, typename, typename> class Op, typename Flags>
 void normalizeAll(const T* x, const Plan& plan, const Coefficients<T>* coef, bool relu, T* y,
                   T* const* columns, const T* z) {
   const bool stream = streams<T>(plan);
-  Flags::apply(relu, z != nullptr, [&](auto useRelu, auto useZ) {
-    const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
-    if (plan.rows) {
+  if (plan.rows) {
+    Flags::apply(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+      const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
       parallelFor(plan.rowTasks(), plan.g.elements(), [&](int64_t t) {
         applyRows(y, plan, plan.rowTasks() - 1 - t, columns, stream, op);
       });
-    } else {
-      const int64_t last = plan.orderTasks() - 1;
-      parallelFor(last + 1, plan.g.elements(),
-                  [&](int64_t t) { applyInOrder(y, plan, last - t, coef, stream, op); });
-    }
+    });
+    return;
+  }
+  Flags::template planes<T>(relu, z != nullptr, [&](auto useRelu, auto useZ) {
+    const Op<T, decltype(useRelu), decltype(useZ)> op{x, z, useRelu, useZ};
+    const int64_t last = plan.orderTasks() - 1;
+    parallelFor(last + 1, plan.g.elements(), [&](int64_t t) { applyInOrder(y, plan, last - t, coef, stream, op); });
   });
 }
 

@@ -27,12 +27,13 @@ set(SIMDNORM_KERNEL_COMMON_SOURCES
   "${SIMDNORM_KERNEL_DIR}/parallel.cpp"
   "${SIMDNORM_KERNEL_DIR}/dispatch.cpp"
   "${SIMDNORM_KERNEL_DIR}/core.cpp")
-# The sources without element loops (the dispatch, the descriptor's checks, the running update),
-# which the WASM build compiles for size (wasm/wasm.cmake).
+# The sources without element loops (the dispatch, the descriptor's checks, the routing of phases,
+# the running update), which the WASM build compiles for size (wasm/wasm.cmake).
 set(SIMDNORM_KERNEL_SIZE_SOURCES
   "${SIMDNORM_KERNEL_DIR}/dispatch.cpp"
   "${SIMDNORM_KERNEL_DIR}/core.cpp"
-  "${SIMDNORM_KERNEL_DIR}/running.cpp")
+  "${SIMDNORM_KERNEL_DIR}/running.cpp"
+  "${SIMDNORM_KERNEL_DIR}/entry.cpp")
 
 if(EMSCRIPTEN)
   return()  # wasm/wasm.cmake wants the lists only
@@ -57,7 +58,8 @@ function(_simdnorm_kernel_objects name sources)
   set_target_properties(${name} PROPERTIES
     POSITION_INDEPENDENT_CODE ON CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
   target_include_directories(${name} PRIVATE "${SIMDNORM_KERNEL_DIR}")
-  target_compile_options(${name} PRIVATE -O3 -ffp-contract=off ${ARGN})
+  # -falign-loops=64: see binding.gyp.
+  target_compile_options(${name} PRIVATE -O3 -ffp-contract=off -falign-loops=64 ${ARGN})
 endfunction()
 
 # Compiles the kernels (with extra compile options, e.g. sanitizers) into target.
