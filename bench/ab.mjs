@@ -215,9 +215,20 @@ function measure(s, op, m, count) {
   // outputs of their own would charge an allocation to one side.
   const shared = outputsFor(d);
   const b = caller(sides.base, op, d, s.layout, shared), c = caller(sides.current, op, d, s.layout, shared);
-  // calibrate on the base, then warm both
+  // Calibrate on the base, by the wall clock and the fastest of three batches, then warm both.
+  // (The process CPU clock counts V8's background threads too: a batch that caught a burst of
+  // them looked 5x slower, and a task that calibrated on it timed batches of 1 ms.)
+  const wall = (call, n) => {
+    let best = Infinity;
+    for (let k = 0; k < 3; k++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) call();
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return best;
+  };
   let reps = 1;
-  while (time(b.call, reps) * reps < targetMs / 2 && reps < 1 << 20) reps *= 2;
+  while (wall(b.call, reps) < targetMs / 2 && reps < 1 << 20) reps *= 2;
   time(b.call, reps);
   time(c.call, reps);
   const tb = [], tc = [];
