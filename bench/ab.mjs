@@ -182,6 +182,17 @@ function time(call, reps) {
   return Number(process.hrtime.bigint() - t0) / 1e6 / reps;
 }
 
+/** The wall time in ms of the fastest of three batches of `reps` calls (for calibrating). */
+function fastestBatch(call, reps) {
+  let best = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < reps; i++) call();
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return best;
+}
+
 const filter = option('--filter') ? new RegExp(option('--filter')) : null;
 const datas = new Map();
 function dataOf(s) {
@@ -218,17 +229,8 @@ function measure(s, op, m, count) {
   // Calibrate on the base, by the wall clock and the fastest of three batches, then warm both.
   // (The process CPU clock counts V8's background threads too: a batch that caught a burst of
   // them looked 5x slower, and a task that calibrated on it timed batches of 1 ms.)
-  const wall = (call, n) => {
-    let best = Infinity;
-    for (let k = 0; k < 3; k++) {
-      const t0 = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) call();
-      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    return best;
-  };
   let reps = 1;
-  while (wall(b.call, reps) < targetMs / 2 && reps < 1 << 20) reps *= 2;
+  while (fastestBatch(b.call, reps) < targetMs / 2 && reps < 1 << 20) reps *= 2;
   time(b.call, reps);
   time(c.call, reps);
   const tb = [], tc = [];

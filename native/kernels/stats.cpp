@@ -82,21 +82,21 @@ double shiftAt(const T* x, const Plan& plan, int64_t rb, int64_t c) {
   return p < plan.rowLength(r0) ? shiftOf(x[r0 * plan.period + p]) : 0.0;
 }
 
-#if !defined(__wasm__)
-// Natively, the shifts of the columns from + j (j < count) that are channels: shiftOf of their
-// value in a row block's first row, 0 from column `end` on (end <= from + count: a short last
-// row), a vector of columns at a time (shiftOf lane by lane): a scalar loop was a tenth of a small
+// The shifts of the columns from + j (j < count) that are channels: shiftOf of their value in a
+// row block's first row, 0 from column `end` on (end <= from + count: a short last row). Natively
+// a vector of columns at a time (shiftOf lane by lane): a scalar loop was a tenth of a small
 // tensor's statistics pass. (WASM keeps the scalar loop, its modules as built.)
 template <typename T>
 void firstRowShifts(const T* first, int64_t from, int64_t end, int64_t count, double* shift) {
   int64_t j = 0;
+#if !defined(__wasm__)
   for (; from + j + kDoubleLanes <= end; j += kDoubleLanes) {
     const VDouble v = loadDoubleLanes(first + from + j, kDoubleLanes);
     store(shift + j, select(notFiniteLanes(v), VDouble{}, v));
   }
+#endif
   for (; j < count; j++) shift[j] = from + j < end ? shiftOf(first[from + j]) : 0.0;
 }
-#endif
 
 }  // namespace
 
@@ -109,11 +109,7 @@ void rowSums(const T* x, const Plan& plan, int64_t task, double* sum1, double* s
   if (plan.columnIsChannel()) {
     const int64_t r0 = rb * plan.rowsPerBlock, end = minOf(c1, plan.rowLength(r0));
     const T* first = x + r0 * plan.period;
-#if defined(__wasm__)
-    for (int64_t p = c0; p < c1; p++) shift[p - c0] = p < end ? shiftOf(first[p]) : 0.0;
-#else
     firstRowShifts(first, c0, end, c1 - c0, shift);
-#endif
   } else {
     plan.forEachColumnFrom(c0, c1 - c0, [&](int64_t p, int64_t c) { shift[p - c0] = shiftAt(x, plan, rb, c); });
   }
@@ -221,11 +217,7 @@ void chunkMoments(const T* x, const Plan& plan, int64_t ca, int64_t n, const dou
     if (plan.columnIsChannel()) {
       const int64_t r0 = rb * plan.rowsPerBlock, end = minOf(ca + n, plan.rowLength(r0));
       const T* first = x + r0 * plan.period;
-#if defined(__wasm__)
-      for (int64_t j = 0; j < n; j++) shift[j] = ca + j < end ? shiftOf(first[ca + j]) : 0.0;
-#else
       firstRowShifts(first, ca, end, n, shift);
-#endif
     } else {
       for (int64_t j = 0; j < n; j++) shift[j] = shiftAt(x, plan, rb, ca + j);
     }

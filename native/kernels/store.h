@@ -396,13 +396,20 @@ inline void withFlagAndNativeCopies(bool a, bool b, F f) {
 // (NCHW), except that WASM's float loop without a residual gets relu as copies too: relu's pmax
 // took 7% of an inference's time and 8% of a training forward's on NCHW [8,256,14,14] (WASM's
 // engines do not unswitch loops). Copies of every output loop would not fit issue 19's size budget.
+template <typename T>
+constexpr bool kPlanesReluCopies = !kFlagCopies && std::is_same<T, float>::value;
+// f(relu as copies, no b): that loop of planes<T>.
+template <typename F>
+inline void withReluCopies(bool a, F f) {
+  withCopies(a, [&](auto first) { f(first, std::false_type{}); });
+}
 struct FlagAndCopies {
   template <typename F>
   static void apply(bool a, bool b, F f) { withFlagAndCopies(a, b, f); }
   template <typename T, typename F>
   static void planes(bool a, bool b, F f) {
-    if constexpr (!kFlagCopies && std::is_same<T, float>::value) {
-      if (!b) return withCopies(a, [&](auto first) { f(first, std::false_type{}); });
+    if constexpr (kPlanesReluCopies<T>) {
+      if (!b) return withReluCopies(a, f);
     }
     apply(a, b, f);
   }
@@ -412,9 +419,8 @@ struct FlagAndNativeCopies {
   static void apply(bool a, bool b, F f) { withFlagAndNativeCopies(a, b, f); }
   template <typename T, typename F>
   static void planes(bool a, bool b, F f) {
-    if constexpr (!kFlagCopies && std::is_same<T, float>::value) {
-      (void)b;  // false in WASM
-      withCopies(a, [&](auto first) { f(first, std::false_type{}); });
+    if constexpr (kPlanesReluCopies<T>) {
+      withReluCopies(a, f);  // b is false in WASM (withNativeCopies)
     } else {
       apply(a, b, f);
     }
