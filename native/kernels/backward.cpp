@@ -279,14 +279,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
                          if (relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
                          return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(meanOf + (column - base)))};
                        },
-                       [](VFloat s1, VFloat s2, float) SIMDNORM_LAMBDA_INLINE {
-                         // Finite, and s2 not small enough that products may have underflowed
-                         // (0 with s1 == 0: all of g is 0, exact).
-                         const VFloat big = VFloat{} + 0x1.fffffep127f;
-                         const VFloat a1 = select(s1 < VFloat{}, -s1, s1), a2 = select(s2 < VFloat{}, -s2, s2);
-                         return (VFloatMask)(a1 <= big) & (VFloatMask)(a2 <= big) &
-                                ((VFloatMask)(a2 >= 0x1p-100f) | ((VFloatMask)(s1 == 0) & (VFloatMask)(s2 == 0)));
-                       });
+                       GradSumsOk{});
       } else {
         accumulateRows(plan, task, sums1, sums2, term);
       }
@@ -297,9 +290,20 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
       Sums sums;
       plan.forEachSpanGroup<kPlaneStreams>(c, b, [&](auto streams, int64_t start, int64_t stride, int64_t length)
                                                      SIMDNORM_LAMBDA_INLINE {
-        accumulate<decltype(streams)::value>(length, stride, [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        constexpr int S = decltype(streams)::value;
+        auto term = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
           return gradTerms(dy, x, y, start + i, k, mu, relu);
-        }, sums);
+        };
+        if constexpr (sizeof(T) == 4 && kPlaneGradFloatRuns) {
+          const VFloat muF = splat<VFloat>(static_cast<float>(mean[c]));
+          accumulate<S>(length, stride, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+            VFloat g = load<VFloat>(dy + start + i);
+            if (relu) g = select(load<VFloat>(y + start + i) > VFloat{}, g, VFloat{});
+            return FloatTerms{g, g * (load<VFloat>(x + start + i) - muF)};
+          }, GradSumsOk{});
+        } else {
+          accumulate<S>(length, stride, term, sums);
+        }
       });
       sg = sums.sumU();
       sgx = sums.sumV();

@@ -46,6 +46,15 @@ constexpr int kRowStreams = 1, kWriteStreams = 1;
 // vector of floats is two vectors of doubles.
 constexpr bool kFloatRuns = kFloatLanes == 2 * kDoubleLanes;
 constexpr int64_t kFloatRun = 32;
+// Whether the planes path's backward sums g and g (x - mean) of float data in float runs too, as
+// the rows path does (GradSumsOk checks each run): in WASM, where the double terms (two loads
+// widened, twice the vectors) made NCHW's backward 2x native's; natively the planes path is at
+// the memory bound in double, and its bits stay as they were.
+#if defined(__wasm__) || defined(SIMDNORM_WASM_STREAMS)
+constexpr bool kPlaneGradFloatRuns = kFloatRuns;
+#else
+constexpr bool kPlaneGradFloatRuns = false;
+#endif
 // Whether the rows path sums 8 float vectors of a row at a time (16 accumulators): not in WASM,
 // whose engines keep at most 16 vectors in registers and spill the rest inside the loop.
 #if defined(__wasm__)
