@@ -362,7 +362,11 @@ void accumulateRows(const Plan& plan, int64_t task, double* sum1, double* sum2, 
       if (jj < end) sumColumns<1>(plan, qa, qb, jj, end - jj, a1 + uu, a2 + uu, term);
     }
   };
-  const int64_t group = maxOf(4, 16384 / ((c1 - c0) * static_cast<int64_t>(sizeof(double))));
+  // Groups of rows whose columns' double sums stay in L1; with float runs at least a run's rows
+  // (a run starts a group: shorter groups would cut every run short, and a run's check and
+  // widening to double per unit then cost as much as its rows, NC [64,256]'s 8-row groups).
+  const int64_t inL1 = maxOf(4, 16384 / ((c1 - c0) * static_cast<int64_t>(sizeof(double))));
+  const int64_t group = useFloat ? maxOf(kFloatRun, inL1) : inL1;
   // The tensor's last row may be short: it goes on its own.
   const int64_t full = plan.wholeRowsEnd(r1);
   int64_t from = r0;
