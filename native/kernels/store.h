@@ -258,6 +258,35 @@ SIMDNORM_INLINE void applyTile(T* out, const Plan& plan, int64_t c0, int64_t c1,
     constexpr int64_t L = lanes<T>();
     const int64_t n = c1 - c0, whole = n / L * L, period = plan.period;
     const int64_t rows = plan.lastRowLength >= c1 ? plan.rowCount : plan.rowCount - 1;
+    // Four rows per load of a vector's coefficients: one row at a time, the four coefficient
+    // loads per vector held the loop to the load ports ([64,256] training's output). Not where
+    // rows of the block lie a multiple of 4 KiB apart (within a vector): a store to one row and
+    // the loads from the next then wait on each other (4K aliasing: NC [256,1024] backward
+    // took 1.5x).
+    constexpr int64_t kRows = 4;
+    const bool rowsAlias = [&] {
+      for (int64_t s = 1; s < kRows; s++) {
+        const int64_t apart = s * period * static_cast<int64_t>(sizeof(T)) % 4096;
+        if (apart < kVectorBytes || apart > 4096 - kVectorBytes) return true;
+      }
+      return false;
+    }();
+    for (; !rowsAlias && r + kRows <= rows; r += kRows) {
+      T* const y = out + r * period + c0;
+      const int64_t start = r * period + c0;
+      auto rowsAt = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+        Vec<T> p[4];
+        for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
+        for (int64_t s = 0; s < kRows; s++) {
+          const Vec<T> v = o(start + s * period + i, k, p);
+          if (k == L) store(y + s * period + i, v);
+          else storePartial(y + s * period + i, v, k);
+        }
+      };
+      int64_t i = 0;
+      for (; i < whole; i += L) rowsAt(i, L);
+      if (i < n) rowsAt(i, n - i);
+    }
     for (; r < rows; r++) {
       T* const y = out + r * period + c0;
       const int64_t start = r * period + c0;
