@@ -20,6 +20,7 @@
 // which is wasmWorkerLoop below; the pool hands them tasks through atomics in shared memory.
 #define SIMDNORM_WASM_THREADS 1
 #else
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -71,6 +72,10 @@ void setRequestedThreads(int n) { requested.store(n, std::memory_order_relaxed);
 // drained the tasks, closes the job and waits until every worker that joined has left. Which
 // thread runs which task changes nothing in the result (tasks write disjoint memory).
 constexpr uint32_t kOpen = 0x80000000u;
+// Loads of an atomic a worker that has finished a job, and a caller whose helpers are still in
+// its job, spin before they sleep (memory.atomic.wait): tens of microseconds, about what waking a
+// sleeping thread takes (the native Pool's kSpinTime; WASM has no clock without a call to JS).
+constexpr int kWasmSpins = 1 << 15;
 struct WasmPool {
   std::atomic<int32_t> generation{0};
   std::atomic<uint32_t> state{0};  // kOpen while helpers may join, | how many are in the job
@@ -106,8 +111,10 @@ bool wasmRun(int64_t tasks, int helpers, void (*task)(void*, int64_t), void* con
   p.generation.fetch_add(1, std::memory_order_seq_cst);
   __builtin_wasm_memory_atomic_notify(word(p.generation), static_cast<uint32_t>(helpers));
   wasmDrain();
-  // Close: no worker joins from here on; wait for those inside.
+  // Close: no worker joins from here on; wait for those inside (spinning a while first, as the
+  // native Pool does: kWasmSpins).
   uint32_t s = p.state.fetch_and(~kOpen, std::memory_order_seq_cst) & ~kOpen;
+  for (int i = 0; s != 0 && i < kWasmSpins; i++) s = p.state.load(std::memory_order_seq_cst) & ~kOpen;
   const bool canWait = p.mainCanWait.load(std::memory_order_relaxed) != 0;
   while (s != 0) {
     if (canWait) __builtin_wasm_memory_atomic_wait32(word(p.state), static_cast<int32_t>(s), -1);
@@ -134,6 +141,35 @@ int requestedThreads() {
 }
 void setRequestedThreads(int n) { requested.store(n, std::memory_order_relaxed); }
 
+// A pause in a spin loop.
+inline void cpuRelax() {
+#if defined(__SSE2__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// How long a worker that has finished a job, and a caller whose helpers are still in its job,
+// spin before they sleep: a thread asleep on a condition variable took tens of microseconds to
+// wake (a futex, and on a VM an idle vCPU), as long as the whole of an in-cache job (NC
+// [256,1024] training, 1 MB: two threads took 1.6x one thread's wall time); back-to-back calls
+// (a training loop's layers) find the workers awake. Spinning costs that CPU time after a job.
+constexpr auto kSpinTime = std::chrono::microseconds(100);
+
+// Spins until done() or kSpinTime has passed; returns done().
+template <typename Done>
+bool spinUntil(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (done()) return true;
+      cpuRelax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return done();
+  }
+}
+
 // One job at a time: the caller that holds `owner_` publishes it, wakes up to `helpers`
 // workers, takes tasks itself, and waits until every worker that joined has left.
 class Pool {
@@ -157,12 +193,18 @@ class Pool {
       wanted_ = helpers;
       joined_ = 0;
       generation_++;
+      published_.store(generation_, std::memory_order_release);
     }
     wake_.notify_all();
     drain();
     std::unique_lock<std::mutex> lock(mutex_);
     wanted_ = 0;  // workers that wake up late stay out
-    finished_.wait(lock, [this] { return active_ == 0; });
+    if (active_.load(std::memory_order_relaxed) != 0) {
+      lock.unlock();
+      spinUntil([this] { return active_.load(std::memory_order_acquire) == 0; });
+      lock.lock();
+    }
+    finished_.wait(lock, [this] { return active_.load(std::memory_order_relaxed) == 0; });
     return true;
   }
 
@@ -176,14 +218,20 @@ class Pool {
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [&] { return generation_ != seen && joined_ < wanted_; });
+      auto wanted = [&] { return generation_ != seen && joined_ < wanted_; };
+      if (!wanted()) {
+        lock.unlock();
+        spinUntil([&] { return published_.load(std::memory_order_acquire) != seen; });
+        lock.lock();
+      }
+      wake_.wait(lock, wanted);
       seen = generation_;
       joined_++;
-      active_++;
+      active_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
       drain();
       lock.lock();
-      if (--active_ == 0) finished_.notify_all();
+      if (active_.fetch_sub(1, std::memory_order_release) == 1) finished_.notify_all();
     }
   }
 
@@ -192,7 +240,9 @@ class Pool {
   std::condition_variable wake_, finished_;
   std::vector<std::thread> workers_;
   uint64_t generation_ = 0;
-  int wanted_ = 0, joined_ = 0, active_ = 0;
+  std::atomic<uint64_t> published_{0};  // generation_, for the spinning workers (no mutex)
+  int wanted_ = 0, joined_ = 0;
+  std::atomic<int> active_{0};  // changed under mutex_; read by the spinning caller too
   void (*task_)(void*, int64_t) = nullptr;
   void* context_ = nullptr;
   int64_t tasks_ = 0;
@@ -228,7 +278,9 @@ void wasmWorkerLoop() {
         break;
       }
     }
-    // Sleep until the next job is published.
+    // Sleep until the next job is published (after a spin: kWasmSpins).
+    for (int i = 0; i < kWasmSpins && p.generation.load(std::memory_order_seq_cst) == seen; i++) {
+    }
     __builtin_wasm_memory_atomic_wait32(word(p.generation), seen, -1);
     seen = p.generation.load(std::memory_order_seq_cst);
   }
