@@ -64,6 +64,24 @@ class Walk {
   group(k: number): number {
     return ((k % this.stats) % this.groups) * this.size;
   }
+  /**
+   * A statistic's elements in memory order as `runs` runs of `length` elements `step` apart, run
+   * r from first(k) + r·runStride: `outer` runs of `inner` where inner > 1, else one run of
+   * `outer` elements `stride` apart (NC data: a loop set up per element cost more than its
+   * arithmetic). The same elements in the same order either way.
+   */
+  get runs(): number {
+    return this.inner === 1 ? 1 : this.outer;
+  }
+  get length(): number {
+    return this.inner === 1 ? this.outer : this.inner;
+  }
+  get step(): number {
+    return this.inner === 1 ? this.stride : 1;
+  }
+  get runStride(): number {
+    return this.inner === 1 ? 0 : this.stride;
+  }
   /** Whether γ/β are one per statistic (BatchNorm, InstanceNorm): backward's per-statistic form. */
   get affinePerStatistic(): boolean {
     return this.size === 1;
@@ -75,24 +93,24 @@ class Walk {
  * of Chan, Golub and LeVeque (lib/reference.ts's channelStats).
  */
 function statistic(x: FloatArray, w: Walk, k: number, rms: boolean): { mean: number; variance: number } {
-  const { outer, inner, stride } = w;
+  const { runs, length, step, runStride } = w;
   const first = w.first(k);
   if (rms) {
     let squares = 0;
-    for (let o = 0, start = first; o < outer; o++, start += stride) {
-      for (let i = start; i < start + inner; i++) squares += x[i] * x[i];
+    for (let r = 0, start = first; r < runs; r++, start += runStride) {
+      for (let c = 0, i = start; c < length; c++, i += step) squares += x[i] * x[i];
     }
     return { mean: 0, variance: squares / w.count };
   }
   let sum = 0;
-  for (let o = 0, start = first; o < outer; o++, start += stride) {
-    for (let i = start; i < start + inner; i++) sum += x[i];
+  for (let r = 0, start = first; r < runs; r++, start += runStride) {
+    for (let c = 0, i = start; c < length; c++, i += step) sum += x[i];
   }
   let mean = sum / w.count;
   let residual = 0;
   let squares = 0;
-  for (let o = 0, start = first; o < outer; o++, start += stride) {
-    for (let i = start; i < start + inner; i++) {
+  for (let r = 0, start = first; r < runs; r++, start += runStride) {
+    for (let c = 0, i = start; c < length; c++, i += step) {
       const d = x[i] - mean;
       residual += d;
       squares += d * d;
@@ -165,13 +183,13 @@ function renormChannel(n: Norm, c: number, mean: number, variance: number): { sc
 
 /**
  * y[i] = (x[i] − mu)·factor + shift, plus the residual z[i] when given (outputOf), then the ReLU
- * when asked, for i in [from, to).
+ * when asked, over statistic k's elements (Walk's runs).
  */
-function applyRun(
+function applyRuns(
+  w: Walk,
+  k: number,
   x: FloatArray,
   y: FloatArray,
-  from: number,
-  to: number,
   mu: number,
   factor: number,
   shift: number,
@@ -179,13 +197,16 @@ function applyRun(
   z: FloatArray | null,
   round: (v: number) => number,
 ): void {
-  if (z) {
-    for (let i = from; i < to; i++) y[i] = outputOf((x[i] - mu) * factor + shift, z, i, useRelu, round);
-    return;
-  }
-  for (let i = from; i < to; i++) {
-    const v = (x[i] - mu) * factor + shift;
-    y[i] = useRelu ? relu(v) : v;
+  const { runs, length, step, runStride } = w;
+  for (let r = 0, start = w.first(k); r < runs; r++, start += runStride) {
+    if (z) {
+      for (let c = 0, i = start; c < length; c++, i += step) y[i] = outputOf((x[i] - mu) * factor + shift, z, i, useRelu, round);
+      continue;
+    }
+    for (let c = 0, i = start; c < length; c++, i += step) {
+      const v = (x[i] - mu) * factor + shift;
+      y[i] = useRelu ? relu(v) : v;
+    }
   }
 }
 
@@ -215,7 +236,7 @@ function train(n: Norm, w: Walk): number {
     const mu = st.mean;
     if (renorm) {
       const { scale, shift } = renormChannel(n, k, mu, st.variance);
-      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, scale * inv, shift, useRelu, z, round);
+      applyRuns(w, k, x, y, mu, scale * inv, shift, useRelu, z, round);
       continue;
     }
     const group = w.group(k);
@@ -223,7 +244,7 @@ function train(n: Norm, w: Walk): number {
       // γ/β one per statistic: the factor and shift of the general form below, hoisted
       const factor = (gamma ? gamma[group] : 1) * inv;
       const shift = beta ? beta[group] : 0;
-      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, mu, factor, shift, useRelu, z, round);
+      applyRuns(w, k, x, y, mu, factor, shift, useRelu, z, round);
       continue;
     }
     const { run, size } = w;
@@ -255,7 +276,7 @@ function infer(n: Norm, w: Walk): number {
     if (w.affinePerStatistic) {
       const factor = (gamma ? gamma[group] : 1) / root;
       const shift = beta ? beta[group] : 0;
-      for (let o = 0, start = w.first(k); o < w.outer; o++, start += w.stride) applyRun(x, y, start, start + w.inner, m, factor, shift, useRelu, z, round);
+      applyRuns(w, k, x, y, m, factor, shift, useRelu, z, round);
       continue;
     }
     const { run, size } = w;
@@ -335,8 +356,9 @@ function backward(n: Norm, w: Walk): number {
     const first = w.first(k);
     const group = w.group(k);
     if (perStatistic) {
-      for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
-        for (let i = start; i < start + w.inner; i++) {
+      const { runs, length, step, runStride } = w;
+      for (let r = 0, start = first; r < runs; r++, start += runStride) {
+        for (let c = 0, i = start; c < length; c++, i += step) {
           const g = grad(i);
           sumG += g;
           sumGX += g * (x[i] - mu) * inv;
@@ -347,8 +369,8 @@ function backward(n: Norm, w: Walk): number {
       sumDgamma[a] += sumGX;
       const gm = gammaOf(a);
       if (dx) {
-        for (let o = 0, start = first; o < w.outer; o++, start += w.stride) {
-          for (let i = start; i < start + w.inner; i++) {
+        for (let r = 0, start = first; r < runs; r++, start += runStride) {
+          for (let c = 0, i = start; c < length; c++, i += step) {
             const xhat = (x[i] - mu) * inv;
             const g = grad(i); // read before dz and dx are written (either may be dy)
             if (dz) dz[i] = g;
