@@ -37,6 +37,16 @@ class Walk {
   readonly run: number;
   /** values per statistic */
   readonly count: number;
+  /**
+   * A statistic's elements in memory order as `runs` runs of `length` elements `step` apart, run
+   * r from first(k) + r·runStride: `outer` runs of `inner` where inner > 1, else one run of
+   * `outer` elements `stride` apart (NC data: a loop set up per element cost more than its
+   * arithmetic). The same elements in the same order either way.
+   */
+  readonly runs: number;
+  readonly length: number;
+  readonly step: number;
+  readonly runStride: number;
   constructor(s: Float64Array) {
     this.samples = s[Scalar.samples];
     this.outer = s[Scalar.outer];
@@ -46,6 +56,11 @@ class Walk {
     this.size = s[Scalar.affineSize];
     this.run = s[Scalar.affineRun];
     this.count = this.outer * this.inner;
+    const strided = this.inner === 1;
+    this.runs = strided ? 1 : this.outer;
+    this.length = strided ? this.outer : this.inner;
+    this.step = strided ? this.stride : 1;
+    this.runStride = strided ? 0 : this.stride;
   }
   /** elements between one `outer` step and the next of a statistic */
   get stride(): number {
@@ -63,24 +78,6 @@ class Walk {
   /** The first γ/β index of statistic k's elements; element j of a run adds ⌊j / run⌋ mod size. */
   group(k: number): number {
     return ((k % this.stats) % this.groups) * this.size;
-  }
-  /**
-   * A statistic's elements in memory order as `runs` runs of `length` elements `step` apart, run
-   * r from first(k) + r·runStride: `outer` runs of `inner` where inner > 1, else one run of
-   * `outer` elements `stride` apart (NC data: a loop set up per element cost more than its
-   * arithmetic). The same elements in the same order either way.
-   */
-  get runs(): number {
-    return this.inner === 1 ? 1 : this.outer;
-  }
-  get length(): number {
-    return this.inner === 1 ? this.outer : this.inner;
-  }
-  get step(): number {
-    return this.inner === 1 ? this.stride : 1;
-  }
-  get runStride(): number {
-    return this.inner === 1 ? 0 : this.stride;
   }
   /** Whether γ/β are one per statistic (BatchNorm, InstanceNorm): backward's per-statistic form. */
   get affinePerStatistic(): boolean {

@@ -36,6 +36,14 @@ inline Terms gradTerms(const T* dy, const T* x, const T* y, int64_t offset, int6
   return {g, g * (loadDoubleLanes(x + offset, k) - mean)};
 }
 
+// The same of a whole float vector at offset, in float (the float runs' term, float data).
+template <typename T, typename Relu>
+SIMDNORM_INLINE FloatTerms gradTermsFloat(const T* dy, const T* x, const T* y, int64_t offset, VFloat mean, Relu relu) {
+  VFloat g = load<VFloat>(dy + offset);
+  if (relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
+  return {g, g * (load<VFloat>(x + offset) - mean)};
+}
+
 // dx from the coefficients (mean, k, k * dbeta / M, k * dgamma * invStd / M); with dz, g to dz
 // too (dz may be dy: g is read before it is written, and masking twice changes nothing).
 template <typename T, typename Relu, typename Training, typename Dz>
@@ -275,9 +283,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
                            prefetchAhead(x + offset);
                          }
 #endif
-                         VFloat g = load<VFloat>(dy + offset);
-                         if (relu) g = select(load<VFloat>(y + offset) > VFloat{}, g, VFloat{});
-                         return FloatTerms{g, g * (load<VFloat>(x + offset) - load<VFloat>(meanOf + (column - base)))};
+                         return gradTermsFloat(dy, x, y, offset, load<VFloat>(meanOf + (column - base)), relu);
                        },
                        GradSumsOk{});
       } else {
@@ -297,9 +303,7 @@ void backward(const T* dy, const T* x, Geometry g, const T* mean, const T* invSt
         if constexpr (sizeof(T) == 4 && kPlaneGradFloatRuns) {
           const VFloat muF = splat<VFloat>(static_cast<float>(mean[c]));
           accumulate<S>(length, stride, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
-            VFloat g = load<VFloat>(dy + start + i);
-            if (relu) g = select(load<VFloat>(y + start + i) > VFloat{}, g, VFloat{});
-            return FloatTerms{g, g * (load<VFloat>(x + start + i) - muF)};
+            return gradTermsFloat(dy, x, y, start + i, muF, relu);
           }, GradSumsOk{});
         } else {
           accumulate<S>(length, stride, term, sums);

@@ -362,7 +362,7 @@ bool updateFromStatistics(const sn_norm& n, const S* mean, const S* variance, do
                                   n.varScale, (n.flags & SN_FLAG_SKIP_NON_FINITE) != 0);
 }
 
-// In WASM compiled for size (-475 bytes gzipped of the module's budget, wasm/README.md): what it
+// In WASM compiled for size (-378 bytes gzipped of the module's budget, wasm/README.md): what it
 // inlines is the phases' set-up and per-statistic work; the element loops run in parallelFor's
 // tasks and columns.cpp / rows.cpp, functions of their own, optimized for speed.
 #if defined(__wasm__)

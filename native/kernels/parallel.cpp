@@ -72,10 +72,18 @@ void setRequestedThreads(int n) { requested.store(n, std::memory_order_relaxed);
 // drained the tasks, closes the job and waits until every worker that joined has left. Which
 // thread runs which task changes nothing in the result (tasks write disjoint memory).
 constexpr uint32_t kOpen = 0x80000000u;
-// Loads of an atomic a worker that has finished a job, and a caller whose helpers are still in
-// its job, spin before they sleep (memory.atomic.wait): tens of microseconds, about what waking a
+// How many times a worker that has finished a job, and a caller whose helpers are still in its
+// job, check before they sleep (memory.atomic.wait): tens of microseconds, about what waking a
 // sleeping thread takes (the native Pool's kSpinTime; WASM has no clock without a call to JS).
 constexpr int kWasmSpins = 1 << 15;
+// Spins until done() or kWasmSpins checks; returns done().
+template <typename Done>
+bool spinUntil(Done done) {
+  for (int i = 0; i < kWasmSpins; i++) {
+    if (done()) return true;
+  }
+  return done();
+}
 struct WasmPool {
   std::atomic<int32_t> generation{0};
   std::atomic<uint32_t> state{0};  // kOpen while helpers may join, | how many are in the job
@@ -113,8 +121,9 @@ bool wasmRun(int64_t tasks, int helpers, void (*task)(void*, int64_t), void* con
   wasmDrain();
   // Close: no worker joins from here on; wait for those inside (spinning a while first, as the
   // native Pool does: kWasmSpins).
-  uint32_t s = p.state.fetch_and(~kOpen, std::memory_order_seq_cst) & ~kOpen;
-  for (int i = 0; s != 0 && i < kWasmSpins; i++) s = p.state.load(std::memory_order_seq_cst) & ~kOpen;
+  p.state.fetch_and(~kOpen, std::memory_order_seq_cst);
+  uint32_t s = 0;
+  spinUntil([&] { return (s = p.state.load(std::memory_order_seq_cst) & ~kOpen) == 0; });
   const bool canWait = p.mainCanWait.load(std::memory_order_relaxed) != 0;
   while (s != 0) {
     if (canWait) __builtin_wasm_memory_atomic_wait32(word(p.state), static_cast<int32_t>(s), -1);
@@ -153,7 +162,7 @@ inline void cpuRelax() {
 // How long a worker that has finished a job, and a caller whose helpers are still in its job,
 // spin before they sleep: a thread asleep on a condition variable took tens of microseconds to
 // wake (a futex, and on a VM an idle vCPU), as long as the whole of an in-cache job (NC
-// [256,1024] training, 1 MB: two threads took 1.6x one thread's wall time); back-to-back calls
+// [256,1024] training, 1 MB: two threads took 1.4-1.6x one thread's wall time); back-to-back calls
 // (a training loop's layers) find the workers awake. Spinning costs that CPU time after a job.
 constexpr auto kSpinTime = std::chrono::microseconds(100);
 
@@ -279,8 +288,7 @@ void wasmWorkerLoop() {
       }
     }
     // Sleep until the next job is published (after a spin: kWasmSpins).
-    for (int i = 0; i < kWasmSpins && p.generation.load(std::memory_order_seq_cst) == seen; i++) {
-    }
+    spinUntil([&] { return p.generation.load(std::memory_order_seq_cst) != seen; });
     __builtin_wasm_memory_atomic_wait32(word(p.generation), seen, -1);
     seen = p.generation.load(std::memory_order_seq_cst);
   }

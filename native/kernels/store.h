@@ -271,36 +271,31 @@ SIMDNORM_INLINE void applyTile(T* out, const Plan& plan, int64_t c0, int64_t c1,
       }
       return false;
     }();
+    // Rows [row, row + R) at the vector of columns c0 + i (k lanes), its coefficients loaded once.
+    auto rowsAt = [&](auto rowCount, int64_t row, int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
+      Vec<T> p[4];
+      for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
+      for (int64_t s = 0; s < decltype(rowCount)::value; s++) {
+        const int64_t at = (row + s) * period + c0 + i;
+        const Vec<T> v = o(at, k, p);
+        if (k == L) store(out + at, v);
+        else storePartial(out + at, v, k);
+      }
+    };
+    constexpr std::integral_constant<int64_t, kRows> block{};
+    constexpr std::integral_constant<int64_t, 1> one{};
     for (; !rowsAlias && r + kRows <= rows; r += kRows) {
-      T* const y = out + r * period + c0;
-      const int64_t start = r * period + c0;
-      auto rowsAt = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
-        Vec<T> p[4];
-        for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
-        for (int64_t s = 0; s < kRows; s++) {
-          const Vec<T> v = o(start + s * period + i, k, p);
-          if (k == L) store(y + s * period + i, v);
-          else storePartial(y + s * period + i, v, k);
-        }
-      };
       int64_t i = 0;
-      for (; i < whole; i += L) rowsAt(i, L);
-      if (i < n) rowsAt(i, n - i);
+      for (; i < whole; i += L) rowsAt(block, r, i, L);
+      if (i < n) rowsAt(block, r, i, n - i);
     }
     for (; r < rows; r++) {
-      T* const y = out + r * period + c0;
-      const int64_t start = r * period + c0;
-      auto vector = [&](int64_t i, int64_t k) SIMDNORM_LAMBDA_INLINE {
-        Vec<T> p[4];
-        for (int q = 0; q < 4; q++) p[q] = loadLanes(c[q] + i, k);
-        return o(start + i, k, p);
-      };
       int64_t i = 0;
       for (; i + 4 * L <= whole; i += 4 * L) {
-        for (int u = 0; u < 4; u++) store(y + i + u * L, vector(i + u * L, L));
+        for (int u = 0; u < 4; u++) rowsAt(one, r, i + u * L, L);
       }
-      for (; i < whole; i += L) store(y + i, vector(i, L));
-      if (i < n) storePartial(y + i, vector(i, n - i), n - i);
+      for (; i < whole; i += L) rowsAt(one, r, i, L);
+      if (i < n) rowsAt(one, r, i, n - i);
     }
   }
 #endif
