@@ -185,30 +185,22 @@ void columnApply(const T* x, T* y, const Shape& sh, const Columns& c, int64_t t,
     const int64_t start = c.rowStart(sh, n, r);
     const T* xs = x + start;
     T* ys = y + start;
-    withStream(stream && wholeLines(ys, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-      forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
-        VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
-                    loadDoubleLanes(sf + p, k);
-        v = reluIf(relu, v);
-        putLanes<decltype(S)::value>(ys + p, v, k);
-      });
+    forStreamRun<kDoubleLanes>(ys, W, stream, [&](int64_t p, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+      VDouble v = (loadDoubleLanes(xs + p, k) - loadDoubleLanes(m + p, k)) * loadDoubleLanes(sc + p, k) +
+                  loadDoubleLanes(sf + p, k);
+      v = reluIf(relu, v);
+      putLanes<decltype(S)::value>(ys + p, v, k);
     });
   }
 }
 
 
-// out[p] = value(p, k) over a row of W floats (whole vectors, then the last k < lanes); streaming
-// stores where stream holds and the row is whole 64-byte lines.
+// out[p] = value(p, k) over a row of W floats (vectors, k < lanes at a stretch's end); streaming
+// stores where stream holds (forStreamRun).
 template <typename F>
 SIMDNORM_INLINE void writeFloatRow(float* out, int64_t W, bool stream, F value) {
-  constexpr int64_t L = kFloatLanes;
-  withStream(stream && wholeLines(out, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-    int64_t p = 0;
-    for (; p + L <= W; p += L) {
-      if constexpr (decltype(S)::value && kStreamLanes) streamStore(out + p, value(p, L));
-      else store(out + p, value(p, L));
-    }
-    if (p < W) storePartial(out + p, value(p, W - p), W - p);
+  forStreamRun<kFloatLanes>(out, W, stream, [&](int64_t p, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    putVector<decltype(S)::value>(out + p, value(p, k), k);
   });
 }
 
@@ -452,8 +444,7 @@ void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& 
                *sHX = cSumHX + n * W, *cc = cC + n * W;
   for (int64_t r = c.firstRow(t), r1 = c.endRow(sh, t); r < r1; r++) {
     const int64_t start = c.rowStart(sh, n, r);
-    withStream(stream && wholeLines(dx + start, W), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-    forLanes(W, [&](int64_t p, int64_t k) SIMDNORM_LAMBDA_INLINE {
+    forStreamRun<kDoubleLanes>(dx + start, W, stream, [&](int64_t p, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
       const VDouble g = gradOf<T, Relu>(dy, y, start + p, k);
       const VDouble vinv = loadDoubleLanes(inv + p, k);
       const VDouble xh = (loadDoubleLanes(x + start + p, k) - loadDoubleLanes(mu + p, k)) * vinv;
@@ -462,7 +453,6 @@ void columnGrad(const BackwardTensors<T>& args, const Shape& sh, const Columns& 
                                        ((vm * h - loadDoubleLanes(sH + p, k)) - xh * loadDoubleLanes(sHX + p, k))
                                  : h * vinv;
       putLanes<decltype(S)::value>(dx + start + p, v, k);
-    });
     });
   }
 }

@@ -34,28 +34,14 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
       using VF = Vec<float>;
       constexpr int64_t L = lanes<float>();
       const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vs = splat<VF>(fs), vt = splat<VF>(ft);
-      withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-        auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-          VF v = reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt);
-          if (k == L) {
-            if constexpr (decltype(S)::value && kStreamLanes) streamStore(y + j, v);
-            else store(y + j, v);
-          } else {
-            storePartial(y + j, v, k);
-          }
-        };
-        int64_t j = 0;
-        for (; j + L <= length; j += L) body(j, L);
-        if (j < length) body(j, length - j);
+      forStreamRun<L>(y, length, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+        putVector<decltype(S)::value>(y + j, reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt), k);
       });
       return;
     }
   }
-  withStream(stream && wholeLines(y, length), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-    forLanes(length, [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      const VDouble v = reluIf(relu, (loadDoubleLanes(x + j, k) - mu) * scale + shift);
-      putLanes<decltype(S)::value>(y + j, v, k);
-    });
+  forStreamRun<kDoubleLanes>(y, length, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    putLanes<decltype(S)::value>(y + j, reluIf(relu, (loadDoubleLanes(x + j, k) - mu) * scale + shift), k);
   });
 }
 
@@ -70,21 +56,10 @@ SIMDNORM_INLINE void writeElementsFloat(const float* xs, float* ys, int64_t n, c
   using VF = Vec<float>;
   constexpr int64_t L = lanes<float>();
   const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vq = splat<VF>(fq);
-  withStream(stream && wholeLines(ys, n), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-    auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      const VF gv = g ? loadLanes(g + j, k) : splat<VF>(1.0f);
-      const VF bv = b ? loadLanes(b + j, k) : VF{};
-      VF v = reluIf(relu, ((loadLanes(xs + j, k) - vhi) - vlo) * (gv * vq) + bv);
-      if (k == L) {
-        if constexpr (decltype(S)::value && kStreamLanes) streamStore(ys + j, v);
-        else store(ys + j, v);
-      } else {
-        storePartial(ys + j, v, k);
-      }
-    };
-    int64_t j = 0;
-    for (; j + L <= n; j += L) body(j, L);
-    if (j < n) body(j, n - j);
+  forStreamRun<L>(ys, n, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    const VF gv = g ? loadLanes(g + j, k) : splat<VF>(1.0f);
+    const VF bv = b ? loadLanes(b + j, k) : VF{};
+    putVector<decltype(S)::value>(ys + j, reluIf(relu, ((loadLanes(xs + j, k) - vhi) - vlo) * (gv * vq) + bv), k);
   });
 }
 
@@ -123,13 +98,11 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
       const int64_t base = sh.segment(k, o);
       const T* xs = x + base;
       T* ys = y + base;
-      withStream(stream && wholeLines(ys, sh.inner), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-        forLanes(sh.inner, [&](int64_t j, int64_t lanesK) SIMDNORM_LAMBDA_INLINE {
-          const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
-          const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
-          const VDouble v = reluIf(relu, (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv);
-          putLanes<decltype(S)::value>(ys + j, v, lanesK);
-        });
+      forStreamRun<kDoubleLanes>(ys, sh.inner, stream, [&](int64_t j, int64_t lanesK, auto S) SIMDNORM_LAMBDA_INLINE {
+        const VDouble gv = g ? loadDoubleLanes(g + j, lanesK) : splat<VDouble>(1.0);
+        const VDouble bv = b ? loadDoubleLanes(b + j, lanesK) : VDouble{};
+        const VDouble v = reluIf(relu, (loadDoubleLanes(xs + j, lanesK) - mu) * (Divide ? gv / vq : gv * vq) + bv);
+        putLanes<decltype(S)::value>(ys + j, v, lanesK);
       });
     }
     return;

@@ -270,25 +270,18 @@ Sums spanGradSums(const float* dy, const float* x, const float* y, int64_t n, fl
 }
 
 // dx of a span in float: g A - ((x - mean) c3 + c2) (training), else g A; A = γ invStd.
-template <bool Relu, bool Training, bool Stream>
+template <bool Relu, bool Training>
 SIMDNORM_INLINE void spanGradFloat(const float* dy, const float* x, const float* y, int64_t n, float mu, float A,
-                                   float c2, float c3, float* dx) {
+                                   float c2, float c3, float* dx, bool stream) {
   using VF = VFloat;
   constexpr int64_t L = kFloatLanes;
   const VF vmu = splat<VF>(mu), vA = splat<VF>(A), vc2 = splat<VF>(c2), vc3 = splat<VF>(c3);
-  auto value = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+  forStreamRun<L>(dx, n, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
     VF g = loadLanes(dy + j, k);
     if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
-    if constexpr (Training) return mulAdd(g, vA, -mulAdd(loadLanes(x + j, k) - vmu, vc3, vc2));
-    else return g * vA;
-  };
-  int64_t j = 0;
-  for (; j + L <= n; j += L) {
-    const VF v = value(j, L);
-    if constexpr (Stream && kStreamLanes) streamStore(dx + j, v);
-    else store(dx + j, v);
-  }
-  if (j < n) storePartial(dx + j, value(j, n - j), n - j);
+    if constexpr (Training) putVector<decltype(S)::value>(dx + j, mulAdd(g, vA, -mulAdd(loadLanes(x + j, k) - vmu, vc3, vc2)), k);
+    else putVector<decltype(S)::value>(dx + j, g * vA, k);
+  });
 }
 
 // Statistic k on the float groups path; false (nothing written, no partial added) where it must go
@@ -325,11 +318,8 @@ bool groupGradFloat(const float* dy, const float* x, const float* y, const float
     const float A = static_cast<float>((gamma ? static_cast<double>(gamma[group + r % sh.size]) : 1.0) * invD);
     const float* ys = y ? y + at : nullptr;
     const float fc2 = static_cast<float>(c2), fc3 = static_cast<float>(c3);
-    const bool lines = kStreamLanes && stream && wholeLines(dx + at, R);  // (one copy without streaming stores)
-    withStream(lines, [&](auto S) {
-      if (training) spanGradFloat<Relu, true, decltype(S)::value>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-      else spanGradFloat<Relu, false, decltype(S)::value>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at);
-    });
+    if (training) spanGradFloat<Relu, true>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at, stream);
+    else spanGradFloat<Relu, false>(dy + at, x + at, ys, R, mu, A, fc2, fc3, dx + at, stream);
   }
   return true;
 }

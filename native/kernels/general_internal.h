@@ -62,25 +62,10 @@ inline Tasks statisticTasks(const Shape& sh, int64_t cap) {
   return {per, count};
 }
 
-// Streaming (non-temporal) stores for outputs of at least kStreamBytes, as the BatchNorm kernels
-// (parallelRun fences them): only for runs of whole 64-byte lines (64-byte aligned start, length
-// a multiple of 64 bytes), so every vector of the run is whole and no line is written both ways;
-// AVX2 only (the 128-bit float store of four double lanes).
-#if defined(__AVX2__) && defined(__FMA__)
-constexpr bool kStreamLanes = true;
-#else
-constexpr bool kStreamLanes = false;
-#endif
-
+// Streaming stores for outputs of at least kStreamBytes (forStreamRun, store.h).
 template <typename T>
-inline bool streamsOutput(const T* out, int64_t elements) {
-  return kStreamLanes && elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
-         reinterpret_cast<uintptr_t>(out) % 64 == 0;
-}
-// Whether a run of n elements at p can take streaming stores (given the output streams).
-template <typename T>
-inline bool wholeLines(const T* p, int64_t n) {
-  return reinterpret_cast<uintptr_t>(p) % 64 == 0 && (n * static_cast<int64_t>(sizeof(T))) % 64 == 0;
+inline bool streamsOutput(const T*, int64_t elements) {
+  return kStreamLanes && elements * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
 }
 // storeLanesAs, or with Stream a streaming store of a whole vector (k == kDoubleLanes).
 template <bool Stream, typename T>
@@ -94,13 +79,6 @@ SIMDNORM_INLINE void putLanes(T* p, VDouble v, int64_t k) {
   }
 #endif
   storeLanesAs(p, v, k);
-}
-// f(std::bool_constant<stream>); without streaming stores (kStreamLanes false: SSE2, NEON, WASM)
-// only f(false_type) is called, one copy of the loop instead of two identical ones.
-template <typename F>
-SIMDNORM_INLINE void withStream(bool stream, F f) {
-  if (kStreamLanes && stream) f(std::true_type{});
-  else f(std::false_type{});
 }
 
 template <typename T>
@@ -388,7 +366,9 @@ inline bool useFloatRows(const Shape& sh) {
          sh.inner <= kRowsMaxInner;
 }
 // Floats of one per-column float partial array (whole vectors).
-inline int64_t floatRowsPadded(const Shape& sh) { return ceilDiv(sh.inner, kFloatLanes) * kFloatLanes; }
+// (one vector more than whole vectors: forStreamRun's vectors need not start at multiples of the
+// lanes, and the last may reach a vector past the row's end)
+inline int64_t floatRowsPadded(const Shape& sh) { return (ceilDiv(sh.inner, kFloatLanes) + 1) * kFloatLanes; }
 
 // Rows [k0, k1) of a float LayerNorm-shaped backward (useFloatRows), partials to partG/partB;
 // floats: 2 * floatRowsPadded zeroed floats of scratch. Only where kFloatRuns holds.

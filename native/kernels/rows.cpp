@@ -17,12 +17,6 @@ namespace {
 
 constexpr int64_t kRowTaskElements = 32768;  // elements per task (whole rows)
 
-#if defined(__AVX2__) && defined(__FMA__)
-constexpr bool kRowStreams = true;  // streaming stores for y of at least kStreamBytes (AVX2 only)
-#else
-constexpr bool kRowStreams = false;
-#endif
-
 // js.ts's statistic() of one row, operation for operation (in double).
 void plainRow(const float* x, int64_t D, bool rms, double& mean, double& variance) {
   const double count = static_cast<double>(D);
@@ -114,26 +108,18 @@ bool floatRow(const float* x, int64_t D, bool rms, double& mean, double& varianc
 }
 
 // y of a row in float lanes: ((x - hi) - lo) * (γ * q) + β (g: γ, or nullptr for 1; b: β or
-// nullptr for 0).
-template <bool Stream, typename Relu>
+// nullptr for 0); streaming stores with stream (forStreamRun).
+template <typename Relu>
 SIMDNORM_INLINE void applyRowFloat(const float* x, float* y, int64_t D, const float* g, const float* b, float hi,
-                                   float lo, float q, Relu relu) {
+                                   float lo, float q, bool stream, Relu relu) {
   using VF = VFloat;
-  constexpr int64_t L = kFloatLanes;
   const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vq = splat<VF>(q);
-  auto value = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
+  forStreamRun<kFloatLanes>(y, D, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    prefetchAhead(x + j);  // the next rows, while this one is written from L1
     const VF gv = g ? loadLanes(g + j, k) : splat<VF>(1.0f);
     const VF bv = b ? loadLanes(b + j, k) : VF{};
-    return reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * (gv * vq) + bv);
-  };
-  int64_t j = 0;
-  for (; j + L <= D; j += L) {
-    prefetchAhead(x + j);  // the next rows, while this one is written from L1
-    const VF v = value(j, L);
-    if constexpr (Stream && kRowStreams) streamStore(y + j, v);
-    else store(y + j, v);
-  }
-  if (j < D) storePartial(y + j, value(j, D - j), D - j);
+    putVector<decltype(S)::value>(y + j, reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * (gv * vq) + bv), k);
+  });
 }
 
 // y of a row in double (a split or coefficient that is not finite: js.ts's IEEE results).
@@ -164,14 +150,7 @@ void rowsTask(const float* x, float* y, int64_t D, const float* gamma, const flo
     const float hi = static_cast<float>(mu), lo = static_cast<float>(mu - static_cast<double>(hi));
     const float fq = static_cast<float>(inv);
     if (__builtin_isfinite(hi) && __builtin_isfinite(lo) && __builtin_isfinite(fq)) {
-      if constexpr (kRowStreams) {
-        // whole 64-byte lines only: no line of y written both ways
-        if (stream && reinterpret_cast<uintptr_t>(ys) % 64 == 0 && D % 16 == 0) {
-          applyRowFloat<true>(xs, ys, D, g, b, hi, lo, fq, relu);
-          continue;
-        }
-      }
-      applyRowFloat<false>(xs, ys, D, g, b, hi, lo, fq, relu);
+      applyRowFloat(xs, ys, D, g, b, hi, lo, fq, stream, relu);
     } else {
       applyRowDouble(xs, ys, D, g, b, mu, inv, relu);
     }
@@ -195,7 +174,7 @@ int32_t rowsTrainForward(const sn_norm& n) {
   float* mean = static_cast<float*>(n.tensor[SN_SLOT_MEAN]);
   float* invStd = static_cast<float*>(n.tensor[SN_SLOT_INV_STD]);
   const bool rms = (n.flags & SN_FLAG_RMS) != 0, relu = (n.flags & SN_FLAG_RELU) != 0;
-  const bool stream = K * D * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+  const bool stream = kStreamLanes && K * D * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
   const int64_t per = maxOf(1, kRowTaskElements / D), tasks = ceilDiv(K, per);
   parallelFor(tasks, K * D, [&](int64_t t) {
     const int64_t k0 = t * per, k1 = minOf(K, k0 + per);

@@ -83,11 +83,8 @@ void sweepRows(const BackwardTensors<T>& args, int64_t D, int64_t r0, int64_t r1
           storeLanesAs(pg + j, loadDoubleLanes(pg + j, k) + g * xh, k);
         }
       };
-      withStream(stream && wholeLines(dx + base + c0, c1 - c0), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-        int64_t j = c0;
-        for (; j + kDoubleLanes <= c1; j += kDoubleLanes) at(j, kDoubleLanes, S);
-        if (j < c1) at(j, c1 - j, S);
-      });
+      forStreamRun<kDoubleLanes>(dx + base + c0, c1 - c0, stream,
+                                 [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE { at(c0 + j, k, S); });
     }
   }
 }
@@ -220,25 +217,15 @@ void rowGradFloat(const float* dy, const float* x, const float* y, const float* 
   using VF = VFloat;
   constexpr int64_t L = kFloatLanes;
   const VF vmu = splat<VF>(mu), vinv = splat<VF>(inv), vc2 = splat<VF>(c2), vc3 = splat<VF>(c3);
-  withStream(stream && wholeLines(dx, D), [&](auto S) SIMDNORM_LAMBDA_INLINE {
-    auto body = [&](int64_t j, int64_t k) SIMDNORM_LAMBDA_INLINE {
-      VF g = loadLanes(dy + j, k);
-      if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
-      const VF h = g0 ? g * loadLanes(g0 + j, k) : g;
-      const VF xm = loadLanes(x + j, k) - vmu;
-      const VF v = Training ? mulAdd(h, vinv, -mulAdd(xm, vc3, vc2)) : h * vinv;
-      if (k == L) {
-        if constexpr (decltype(S)::value && kStreamLanes) streamStore(dx + j, v);
-        else store(dx + j, v);
-      } else {
-        storePartial(dx + j, v, k);
-      }
-      store(run.g + j, load<VF>(run.g + j) + g);  // lanes past k: g = 0
-      store(run.gx + j, load<VF>(run.gx + j) + g * (xm * vinv));
-    };
-    int64_t j = 0;
-    for (; j + L <= D; j += L) body(j, L);
-    if (j < D) body(j, D - j);
+  forStreamRun<L>(dx, D, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    VF g = loadLanes(dy + j, k);
+    if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
+    const VF h = g0 ? g * loadLanes(g0 + j, k) : g;
+    const VF xm = loadLanes(x + j, k) - vmu;
+    putVector<decltype(S)::value>(dx + j, Training ? mulAdd(h, vinv, -mulAdd(xm, vc3, vc2)) : h * vinv, k);
+    // lanes past k: g = 0 (a vector may reach past D, into the padding: floatRowsPadded)
+    store(run.g + j, load<VF>(run.g + j) + g);
+    store(run.gx + j, load<VF>(run.gx + j) + g * (xm * vinv));
   });
 }
 

@@ -640,9 +640,16 @@ std::vector<Desc> descriptors() {
   v.push_back(layerNorm(70, 300, true));
   v.push_back(layerNorm(2, 20000));
   v.push_back(layerNorm(3, 16390, true));
-  // outputs of at least 8 MB in float: streaming stores (rows of whole 64-byte lines)
+  // outputs of at least 8 MB in float: streaming stores, on the whole 64-byte lines of each run
+  // and plain stores at its ends (rows of 1027 values: every row starts at another offset in
+  // its line; a run shorter than a line)
   v.push_back(layerNorm(2100, 1024));
+  v.push_back(layerNorm(2050, 1027));
+  v.push_back(layerNorm(2, 1100000));
   v.push_back(groupNormLast(2, 64, 16400, 8));
+  v.push_back(groupNormFirst(3, 33, 21001, 3));
+  v.push_back(groupNormFirst(2, 4, 270000, 2));
+  v.push_back(instanceFirst(2, 130000, 9));
   return v;
 }
 
