@@ -262,6 +262,8 @@ Sums spanGradSums(const float* dy, const float* x, const float* y, int64_t n, fl
     return Terms{g, g * (loadDoubleLanes(x + i, k) - muD)};
   };
   accumulate(n, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+    prefetchAhead(dy + i);  // as rowGradSums
+    prefetchAhead(x + i);
     VFloat g = load<VFloat>(dy + i);
     if (masks<Relu>(y)) g = select(load<VFloat>(y + i) > VFloat{}, g, VFloat{});
     return FloatTerms{g, g * (load<VFloat>(x + i) - mu)};

@@ -195,6 +195,8 @@ Sums rowGradSums(const float* dy, const float* x, const float* y, const float* g
     return Terms{h, h * (loadDoubleLanes(x + i, k) - muD)};
   };
   accumulate(D, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+    prefetchAhead(dy + i);
+    prefetchAhead(x + i);
     VFloat g = load<VFloat>(dy + i);
     if (masks<Relu>(y)) g = (VFloat)((VFloatMask)g & (VFloatMask)(load<VFloat>(y + i) > VFloat{}));
     const VFloat h = g0 ? g * load<VFloat>(g0 + i) : g;
