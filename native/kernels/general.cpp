@@ -24,7 +24,7 @@ namespace {
 
 template <typename T, typename Relu>
 SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDouble scale, VDouble shift,
-                               bool stream, Relu relu) {
+                               bool stream, bool ahead, Relu relu) {
   if constexpr (sizeof(T) == 4) {
     // Float data in float lanes (as writeElementsFloat, one scale and shift for the span).
     const double mean = mu[0];
@@ -35,6 +35,7 @@ SIMDNORM_INLINE void writeSpan(const T* x, T* y, int64_t length, VDouble mu, VDo
       constexpr int64_t L = lanes<float>();
       const VF vhi = splat<VF>(hi), vlo = splat<VF>(lo), vs = splat<VF>(fs), vt = splat<VF>(ft);
       forStreamRun<L>(y, length, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+        if (ahead) prefetchAhead(x + j);  // the next statistic's values, while this one is written
         putVector<decltype(S)::value>(y + j, reluIf(relu, ((loadLanes(x + j, k) - vhi) - vlo) * vs + vt), k);
       });
       return;
@@ -70,12 +71,15 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
   const VDouble mu = splat<VDouble>(mean), vq = splat<VDouble>(q);
   auto coefficient = [&](double g) { return Divide ? g / q : g * q; };
   const bool varies = (gamma != nullptr || beta != nullptr) && sh.varies();
+  // A statistic of one segment (GroupNorm, InstanceNorm channels-first): statistics lie end to
+  // end, and the span's writes read the next one's values ahead (natively, out of cache: readsAhead).
+  const bool ahead = sh.outer == 1 && readsAhead(sh.K * sh.M * static_cast<int64_t>(sizeof(T)));
   if (!varies) {
     const VDouble scale = splat<VDouble>(coefficient(gamma ? static_cast<double>(gamma[group]) : 1.0));
     const VDouble shift = splat<VDouble>(beta ? static_cast<double>(beta[group]) : 0.0);
     for (int64_t o = 0; o < sh.outer; o++) {
       const int64_t base = sh.segment(k, o);
-      writeSpan(x + base, y + base, sh.inner, mu, scale, shift, stream, relu);
+      writeSpan(x + base, y + base, sh.inner, mu, scale, shift, stream, ahead, relu);
     }
     return;
   }
@@ -121,7 +125,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
         }
       } else {
         writeSpan(x + base + j0, y + base + j0, length, mu, splat<VDouble>(scale), splat<VDouble>(shift), stream,
-                  relu);
+                  ahead, relu);
       }
     }
   }

@@ -194,6 +194,8 @@ Sums blockSums(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, int
                double& n) {
   Sums sums;
   n = 0;
+  // one segment per statistic (statistics end to end): read ahead, natively, out of cache
+  const bool ahead = sh.outer == 1 && readsAhead(sh.K * sh.M * static_cast<int64_t>(sizeof(T)));
   blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
     n += static_cast<double>(length);
     const T* p = x + start;
@@ -205,6 +207,7 @@ Sums blockSums(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, int
       if (useFloat) {
         const float shiftF = static_cast<float>(shift);  // a value of x (or 0): exact
         accumulate(length, 0, term, sums, [&](int64_t i) SIMDNORM_LAMBDA_INLINE {
+          if (ahead) prefetchAhead(p + i);
           const VFloat d = load<VFloat>(p + i) - shiftF;
           return FloatTerms{d, d * d};
         }, FloatSquaresOk{});
