@@ -281,8 +281,11 @@ SIMDNORM_INLINE void spanGradFloat(const float* dy, const float* x, const float*
   forStreamRun<L>(dx, n, stream, [&](int64_t j, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
     VF g = loadLanes(dy + j, k);
     if (masks<Relu>(y)) g = select(loadLanes(y + j, k) > VF{}, g, VF{});
-    if constexpr (Training) putVector<decltype(S)::value>(dx + j, mulAdd(g, vA, -mulAdd(loadLanes(x + j, k) - vmu, vc3, vc2)), k);
-    else putVector<decltype(S)::value>(dx + j, g * vA, k);
+    if constexpr (Training) {
+      putVector<decltype(S)::value>(dx + j, mulAdd(g, vA, -mulAdd(loadLanes(x + j, k) - vmu, vc3, vc2)), k);
+    } else {
+      putVector<decltype(S)::value>(dx + j, g * vA, k);
+    }
   });
 }
 
