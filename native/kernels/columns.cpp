@@ -288,49 +288,20 @@ bool floatCoefficients(const double* m, const double* s, const double* t, int64_
 }
 
 // y of `count` elements of whole rows (W columns) from x, y in float lanes as columnApplyFloat
-// (the same operations per element), as one run: with stream, the 64-byte lines wholly inside
-// it go out with streaming stores whatever the alignment of y (columnApplyFloat's rows of whole
-// lines need y 64-byte aligned, which a JS array's data need not be), the rest with plain stores.
+// (the same operations per element), as one run (forStreamRun: with stream, the 64-byte lines
+// wholly inside it go out with streaming stores, the rest with plain stores).
 template <typename Relu>
 SIMDNORM_INLINE void applyFloatRun(const float* x, float* y, int64_t count, int64_t W, const FloatCoefficients& f,
                                    bool stream, Relu relu) {
-  constexpr int64_t L = kFloatLanes, line = 64 / sizeof(float);
   const float *hi = f.hi, *lo = f.lo, *sc = f.sc, *sf = f.sf;
-  int64_t i = 0, p = 0;  // element i of the run, in column p
-  auto value = [&](int64_t k) SIMDNORM_LAMBDA_INLINE {
-    return reluIf(relu, ((loadLanes(x + i, k) - loadLanes(hi + p, k)) - loadLanes(lo + p, k)) * loadLanes(sc + p, k) +
-                            loadLanes(sf + p, k));
-  };
-  auto step = [&](int64_t k) SIMDNORM_LAMBDA_INLINE {
-    i += k;
+  int64_t p = 0;  // the column of the run's next vector
+  forStreamRun<kFloatLanes>(y, count, stream, [&](int64_t i, int64_t k, auto S) SIMDNORM_LAMBDA_INLINE {
+    const VFloat v = ((loadLanes(x + i, k) - loadLanes(hi + p, k)) - loadLanes(lo + p, k)) * loadLanes(sc + p, k) +
+                     loadLanes(sf + p, k);
+    putVector<decltype(S)::value>(y + i, reluIf(relu, v), k);
     p += k;
     while (p >= W) p -= W;  // (W may be less than a vector)
-  };
-  auto plain = [&](int64_t end) SIMDNORM_LAMBDA_INLINE {
-    while (i + L <= end) {
-      store(y + i, value(L));
-      step(L);
-    }
-    if (i < end) {
-      const int64_t k = end - i;
-      storePartial(y + i, value(k), k);
-      step(k);
-    }
-  };
-  if (kStreamLanes && stream) {
-    const int64_t head = minOf(count, static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(y) % 64) % 64 / sizeof(float)));
-    if (reinterpret_cast<uintptr_t>(y) % sizeof(float) == 0) {
-      plain(head);
-      const int64_t lines = i + (count - i) / line * line;
-      while (i < lines) {
-        for (int64_t v = 0; v < line; v += L) {
-          streamStore(y + i, value(L));
-          step(L);
-        }
-      }
-    }
-  }
-  plain(count);
+  });
 }
 
 // y of sample n (its coefficients at [n * W + p]; f: scratch for their float copies) in float

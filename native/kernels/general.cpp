@@ -71,9 +71,7 @@ void applyStatistic(const T* x, T* y, const Shape& sh, int64_t k, double mean, d
   const VDouble mu = splat<VDouble>(mean), vq = splat<VDouble>(q);
   auto coefficient = [&](double g) { return Divide ? g / q : g * q; };
   const bool varies = (gamma != nullptr || beta != nullptr) && sh.varies();
-  // A statistic of one segment (GroupNorm, InstanceNorm channels-first): statistics lie end to
-  // end, and the span's writes read the next one's values ahead (natively, out of cache: readsAhead).
-  const bool ahead = sh.outer == 1 && readsAhead(sh.K * sh.M * static_cast<int64_t>(sizeof(T)));
+  const bool ahead = readsStatisticsAhead<T>(sh);  // the writes read the next statistic's values ahead
   if (!varies) {
     const VDouble scale = splat<VDouble>(coefficient(gamma ? static_cast<double>(gamma[group]) : 1.0));
     const VDouble shift = splat<VDouble>(beta ? static_cast<double>(beta[group]) : 0.0);

@@ -186,6 +186,14 @@ void finishStatistic(const T* x, const Shape& sh, int64_t k, bool rms, const Mom
   variance = total.m2 / count;
 }
 
+// Whether passes over a statistic read the next one's values ahead (prefetchAhead): where each is
+// one segment (GroupNorm, InstanceNorm channels-first: statistics end to end), natively, out of
+// cache (readsAhead).
+template <typename T>
+inline bool readsStatisticsAhead(const Shape& sh) {
+  return sh.outer == 1 && readsAhead(sh.K * sh.M * static_cast<int64_t>(sizeof(T)));
+}
+
 // Shifted sums of block b of statistic k (shift: see statistic), in double; float data in float
 // over runs of kFloatRun values per lane first where that is accurate (reduce.h's accumulate with
 // FloatSquaresOk, as the BatchNorm kernels' blockMoments; useFloat false: in double throughout).
@@ -194,8 +202,7 @@ Sums blockSums(const T* x, const Shape& sh, const Blocks& blocks, int64_t k, int
                double& n) {
   Sums sums;
   n = 0;
-  // one segment per statistic (statistics end to end): read ahead, natively, out of cache
-  const bool ahead = sh.outer == 1 && readsAhead(sh.K * sh.M * static_cast<int64_t>(sizeof(T)));
+  const bool ahead = readsStatisticsAhead<T>(sh);
   blocks.forEachSpan(sh, k, b, [&](int64_t start, int64_t length) {
     n += static_cast<double>(length);
     const T* p = x + start;

@@ -25,6 +25,20 @@ SIMDNORM_INLINE int64_t writePlain(T* dst, int64_t start, int64_t i, int64_t end
   return end;
 }
 
+// The whole 64-byte lines of the run p[0, n), elements [begin, end); {0, 0} where there are none
+// (less than a line inside the run, or p not aligned to its elements).
+struct Lines {
+  int64_t begin, end;
+};
+template <typename T>
+SIMDNORM_INLINE Lines wholeLinesOf(const T* p, int64_t n) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  const int64_t begin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
+  if (address % sizeof(T) != 0 || begin + kLine > n) return {0, 0};
+  return {begin, begin + (n - begin) / kLine * kLine};
+}
+
 // The stores of one run out[start, start + n): plain ones at the ends and, with stream,
 // streaming ones for the whole 64-byte lines between (a line written partly both ways is slow).
 // The vectors lie on a fixed grid: from 0, from streamBegin and from streamEnd, each range ending
@@ -38,14 +52,10 @@ struct RunWriter {
   int64_t start, n, streamBegin = 0, streamEnd = 0;
 
   RunWriter(T* out, int64_t start_, int64_t n_, bool stream) : dst(out + start_), start(start_), n(n_) {
-    constexpr int64_t kLine = 64 / sizeof(T);
-    const uintptr_t address = reinterpret_cast<uintptr_t>(dst);
-    if (kCanStream && stream && address % sizeof(T) == 0) {
-      const int64_t begin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
-      if (begin + kLine <= n) {
-        streamBegin = begin;
-        streamEnd = begin + (n - begin) / kLine * kLine;
-      }
+    if (kCanStream && stream) {
+      const Lines s = wholeLinesOf(dst, n);
+      streamBegin = s.begin;
+      streamEnd = s.end;
     }
   }
   // The last grid point at or before x (0 <= x).
@@ -97,13 +107,9 @@ SIMDNORM_INLINE void forStreamRun(T* p, int64_t n, bool stream, Body body) {
     j = end;
   };
   if constexpr (kStreamLanes) {
-    constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
-    const uintptr_t address = reinterpret_cast<uintptr_t>(p);
-    const int64_t begin = static_cast<int64_t>((64 - address % 64) % 64 / sizeof(T));
-    if (stream && address % sizeof(T) == 0 && begin + kLine <= n) {
-      const int64_t end = begin + (n - begin) / kLine * kLine;
-      plain(begin);
-      for (; j < end; j += L) body(j, L, std::true_type{});
+    if (const Lines s = stream ? wholeLinesOf(p, n) : Lines{0, 0}; s.end > s.begin) {
+      plain(s.begin);
+      for (; j < s.end; j += L) body(j, L, std::true_type{});
     }
   }
   plain(n);
